@@ -1,0 +1,42 @@
+//! The settings the domain needs. The server builds this from the environment.
+
+use chrono::Duration;
+
+/// Domain settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `iss` of access tokens (the public base URL).
+    pub issuer: String,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Access-token lifetime (≤ 5 minutes).
+    pub access_ttl: Duration,
+    /// Refresh-token / session lifetime (≥ access lifetime + 15 minutes).
+    pub refresh_ttl: Duration,
+    /// Password-reset token lifetime.
+    pub reset_ttl: Duration,
+    /// Consecutive failures that lock an account.
+    pub lockout_attempts: i32,
+    /// How long a lock lasts.
+    pub lockout_duration: Duration,
+    /// Base URL for links in mail (`EMAIL_BASE_URL`), without a trailing slash.
+    pub email_base_url: String,
+    /// Product name shown in mail.
+    pub product_name: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".to_owned(),
+            audience: "porteiro".to_owned(),
+            access_ttl: Duration::minutes(5),
+            refresh_ttl: Duration::days(7),
+            reset_ttl: Duration::minutes(30),
+            lockout_attempts: 5,
+            lockout_duration: Duration::minutes(5),
+            email_base_url: "http://127.0.0.1:8080".to_owned(),
+            product_name: "Porteiro".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Small, well-reviewed primitives from aws-lc-rs: CSPRNG, SHA-256, AES-256-GCM, constant-time
+//! comparison. Nothing here is hand-rolled cryptography; it only gives the rest of the crate one
+//! place to get randomness and sealing from.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Fills a buffer from the operating system's CSPRNG.
+///
+/// # Panics
+/// Only if the OS randomness source fails, in which case no secret can be made safely.
+#[must_use]
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    aws_lc_rs::rand::fill(&mut buf).expect("invariant: the OS CSPRNG is available");
+    buf
+}
+
+/// `N` random bytes, base64url without padding.
+#[must_use]
+pub fn random_token<const N: usize>() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<N>())
+}
+
+/// SHA-256 of a token, hex-encoded: how tokens and codes are stored and looked up.
+///
+/// Tokens carry ≥ 144 bits of entropy, so a fast hash suffices; only a slow hash protects
+/// low-entropy secrets such as passwords.
+#[must_use]
+pub fn token_hash(token: &str) -> String {
+    let d = digest::digest(&digest::SHA256, token.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Constant-time equality of two byte strings.
+#[must_use]
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// A 256-bit key that seals data at rest with AES-256-GCM.
+pub struct MasterKey(LessSafeKey);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+/// Sealing or opening failed (wrong key, or tampered data).
+#[derive(Debug, thiserror::Error)]
+#[error("sealed data could not be opened: wrong master key or corrupted data")]
+pub struct SealError;
+
+impl MasterKey {
+    /// Wraps 32 key bytes.
+    ///
+    /// # Errors
+    /// When the slice is not 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SealError> {
+        let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError)?;
+        Ok(Self(LessSafeKey::new(key)))
+    }
+
+    /// Encrypts `plaintext`, binding it to `context` (associated data). Output: nonce ‖ ciphertext ‖ tag.
+    #[must_use]
+    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let nonce_bytes = random_bytes::<NONCE_LEN>();
+        let mut out = plaintext.to_vec();
+        self.0
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(context), &mut out)
+            .expect("invariant: AES-GCM sealing of an in-memory buffer cannot fail");
+        let mut sealed = nonce_bytes.to_vec();
+        sealed.extend_from_slice(&out);
+        sealed
+    }
+
+    /// Decrypts what [`MasterKey::seal`] produced with the same `context`.
+    ///
+    /// # Errors
+    /// When the key or context differ, or the data was altered.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(SealError);
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError)?;
+        let mut buf = body.to_vec();
+        let plain = self.0.open_in_place(nonce, Aad::from(context), &mut buf).map_err(|_| SealError)?;
+        Ok(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_data_opens_only_with_the_same_key_and_context() {
+        let key = MasterKey::from_bytes(&random_bytes::<32>()).expect("32 bytes");
+        let sealed = key.seal(b"kid-1", b"secret");
+        assert_eq!(key.open(b"kid-1", &sealed).expect("opens"), b"secret");
+        assert!(key.open(b"kid-2", &sealed).is_err());
+        let other = MasterKey::from_bytes(&random_bytes::<32>()).expect("32 bytes");
+        assert!(other.open(b"kid-1", &sealed).is_err());
+    }
+
+    #[test]
+    fn tokens_are_random_and_hash_deterministically() {
+        let a = random_token::<32>();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token::<32>());
+        assert_eq!(token_hash(&a), token_hash(&a));
+        assert_eq!(token_hash("abc").len(), 64);
+    }
+}

@@ -1,0 +1,15 @@
+//! Domain newtypes and records. Parsing happens once, at the edge: a value of these types is valid.
+
+pub mod device;
+pub mod email;
+pub mod names;
+pub mod password;
+pub mod session;
+pub mod user;
+pub mod username;
+
+pub use email::Email;
+pub use password::{PasswordIssue, Strength, StrengthLevel};
+pub use session::{NewSession, Session, SessionAuthState};
+pub use user::{NewUser, ProfileUpdate, User, UserId};
+pub use username::Username;

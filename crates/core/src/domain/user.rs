@@ -1,0 +1,93 @@
+//! User accounts.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A user's identifier.
+pub type UserId = Uuid;
+
+/// A stored account. `password_hash` never leaves the domain: web views are built without it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// Identifier.
+    pub id: UserId,
+    /// Display form of the username (unique case-insensitively).
+    pub username: String,
+    /// Lower-cased email (unique).
+    pub email: String,
+    /// Optional first name.
+    pub first_name: Option<String>,
+    /// Optional last name.
+    pub last_name: Option<String>,
+    /// PHC string (Argon2id) or bcrypt `$2b$` string.
+    pub password_hash: String,
+    /// False when an administrator disabled the account.
+    pub is_active: bool,
+    /// Administrators may list users, unlock accounts and act on any account.
+    pub is_admin: bool,
+    /// Whether the primary email has been verified.
+    pub email_verified: bool,
+    /// Consecutive failed sign-ins since the last success or unlock.
+    pub failed_login_attempts: i32,
+    /// While in the future, sign-in is refused.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// Preferred language for mail (`en` or `pt-BR`).
+    pub locale: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last modification time.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    /// Whether the account is locked at `now`.
+    #[must_use]
+    pub fn is_locked(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash stays out of logs and panics.
+        f.debug_struct("User").field("id", &self.id).field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// What the store needs to create an account.
+#[derive(Clone)]
+pub struct NewUser {
+    /// Identifier, chosen by the caller.
+    pub id: UserId,
+    /// Validated username.
+    pub username: String,
+    /// Case-folded username for uniqueness.
+    pub username_key: String,
+    /// Validated, lower-cased email.
+    pub email: String,
+    /// Optional first name.
+    pub first_name: Option<String>,
+    /// Optional last name.
+    pub last_name: Option<String>,
+    /// Already-hashed password.
+    pub password_hash: String,
+    /// Administrator flag.
+    pub is_admin: bool,
+    /// Preferred language.
+    pub locale: String,
+    /// Creation time.
+    pub now: DateTime<Utc>,
+}
+
+/// Profile fields a user may change about themselves.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileUpdate {
+    /// New first name (`Some(None)` clears it).
+    pub first_name: Option<Option<String>>,
+    /// New last name (`Some(None)` clears it).
+    pub last_name: Option<Option<String>>,
+    /// New preferred language.
+    pub locale: Option<String>,
+    /// New active flag (administrators only).
+    pub is_active: Option<bool>,
+}

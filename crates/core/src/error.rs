@@ -1,0 +1,86 @@
+//! The domain error: outcomes a caller must handle, not implementation details.
+//!
+//! Each variant is a *domain outcome*. The web layer maps them to HTTP in exactly one place
+//! (`porteiro_web::error`). Unknown user and wrong password are the same variant on purpose.
+
+use crate::domain::password::PasswordIssue;
+use crate::store::StoreError;
+
+/// Result alias for the domain.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A field-level validation failure with a stable machine code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The request field at fault (`email`, `username`, ...).
+    pub field: &'static str,
+    /// Stable snake_case code (`invalid_email`, `invalid_username`, ...).
+    pub code: &'static str,
+    /// Human-readable explanation, in English.
+    pub message: String,
+}
+
+/// Everything that can go wrong in a flow.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Unknown identifier, wrong password, locked or disabled account: indistinguishable.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The current password given to confirm a change is wrong.
+    #[error("current password is incorrect")]
+    IncorrectPassword,
+    /// Password was right but the account is disabled by an administrator.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// A bearer access token is missing, malformed, expired, revoked or not ours.
+    #[error("invalid or expired access token")]
+    InvalidAccessToken,
+    /// A refresh token is unknown, expired, spent or revoked.
+    #[error("invalid or expired refresh token")]
+    InvalidRefreshToken,
+    /// A password-reset token is unknown, expired, spent or for someone else.
+    #[error("invalid or expired reset token")]
+    InvalidResetToken,
+    /// Input failed validation.
+    #[error("{}", .0.message)]
+    Validation(FieldError),
+    /// The new password does not meet the policy.
+    #[error("password does not meet the policy")]
+    WeakPassword(Vec<PasswordIssue>),
+    /// A unique field is already taken.
+    #[error("{field} is already taken")]
+    Conflict {
+        /// `username` or `email`.
+        field: &'static str,
+    },
+    /// The caller is authenticated but not allowed to do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// The target does not exist (or is not visible to the caller).
+    #[error("not found")]
+    NotFound,
+    /// The password-hashing pool is saturated; retry shortly.
+    #[error("server busy")]
+    Overloaded,
+    /// Anything unexpected. Details are logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// Shorthand for a validation error.
+    #[must_use]
+    pub fn validation(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation(FieldError { field, code, message: message.into() })
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Conflict { field } => Self::Conflict { field },
+            StoreError::Backend(e) => Self::Internal(e),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Administration: listing users, unlocking, deleting, and the first administrator.
+
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::domain::User;
+use crate::error::Error;
+use crate::flows::registration::Registration;
+use crate::service::{Auth, Principal};
+
+/// A page of users.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    /// Users on this page.
+    pub users: Vec<User>,
+    /// Total number of users.
+    pub total: u64,
+    /// 1-based page number.
+    pub page: u64,
+    /// Page size.
+    pub per_page: u64,
+}
+
+/// The largest page an administrator may request.
+pub const MAX_PER_PAGE: u64 = 100;
+
+impl Auth {
+    /// Lists users (administrators only).
+    ///
+    /// # Errors
+    /// `Forbidden`, `Validation`.
+    pub async fn list_users(&self, principal: &Principal, page: u64, per_page: u64) -> Result<UserPage, Error> {
+        principal.ensure_admin()?;
+        self.users_page(page, per_page).await
+    }
+
+    /// Lists users without a caller (CLI).
+    ///
+    /// # Errors
+    /// `Validation` for an out-of-range page.
+    pub async fn users_page(&self, page: u64, per_page: u64) -> Result<UserPage, Error> {
+        if page == 0 || !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(Error::validation("page", "invalid_pagination", "page starts at 1; per_page is 1 to 100."));
+        }
+        let offset = (page - 1).saturating_mul(per_page);
+        let (users, total) = self.store.list_users(offset, per_page).await?;
+        Ok(UserPage { users, total, page, per_page })
+    }
+
+    /// Deletes an account (administrators only; not oneself).
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `Validation`.
+    pub async fn delete_user(&self, principal: &Principal, user_id: Uuid) -> Result<(), Error> {
+        principal.ensure_admin()?;
+        if principal.user_id == user_id {
+            return Err(Error::validation("id", "cannot_delete_self", "You cannot delete your own account."));
+        }
+        let sessions = self.store.delete_user(user_id).await?.ok_or(Error::NotFound)?;
+        self.sessions_revoked(&sessions).await;
+        tracing::info!(%user_id, by = %principal.user_id, "account deleted");
+        Ok(())
+    }
+
+    /// Clears the lock of an account found by id, username or email.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn unlock(&self, identifier: &str) -> Result<User, Error> {
+        let user = self.find_user(identifier).await?.ok_or(Error::NotFound)?;
+        self.store.unlock_user(user.id, self.now()).await?;
+        tracing::info!(user_id = %user.id, "account unlocked");
+        self.store.user_by_id(user.id).await?.ok_or(Error::NotFound)
+    }
+
+    /// Unlocks as an administrator.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`.
+    pub async fn unlock_as(&self, principal: &Principal, identifier: &str) -> Result<User, Error> {
+        principal.ensure_admin()?;
+        self.unlock(identifier).await
+    }
+
+    /// Finds a user by id, username or email.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn find_user(&self, identifier: &str) -> Result<Option<User>, Error> {
+        let identifier = identifier.trim();
+        if let Ok(id) = Uuid::parse_str(identifier) {
+            return Ok(self.store.user_by_id(id).await?);
+        }
+        Ok(self.store.user_by_login(&identifier.to_lowercase()).await?)
+    }
+
+    /// Creates the first administrator when the database has no users. Returns the password when
+    /// it was generated (to be printed once), `None` when one was given or users already exist.
+    ///
+    /// # Errors
+    /// `Validation`/`WeakPassword` for bad `ADMIN_*` values.
+    pub async fn ensure_first_admin(
+        &self,
+        email: &str,
+        username: &str,
+        password: Option<SecretString>,
+        name: Option<&str>,
+    ) -> Result<Option<(User, Option<String>)>, Error> {
+        if self.store.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let (password, generated) = match password {
+            Some(p) => (p, None),
+            None => {
+                // 18 random bytes → 24 base64url characters; make sure letters and digits appear.
+                let pw = format!("{}-7a", crate::crypto::random_token::<18>());
+                (SecretString::from(pw.clone()), Some(pw))
+            }
+        };
+        let (first_name, last_name) = match name.map(str::trim).and_then(|n| n.split_once(' ')) {
+            Some((f, l)) => (Some(f.to_owned()), Some(l.trim().to_owned())),
+            None => (name.map(ToOwned::to_owned), None),
+        };
+        let user = self
+            .register(Registration {
+                username: username.to_owned(),
+                email: email.to_owned(),
+                password,
+                confirm_password: None,
+                first_name,
+                last_name,
+                locale: None,
+                is_admin: true,
+            })
+            .await?;
+        Ok(Some((user, generated)))
+    }
+}

@@ -1,0 +1,83 @@
+//! Sessions as devices (seed 004 `/api/auth/devices`): list, inspect, rename, revoke.
+//!
+//! Users only ever see and touch their own sessions; a foreign id is answered as not found.
+
+use uuid::Uuid;
+
+use crate::domain::Session;
+use crate::error::Error;
+use crate::service::{Auth, Principal};
+
+/// A session as shown to its owner.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The session.
+    pub session: Session,
+    /// Whether it is the session making the request.
+    pub is_current: bool,
+}
+
+impl Auth {
+    /// The caller's active sessions.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn devices(&self, principal: &Principal) -> Result<Vec<Device>, Error> {
+        let sessions = self.store.list_active_sessions(principal.user_id, self.now()).await?;
+        Ok(sessions.into_iter().map(|s| Device { is_current: s.id == principal.session_id, session: s }).collect())
+    }
+
+    /// One of the caller's active sessions.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn device(&self, principal: &Principal, id: Uuid) -> Result<Device, Error> {
+        let now = self.now();
+        let session = self
+            .store
+            .session_by_id(id)
+            .await?
+            .filter(|s| s.user_id == principal.user_id && s.is_active(now))
+            .ok_or(Error::NotFound)?;
+        Ok(Device { is_current: session.id == principal.session_id, session })
+    }
+
+    /// Renames one of the caller's sessions (1–64 printable characters).
+    ///
+    /// # Errors
+    /// `Validation`, `NotFound`.
+    pub async fn rename_device(&self, principal: &Principal, id: Uuid, name: &str) -> Result<Device, Error> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(Error::validation("device_name", "invalid_device_name", "Device names have 1 to 64 printable characters."));
+        }
+        let session = self.store.rename_session(principal.user_id, id, name, self.now()).await?.ok_or(Error::NotFound)?;
+        Ok(Device { is_current: session.id == principal.session_id, session })
+    }
+
+    /// Revokes one of the caller's sessions.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn revoke_device(&self, principal: &Principal, id: Uuid) -> Result<(), Error> {
+        if !self.store.revoke_session(principal.user_id, id, self.now()).await? {
+            return Err(Error::NotFound);
+        }
+        self.sessions_revoked(&[id]).await;
+        tracing::info!(user_id = %principal.user_id, session_id = %id, "session revoked");
+        Ok(())
+    }
+
+    /// Revokes every session of `user_id` (the caller's own included). Returns how many.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`.
+    pub async fn revoke_all(&self, principal: &Principal, user_id: Uuid) -> Result<usize, Error> {
+        principal.ensure_self_or_admin(user_id)?;
+        self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)?;
+        let revoked = self.store.revoke_all_sessions(user_id, None, self.now()).await?;
+        self.sessions_revoked(&revoked).await;
+        tracing::info!(%user_id, by = %principal.user_id, count = revoked.len(), "all sessions revoked");
+        Ok(revoked.len())
+    }
+}

@@ -1,0 +1,228 @@
+//! Sign-in, refresh-token rotation and access-token authentication.
+//!
+//! Sign-in always runs one password verification, against the account's hash or a dummy one, so
+//! unknown identifiers, locked accounts and wrong passwords take the same time and give the same
+//! [`Error::InvalidCredentials`]. A locked account is refused even with the right password and
+//! failures during a lock do not extend it.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::crypto::{random_token, token_hash};
+use crate::domain::device::{clamp_user_agent, describe};
+use crate::domain::session::{NewRefreshToken, RotateOutcome};
+use crate::domain::{NewSession, User};
+use crate::error::Error;
+use crate::service::{Auth, Authenticated, ClientContext, Principal};
+
+/// Refresh tokens are 32 random bytes, base64url: 43 characters.
+const REFRESH_TOKEN_LEN: usize = 43;
+
+pub(crate) fn looks_like_token(token: &str, len: usize) -> bool {
+    token.len() == len && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Auth {
+    /// Signs in with a username or email and a password, creating a session.
+    ///
+    /// # Errors
+    /// `InvalidCredentials` (unknown, wrong, locked), `AccountDisabled` (right password, disabled
+    /// account), `Validation` (empty identifier), `Overloaded`.
+    pub async fn login(&self, identifier: &str, password: &SecretString, ctx: &ClientContext) -> Result<Authenticated, Error> {
+        let login = identifier.trim().to_lowercase();
+        if login.is_empty() || login.len() > 254 {
+            return Err(Error::validation("login", "invalid_login", "Enter your username or email."));
+        }
+        let user = self.store.user_by_login(&login).await?;
+        let verification = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let now = self.now();
+        let Some(user) = user else { return Err(Error::InvalidCredentials) };
+        if user.is_locked(now) {
+            return Err(Error::InvalidCredentials);
+        }
+        if !verification.matches {
+            let lock_until = now + self.config.lockout_duration;
+            self.store.record_failed_login(user.id, now, self.config.lockout_attempts, lock_until).await?;
+            return Err(Error::InvalidCredentials);
+        }
+        if !user.is_active {
+            return Err(Error::AccountDisabled);
+        }
+        if user.failed_login_attempts > 0 || user.locked_until.is_some() {
+            self.store.record_successful_login(user.id, now).await?;
+        }
+        if verification.needs_rehash {
+            self.upgrade_hash_in_background(&user, password.clone());
+        }
+        let out = self.start_session(user, ctx).await?;
+        tracing::info!(user_id = %out.user.id, session_id = %out.session_id, "signed in");
+        Ok(out)
+    }
+
+    fn upgrade_hash_in_background(&self, user: &User, password: SecretString) {
+        let hasher = self.hasher.clone();
+        let store = self.store.clone();
+        let (id, old) = (user.id, user.password_hash.clone());
+        tokio::spawn(async move {
+            match hasher.hash(&password).await {
+                Ok(new) => match store.upgrade_password_hash(id, &old, &new).await {
+                    Ok(true) => tracing::info!(user_id = %id, "password hash upgraded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(user_id = %id, error = %e, "password hash upgrade failed"),
+                },
+                Err(e) => tracing::debug!(user_id = %id, error = %e, "password hash upgrade skipped"),
+            }
+        });
+    }
+
+    /// Creates a session (device) for `user` and issues its first token pair.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn start_session(&self, user: User, ctx: &ClientContext) -> Result<Authenticated, Error> {
+        let now = self.now();
+        let user_agent = ctx.user_agent.as_deref().map(clamp_user_agent);
+        let device = describe(user_agent.as_deref());
+        let session_id = Uuid::new_v4();
+        let expires_at = now + self.config.refresh_ttl;
+        let refresh_token = random_token::<32>();
+        let session = NewSession {
+            id: session_id,
+            user_id: user.id,
+            now,
+            expires_at,
+            ip_address: ctx.ip.clone(),
+            user_agent,
+            device_name: device.name,
+            device_type: device.device_type,
+            os: device.os,
+            browser: device.browser,
+        };
+        let refresh = NewRefreshToken { token_hash: token_hash(&refresh_token), session_id, expires_at, now };
+        self.store.create_session(&session, &refresh).await?;
+        let access_token = self.keys.issue(user.id, session_id, now, self.config.access_ttl)?;
+        Ok(Authenticated {
+            access_token,
+            refresh_token,
+            expires_in: self.config.access_ttl.num_seconds(),
+            session_id,
+            user,
+        })
+    }
+
+    /// Exchanges a refresh token for a new pair. The presented token is spent; presenting a spent
+    /// token again revokes its whole session (family) and every access token of it.
+    ///
+    /// # Errors
+    /// `InvalidRefreshToken`.
+    pub async fn refresh(&self, refresh_token: &str, ctx: &ClientContext) -> Result<Authenticated, Error> {
+        self.rotate(refresh_token, None, ctx).await
+    }
+
+    /// Like [`Auth::refresh`], but the refresh token must belong to `principal`'s session.
+    ///
+    /// # Errors
+    /// `InvalidRefreshToken`.
+    pub async fn rotate_for(&self, principal: &Principal, refresh_token: &str, ctx: &ClientContext) -> Result<Authenticated, Error> {
+        self.rotate(refresh_token, Some(principal.session_id), ctx).await
+    }
+
+    async fn rotate(&self, presented: &str, expected_session: Option<Uuid>, ctx: &ClientContext) -> Result<Authenticated, Error> {
+        let presented = presented.trim();
+        if !looks_like_token(presented, REFRESH_TOKEN_LEN) {
+            return Err(Error::InvalidRefreshToken);
+        }
+        let now = self.now();
+        let presented_hash = token_hash(presented);
+        if let Some(expected) = expected_session {
+            let owner = self.store.refresh_token_session(&presented_hash, now).await?;
+            if owner.is_none_or(|s| s.id != expected) {
+                return Err(Error::InvalidRefreshToken);
+            }
+        }
+        let next = random_token::<32>();
+        let outcome = self
+            .store
+            .rotate_refresh_token(&presented_hash, &token_hash(&next), now + self.config.refresh_ttl, ctx.ip.as_deref(), now)
+            .await?;
+        let session = match outcome {
+            RotateOutcome::Rotated(session) => session,
+            RotateOutcome::ReuseDetected { session_id, user_id } => {
+                tracing::warn!(%user_id, %session_id, "refresh token reuse detected: session revoked");
+                self.sessions_revoked(&[session_id]).await;
+                return Err(Error::InvalidRefreshToken);
+            }
+            RotateOutcome::Invalid => return Err(Error::InvalidRefreshToken),
+        };
+        let user = self.store.user_by_id(session.user_id).await?.filter(|u| u.is_active).ok_or(Error::InvalidRefreshToken)?;
+        let access_token = self.keys.issue(user.id, session.id, now, self.config.access_ttl)?;
+        Ok(Authenticated {
+            access_token,
+            refresh_token: next,
+            expires_in: self.config.access_ttl.num_seconds(),
+            session_id: session.id,
+            user,
+        })
+    }
+
+    /// Checks a bearer access token: signature, claims, and that its session is still usable.
+    ///
+    /// # Errors
+    /// `InvalidAccessToken`.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
+        let now = self.now();
+        let claims = match self.cache.verified_claims(token).await {
+            Some(claims) if claims.exp + 5 > now.timestamp() => claims,
+            Some(_) => return Err(Error::InvalidAccessToken),
+            None => {
+                if token.len() > 4096 {
+                    return Err(Error::InvalidAccessToken);
+                }
+                let claims = Arc::new(self.keys.verify(token, now).await?);
+                self.cache.remember_verified(token, claims.clone()).await;
+                claims
+            }
+        };
+        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| Error::InvalidAccessToken)?;
+        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| Error::InvalidAccessToken)?;
+        let state = self.cache.state(self.store.as_ref(), session_id).await?.ok_or(Error::InvalidAccessToken)?;
+        if !state.usable || state.user_id != user_id || state.expires_at <= now {
+            return Err(Error::InvalidAccessToken);
+        }
+        Ok(Principal { user_id, session_id, is_admin: state.is_admin })
+    }
+
+    /// Signs out: revokes the caller's session.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn logout(&self, principal: &Principal) -> Result<(), Error> {
+        if self.store.revoke_session(principal.user_id, principal.session_id, self.now()).await? {
+            tracing::info!(user_id = %principal.user_id, session_id = %principal.session_id, "signed out");
+        }
+        self.sessions_revoked(&[principal.session_id]).await;
+        Ok(())
+    }
+
+    /// Revokes the session a refresh token belongs to (RFC 7009 style: unknown tokens are not an
+    /// error). With a principal, only the principal's own sessions can be revoked this way.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn revoke_refresh_token(&self, principal: Option<&Principal>, refresh_token: &str) -> Result<(), Error> {
+        let token = refresh_token.trim();
+        if !looks_like_token(token, REFRESH_TOKEN_LEN) {
+            return Ok(());
+        }
+        let now = self.now();
+        let Some(session) = self.store.refresh_token_session(&token_hash(token), now).await? else { return Ok(()) };
+        if principal.is_some_and(|p| p.user_id != session.user_id) {
+            return Ok(());
+        }
+        self.store.revoke_session(session.user_id, session.id, now).await?;
+        self.sessions_revoked(&[session.id]).await;
+        Ok(())
+    }
+}

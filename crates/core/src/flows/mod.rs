@@ -1,0 +1,9 @@
+//! The flows, one file each, all as methods of [`crate::Auth`].
+
+pub mod admin;
+pub mod devices;
+pub mod introspection;
+pub mod login;
+pub mod recovery;
+pub mod registration;
+pub mod settings;

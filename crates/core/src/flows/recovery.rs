@@ -1,0 +1,96 @@
+//! Password recovery by email link (seed 002 `/forgot-password`, `/reset-password`).
+//!
+//! `forgot_password` answers the same way, at the same speed, whether or not the address belongs
+//! to an account: after validating the format it hands the rest to a background task. The token is
+//! 24 CSPRNG bytes in base64url (32 characters), stored only as a SHA-256 hash, valid 30 minutes,
+//! single use; a new request replaces older tokens. A completed reset revokes every session.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use crate::crypto::{random_token, token_hash};
+use crate::domain::Email;
+use crate::error::Error;
+use crate::flows::login::looks_like_token;
+use crate::mail::{Locale, MailKind, render};
+use crate::service::Auth;
+
+/// Reset tokens are 24 random bytes, base64url: 32 characters.
+pub const RESET_TOKEN_LEN: usize = 32;
+
+impl Auth {
+    /// Starts recovery for `email`. Returns once the address is validated; the look-up, token and
+    /// mail happen in the background so the response does not depend on the account existing.
+    ///
+    /// # Errors
+    /// `Validation` (`invalid_email`) for a malformed address only.
+    pub fn forgot_password(self: &Arc<Self>, email: &str) -> Result<(), Error> {
+        let email = Email::parse(email)?;
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = this.send_reset_link(&email).await {
+                tracing::error!(error = %e, "password recovery could not be started");
+            }
+        });
+        Ok(())
+    }
+
+    /// The work behind [`Auth::forgot_password`], awaited directly (CLI and tests).
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn send_reset_link(&self, email: &Email) -> Result<(), Error> {
+        let Some(user) = self.store.user_by_email(email.as_str()).await?.filter(|u| u.is_active) else {
+            return Ok(());
+        };
+        let now = self.now();
+        let token = random_token::<24>();
+        self.store.replace_reset_token(user.id, &token_hash(&token), now + self.config.reset_ttl, now).await?;
+        let link = format!("{}/ui/reset-password?token={token}", self.config.email_base_url);
+        let name = user.first_name.as_deref().unwrap_or(&user.username);
+        let message =
+            render(MailKind::PasswordReset { link: &link }, Locale::negotiate(&user.locale), &user.email, name, &self.config.product_name)?;
+        self.outbox.queue(&message).await?;
+        tracing::info!(user_id = %user.id, "password reset link queued");
+        Ok(())
+    }
+
+    /// Completes a reset. `email`, when given (compact API), must be the token owner's.
+    ///
+    /// # Errors
+    /// `InvalidResetToken`, `WeakPassword`, `Overloaded`.
+    pub async fn reset_password(&self, token: &str, email: Option<&str>, password: &SecretString) -> Result<(), Error> {
+        let token = token.trim();
+        if !looks_like_token(token, RESET_TOKEN_LEN) {
+            return Err(Error::InvalidResetToken);
+        }
+        let hash = token_hash(token);
+        let owner = self.store.reset_token_owner(&hash, self.now()).await?.ok_or(Error::InvalidResetToken)?;
+        let user = self.store.user_by_id(owner).await?.ok_or(Error::InvalidResetToken)?;
+        if let Some(email) = email {
+            let email = Email::parse(email).map_err(|_| Error::InvalidResetToken)?;
+            if !crate::crypto::ct_eq(email.as_str().as_bytes(), user.email.as_bytes()) {
+                return Err(Error::InvalidResetToken);
+            }
+        }
+        self.check_password_policy(password, Some(&user.username), Some(&user.email))?;
+        let new_hash = self.hasher.hash(password).await?;
+        let revoked = self.store.complete_reset(&hash, owner, &new_hash, self.now()).await?.ok_or(Error::InvalidResetToken)?;
+        self.sessions_revoked(&revoked).await;
+        tracing::info!(user_id = %owner, revoked_sessions = revoked.len(), "password reset completed");
+        self.notify_password_changed(&user).await;
+        Ok(())
+    }
+
+    pub(crate) async fn notify_password_changed(&self, user: &crate::domain::User) {
+        let name = user.first_name.as_deref().unwrap_or(&user.username);
+        let queued = match render(MailKind::PasswordChanged, Locale::negotiate(&user.locale), &user.email, name, &self.config.product_name) {
+            Ok(message) => self.outbox.queue(&message).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = queued {
+            tracing::warn!(user_id = %user.id, error = %e, "password-change notice not queued");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Sign-up.
+
+use secrecy::{ExposeSecret as _, SecretString};
+use uuid::Uuid;
+
+use crate::domain::names::parse_optional_name;
+use crate::domain::password::{PolicyContext, check_policy};
+use crate::domain::{Email, NewUser, User, Username};
+use crate::error::Error;
+use crate::mail::Locale;
+use crate::service::Auth;
+
+/// A sign-up request as received.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Desired username.
+    pub username: String,
+    /// Email address.
+    pub email: String,
+    /// Password.
+    pub password: SecretString,
+    /// Must equal `password` when present.
+    pub confirm_password: Option<SecretString>,
+    /// Optional first name.
+    pub first_name: Option<String>,
+    /// Optional last name.
+    pub last_name: Option<String>,
+    /// Preferred language tag or `Accept-Language`.
+    pub locale: Option<String>,
+    /// Administrator account (CLI and first-run only).
+    pub is_admin: bool,
+}
+
+impl Auth {
+    /// Validates and creates an account.
+    ///
+    /// # Errors
+    /// `Validation`, `WeakPassword`, `Conflict { field }`, or `Overloaded`.
+    pub async fn register(&self, input: Registration) -> Result<User, Error> {
+        let username = Username::parse(&input.username)?;
+        let email = Email::parse(&input.email)?;
+        let first_name = parse_optional_name("first_name", input.first_name.as_deref())?;
+        let last_name = parse_optional_name("last_name", input.last_name.as_deref())?;
+        if let Some(confirm) = &input.confirm_password {
+            if !crate::crypto::ct_eq(confirm.expose_secret().as_bytes(), input.password.expose_secret().as_bytes()) {
+                return Err(Error::validation("confirm_password", "password_mismatch", "The passwords do not match."));
+            }
+        }
+        self.check_password_policy(&input.password, Some(username.as_str()), Some(email.as_str()))?;
+        let password_hash = self.hasher.hash(&input.password).await?;
+        let locale = Locale::negotiate(input.locale.as_deref().unwrap_or("en"));
+        let user = self
+            .store
+            .insert_user(&NewUser {
+                id: Uuid::now_v7(),
+                username_key: username.key(),
+                username: username.as_str().to_owned(),
+                email: email.into_inner(),
+                first_name,
+                last_name,
+                password_hash,
+                is_admin: input.is_admin,
+                locale: locale.tag().to_owned(),
+                now: self.now(),
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, "account created");
+        Ok(user)
+    }
+
+    /// Applies the password policy.
+    ///
+    /// # Errors
+    /// `WeakPassword` with every issue found.
+    pub fn check_password_policy(
+        &self,
+        password: &SecretString,
+        username: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(), Error> {
+        let ctx = PolicyContext { username, email, bcrypt: self.hasher.scheme().is_bcrypt() };
+        let issues = check_policy(password.expose_secret(), ctx);
+        if issues.is_empty() { Ok(()) } else { Err(Error::WeakPassword(issues)) }
+    }
+}

@@ -1,0 +1,113 @@
+//! What users change about their own account: password and profile.
+
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::domain::names::parse_optional_name;
+use crate::domain::{ProfileUpdate, User};
+use crate::error::Error;
+use crate::mail::Locale;
+use crate::service::{Auth, Principal};
+
+/// A profile change as received.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    /// New first name; empty string clears.
+    pub first_name: Option<String>,
+    /// New last name; empty string clears.
+    pub last_name: Option<String>,
+    /// New language tag.
+    pub locale: Option<String>,
+    /// Enable or disable the account (administrators only).
+    pub is_active: Option<bool>,
+}
+
+impl Auth {
+    /// Changes `user_id`'s password. Users must give their current password; administrators
+    /// changing someone else's need not. Every other session of the user is revoked at once
+    /// (refresh and access tokens alike); the caller's own session survives.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `IncorrectPassword`, `WeakPassword`.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+        current: Option<&SecretString>,
+        new: &SecretString,
+    ) -> Result<(), Error> {
+        principal.ensure_self_or_admin(user_id)?;
+        let user = self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)?;
+        if principal.user_id == user_id {
+            let current = current.ok_or(Error::IncorrectPassword)?;
+            if !self.hasher.verify(current, Some(&user.password_hash)).await?.matches {
+                return Err(Error::IncorrectPassword);
+            }
+        }
+        self.check_password_policy(new, Some(&user.username), Some(&user.email))?;
+        let hash = self.hasher.hash(new).await?;
+        let keep = (principal.user_id == user_id).then_some(principal.session_id);
+        let revoked = self.store.change_password(user_id, &hash, keep, self.now()).await?;
+        self.sessions_revoked(&revoked).await;
+        tracing::info!(%user_id, by = %principal.user_id, revoked_sessions = revoked.len(), "password changed");
+        self.notify_password_changed(&user).await;
+        Ok(())
+    }
+
+    /// Sets a password without the current one (CLI `user set-password`). Revokes every session.
+    ///
+    /// # Errors
+    /// `NotFound`, `WeakPassword`.
+    pub async fn set_password(&self, user_id: Uuid, new: &SecretString) -> Result<(), Error> {
+        let user = self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)?;
+        self.check_password_policy(new, Some(&user.username), Some(&user.email))?;
+        let hash = self.hasher.hash(new).await?;
+        let revoked = self.store.change_password(user_id, &hash, None, self.now()).await?;
+        self.sessions_revoked(&revoked).await;
+        Ok(())
+    }
+
+    /// The caller's own account.
+    ///
+    /// # Errors
+    /// `InvalidAccessToken` if the account vanished.
+    pub async fn me(&self, principal: &Principal) -> Result<User, Error> {
+        self.store.user_by_id(principal.user_id).await?.ok_or(Error::InvalidAccessToken)
+    }
+
+    /// One account: the caller's own, or any for an administrator.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`.
+    pub async fn user(&self, principal: &Principal, user_id: Uuid) -> Result<User, Error> {
+        principal.ensure_self_or_admin(user_id)?;
+        self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)
+    }
+
+    /// Updates a profile. Disabling an account revokes all its sessions.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `Validation`.
+    pub async fn update_user(&self, principal: &Principal, user_id: Uuid, change: ProfileChange) -> Result<User, Error> {
+        principal.ensure_self_or_admin(user_id)?;
+        if change.is_active.is_some() {
+            principal.ensure_admin()?;
+            if principal.user_id == user_id && change.is_active == Some(false) {
+                return Err(Error::validation("is_active", "cannot_disable_self", "You cannot disable your own account."));
+            }
+        }
+        let update = ProfileUpdate {
+            first_name: change.first_name.as_deref().map(|v| parse_optional_name("first_name", Some(v))).transpose()?,
+            last_name: change.last_name.as_deref().map(|v| parse_optional_name("last_name", Some(v))).transpose()?,
+            locale: change.locale.as_deref().map(|tag| Locale::negotiate(tag).tag().to_owned()),
+            is_active: change.is_active,
+        };
+        let now = self.now();
+        let user = self.store.update_profile(user_id, &update, now).await?;
+        if change.is_active == Some(false) {
+            let revoked = self.store.revoke_all_sessions(user_id, None, now).await?;
+            self.sessions_revoked(&revoked).await;
+        }
+        Ok(user)
+    }
+}

@@ -1,0 +1,269 @@
+//! Token-signing keys and access-token JWTs.
+//!
+//! Keys are Ed25519 (JOSE `EdDSA`), generated with aws-lc-rs and stored with the private half
+//! sealed under the master key. The newest key signs; every stored key verifies, so tokens signed
+//! before `porteiro keys rotate` stay valid until they expire. Public keys are published as a JWKS.
+//!
+//! Verification is strict: the header must name `EdDSA` and one of our `kid`s and carry no key
+//! references (`jku`, `jwk`, `x5u`, `x5c`, `x5t`) or `crit`; `alg: none`, HMAC and RSA tokens are
+//! refused before any signature work. `exp`/`nbf` are checked against the injected clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration as StdDuration, Instant};
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::crypto::MasterKey;
+use crate::error::Error;
+use crate::store::{Store, StoredKey};
+
+/// `typ` claim of access tokens.
+pub const ACCESS_TOKEN_TYPE: &str = "access";
+/// Clock skew tolerated between instances, in seconds.
+const LEEWAY_SECS: i64 = 5;
+/// Minimum interval between key reloads triggered by an unknown `kid`.
+const RELOAD_INTERVAL: StdDuration = StdDuration::from_secs(5);
+
+/// Claims of an access token (PRODUCT.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Subject: the user id.
+    pub sub: String,
+    /// Audience.
+    pub aud: String,
+    /// Expiry (Unix seconds).
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Unique token id.
+    pub jti: String,
+    /// Session id.
+    pub sid: String,
+    /// Token type, always `access`.
+    pub typ: String,
+}
+
+/// One JSON Web Key of the published set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// Key type (`OKP`).
+    pub kty: String,
+    /// Curve (`Ed25519`).
+    pub crv: String,
+    /// Public key, base64url.
+    pub x: String,
+    /// Key id.
+    pub kid: String,
+    /// Intended use (`sig`).
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// Algorithm (`EdDSA`).
+    pub alg: String,
+}
+
+/// The published key set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwks {
+    /// Keys, newest first.
+    pub keys: Vec<Jwk>,
+}
+
+struct KeySet {
+    signing_kid: String,
+    signing: EncodingKey,
+    verifying: HashMap<String, DecodingKey>,
+    jwks: Jwks,
+}
+
+/// The in-memory key ring, reloadable from the store.
+pub struct KeyRing {
+    store: Arc<dyn Store>,
+    master: Arc<MasterKey>,
+    issuer: String,
+    audience: String,
+    set: RwLock<Arc<KeySet>>,
+    last_reload: std::sync::Mutex<Instant>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
+}
+
+/// Generates a new Ed25519 key, seals it and stores it. Returns its `kid`.
+///
+/// # Errors
+/// On store failure.
+pub async fn generate_key(store: &dyn Store, master: &MasterKey, now: DateTime<Utc>) -> Result<String, Error> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| anyhow::anyhow!("Ed25519 key: {e}"))?;
+    let public = pair.public_key().as_ref().to_vec();
+    // The kid is derived from the public key, so it never reveals anything else.
+    let kid = URL_SAFE_NO_PAD.encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public).as_ref()[..12]);
+    let sealed = master.seal(kid.as_bytes(), pkcs8.as_ref());
+    store
+        .insert_signing_key(&StoredKey {
+            kid: kid.clone(),
+            algorithm: "EdDSA".to_owned(),
+            public_key: public,
+            private_key_enc: sealed,
+            created_at: crate::clock::to_millis_precision(now),
+        })
+        .await?;
+    Ok(kid)
+}
+
+impl KeyRing {
+    /// Loads the keys, generating the first one if the store has none.
+    ///
+    /// # Errors
+    /// When the store fails or the newest private key cannot be opened with this master key.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        master: Arc<MasterKey>,
+        issuer: String,
+        audience: String,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Error> {
+        if store.signing_keys().await?.is_empty() {
+            generate_key(store.as_ref(), &master, now).await?;
+        }
+        let set = Self::build(store.as_ref(), &master).await?;
+        Ok(Self {
+            store,
+            master,
+            issuer,
+            audience,
+            set: RwLock::new(Arc::new(set)),
+            last_reload: std::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    async fn build(store: &dyn Store, master: &MasterKey) -> Result<KeySet, Error> {
+        let stored = store.signing_keys().await?;
+        let newest = stored.first().ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        let pkcs8 = master.open(newest.kid.as_bytes(), &newest.private_key_enc).map_err(|e| {
+            anyhow::anyhow!("cannot open signing key {}: {e} (is MASTER_KEY the one the keys were made with?)", newest.kid)
+        })?;
+        let mut verifying = HashMap::new();
+        let mut keys = Vec::new();
+        for key in stored.iter().filter(|k| k.algorithm == "EdDSA") {
+            let x = URL_SAFE_NO_PAD.encode(&key.public_key);
+            verifying.insert(key.kid.clone(), DecodingKey::from_ed_der(&key.public_key));
+            keys.push(Jwk {
+                kty: "OKP".to_owned(),
+                crv: "Ed25519".to_owned(),
+                x,
+                kid: key.kid.clone(),
+                use_: "sig".to_owned(),
+                alg: "EdDSA".to_owned(),
+            });
+        }
+        Ok(KeySet {
+            signing_kid: newest.kid.clone(),
+            signing: EncodingKey::from_ed_der(&pkcs8),
+            verifying,
+            jwks: Jwks { keys },
+        })
+    }
+
+    /// Re-reads the keys from the store (after a rotation elsewhere).
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let set = Self::build(self.store.as_ref(), &self.master).await?;
+        *self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+        *self.last_reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The public key set.
+    #[must_use]
+    pub fn jwks(&self) -> Jwks {
+        self.current().jwks.clone()
+    }
+
+    /// Mints an access token for `user_id` in session `session_id`.
+    ///
+    /// # Errors
+    /// Only on an internal signing failure.
+    pub fn issue(&self, user_id: Uuid, session_id: Uuid, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<String, Error> {
+        let set = self.current();
+        let iat = now.timestamp();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: user_id.to_string(),
+            aud: self.audience.clone(),
+            exp: iat + ttl.num_seconds(),
+            iat,
+            nbf: iat,
+            jti: Uuid::new_v4().to_string(),
+            sid: session_id.to_string(),
+            typ: ACCESS_TOKEN_TYPE.to_owned(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(set.signing_kid.clone());
+        jsonwebtoken::encode(&header, &claims, &set.signing).map_err(|e| Error::Internal(anyhow::anyhow!("signing: {e}")))
+    }
+
+    /// Verifies an access token's header, signature and claims.
+    ///
+    /// # Errors
+    /// `InvalidAccessToken` for anything but a valid, current token of ours.
+    pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, Error> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidAccessToken)?;
+        let refuses_key_references = header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.x5t.is_some()
+            || header.x5t_s256.is_some()
+            || header.crit.is_some();
+        if header.alg != Algorithm::EdDSA || refuses_key_references {
+            return Err(Error::InvalidAccessToken);
+        }
+        let kid = header.kid.ok_or(Error::InvalidAccessToken)?;
+        let mut set = self.current();
+        if !set.verifying.contains_key(&kid) && self.may_reload() {
+            // Another instance may have rotated keys; look once, at a bounded rate.
+            self.reload().await?;
+            set = self.current();
+        }
+        let key = set.verifying.get(&kid).ok_or(Error::InvalidAccessToken)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = false; // checked below against the injected clock
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "aud", "iss"]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&[&self.issuer]);
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|_| Error::InvalidAccessToken)?;
+        let claims = data.claims;
+        let t = now.timestamp();
+        if claims.typ != ACCESS_TOKEN_TYPE || claims.exp + LEEWAY_SECS <= t || claims.nbf - LEEWAY_SECS > t {
+            return Err(Error::InvalidAccessToken);
+        }
+        Ok(claims)
+    }
+
+    fn may_reload(&self) -> bool {
+        self.last_reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed() >= RELOAD_INTERVAL
+    }
+}

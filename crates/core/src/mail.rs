@@ -1,0 +1,258 @@
+//! Transactional mail: templates, the sealed outbox and the delivery worker.
+//!
+//! Flows never send mail themselves: they render a [`MailMessage`] and put it in the outbox table
+//! (sealed with the master key, because a reset link is a bearer secret). A [`MailWorker`] delivers
+//! queued messages through a [`MailTransport`] (SMTP or a directory of `.eml` files, supplied by the
+//! server) and retries with backoff, so a slow or broken mail server never delays a response.
+//! Links are built from `EMAIL_BASE_URL`, never from a request's `Host` header.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use askama::Template;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::crypto::MasterKey;
+use crate::error::Error;
+use crate::store::Store;
+
+const SEAL_CONTEXT: &[u8] = b"porteiro-outbox-v1";
+/// Attempts before a message is abandoned.
+pub const MAX_ATTEMPTS: i32 = 8;
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailMessage {
+    /// Recipient address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+}
+
+/// Delivers one message. Implemented by the server (SMTP, outbox directory).
+#[async_trait]
+pub trait MailTransport: Send + Sync {
+    /// Sends `message`; an error string is recorded and the message retried.
+    async fn send(&self, message: &MailMessage) -> Result<(), String>;
+}
+
+/// Supported mail languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    /// English.
+    En,
+    /// Brazilian Portuguese.
+    PtBr,
+}
+
+impl Locale {
+    /// Picks from a stored tag or an `Accept-Language` header; English by default.
+    #[must_use]
+    pub fn negotiate(tag: &str) -> Self {
+        for part in tag.split(',') {
+            let lang = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            if lang.starts_with("pt") {
+                return Self::PtBr;
+            }
+            if lang.starts_with("en") {
+                return Self::En;
+            }
+        }
+        Self::En
+    }
+
+    /// The tag stored on the user.
+    #[must_use]
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::PtBr => "pt-BR",
+        }
+    }
+}
+
+/// The words of one message in one language.
+#[derive(Debug, Clone, Copy)]
+struct Copy_ {
+    subject: &'static str,
+    greeting: &'static str,
+    body: &'static str,
+    action: &'static str,
+    expiry: &'static str,
+    ignore: &'static str,
+}
+
+const RESET_EN: Copy_ = Copy_ {
+    subject: "Reset your password",
+    greeting: "Hello",
+    body: "We received a request to reset the password of your account. Open the link below to choose a new one.",
+    action: "Choose a new password",
+    expiry: "The link works once and expires in 30 minutes.",
+    ignore: "If you did not ask for this, ignore this message: your password stays the same.",
+};
+const RESET_PT: Copy_ = Copy_ {
+    subject: "Redefina sua senha",
+    greeting: "Olá",
+    body: "Recebemos um pedido para redefinir a senha da sua conta. Abra o link abaixo para escolher uma nova.",
+    action: "Escolher nova senha",
+    expiry: "O link funciona uma única vez e expira em 30 minutos.",
+    ignore: "Se você não fez este pedido, ignore esta mensagem: sua senha continua a mesma.",
+};
+const CHANGED_EN: Copy_ = Copy_ {
+    subject: "Your password was changed",
+    greeting: "Hello",
+    body: "The password of your account was just changed and your other sessions were signed out.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, reset your password at once and contact your administrator.",
+};
+const CHANGED_PT: Copy_ = Copy_ {
+    subject: "Sua senha foi alterada",
+    greeting: "Olá",
+    body: "A senha da sua conta acabou de ser alterada e suas outras sessões foram encerradas.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, redefina sua senha imediatamente e fale com o administrador.",
+};
+
+#[derive(Template)]
+#[template(path = "mail/message.txt")]
+struct TextMail<'a> {
+    c: Copy_,
+    name: &'a str,
+    link: Option<&'a str>,
+    product: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/message.html")]
+struct HtmlMail<'a> {
+    c: Copy_,
+    name: &'a str,
+    link: Option<&'a str>,
+    product: &'a str,
+    lang: &'a str,
+}
+
+/// Which message to render.
+#[derive(Debug, Clone, Copy)]
+pub enum MailKind<'a> {
+    /// Password-reset link.
+    PasswordReset {
+        /// The full link, built from `EMAIL_BASE_URL`.
+        link: &'a str,
+    },
+    /// Notice that the password changed.
+    PasswordChanged,
+}
+
+/// Renders a message for `to` in `locale`.
+///
+/// # Errors
+/// Only if a template fails to render, which would be a bug.
+pub fn render(kind: MailKind<'_>, locale: Locale, to: &str, name: &str, product: &str) -> Result<MailMessage, Error> {
+    let (copy, link) = match (kind, locale) {
+        (MailKind::PasswordReset { link }, Locale::En) => (RESET_EN, Some(link)),
+        (MailKind::PasswordReset { link }, Locale::PtBr) => (RESET_PT, Some(link)),
+        (MailKind::PasswordChanged, Locale::En) => (CHANGED_EN, None),
+        (MailKind::PasswordChanged, Locale::PtBr) => (CHANGED_PT, None),
+    };
+    let text = TextMail { c: copy, name, link, product }.render().map_err(|e| anyhow::anyhow!("mail template: {e}"))?;
+    let html = HtmlMail { c: copy, name, link, product, lang: locale.tag() }
+        .render()
+        .map_err(|e| anyhow::anyhow!("mail template: {e}"))?;
+    Ok(MailMessage { to: to.to_owned(), subject: format!("{product}: {}", copy.subject), text, html })
+}
+
+/// Puts messages in the outbox and wakes the worker.
+#[derive(Clone)]
+pub struct Outbox {
+    store: Arc<dyn Store>,
+    master: Arc<MasterKey>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
+}
+
+impl Outbox {
+    /// An outbox over `store`.
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, master: Arc<MasterKey>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, master, clock, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Seals and queues a message.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn queue(&self, message: &MailMessage) -> Result<(), Error> {
+        let plain = serde_json::to_vec(message).map_err(|e| anyhow::anyhow!("mail encoding: {e}"))?;
+        let sealed = self.master.seal(SEAL_CONTEXT, &plain);
+        self.store.enqueue_mail(Uuid::new_v4(), &sealed, self.clock.now()).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Runs the delivery loop forever: wakes on new mail or every `poll`, whichever comes first.
+    pub async fn run_worker(self, transport: Arc<dyn MailTransport>, poll: StdDuration) {
+        loop {
+            match self.deliver_due(transport.as_ref()).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "mail outbox: delivery round failed"),
+            }
+            let _ = tokio::time::timeout(poll, self.wake.notified()).await;
+        }
+    }
+
+    /// Delivers what is due now. Returns how many messages were handled.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn deliver_due(&self, transport: &dyn MailTransport) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let batch = self.store.claim_mail(now, now + chrono::Duration::seconds(120), 16).await?;
+        let handled = batch.len();
+        for mail in batch {
+            let message = self
+                .master
+                .open(SEAL_CONTEXT, &mail.payload)
+                .ok()
+                .and_then(|plain| serde_json::from_slice::<MailMessage>(&plain).ok());
+            let Some(message) = message else {
+                tracing::error!(mail_id = %mail.id, "mail outbox: message cannot be opened; dropping it");
+                self.store.mail_failed(mail.id, "unreadable payload", None, self.clock.now()).await?;
+                continue;
+            };
+            match transport.send(&message).await {
+                Ok(()) => {
+                    tracing::info!(mail_id = %mail.id, "mail delivered");
+                    self.store.mail_sent(mail.id, self.clock.now()).await?;
+                }
+                Err(error) => {
+                    let retry_at = (mail.attempts < MAX_ATTEMPTS).then(|| {
+                        // 2, 4, 8, … seconds, capped at 10 minutes.
+                        let backoff = 2_i64.saturating_pow(mail.attempts.clamp(1, 30) as u32).min(600);
+                        self.clock.now() + chrono::Duration::seconds(backoff)
+                    });
+                    tracing::warn!(mail_id = %mail.id, attempts = mail.attempts, %error, "mail delivery failed");
+                    self.store.mail_failed(mail.id, &error, retry_at, self.clock.now()).await?;
+                }
+            }
+        }
+        Ok(handled)
+    }
+}

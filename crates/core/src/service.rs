@@ -1,0 +1,177 @@
+//! [`Auth`]: the one service the web layer calls. Each flow lives in `flows/<name>.rs` as an
+//! `impl Auth` block; this file holds construction and the helpers flows share.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::config::AuthConfig;
+use crate::credentials::PasswordHasher;
+use crate::crypto::MasterKey;
+use crate::domain::User;
+use crate::error::Error;
+use crate::keys::KeyRing;
+use crate::mail::Outbox;
+use crate::sessions::SessionCache;
+use crate::store::{Store, StoreEvent};
+
+/// Who is calling, as far as the network tells.
+#[derive(Debug, Clone, Default)]
+pub struct ClientContext {
+    /// Client IP (after trusted-proxy resolution).
+    pub ip: Option<String>,
+    /// Raw `User-Agent`.
+    pub user_agent: Option<String>,
+    /// `Accept-Language`, for the language of mail to new accounts.
+    pub accept_language: Option<String>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub user_id: Uuid,
+    /// The session the access token belongs to.
+    pub session_id: Uuid,
+    /// Administrator rights.
+    pub is_admin: bool,
+}
+
+impl Principal {
+    /// Allows the caller to act on `user_id`: themselves, or anyone for an administrator.
+    ///
+    /// # Errors
+    /// `Forbidden` otherwise.
+    pub fn ensure_self_or_admin(&self, user_id: Uuid) -> Result<(), Error> {
+        if self.user_id == user_id || self.is_admin { Ok(()) } else { Err(Error::Forbidden) }
+    }
+
+    /// # Errors
+    /// `Forbidden` unless the caller is an administrator.
+    pub fn ensure_admin(&self) -> Result<(), Error> {
+        if self.is_admin { Ok(()) } else { Err(Error::Forbidden) }
+    }
+}
+
+/// A successful sign-in or refresh.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Signed access JWT.
+    pub access_token: String,
+    /// Opaque refresh token (shown once, stored hashed).
+    pub refresh_token: String,
+    /// Access-token lifetime in seconds.
+    pub expires_in: i64,
+    /// The session.
+    pub session_id: Uuid,
+    /// The user.
+    pub user: User,
+}
+
+/// The authentication service.
+pub struct Auth {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: AuthConfig,
+    pub(crate) hasher: PasswordHasher,
+    pub(crate) keys: KeyRing,
+    pub(crate) cache: SessionCache,
+    pub(crate) outbox: Outbox,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("backend", &self.store.backend()).finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Builds the service: loads (or creates) the signing keys.
+    ///
+    /// # Errors
+    /// When the keys cannot be loaded or opened.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        master: Arc<MasterKey>,
+        hasher: PasswordHasher,
+        config: AuthConfig,
+    ) -> Result<Self, Error> {
+        let keys = KeyRing::load(store.clone(), master.clone(), config.issuer.clone(), config.audience.clone(), clock.now())
+            .await?;
+        let access = config.access_ttl.to_std().unwrap_or(std::time::Duration::from_secs(300));
+        Ok(Self {
+            cache: SessionCache::new(200_000, access),
+            outbox: Outbox::new(store.clone(), master, clock.clone()),
+            store,
+            clock,
+            config,
+            hasher,
+            keys,
+        })
+    }
+
+    /// The store (for health checks and the CLI).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The mail outbox (the server runs its worker).
+    #[must_use]
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The domain settings.
+    #[must_use]
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// The password hasher.
+    #[must_use]
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    /// The current time from the injected clock.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        crate::clock::to_millis_precision(self.clock.now())
+    }
+
+    /// Applies one event from the store's change feed to the local caches.
+    pub async fn apply_event(&self, event: StoreEvent) {
+        match event {
+            StoreEvent::SessionsRevoked(ids) => self.cache.revoked(&ids).await,
+            StoreEvent::KeysChanged => {
+                if let Err(e) = self.keys.reload().await {
+                    tracing::error!(error = %e, "reloading signing keys failed");
+                }
+            }
+            StoreEvent::Resync => self.cache.clear(),
+        }
+    }
+
+    /// Follows the store's change feed until it ends (runs for the life of the server).
+    pub async fn follow_store_events(self: Arc<Self>) {
+        use futures::StreamExt as _;
+        match self.store.subscribe().await {
+            Ok(Some(mut events)) => {
+                while let Some(event) = events.next().await {
+                    self.apply_event(event).await;
+                }
+                tracing::warn!("store event feed ended");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "subscribing to store events failed"),
+        }
+    }
+
+    pub(crate) async fn sessions_revoked(&self, ids: &[Uuid]) {
+        self.cache.revoked(ids).await;
+    }
+}

@@ -1,0 +1,235 @@
+//! The storage contract. One trait per concern, gathered in [`Store`].
+//!
+//! Each backend crate (`porteiro-store-sqlite`, `porteiro-store-postgres`) implements every trait
+//! with its own SQL; `porteiro-store-tests` proves they behave identically. Methods that must be
+//! atomic (rotation, password change, reset) are single store calls so that each backend can run
+//! them in one transaction. Times are passed in, never read from the database clock, so a fixed
+//! test clock works against both backends. All times are stored with millisecond precision.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use uuid::Uuid;
+
+use crate::domain::session::{NewRefreshToken, RotateOutcome};
+use crate::domain::{NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId};
+
+/// Store-level failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row to change does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write. `field` is `username` or `email`.
+    #[error("conflict on {field}")]
+    Conflict {
+        /// The field that collided.
+        field: &'static str,
+    },
+    /// Anything else from the database driver.
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Accounts.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates an account. `Conflict { field }` when the username key or email exists.
+    async fn insert_user(&self, user: &NewUser) -> StoreResult<User>;
+    /// Looks up by id.
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
+    /// Looks up by username key or email; `login` is already lower-cased.
+    async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>>;
+    /// Looks up by (lower-cased) email.
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// One page of users ordered by creation, and the total count.
+    async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)>;
+    /// Number of accounts.
+    async fn count_users(&self) -> StoreResult<u64>;
+    /// Applies a profile update. `NotFound` when the user does not exist.
+    async fn update_profile(&self, id: UserId, update: &ProfileUpdate, now: DateTime<Utc>) -> StoreResult<User>;
+    /// Deletes an account and everything it owns. Returns the ids of the sessions it had.
+    async fn delete_user(&self, id: UserId) -> StoreResult<Option<Vec<Uuid>>>;
+    /// Replaces the hash only if it is still `old_hash` (re-hash on sign-in must not undo a
+    /// concurrent password change). Returns whether it was replaced.
+    async fn upgrade_password_hash(&self, id: UserId, old_hash: &str, new_hash: &str) -> StoreResult<bool>;
+    /// Counts a failed sign-in. When the count reaches `max_attempts` the account is locked until
+    /// `lock_until`. Failures while locked neither count nor extend the lock.
+    async fn record_failed_login(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+        lock_until: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Resets the failure count after a successful sign-in.
+    async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Clears the lock and the failure count. Returns false for an unknown user.
+    async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Sets a new password hash and revokes every session of the user except `keep`, atomically.
+    /// Returns the revoked session ids. `NotFound` when the user does not exist.
+    async fn change_password(
+        &self,
+        id: UserId,
+        new_hash: &str,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>>;
+}
+
+/// Sessions and their refresh-token families.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates a session together with the first refresh token of its family.
+    async fn create_session(&self, session: &NewSession, refresh: &NewRefreshToken) -> StoreResult<Session>;
+    /// Looks up a session, active or not.
+    async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>>;
+    /// Session and owner state, for checking an access token.
+    async fn session_auth_state(&self, id: Uuid) -> StoreResult<Option<SessionAuthState>>;
+    /// The user's sessions that are neither revoked nor expired, newest activity first.
+    async fn list_active_sessions(&self, user_id: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>>;
+    /// Renames one of the user's sessions. `None` when it is not theirs or not active.
+    async fn rename_session(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>>;
+    /// Revokes one of the user's sessions. Returns false when it was not theirs or already revoked.
+    async fn revoke_session(&self, user_id: UserId, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Revokes every active session of the user except `keep`. Returns the revoked ids.
+    async fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>>;
+    /// Spends the refresh token whose hash is `presented_hash` and stores `next_hash` in the same
+    /// family, atomically: of concurrent calls with one token exactly one gets `Rotated`. A token
+    /// that was already spent revokes its session (`ReuseDetected`). The session's expiry moves to
+    /// `next_expires_at` and its last activity to `now`.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        next_hash: &str,
+        next_expires_at: DateTime<Utc>,
+        ip_address: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RotateOutcome>;
+    /// The session of a live (unspent, unexpired) refresh token, if any.
+    async fn refresh_token_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>>;
+}
+
+/// Password-recovery tokens.
+#[async_trait]
+pub trait RecoveryStore: Send + Sync {
+    /// Stores a new reset token for the user, invalidating every older one.
+    async fn replace_reset_token(
+        &self,
+        user_id: UserId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The owner of a live reset token, without spending it.
+    async fn reset_token_owner(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<UserId>>;
+    /// Atomically: spends the token (which must be live and owned by `owner`), sets the new hash,
+    /// clears any lock and revokes every session. Returns the revoked session ids, or `None` when
+    /// the token was not live (already spent by a concurrent call, say).
+    async fn complete_reset(
+        &self,
+        token_hash: &str,
+        owner: UserId,
+        new_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Vec<Uuid>>>;
+}
+
+/// A signing key as stored: the private half encrypted under the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Key id (`kid` header).
+    pub kid: String,
+    /// JOSE algorithm name (`EdDSA`).
+    pub algorithm: String,
+    /// Raw public key.
+    pub public_key: Vec<u8>,
+    /// AEAD-sealed PKCS#8 private key.
+    pub private_key_enc: Vec<u8>,
+    /// Creation time; the newest key signs.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Token-signing keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Adds a key. Older keys are kept for verification.
+    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// Every key, newest first.
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+}
+
+/// A queued outgoing mail; the payload is sealed because it may carry a one-time link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMail {
+    /// Identifier.
+    pub id: Uuid,
+    /// Sealed, serialised message.
+    pub payload: Vec<u8>,
+    /// Delivery attempts so far, including the current one.
+    pub attempts: i32,
+}
+
+/// The transactional mail outbox.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Queues a message for immediate delivery.
+    async fn enqueue_mail(&self, id: Uuid, payload: &[u8], now: DateTime<Utc>) -> StoreResult<()>;
+    /// Leases up to `limit` due messages until `lease_until` and counts an attempt on each.
+    /// A message leased by one worker is not handed to another before its lease ends.
+    async fn claim_mail(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<QueuedMail>>;
+    /// Marks a message delivered and erases its payload.
+    async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Records a failed attempt; retry at `retry_at`, or give up (and erase the payload) if `None`.
+    async fn mail_failed(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Messages not yet delivered or abandoned.
+    async fn pending_mail_count(&self) -> StoreResult<u64>;
+}
+
+/// A change another instance made that local caches must learn about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// These sessions were revoked.
+    SessionsRevoked(Vec<Uuid>),
+    /// A signing key was added.
+    KeysChanged,
+    /// Events may have been missed (listener reconnected): drop every cached state.
+    Resync,
+}
+
+/// The whole storage contract.
+#[async_trait]
+pub trait Store: UserStore + SessionStore + RecoveryStore + KeyStore + OutboxStore {
+    /// Short backend name for logs and health (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+    /// Checks the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Changes made by other instances, when the backend can tell (PostgreSQL LISTEN/NOTIFY).
+    /// `None` when this backend has no cross-instance feed.
+    async fn subscribe(&self) -> StoreResult<Option<BoxStream<'static, StoreEvent>>>;
+}

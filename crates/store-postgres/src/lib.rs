@@ -1,0 +1,813 @@
+//! [`Store`] on PostgreSQL: for several Porteiro instances behind a load balancer.
+//!
+//! Every method that revokes sessions or adds a signing key also calls `pg_notify` *inside its
+//! transaction*, so the notice is delivered exactly when (and only if) the change commits. Each
+//! instance LISTENs on [`CHANNEL`] through [`Store::subscribe`] and drops the revoked sessions from
+//! its cache, which is how a revocation on one instance reaches the others within a second.
+//! Concurrency comes from row locks: the conditional `UPDATE … WHERE used_at IS NULL` of refresh
+//! rotation lets exactly one of several concurrent transactions win, under READ COMMITTED.
+
+mod migrations;
+mod rows;
+pub mod testing;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
+use porteiro_core::domain::{NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId};
+use porteiro_core::store::{
+    KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError, StoreEvent, StoreResult,
+    StoredKey, UserStore,
+};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row as _, Transaction};
+use uuid::Uuid;
+
+use crate::rows::{session_from_row, user_from_row};
+
+/// The LISTEN/NOTIFY channel for cache invalidation.
+pub const CHANNEL: &str = "porteiro_events";
+/// Session ids per notification (payloads are limited to 8000 bytes).
+const IDS_PER_NOTICE: usize = 100;
+
+macro_rules! user_cols {
+    () => {
+        "id, username, email, first_name, last_name, password_hash, is_active, is_admin, email_verified, \
+         failed_login_attempts, locked_until, locale, created_at, updated_at"
+    };
+}
+macro_rules! session_cols {
+    () => {
+        "id, user_id, created_at, last_active_at, expires_at, revoked_at, ip_address, user_agent, device_name, \
+         device_type, os, browser"
+    };
+}
+
+/// The PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(anyhow::Error::new(e))
+}
+
+/// Maps a unique violation to `Conflict` naming the field; everything else is a backend error.
+fn on_unique(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            let what = db.constraint().unwrap_or_else(|| db.message());
+            let field = if what.contains("email") { "email" } else { "username" };
+            return StoreError::Conflict { field };
+        }
+    }
+    backend(e)
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) and applies pending migrations.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or a migration fails.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        migrations::migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(backend)
+    }
+
+    /// Applies pending migrations (already done by [`PgStore::connect`]).
+    ///
+    /// # Errors
+    /// When a migration fails.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        migrations::migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Queues a notice of revoked sessions; delivered when `tx` commits.
+async fn notify_revoked(tx: &mut Transaction<'static, Postgres>, ids: &[Uuid]) -> StoreResult<()> {
+    for chunk in ids.chunks(IDS_PER_NOTICE) {
+        let payload = format!("s:{}", chunk.iter().map(Uuid::to_string).collect::<Vec<_>>().join(","));
+        sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut **tx).await.map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn parse_event(payload: &str) -> Option<StoreEvent> {
+    match payload.split_once(':') {
+        Some(("s", ids)) => Some(StoreEvent::SessionsRevoked(ids.split(',').filter_map(|id| Uuid::parse_str(id).ok()).collect())),
+        Some(("k", _)) => Some(StoreEvent::KeysChanged),
+        _ => None,
+    }
+}
+
+async fn revoke_where_user(
+    tx: &mut Transaction<'static, Postgres>,
+    user_id: UserId,
+    keep: Option<Uuid>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Uuid>> {
+    let rows = sqlx::query(
+        "update sessions set revoked_at = $1, revoke_reason = $2, updated_at = $1 \
+         where user_id = $3 and revoked_at is null and expires_at > $1 and ($4 is null or id <> $4) returning id",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(user_id)
+    .bind(keep)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let ids = rows.iter().map(|r| rows::uuid(r, "id")).collect::<StoreResult<Vec<_>>>()?;
+    notify_revoked(tx, &ids).await?;
+    Ok(ids)
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn insert_user(&self, u: &NewUser) -> StoreResult<User> {
+        let row = sqlx::query(concat!(
+            "insert into users (id, username, username_key, email, first_name, last_name, password_hash, is_admin, \
+             locale, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) returning ",
+            user_cols!()
+        ))
+        .bind(u.id)
+        .bind(&u.username)
+        .bind(&u.username_key)
+        .bind(&u.email)
+        .bind(&u.first_name)
+        .bind(&u.last_name)
+        .bind(&u.password_hash)
+        .bind(u.is_admin)
+        .bind(&u.locale)
+        .bind(u.now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(on_unique)?;
+        user_from_row(&row)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!("select ", user_cols!(), " from users where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!("select ", user_cols!(), " from users where username_key = $1 or email = $1 limit 1"))
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!("select ", user_cols!(), " from users where email = $1"))
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)> {
+        let rows = sqlx::query(concat!("select ", user_cols!(), " from users order by created_at, id limit $1 offset $2"))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let users = rows.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok((users, self.count_users().await?))
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("select count(*) from users").fetch_one(&self.pool).await.map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn update_profile(&self, id: UserId, p: &ProfileUpdate, now: DateTime<Utc>) -> StoreResult<User> {
+        let row = sqlx::query(concat!(
+            "update users set \
+               first_name = case when $2 then $3 else first_name end, \
+               last_name = case when $4 then $5 else last_name end, \
+               locale = coalesce($6, locale), \
+               is_active = coalesce($7, is_active), \
+               updated_at = $8 \
+             where id = $1 returning ",
+            user_cols!()
+        ))
+        .bind(id)
+        .bind(p.first_name.is_some())
+        .bind(p.first_name.clone().flatten())
+        .bind(p.last_name.is_some())
+        .bind(p.last_name.clone().flatten())
+        .bind(&p.locale)
+        .bind(p.is_active)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<Option<Vec<Uuid>>> {
+        let mut tx = self.write_tx().await?;
+        let sessions = sqlx::query("select id from sessions where user_id = $1 and revoked_at is null")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let deleted = sqlx::query("delete from users where id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(None);
+        }
+        let ids = sessions.iter().map(|r| rows::uuid(r, "id")).collect::<StoreResult<Vec<_>>>()?;
+        notify_revoked(&mut tx, &ids).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(ids))
+    }
+
+    async fn upgrade_password_hash(&self, id: UserId, old_hash: &str, new_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("update users set password_hash = $3 where id = $1 and password_hash = $2")
+            .bind(id)
+            .bind(old_hash)
+            .bind(new_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_failed_login(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+        lock_until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        // While locked: nothing changes. After a lock ran out the count starts again at 1.
+        sqlx::query(
+            "update users set \
+               failed_login_attempts = case \
+                 when locked_until > $2 then failed_login_attempts \
+                 when locked_until is not null then 1 \
+                 else failed_login_attempts + 1 end, \
+               locked_until = case \
+                 when locked_until > $2 then locked_until \
+                 when (case when locked_until is not null then 1 else failed_login_attempts + 1 end) >= $3 then $4 \
+                 else null end, \
+               updated_at = $2 \
+             where id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(max_attempts)
+        .bind(lock_until)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("update users set failed_login_attempts = 0, locked_until = null, updated_at = $2 where id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done =
+            sqlx::query("update users set failed_login_attempts = 0, locked_until = null, updated_at = $2 where id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn change_password(
+        &self,
+        id: UserId,
+        new_hash: &str,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.write_tx().await?;
+        let updated = sqlx::query("update users set password_hash = $2, updated_at = $3 where id = $1")
+            .bind(id)
+            .bind(new_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("delete from password_reset_tokens where user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let revoked = revoke_where_user(&mut tx, id, keep, "password_change", now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn create_session(&self, s: &NewSession, r: &NewRefreshToken) -> StoreResult<Session> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(concat!(
+            "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
+             device_type, os, browser, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $3, $3) returning ",
+            session_cols!()
+        ))
+        .bind(s.id)
+        .bind(s.user_id)
+        .bind(s.now)
+        .bind(s.expires_at)
+        .bind(&s.ip_address)
+        .bind(&s.user_agent)
+        .bind(&s.device_name)
+        .bind(&s.device_type)
+        .bind(&s.os)
+        .bind(&s.browser)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
+             values ($1, $2, $3, $4, $4)",
+        )
+        .bind(&r.token_hash)
+        .bind(r.session_id)
+        .bind(r.expires_at)
+        .bind(r.now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        session_from_row(&row)
+    }
+
+    async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!("select ", session_cols!(), " from sessions where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn session_auth_state(&self, id: Uuid) -> StoreResult<Option<SessionAuthState>> {
+        let row = sqlx::query(
+            "select s.user_id, u.is_admin, (s.revoked_at is null and u.is_active) as usable, s.expires_at \
+             from sessions s join users u on u.id = s.user_id where s.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            Ok(SessionAuthState {
+                user_id: rows::uuid(&r, "user_id")?,
+                is_admin: r.try_get("is_admin").map_err(backend)?,
+                usable: r.try_get("usable").map_err(backend)?,
+                expires_at: rows::time(&r, "expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_active_sessions(&self, user_id: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            session_cols!(),
+            " from sessions where user_id = $1 and revoked_at is null and expires_at > $2 \
+              order by last_active_at desc, id"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn rename_session(&self, user_id: UserId, id: Uuid, name: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!(
+            "update sessions set device_name = $3, updated_at = $4 \
+             where id = $1 and user_id = $2 and revoked_at is null and expires_at > $4 returning ",
+            session_cols!()
+        ))
+        .bind(id)
+        .bind(user_id)
+        .bind(name)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn revoke_session(&self, user_id: UserId, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "update sessions set revoked_at = $3, revoke_reason = 'revoked', updated_at = $3 \
+             where id = $1 and user_id = $2 and revoked_at is null",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let revoked = done.rows_affected() == 1;
+        if revoked {
+            notify_revoked(&mut tx, &[id]).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
+    }
+
+    async fn revoke_all_sessions(&self, user_id: UserId, keep: Option<Uuid>, now: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.write_tx().await?;
+        let revoked = revoke_where_user(&mut tx, user_id, keep, "revoked_all", now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        next_hash: &str,
+        next_expires_at: DateTime<Utc>,
+        ip_address: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RotateOutcome> {
+        let mut tx = self.write_tx().await?;
+        let spent = sqlx::query(
+            "update refresh_tokens set used_at = $2, updated_at = $2 \
+             where token_hash = $1 and used_at is null and expires_at > $2 returning session_id",
+        )
+        .bind(presented_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let outcome = if let Some(row) = spent {
+            let session_id: Uuid = row.try_get("session_id").map_err(backend)?;
+            let session = sqlx::query(concat!(
+                "update sessions set last_active_at = $2, expires_at = $3, ip_address = coalesce($4, ip_address), \
+                   updated_at = $2 \
+                 where id = $1 and revoked_at is null and expires_at > $2 returning ",
+                session_cols!()
+            ))
+            .bind(session_id)
+            .bind(now)
+            .bind(next_expires_at)
+            .bind(ip_address)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            match session {
+                Some(row) => {
+                    sqlx::query(
+                        "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
+                         values ($1, $2, $3, $4, $4)",
+                    )
+                    .bind(next_hash)
+                    .bind(session_id)
+                    .bind(next_expires_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    RotateOutcome::Rotated(session_from_row(&row)?)
+                }
+                None => RotateOutcome::Invalid,
+            }
+        } else {
+            let previous = sqlx::query("select session_id from refresh_tokens where token_hash = $1 and used_at is not null")
+                .bind(presented_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            match previous {
+                Some(row) => {
+                    let session_id: Uuid = row.try_get("session_id").map_err(backend)?;
+                    let owner = sqlx::query(
+                        "update sessions set revoked_at = coalesce(revoked_at, $2), \
+                           revoke_reason = coalesce(revoke_reason, 'refresh_reuse'), updated_at = $2 \
+                         where id = $1 returning user_id",
+                    )
+                    .bind(session_id)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    notify_revoked(&mut tx, &[session_id]).await?;
+                    RotateOutcome::ReuseDetected {
+                        session_id,
+                        user_id: rows::uuid(&owner, "user_id")?,
+                    }
+                }
+                None => RotateOutcome::Invalid,
+            }
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+
+    async fn refresh_token_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!(
+            "select ",
+            session_cols!(),
+            " from sessions where id = (select session_id from refresh_tokens \
+               where token_hash = $1 and used_at is null and expires_at > $2) \
+              and revoked_at is null and expires_at > $2"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for PgStore {
+    async fn replace_reset_token(
+        &self,
+        user_id: UserId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("delete from password_reset_tokens where user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "insert into password_reset_tokens (token_hash, user_id, expires_at, created_at, updated_at) \
+             values ($1, $2, $3, $4, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn reset_token_owner(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<UserId>> {
+        let row = sqlx::query(
+            "select user_id from password_reset_tokens where token_hash = $1 and used_at is null and expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| rows::uuid(&r, "user_id")).transpose()
+    }
+
+    async fn complete_reset(
+        &self,
+        token_hash: &str,
+        owner: UserId,
+        new_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Vec<Uuid>>> {
+        let mut tx = self.write_tx().await?;
+        let spent = sqlx::query(
+            "update password_reset_tokens set used_at = $3, updated_at = $3 \
+             where token_hash = $1 and user_id = $2 and used_at is null and expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(owner)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if spent.rows_affected() != 1 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "update users set password_hash = $2, failed_login_attempts = 0, locked_until = null, updated_at = $3 \
+             where id = $1",
+        )
+        .bind(owner)
+        .bind(new_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let revoked = revoke_where_user(&mut tx, owner, None, "password_reset", now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(revoked))
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn insert_signing_key(&self, k: &StoredKey) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "insert into signing_keys (kid, algorithm, public_key, private_key_enc, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&k.kid)
+        .bind(&k.algorithm)
+        .bind(&k.public_key)
+        .bind(&k.private_key_enc)
+        .bind(k.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("select pg_notify($1, 'k:')").bind(CHANNEL).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "select kid, algorithm, public_key, private_key_enc, created_at from signing_keys \
+             order by created_at desc, kid desc",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid").map_err(backend)?,
+                    algorithm: r.try_get("algorithm").map_err(backend)?,
+                    public_key: r.try_get("public_key").map_err(backend)?,
+                    private_key_enc: r.try_get("private_key_enc").map_err(backend)?,
+                    created_at: rows::time(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn enqueue_mail(&self, id: Uuid, payload: &[u8], now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "insert into mail_outbox (id, payload, next_attempt_at, created_at, updated_at) values ($1, $2, $3, $3, $3)",
+        )
+        .bind(id)
+        .bind(payload)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn claim_mail(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<QueuedMail>> {
+        let rows = sqlx::query(
+            "update mail_outbox set lease_until = $2, attempts = attempts + 1, updated_at = $1 \
+             where id in (select id from mail_outbox \
+                          where status = 'pending' and next_attempt_at <= $1 \
+                            and (lease_until is null or lease_until <= $1) \
+                          order by next_attempt_at limit $3 for update skip locked) \
+             returning id, payload, attempts",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueuedMail {
+                    id: rows::uuid(r, "id")?,
+                    payload: r.try_get::<Option<Vec<u8>>, _>("payload").map_err(backend)?.unwrap_or_default(),
+                    attempts: r.try_get("attempts").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "update mail_outbox set status = 'sent', payload = null, lease_until = null, last_error = null, \
+             updated_at = $2 where id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn mail_failed(&self, id: Uuid, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "update mail_outbox set \
+               status = case when $3 is null then 'failed' else 'pending' end, \
+               payload = case when $3 is null then null else payload end, \
+               next_attempt_at = coalesce($3, next_attempt_at), lease_until = null, last_error = $2, updated_at = $4 \
+             where id = $1",
+        )
+        .bind(id)
+        .bind(error.chars().take(500).collect::<String>())
+        .bind(retry_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn pending_mail_count(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("select count(*) from mail_outbox where status = 'pending'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.pool).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> StoreResult<Option<BoxStream<'static, StoreEvent>>> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(backend)?;
+        listener.listen(CHANNEL).await.map_err(backend)?;
+        let events = futures::stream::unfold(listener, |mut listener| async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notice)) => {
+                        if let Some(event) = parse_event(notice.payload()) {
+                            return Some((event, listener));
+                        }
+                    }
+                    // The connection dropped; the next call reconnects. Notices may have been
+                    // missed in between, so caches must start over.
+                    Ok(None) => return Some((StoreEvent::Resync, listener)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(Box::pin(events)))
+    }
+}

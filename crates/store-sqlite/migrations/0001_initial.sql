@@ -1,0 +1,82 @@
+-- Porteiro schema v1 (SQLite). Times are Unix milliseconds (integer); ids are UUID text.
+-- Append-only: never edit a shipped migration, add the next number instead (same in PostgreSQL).
+
+create table users (
+    id                    text primary key,
+    username              text not null,
+    username_key          text not null unique,
+    email                 text not null unique,
+    first_name            text,
+    last_name             text,
+    password_hash         text not null,
+    is_active             integer not null default 1,
+    is_admin              integer not null default 0,
+    email_verified        integer not null default 0,
+    failed_login_attempts integer not null default 0,
+    locked_until          integer,
+    locale                text not null default 'en',
+    created_at            integer not null,
+    updated_at            integer not null
+);
+
+create table sessions (
+    id             text primary key,
+    user_id        text not null references users(id) on delete cascade,
+    last_active_at integer not null,
+    expires_at     integer not null,
+    revoked_at     integer,
+    revoke_reason  text,
+    ip_address     text,
+    user_agent     text,
+    device_name    text not null,
+    device_type    text not null,
+    os             text,
+    browser        text,
+    created_at     integer not null,
+    updated_at     integer not null
+);
+create index sessions_by_user on sessions(user_id, revoked_at, expires_at);
+
+-- One family per session: every refresh token of a session belongs to its family.
+create table refresh_tokens (
+    token_hash text primary key,
+    session_id text not null references sessions(id) on delete cascade,
+    expires_at integer not null,
+    used_at    integer,
+    created_at integer not null,
+    updated_at integer not null
+);
+create index refresh_tokens_by_session on refresh_tokens(session_id);
+
+create table password_reset_tokens (
+    token_hash text primary key,
+    user_id    text not null references users(id) on delete cascade,
+    expires_at integer not null,
+    used_at    integer,
+    created_at integer not null,
+    updated_at integer not null
+);
+create index password_reset_tokens_by_user on password_reset_tokens(user_id);
+
+create table signing_keys (
+    kid             text primary key,
+    algorithm       text not null,
+    public_key      blob not null,
+    private_key_enc blob not null,
+    created_at      integer not null,
+    updated_at      integer not null
+);
+
+-- Payloads are sealed (AES-256-GCM) and erased once delivered or abandoned.
+create table mail_outbox (
+    id              text primary key,
+    payload         blob,
+    status          text not null default 'pending' check (status in ('pending', 'sent', 'failed')),
+    attempts        integer not null default 0,
+    next_attempt_at integer not null,
+    lease_until     integer,
+    last_error      text,
+    created_at      integer not null,
+    updated_at      integer not null
+);
+create index mail_outbox_due on mail_outbox(status, next_attempt_at);

@@ -1,0 +1,780 @@
+//! [`Store`] on an embedded SQLite file: Porteiro's zero-configuration default.
+//!
+//! The database runs in WAL mode. Writes go through a pool of exactly one connection, so
+//! transactions never contend for SQLite's single write lock inside this process (no `BUSY`
+//! retries, and "read then write" transactions are serialisable by construction); reads use a
+//! separate read-only pool and proceed concurrently. Write transactions start with
+//! `BEGIN IMMEDIATE` so that another process on the same file (the CLI) waits instead of failing.
+//!
+//! Times are stored as Unix milliseconds, ids as UUID text. SQLite has no cross-process change
+//! feed, so [`Store::subscribe`] returns `None`: one server per SQLite file.
+
+mod migrations;
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
+use porteiro_core::domain::{NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId};
+use porteiro_core::store::{
+    KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError, StoreEvent, StoreResult,
+    StoredKey, UserStore,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row as _, Sqlite, Transaction};
+use uuid::Uuid;
+
+use crate::rows::{ms, opt_ms, session_from_row, user_from_row};
+
+macro_rules! user_cols {
+    () => {
+        "id, username, email, first_name, last_name, password_hash, is_active, is_admin, email_verified, \
+         failed_login_attempts, locked_until, locale, created_at, updated_at"
+    };
+}
+macro_rules! session_cols {
+    () => {
+        "id, user_id, created_at, last_active_at, expires_at, revoked_at, ip_address, user_agent, device_name, \
+         device_type, os, browser"
+    };
+}
+
+/// The SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(anyhow::Error::new(e))
+}
+
+/// Maps a unique violation to `Conflict` naming the field; everything else is a backend error.
+fn on_unique(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            let msg = db.message();
+            let field = if msg.contains("email") { "email" } else { "username" };
+            return StoreError::Conflict { field };
+        }
+    }
+    backend(e)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` — a path or a `sqlite://` URL — and
+    /// applies pending migrations.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or a migration fails.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let base = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.clone())
+            .await?;
+        migrations::migrator().run(&writer).await?;
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get().max(2) * 2) as u32;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
+    }
+
+    /// Applies pending migrations (already done by [`SqliteStore::connect`]).
+    ///
+    /// # Errors
+    /// When a migration fails.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        migrations::migrator().run(&self.writer).await?;
+        Ok(())
+    }
+
+    /// Closes both pools, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+async fn revoke_where_user(
+    tx: &mut Transaction<'static, Sqlite>,
+    user_id: UserId,
+    keep: Option<Uuid>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Uuid>> {
+    let rows = sqlx::query(
+        "update sessions set revoked_at = ?1, revoke_reason = ?2, updated_at = ?1 \
+         where user_id = ?3 and revoked_at is null and expires_at > ?1 and (?4 is null or id <> ?4) returning id",
+    )
+    .bind(ms(now))
+    .bind(reason)
+    .bind(user_id.to_string())
+    .bind(keep.map(|k| k.to_string()))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    rows.iter().map(|r| rows::uuid(r, "id")).collect()
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn insert_user(&self, u: &NewUser) -> StoreResult<User> {
+        let row = sqlx::query(concat!(
+            "insert into users (id, username, username_key, email, first_name, last_name, password_hash, is_admin, \
+             locale, created_at, updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) returning ",
+            user_cols!()
+        ))
+        .bind(u.id.to_string())
+        .bind(&u.username)
+        .bind(&u.username_key)
+        .bind(&u.email)
+        .bind(&u.first_name)
+        .bind(&u.last_name)
+        .bind(&u.password_hash)
+        .bind(u.is_admin)
+        .bind(&u.locale)
+        .bind(ms(u.now))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(on_unique)?;
+        user_from_row(&row)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!("select ", user_cols!(), " from users where id = ?1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!("select ", user_cols!(), " from users where username_key = ?1 or email = ?1 limit 1"))
+            .bind(login)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!("select ", user_cols!(), " from users where email = ?1"))
+            .bind(email)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)> {
+        let rows = sqlx::query(concat!("select ", user_cols!(), " from users order by created_at, id limit ?1 offset ?2"))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        let users = rows.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok((users, self.count_users().await?))
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("select count(*) from users").fetch_one(&self.reader).await.map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn update_profile(&self, id: UserId, p: &ProfileUpdate, now: DateTime<Utc>) -> StoreResult<User> {
+        let row = sqlx::query(concat!(
+            "update users set \
+               first_name = case when ?2 then ?3 else first_name end, \
+               last_name = case when ?4 then ?5 else last_name end, \
+               locale = coalesce(?6, locale), \
+               is_active = coalesce(?7, is_active), \
+               updated_at = ?8 \
+             where id = ?1 returning ",
+            user_cols!()
+        ))
+        .bind(id.to_string())
+        .bind(p.first_name.is_some())
+        .bind(p.first_name.clone().flatten())
+        .bind(p.last_name.is_some())
+        .bind(p.last_name.clone().flatten())
+        .bind(&p.locale)
+        .bind(p.is_active)
+        .bind(ms(now))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<Option<Vec<Uuid>>> {
+        let mut tx = self.write_tx().await?;
+        let sessions = sqlx::query("select id from sessions where user_id = ?1 and revoked_at is null")
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let deleted = sqlx::query("delete from users where id = ?1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        if deleted == 0 {
+            return Ok(None);
+        }
+        Ok(Some(sessions.iter().map(|r| rows::uuid(r, "id")).collect::<StoreResult<_>>()?))
+    }
+
+    async fn upgrade_password_hash(&self, id: UserId, old_hash: &str, new_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("update users set password_hash = ?3 where id = ?1 and password_hash = ?2")
+            .bind(id.to_string())
+            .bind(old_hash)
+            .bind(new_hash)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_failed_login(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+        lock_until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        // While locked: nothing changes. After a lock ran out the count starts again at 1.
+        sqlx::query(
+            "update users set \
+               failed_login_attempts = case \
+                 when locked_until > ?2 then failed_login_attempts \
+                 when locked_until is not null then 1 \
+                 else failed_login_attempts + 1 end, \
+               locked_until = case \
+                 when locked_until > ?2 then locked_until \
+                 when (case when locked_until is not null then 1 else failed_login_attempts + 1 end) >= ?3 then ?4 \
+                 else null end, \
+               updated_at = ?2 \
+             where id = ?1",
+        )
+        .bind(id.to_string())
+        .bind(ms(now))
+        .bind(max_attempts)
+        .bind(ms(lock_until))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("update users set failed_login_attempts = 0, locked_until = null, updated_at = ?2 where id = ?1")
+            .bind(id.to_string())
+            .bind(ms(now))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done =
+            sqlx::query("update users set failed_login_attempts = 0, locked_until = null, updated_at = ?2 where id = ?1")
+                .bind(id.to_string())
+                .bind(ms(now))
+                .execute(&self.writer)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn change_password(
+        &self,
+        id: UserId,
+        new_hash: &str,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.write_tx().await?;
+        let updated = sqlx::query("update users set password_hash = ?2, updated_at = ?3 where id = ?1")
+            .bind(id.to_string())
+            .bind(new_hash)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("delete from password_reset_tokens where user_id = ?1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let revoked = revoke_where_user(&mut tx, id, keep, "password_change", now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, s: &NewSession, r: &NewRefreshToken) -> StoreResult<Session> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(concat!(
+            "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
+             device_type, os, browser, created_at, updated_at) \
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?3, ?3) returning ",
+            session_cols!()
+        ))
+        .bind(s.id.to_string())
+        .bind(s.user_id.to_string())
+        .bind(ms(s.now))
+        .bind(ms(s.expires_at))
+        .bind(&s.ip_address)
+        .bind(&s.user_agent)
+        .bind(&s.device_name)
+        .bind(&s.device_type)
+        .bind(&s.os)
+        .bind(&s.browser)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
+             values (?1, ?2, ?3, ?4, ?4)",
+        )
+        .bind(&r.token_hash)
+        .bind(r.session_id.to_string())
+        .bind(ms(r.expires_at))
+        .bind(ms(r.now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        session_from_row(&row)
+    }
+
+    async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!("select ", session_cols!(), " from sessions where id = ?1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn session_auth_state(&self, id: Uuid) -> StoreResult<Option<SessionAuthState>> {
+        let row = sqlx::query(
+            "select s.user_id, u.is_admin, (s.revoked_at is null and u.is_active) as usable, s.expires_at \
+             from sessions s join users u on u.id = s.user_id where s.id = ?1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            Ok(SessionAuthState {
+                user_id: rows::uuid(&r, "user_id")?,
+                is_admin: r.try_get("is_admin").map_err(backend)?,
+                usable: r.try_get("usable").map_err(backend)?,
+                expires_at: rows::time(&r, "expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_active_sessions(&self, user_id: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            session_cols!(),
+            " from sessions where user_id = ?1 and revoked_at is null and expires_at > ?2 \
+              order by last_active_at desc, id"
+        ))
+        .bind(user_id.to_string())
+        .bind(ms(now))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn rename_session(&self, user_id: UserId, id: Uuid, name: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!(
+            "update sessions set device_name = ?3, updated_at = ?4 \
+             where id = ?1 and user_id = ?2 and revoked_at is null and expires_at > ?4 returning ",
+            session_cols!()
+        ))
+        .bind(id.to_string())
+        .bind(user_id.to_string())
+        .bind(name)
+        .bind(ms(now))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn revoke_session(&self, user_id: UserId, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update sessions set revoked_at = ?3, revoke_reason = 'revoked', updated_at = ?3 \
+             where id = ?1 and user_id = ?2 and revoked_at is null",
+        )
+        .bind(id.to_string())
+        .bind(user_id.to_string())
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_all_sessions(&self, user_id: UserId, keep: Option<Uuid>, now: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.write_tx().await?;
+        let revoked = revoke_where_user(&mut tx, user_id, keep, "revoked_all", now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        next_hash: &str,
+        next_expires_at: DateTime<Utc>,
+        ip_address: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RotateOutcome> {
+        let mut tx = self.write_tx().await?;
+        let spent = sqlx::query(
+            "update refresh_tokens set used_at = ?2, updated_at = ?2 \
+             where token_hash = ?1 and used_at is null and expires_at > ?2 returning session_id",
+        )
+        .bind(presented_hash)
+        .bind(ms(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let outcome = if let Some(row) = spent {
+            let session_id: String = row.try_get("session_id").map_err(backend)?;
+            let session = sqlx::query(concat!(
+                "update sessions set last_active_at = ?2, expires_at = ?3, ip_address = coalesce(?4, ip_address), \
+                   updated_at = ?2 \
+                 where id = ?1 and revoked_at is null and expires_at > ?2 returning ",
+                session_cols!()
+            ))
+            .bind(&session_id)
+            .bind(ms(now))
+            .bind(ms(next_expires_at))
+            .bind(ip_address)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            match session {
+                Some(row) => {
+                    sqlx::query(
+                        "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
+                         values (?1, ?2, ?3, ?4, ?4)",
+                    )
+                    .bind(next_hash)
+                    .bind(&session_id)
+                    .bind(ms(next_expires_at))
+                    .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    RotateOutcome::Rotated(session_from_row(&row)?)
+                }
+                None => RotateOutcome::Invalid,
+            }
+        } else {
+            let previous = sqlx::query("select session_id from refresh_tokens where token_hash = ?1 and used_at is not null")
+                .bind(presented_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            match previous {
+                Some(row) => {
+                    let session_id: String = row.try_get("session_id").map_err(backend)?;
+                    let owner = sqlx::query(
+                        "update sessions set revoked_at = coalesce(revoked_at, ?2), \
+                           revoke_reason = coalesce(revoke_reason, 'refresh_reuse'), updated_at = ?2 \
+                         where id = ?1 returning user_id",
+                    )
+                    .bind(&session_id)
+                    .bind(ms(now))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    RotateOutcome::ReuseDetected {
+                        session_id: rows::parse_uuid(&session_id)?,
+                        user_id: rows::uuid(&owner, "user_id")?,
+                    }
+                }
+                None => RotateOutcome::Invalid,
+            }
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+
+    async fn refresh_token_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!(
+            "select ",
+            session_cols!(),
+            " from sessions where id = (select session_id from refresh_tokens \
+               where token_hash = ?1 and used_at is null and expires_at > ?2) \
+              and revoked_at is null and expires_at > ?2"
+        ))
+        .bind(token_hash)
+        .bind(ms(now))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for SqliteStore {
+    async fn replace_reset_token(
+        &self,
+        user_id: UserId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("delete from password_reset_tokens where user_id = ?1")
+            .bind(user_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "insert into password_reset_tokens (token_hash, user_id, expires_at, created_at, updated_at) \
+             values (?1, ?2, ?3, ?4, ?4)",
+        )
+        .bind(token_hash)
+        .bind(user_id.to_string())
+        .bind(ms(expires_at))
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn reset_token_owner(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<UserId>> {
+        let row = sqlx::query(
+            "select user_id from password_reset_tokens where token_hash = ?1 and used_at is null and expires_at > ?2",
+        )
+        .bind(token_hash)
+        .bind(ms(now))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        row.map(|r| rows::uuid(&r, "user_id")).transpose()
+    }
+
+    async fn complete_reset(
+        &self,
+        token_hash: &str,
+        owner: UserId,
+        new_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Vec<Uuid>>> {
+        let mut tx = self.write_tx().await?;
+        let spent = sqlx::query(
+            "update password_reset_tokens set used_at = ?3, updated_at = ?3 \
+             where token_hash = ?1 and user_id = ?2 and used_at is null and expires_at > ?3",
+        )
+        .bind(token_hash)
+        .bind(owner.to_string())
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if spent.rows_affected() != 1 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "update users set password_hash = ?2, failed_login_attempts = 0, locked_until = null, updated_at = ?3 \
+             where id = ?1",
+        )
+        .bind(owner.to_string())
+        .bind(new_hash)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let revoked = revoke_where_user(&mut tx, owner, None, "password_reset", now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(revoked))
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_signing_key(&self, k: &StoredKey) -> StoreResult<()> {
+        sqlx::query(
+            "insert into signing_keys (kid, algorithm, public_key, private_key_enc, created_at, updated_at) \
+             values (?1, ?2, ?3, ?4, ?5, ?5)",
+        )
+        .bind(&k.kid)
+        .bind(&k.algorithm)
+        .bind(&k.public_key)
+        .bind(&k.private_key_enc)
+        .bind(ms(k.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "select kid, algorithm, public_key, private_key_enc, created_at from signing_keys \
+             order by created_at desc, kid desc",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid").map_err(backend)?,
+                    algorithm: r.try_get("algorithm").map_err(backend)?,
+                    public_key: r.try_get("public_key").map_err(backend)?,
+                    private_key_enc: r.try_get("private_key_enc").map_err(backend)?,
+                    created_at: rows::time(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn enqueue_mail(&self, id: Uuid, payload: &[u8], now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "insert into mail_outbox (id, payload, next_attempt_at, created_at, updated_at) values (?1, ?2, ?3, ?3, ?3)",
+        )
+        .bind(id.to_string())
+        .bind(payload)
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn claim_mail(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<QueuedMail>> {
+        let rows = sqlx::query(
+            "update mail_outbox set lease_until = ?2, attempts = attempts + 1, updated_at = ?1 \
+             where id in (select id from mail_outbox \
+                          where status = 'pending' and next_attempt_at <= ?1 \
+                            and (lease_until is null or lease_until <= ?1) \
+                          order by next_attempt_at limit ?3) \
+             returning id, payload, attempts",
+        )
+        .bind(ms(now))
+        .bind(ms(lease_until))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueuedMail {
+                    id: rows::uuid(r, "id")?,
+                    payload: r.try_get::<Option<Vec<u8>>, _>("payload").map_err(backend)?.unwrap_or_default(),
+                    attempts: r.try_get("attempts").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "update mail_outbox set status = 'sent', payload = null, lease_until = null, last_error = null, \
+             updated_at = ?2 where id = ?1",
+        )
+        .bind(id.to_string())
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn mail_failed(&self, id: Uuid, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "update mail_outbox set \
+               status = case when ?3 is null then 'failed' else 'pending' end, \
+               payload = case when ?3 is null then null else payload end, \
+               next_attempt_at = coalesce(?3, next_attempt_at), lease_until = null, last_error = ?2, updated_at = ?4 \
+             where id = ?1",
+        )
+        .bind(id.to_string())
+        .bind(error.chars().take(500).collect::<String>())
+        .bind(opt_ms(retry_at))
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn pending_mail_count(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("select count(*) from mail_outbox where status = 'pending'")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.reader).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> StoreResult<Option<BoxStream<'static, StoreEvent>>> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,74 @@
+//! Row decoding: Unix-millisecond times and UUID text into domain types.
+
+use chrono::{DateTime, Utc};
+use porteiro_core::domain::{Session, User};
+use porteiro_core::store::{StoreError, StoreResult};
+use sqlx::Row as _;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use crate::backend;
+
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn opt_ms(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(ms)
+}
+
+fn from_ms(v: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Backend(anyhow::anyhow!("timestamp out of range: {v}")))
+}
+
+pub(crate) fn time(row: &SqliteRow, col: &str) -> StoreResult<DateTime<Utc>> {
+    from_ms(row.try_get(col).map_err(backend)?)
+}
+
+fn opt_time(row: &SqliteRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+    row.try_get::<Option<i64>, _>(col).map_err(backend)?.map(from_ms).transpose()
+}
+
+pub(crate) fn parse_uuid(s: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Backend(anyhow::anyhow!("bad uuid in database: {e}")))
+}
+
+pub(crate) fn uuid(row: &SqliteRow, col: &str) -> StoreResult<Uuid> {
+    parse_uuid(&row.try_get::<String, _>(col).map_err(backend)?)
+}
+
+pub(crate) fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: uuid(r, "id")?,
+        username: r.try_get("username").map_err(backend)?,
+        email: r.try_get("email").map_err(backend)?,
+        first_name: r.try_get("first_name").map_err(backend)?,
+        last_name: r.try_get("last_name").map_err(backend)?,
+        password_hash: r.try_get("password_hash").map_err(backend)?,
+        is_active: r.try_get("is_active").map_err(backend)?,
+        is_admin: r.try_get("is_admin").map_err(backend)?,
+        email_verified: r.try_get("email_verified").map_err(backend)?,
+        failed_login_attempts: r.try_get("failed_login_attempts").map_err(backend)?,
+        locked_until: opt_time(r, "locked_until")?,
+        locale: r.try_get("locale").map_err(backend)?,
+        created_at: time(r, "created_at")?,
+        updated_at: time(r, "updated_at")?,
+    })
+}
+
+pub(crate) fn session_from_row(r: &SqliteRow) -> StoreResult<Session> {
+    Ok(Session {
+        id: uuid(r, "id")?,
+        user_id: uuid(r, "user_id")?,
+        created_at: time(r, "created_at")?,
+        last_active_at: time(r, "last_active_at")?,
+        expires_at: time(r, "expires_at")?,
+        revoked_at: opt_time(r, "revoked_at")?,
+        ip_address: r.try_get("ip_address").map_err(backend)?,
+        user_agent: r.try_get("user_agent").map_err(backend)?,
+        device_name: r.try_get("device_name").map_err(backend)?,
+        device_type: r.try_get("device_type").map_err(backend)?,
+        os: r.try_get("os").map_err(backend)?,
+        browser: r.try_get("browser").map_err(backend)?,
+    })
+}

@@ -1,0 +1,23 @@
+//! The store contract on SQLite: every test gets its own database file.
+
+use std::sync::Arc;
+
+use porteiro_core::store::Store;
+use porteiro_store_sqlite::SqliteStore;
+
+async fn fresh() -> Option<Arc<dyn Store>> {
+    let dir = std::env::temp_dir().join("porteiro-store-tests");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{}.db", uuid::Uuid::new_v4()));
+    let store = SqliteStore::connect(path.to_str().expect("utf-8 path")).await.expect("open sqlite");
+    Some(Arc::new(store))
+}
+
+porteiro_store_tests::all_contract_tests!(fresh().await);
+
+#[tokio::test]
+async fn sqlite_has_no_cross_instance_feed() {
+    let store = fresh().await.expect("store");
+    assert!(store.subscribe().await.expect("subscribe").is_none());
+    assert_eq!(store.backend(), "sqlite");
+}

@@ -1,0 +1,182 @@
+//! The one place where domain errors become HTTP responses.
+//!
+//! Every error body is `{"status": "error", "code": "<stable_snake_case>", "message": "<text>"}`
+//! (PRODUCT.md §5), optionally with `field` and `reasons`. Two dialects share this table: the
+//! `/api` routes ([`ApiError`]) and the compact seed-002 routes ([`CompactError`]), which answer
+//! 403 for every credential or token failure. 5xx bodies are generic; the cause is logged here.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use porteiro_core::Error;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The error envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Always `error`.
+    #[schema(example = "error")]
+    pub status: &'static str,
+    /// Stable machine-readable code.
+    #[schema(example = "invalid_credentials")]
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The request field at fault, for validation errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+    /// Every reason a password was refused (`too_short`, `no_digit`, `common`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<Vec<&'static str>>,
+}
+
+/// Builds an error response outside the domain (extractor rejections, fallbacks).
+#[must_use]
+pub fn error_response(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    let body = ErrorBody { status: "error", code, message: message.into(), field: None, reasons: None };
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+struct Mapped {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<&'static str>,
+    reasons: Option<Vec<&'static str>>,
+}
+
+fn simple(status: StatusCode, code: &'static str, message: &str) -> Mapped {
+    Mapped { status, code, message: message.to_owned(), field: None, reasons: None }
+}
+
+const BAD_CREDENTIALS: &str = "Email or password incorrect.";
+
+/// The shared table. Each arm states the status for the `/api` dialect.
+fn map(err: &Error) -> Mapped {
+    match err {
+        // 401: unknown user, wrong password and locked account look the same.
+        Error::InvalidCredentials => simple(StatusCode::UNAUTHORIZED, "invalid_credentials", BAD_CREDENTIALS),
+        // 403: only revealed after the right password was given.
+        Error::AccountDisabled => simple(StatusCode::FORBIDDEN, "account_disabled", "This account is disabled."),
+        // 403: confirming a change with the wrong current password.
+        Error::IncorrectPassword => {
+            simple(StatusCode::FORBIDDEN, "incorrect_password", "The current password is incorrect.")
+        }
+        // 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+        Error::InvalidAccessToken => {
+            simple(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, invalid or expired.")
+        }
+        // 401.
+        Error::InvalidRefreshToken => {
+            simple(StatusCode::UNAUTHORIZED, "invalid_refresh_token", "The refresh token is invalid or expired.")
+        }
+        // 400.
+        Error::InvalidResetToken => {
+            simple(StatusCode::BAD_REQUEST, "invalid_reset_token", "The reset link is invalid or has expired.")
+        }
+        // 400 with `field`.
+        Error::Validation(f) => {
+            Mapped { status: StatusCode::BAD_REQUEST, code: f.code, message: f.message.clone(), field: Some(f.field), reasons: None }
+        }
+        // 400 with every reason.
+        Error::WeakPassword(issues) => Mapped {
+            status: StatusCode::BAD_REQUEST,
+            code: "weak_password",
+            message: issues.iter().map(|i| i.message()).collect::<Vec<_>>().join(" "),
+            field: Some("password"),
+            reasons: Some(issues.iter().map(|i| i.code()).collect()),
+        },
+        // 409.
+        Error::Conflict { field } => Mapped {
+            status: StatusCode::CONFLICT,
+            code: if *field == "email" { "email_taken" } else { "username_taken" },
+            message: format!("This {field} is already in use."),
+            field: Some(field),
+            reasons: None,
+        },
+        // 403.
+        Error::Forbidden => simple(StatusCode::FORBIDDEN, "forbidden", "You are not allowed to do this."),
+        // 404.
+        Error::NotFound => simple(StatusCode::NOT_FOUND, "not_found", "Not found."),
+        // 503 with `Retry-After: 1`.
+        Error::Overloaded => simple(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "The server is busy; retry shortly."),
+        // 500, generic.
+        Error::Internal(_) => simple(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong."),
+    }
+}
+
+fn respond(err: &Error, m: Mapped) -> Response {
+    if let Error::Internal(cause) = err {
+        tracing::error!(error = ?cause, "internal error");
+    }
+    let status = m.status;
+    let body = ErrorBody { status: "error", code: m.code, message: m.message, field: m.field, reasons: m.reasons };
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    match err {
+        Error::InvalidAccessToken if status == StatusCode::UNAUTHORIZED => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        }
+        _ if status == StatusCode::UNAUTHORIZED => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        Error::Overloaded => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    response
+}
+
+/// A domain error answered in the `/api` dialect.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl<E: Into<Error>> From<E> for ApiError {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mapped = map(&self.0);
+        respond(&self.0, mapped)
+    }
+}
+
+/// A domain error answered in the compact (seed 002) dialect: credential and token failures are
+/// all `403` with one body, so locked, disabled and unknown accounts are indistinguishable.
+#[derive(Debug)]
+pub struct CompactError(pub Error);
+
+impl<E: Into<Error>> From<E> for CompactError {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+impl IntoResponse for CompactError {
+    fn into_response(self) -> Response {
+        let mapped = match &self.0 {
+            Error::InvalidCredentials | Error::AccountDisabled => {
+                simple(StatusCode::FORBIDDEN, "invalid_credentials", BAD_CREDENTIALS)
+            }
+            Error::IncorrectPassword => simple(StatusCode::FORBIDDEN, "incorrect_password", "The current password is incorrect."),
+            Error::InvalidRefreshToken => simple(StatusCode::FORBIDDEN, "invalid_refresh_token", "The refresh token is invalid or expired."),
+            Error::InvalidResetToken => simple(StatusCode::FORBIDDEN, "invalid_reset_token", "The reset token is invalid or has expired."),
+            other => map(other),
+        };
+        respond(&self.0, mapped)
+    }
+}
+
+/// Result alias for `/api` handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+/// Result alias for compact handlers.
+pub type CompactResult<T> = Result<T, CompactError>;

@@ -1,0 +1,9 @@
+//! Extractors that reject with the JSON error envelope instead of axum's plain-text defaults.
+
+mod auth;
+mod client;
+mod json;
+
+pub use auth::{Bearer, CompactBearer};
+pub use client::ClientInfo;
+pub use json::{AppJson, AppPath, AppQuery};

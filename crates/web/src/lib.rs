@@ -1,0 +1,107 @@
+//! Porteiro's HTTP layer: routes, extractors, error mapping, middleware and the OpenAPI document.
+//!
+//! Handlers extract, call one [`porteiro_core::Auth`] method and map the result; there is no SQL
+//! and no hashing here. [`app`] builds the whole router so tests can drive it in-process or on a
+//! socket. Every response passes [`middleware::harden`], which enforces the request timeout, turns
+//! any bare error status into the JSON envelope and sets `Cache-Control: no-store` and security
+//! headers.
+
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod state;
+pub mod views;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::Response;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+pub use state::{AppState, WebSettings};
+
+use crate::error::error_response;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Porteiro",
+        description = "Self-hosted authentication and identity server: accounts, sign-in, session-bound tokens, recovery.",
+        license(name = "MIT")
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "compact", description = "The compact API (seed 002): `/auth`, `/refresh`, `/change-password`, `/forgot-password`, `/reset-password`."),
+        (name = "auth", description = "Accounts, sign-in, tokens and recovery."),
+        (name = "devices", description = "The caller's sessions, as devices."),
+        (name = "users", description = "Accounts (self or administrators)."),
+        (name = "tokens", description = "Public keys for verifying access tokens."),
+        (name = "health", description = "Liveness and version.")
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    }
+}
+
+/// The OpenAPI document and the API routes.
+#[must_use]
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::compact::router())
+        .merge(routes::auth::router())
+        .merge(routes::devices::router())
+        .merge(routes::users::router())
+        .merge(routes::health::router())
+        .merge(routes::well_known::router())
+        .split_for_parts()
+}
+
+/// The complete application.
+pub fn app(state: AppState) -> Router {
+    let (api_routes, mut spec) = api();
+    spec.info.version = state.settings.version.to_owned();
+    let docs = routes::docs::Docs::new(&spec, state.settings.version);
+    let settings = state.settings.clone();
+    api_routes
+        .merge(routes::docs::router(docs))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(settings, middleware::harden))
+        .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(|_| -> Response {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong.")
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", "No such route.")
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not accept that method.")
+}

@@ -1,0 +1,9 @@
+//! Route modules, one per feature. Each exposes `router()`; `crate::router` merges them.
+
+pub mod auth;
+pub mod compact;
+pub mod devices;
+pub mod docs;
+pub mod health;
+pub mod users;
+pub mod well_known;

@@ -1,0 +1,211 @@
+//! Response and request bodies. User views never contain a password hash, secret or token.
+
+use chrono::{DateTime, Utc};
+use porteiro_core::domain::User;
+use porteiro_core::flows::devices::Device;
+use porteiro_core::service::Authenticated;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Success envelope of every `/api` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Envelope<T> {
+    /// Always `success`.
+    #[schema(example = "success")]
+    pub status: &'static str,
+    /// Optional human-readable note.
+    pub message: Option<String>,
+    /// The payload.
+    pub data: T,
+}
+
+/// Wraps `data` in the success envelope.
+pub fn ok<T>(data: T) -> axum::Json<Envelope<T>> {
+    axum::Json(Envelope { status: "success", message: None, data })
+}
+
+/// Wraps `data` with a message.
+pub fn ok_with<T>(message: &str, data: T) -> axum::Json<Envelope<T>> {
+    axum::Json(Envelope { status: "success", message: Some(message.to_owned()), data })
+}
+
+/// A user as shown to themselves and administrators.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// Identifier.
+    pub id: Uuid,
+    /// Username.
+    pub username: String,
+    /// Email (lower-cased).
+    pub email: String,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// False when disabled by an administrator.
+    pub is_active: bool,
+    /// Administrator.
+    pub is_admin: bool,
+    /// Locked after too many failed sign-ins.
+    pub is_locked: bool,
+    /// End of the current lock.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// Consecutive failed sign-ins.
+    pub failed_login_attempts: i32,
+    /// Primary email verified.
+    pub email_verified: bool,
+    /// Two-factor authentication enabled.
+    pub two_factor_enabled: bool,
+    /// Preferred language.
+    pub locale: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last update.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl UserView {
+    /// Builds the view at `now` (for `is_locked`).
+    #[must_use]
+    pub fn new(u: User, now: DateTime<Utc>) -> Self {
+        Self {
+            is_locked: u.is_locked(now),
+            locked_until: u.locked_until.filter(|t| *t > now),
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            is_active: u.is_active,
+            is_admin: u.is_admin,
+            failed_login_attempts: u.failed_login_attempts,
+            email_verified: u.email_verified,
+            two_factor_enabled: false,
+            locale: u.locale,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// Tokens and user after a sign-in or refresh (seed 004 `AuthResponse`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthResponse {
+    /// Signed JWT (EdDSA), valid `expires_in` seconds.
+    pub access_token: String,
+    /// Opaque, single-use refresh token.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Access-token lifetime in seconds.
+    pub expires_in: i64,
+    /// A second factor is required (tokens absent).
+    pub requires_2fa: bool,
+    /// An email code is required (tokens absent).
+    pub requires_email_verification: bool,
+    /// The session (device) id.
+    pub session_id: Uuid,
+    /// The user.
+    pub user: UserView,
+}
+
+impl AuthResponse {
+    /// Builds the response.
+    #[must_use]
+    pub fn new(a: Authenticated, now: DateTime<Utc>) -> Self {
+        Self {
+            access_token: a.access_token,
+            refresh_token: a.refresh_token,
+            token_type: "Bearer",
+            expires_in: a.expires_in,
+            requires_2fa: false,
+            requires_email_verification: false,
+            session_id: a.session_id,
+            user: UserView::new(a.user, now),
+        }
+    }
+}
+
+/// A session as a device.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceView {
+    /// Session id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Name (derived from the user agent, or chosen).
+    pub device_name: String,
+    /// `pc`, `smartphone`, `mobilephone`, `crawler`, `appliance`, `unknown`.
+    pub device_type: String,
+    /// Operating system.
+    pub os: Option<String>,
+    /// Browser.
+    pub browser: Option<String>,
+    /// IP at sign-in or last refresh.
+    pub ip_address: Option<String>,
+    /// Raw user agent.
+    pub user_agent: Option<String>,
+    /// Location (not resolved).
+    pub location: Option<String>,
+    /// Sign-in time.
+    pub created_at: DateTime<Utc>,
+    /// Last sign-in or refresh.
+    pub last_active_at: DateTime<Utc>,
+    /// Session expiry.
+    pub expires_at: DateTime<Utc>,
+    /// The session making this request.
+    pub is_current: bool,
+}
+
+impl From<Device> for DeviceView {
+    fn from(d: Device) -> Self {
+        let s = d.session;
+        Self {
+            id: s.id,
+            user_id: s.user_id,
+            device_name: s.device_name,
+            device_type: s.device_type,
+            os: s.os,
+            browser: s.browser,
+            ip_address: s.ip_address,
+            user_agent: s.user_agent,
+            location: None,
+            created_at: s.created_at,
+            last_active_at: s.last_active_at,
+            expires_at: s.expires_at,
+            is_current: d.is_current,
+        }
+    }
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    /// Users on this page.
+    pub items: Vec<UserView>,
+    /// Total users.
+    pub total: u64,
+    /// 1-based page.
+    pub page: u64,
+    /// Page size.
+    pub per_page: u64,
+    /// Number of pages.
+    pub total_pages: u64,
+}
+
+/// Pagination query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    /// 1-based page (default 1).
+    pub page: Option<u64>,
+    /// Page size, 1–100 (default 20).
+    pub per_page: Option<u64>,
+}
+
+/// A count of revoked sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revoked {
+    /// How many sessions were revoked.
+    pub revoked: usize,
+}

@@ -1,0 +1,193 @@
+//! The composition root: opens the store, loads keys, builds the service, binds the socket and
+//! starts the background workers (mail delivery, cross-instance cache invalidation).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use porteiro_core::Auth;
+use porteiro_core::clock::{Clock, SystemClock};
+use porteiro_core::credentials::PasswordHasher;
+use porteiro_core::crypto::MasterKey;
+use porteiro_core::mail::MailTransport;
+use porteiro_core::store::Store;
+use porteiro_store_postgres::PgStore;
+use porteiro_store_sqlite::SqliteStore;
+use porteiro_web::{AppState, WebSettings};
+use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::mail::{DirectoryTransport, SmtpMailTransport};
+
+/// Opens the configured database, applying migrations.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if config.is_postgres() {
+        let store = PgStore::connect(&config.database_url, config.database_max_connections)
+            .await
+            .context("cannot open the PostgreSQL database named by DATABASE_URL")?;
+        Ok(Arc::new(store))
+    } else {
+        let store = SqliteStore::connect(&config.database_url)
+            .await
+            .with_context(|| format!("cannot open the SQLite database {}", config.database_url))?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// Loads the master key from `MASTER_KEY`, or from `DATA_DIR/master.key`, creating it (mode 0600)
+/// on first run.
+///
+/// # Errors
+/// When the key is malformed or the file cannot be read or written.
+pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    if let Some(encoded) = &config.master_key {
+        let bytes = engine.decode(encoded.expose_secret().trim()).ok().filter(|b| b.len() == 32);
+        let bytes = bytes.context("configuration error: MASTER_KEY: must be base64 of exactly 32 bytes")?;
+        return MasterKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("MASTER_KEY: {e}"));
+    }
+    let path = config.data_dir.join("master.key");
+    if !path.exists() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        write_private(&path, engine.encode(porteiro_core::crypto::random_bytes::<32>()).as_bytes())?;
+        tracing::info!(path = %path.display(), "generated a new master key");
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = engine.decode(text.trim()).ok().filter(|b| b.len() == 32).with_context(|| format!("{} is not a valid master key", path.display()))?;
+    MasterKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("master key: {e}"))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents)?;
+    Ok(())
+}
+
+/// Builds the domain service over an open store.
+///
+/// # Errors
+/// When the keys cannot be loaded.
+pub async fn build_auth(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Auth>> {
+    let master = Arc::new(load_master_key(config)?);
+    let scheme = config.hash_scheme;
+    let (workers, queue) = (config.hash_workers, config.hash_queue);
+    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(scheme, workers, queue)).await??;
+    let auth = Auth::new(store, clock, master, hasher, config.auth_config()).await?;
+    Ok(Arc::new(auth))
+}
+
+/// A built, bound, not-yet-running server.
+pub struct Application {
+    listener: TcpListener,
+    auth: Arc<Auth>,
+    router: axum::Router,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("addr", &self.listener.local_addr().ok()).finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Builds everything with the system clock.
+    ///
+    /// # Errors
+    /// On any start-up failure (database, keys, socket, first administrator).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds everything with an injected clock (tests).
+    ///
+    /// # Errors
+    /// On any start-up failure.
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        let auth = build_auth(&config, store, clock).await?;
+        ensure_first_admin(&config, &auth).await?;
+
+        if config.mail.enabled {
+            let transport: Arc<dyn MailTransport> = match &config.mail.smtp {
+                Some(smtp) => Arc::new(SmtpMailTransport::new(smtp, &config.mail)?),
+                None => Arc::new(DirectoryTransport::new(&config.mail)?),
+            };
+            tokio::spawn(auth.outbox().clone().run_worker(transport, config.mail.poll_interval));
+        }
+        tokio::spawn(Arc::clone(&auth).follow_store_events());
+
+        let settings = WebSettings {
+            request_timeout: config.request_timeout,
+            introspection_client: config.introspection_client.clone(),
+            ..WebSettings::default()
+        };
+        let router = porteiro_web::app(AppState { auth: Arc::clone(&auth), settings: Arc::new(settings) });
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        Ok(Self { listener, auth, router })
+    }
+
+    /// The bound address.
+    ///
+    /// # Panics
+    /// Never: the socket is bound.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("invariant: a bound listener has an address")
+    }
+
+    /// The domain service (tests use it to reach the store).
+    #[must_use]
+    pub fn auth(&self) -> Arc<Auth> {
+        Arc::clone(&self.auth)
+    }
+
+    /// Serves until `shutdown` resolves.
+    ///
+    /// # Errors
+    /// On a fatal socket error.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(addr = %format!("http://{}", self.local_addr()), "listening");
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn ensure_first_admin(config: &Config, auth: &Auth) -> anyhow::Result<()> {
+    let created = auth
+        .ensure_first_admin(&config.admin_email, &config.admin_username, config.admin_password.clone(), config.admin_name.as_deref())
+        .await
+        .map_err(|e| match e {
+            porteiro_core::Error::WeakPassword(issues) => anyhow::anyhow!(
+                "configuration error: ADMIN_PASSWORD: {}",
+                issues.iter().map(|i| i.message()).collect::<Vec<_>>().join(" ")
+            ),
+            other => anyhow::anyhow!("cannot create the first administrator: {other}"),
+        })?;
+    if let Some((user, generated)) = created {
+        tracing::info!(user_id = %user.id, username = %user.username, "first administrator created");
+        if let Some(password) = generated {
+            // Printed once, to the terminal only (not the log), so the operator can sign in.
+            println!(
+                "\nFirst administrator created:\n  username: {}\n  email:    {}\n  password: {password}\nChange it after signing in; it will not be shown again.\n",
+                user.username, user.email
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! Command-line interface: `serve`, `migrate`, `user …`, `keys rotate`, `config check`.
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use porteiro_core::clock::SystemClock;
+use porteiro_core::flows::registration::Registration;
+use secrecy::SecretString;
+
+use crate::app::{Application, build_auth, load_master_key, open_store};
+use crate::config::Config;
+
+/// Porteiro: a self-hosted authentication and identity server.
+///
+/// Configuration comes from environment variables and a `.env` file; see the README.
+#[derive(Debug, Parser)]
+#[command(name = "porteiro", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrates the database and creates the first administrator if needed).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage token-signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `porteiro user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from stdin with `--password-stdin`, otherwise a
+    /// random one is generated and printed once (passwords never go on the command line).
+    Create(CreateUser),
+    /// List accounts.
+    List {
+        /// 1-based page.
+        #[arg(long, default_value_t = 1)]
+        page: u64,
+        /// Page size (1–100).
+        #[arg(long, default_value_t = 50)]
+        per_page: u64,
+    },
+    /// Set a user's password (revokes all their sessions).
+    SetPassword {
+        /// User id, username or email.
+        user: String,
+        /// Read the new password from stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Clear a lock caused by failed sign-ins.
+    Unlock {
+        /// User id, username or email.
+        user: String,
+    },
+}
+
+/// Arguments of `user create`.
+#[derive(Debug, Args)]
+pub struct CreateUser {
+    /// Username (3–32 characters).
+    #[arg(long)]
+    pub username: String,
+    /// Email address.
+    #[arg(long)]
+    pub email: String,
+    /// Make the account an administrator.
+    #[arg(long)]
+    pub admin: bool,
+    /// Read the password from stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// First name.
+    #[arg(long)]
+    pub first_name: Option<String>,
+    /// Last name.
+    #[arg(long)]
+    pub last_name: Option<String>,
+}
+
+/// `porteiro keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a new signing key; older keys keep verifying tokens they signed.
+    Rotate,
+}
+
+/// `porteiro config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration without starting the server.
+    Check,
+}
+
+fn read_password_stdin() -> anyhow::Result<SecretString> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).context("cannot read the password from stdin")?;
+    let password = input.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    Ok(SecretString::from(password))
+}
+
+fn generated_password() -> String {
+    format!("{}-7a", porteiro_core::crypto::random_token::<18>())
+}
+
+fn domain_error(e: porteiro_core::Error) -> anyhow::Error {
+    match e {
+        porteiro_core::Error::WeakPassword(issues) => {
+            anyhow::anyhow!("weak password: {}", issues.iter().map(|i| i.message()).collect::<Vec<_>>().join(" "))
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command reports.
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            app.run_until(shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            println!("migrations applied ({} database)", store.backend());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check) => {
+            load_master_key(&config)?;
+            println!("configuration is valid");
+            println!("  listen:        http://{}:{}", config.host, config.port);
+            println!("  database:      {}", if config.is_postgres() { "postgres" } else { config.database_url.as_str() });
+            println!("  issuer:        {}", config.issuer);
+            println!("  access token:  {} s", config.access_ttl.num_seconds());
+            println!("  refresh token: {} s", config.refresh_ttl.num_seconds());
+            println!("  password hash: {:?}", config.hash_scheme);
+            match &config.mail.smtp {
+                Some(s) => println!("  mail:          smtp {}:{} ({:?})", s.host, s.port, s.tls),
+                None => println!("  mail:          files in {}", config.mail.outbox_dir.display()),
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let store = open_store(&config).await?;
+            let master = load_master_key(&config)?;
+            let kid = porteiro_core::keys::generate_key(store.as_ref(), &master, chrono::Utc::now()).await.map_err(domain_error)?;
+            println!("new signing key {kid}; previous keys stay valid for verification");
+            Ok(())
+        }
+        Command::User(cmd) => {
+            let store = open_store(&config).await?;
+            let auth = build_auth(&config, store, Arc::new(SystemClock)).await?;
+            user_command(&auth, cmd).await
+        }
+    }
+}
+
+async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Create(args) => {
+            let (password, generated) = if args.password_stdin {
+                (read_password_stdin()?, None)
+            } else {
+                let p = generated_password();
+                (SecretString::from(p.clone()), Some(p))
+            };
+            let user = auth
+                .register(Registration {
+                    username: args.username,
+                    email: args.email,
+                    password,
+                    confirm_password: None,
+                    first_name: args.first_name,
+                    last_name: args.last_name,
+                    locale: None,
+                    is_admin: args.admin,
+                })
+                .await
+                .map_err(domain_error)?;
+            println!("created {} <{}> id={}{}", user.username, user.email, user.id, if user.is_admin { " (admin)" } else { "" });
+            if let Some(p) = generated {
+                println!("password: {p}");
+            }
+        }
+        UserCommand::List { page, per_page } => {
+            let page = auth.users_page(page, per_page).await.map_err(domain_error)?;
+            let now = auth.now();
+            println!("{:<36}  {:<20}  {:<32}  flags", "id", "username", "email");
+            for u in &page.users {
+                let mut flags = Vec::new();
+                if u.is_admin {
+                    flags.push("admin");
+                }
+                if !u.is_active {
+                    flags.push("disabled");
+                }
+                if u.is_locked(now) {
+                    flags.push("locked");
+                }
+                println!("{:<36}  {:<20}  {:<32}  {}", u.id, u.username, u.email, flags.join(","));
+            }
+            println!("page {} of {} ({} users)", page.page, page.total.div_ceil(page.per_page).max(1), page.total);
+        }
+        UserCommand::SetPassword { user, password_stdin } => {
+            let target = auth.find_user(&user).await.map_err(domain_error)?.context("no such user")?;
+            let (password, generated) = if password_stdin {
+                (read_password_stdin()?, None)
+            } else {
+                let p = generated_password();
+                (SecretString::from(p.clone()), Some(p))
+            };
+            auth.set_password(target.id, &password).await.map_err(domain_error)?;
+            println!("password of {} changed; all their sessions were revoked", target.username);
+            if let Some(p) = generated {
+                println!("password: {p}");
+            }
+        }
+        UserCommand::Unlock { user } => {
+            let u = auth.unlock(&user).await.map_err(|e| match e {
+                porteiro_core::Error::NotFound => anyhow::anyhow!("no such user"),
+                other => domain_error(other),
+            })?;
+            println!("{} unlocked", u.username);
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,455 @@
+//! Configuration from the environment (and `.env`), with the variable names of seed 004.
+//!
+//! Parsing is explicit rather than derived so that every invalid value stops start-up with one
+//! line naming the variable: `configuration error: SERVER_PORT: "http" is not a port number`.
+//! Secrets are `SecretString` and never printed; `porteiro config check` shows the rest.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use porteiro_core::credentials::HashScheme;
+use secrecy::SecretString;
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {var}: {message}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// How outgoing mail is secured (`EMAIL_SMTP_TLS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP (local relays and tests only).
+    None,
+    /// STARTTLS upgrade (port 587).
+    StartTls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+/// SMTP settings; absent means "write `.eml` files to the outbox directory".
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Server host name.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: SmtpTls,
+    /// Optional credentials.
+    pub credentials: Option<(String, SecretString)>,
+}
+
+/// Mail settings.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// Whether mail is sent at all (`EMAIL_ENABLED`).
+    pub enabled: bool,
+    /// SMTP relay, or `None` for the outbox directory.
+    pub smtp: Option<SmtpConfig>,
+    /// Directory for `.eml` files when SMTP is not configured.
+    pub outbox_dir: PathBuf,
+    /// Sender address.
+    pub from: String,
+    /// Sender display name.
+    pub from_name: String,
+    /// Base of links in mail.
+    pub base_url: String,
+    /// How often the worker looks for due mail when not woken.
+    pub poll_interval: StdDuration,
+}
+
+/// Everything the server needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub host: IpAddr,
+    /// Listen port (0 picks a free one).
+    pub port: u16,
+    /// `sqlite://…`, a file path, or `postgres://…`.
+    pub database_url: String,
+    /// PostgreSQL pool size.
+    pub database_max_connections: u32,
+    /// Directory for the SQLite file, master key and mail outbox.
+    pub data_dir: PathBuf,
+    /// Base64 of 32 bytes; when absent, `DATA_DIR/master.key` is used (created on first run).
+    pub master_key: Option<SecretString>,
+    /// Public base URL (token issuer).
+    pub public_url: String,
+    /// `iss` claim.
+    pub issuer: String,
+    /// `aud` claim.
+    pub audience: String,
+    /// Access-token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh lifetime.
+    pub refresh_ttl: Duration,
+    /// Password hashing.
+    pub hash_scheme: HashScheme,
+    /// Concurrent hashes.
+    pub hash_workers: usize,
+    /// Hashes allowed to wait.
+    pub hash_queue: usize,
+    /// Failures before a lock.
+    pub lockout_attempts: i32,
+    /// Lock duration.
+    pub lockout_duration: Duration,
+    /// Mail.
+    pub mail: MailConfig,
+    /// First administrator's email.
+    pub admin_email: String,
+    /// First administrator's username.
+    pub admin_username: String,
+    /// First administrator's password (random, printed once, when absent).
+    pub admin_password: Option<SecretString>,
+    /// First administrator's display name.
+    pub admin_name: Option<String>,
+    /// `tracing` filter directive.
+    pub log_level: String,
+    /// JSON logs.
+    pub log_json: bool,
+    /// Request timeout.
+    pub request_timeout: StdDuration,
+    /// HTTP Basic credentials for `/api/auth/introspect`.
+    pub introspection_client: Option<(String, SecretString)>,
+}
+
+struct Env<'a>(&'a HashMap<String, String>);
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { var, message: message.into() }
+}
+
+impl Env<'_> {
+    fn get(&self, var: &'static str) -> Option<&str> {
+        self.0.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, var: &'static str, default: &str) -> String {
+        self.get(var).unwrap_or(default).to_owned()
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T, what: &str) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| err(var, format!("{v:?} is not {what}"))),
+        }
+    }
+
+    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(v) => Err(err(var, format!("{v:?} is not true or false"))),
+        }
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => parse_duration(v).ok_or_else(|| err(var, format!("{v:?} is not a duration (e.g. 300, 90s, 5m, 2h, 7d)"))),
+        }
+    }
+
+    fn secret(&self, var: &'static str) -> Option<SecretString> {
+        self.get(var).map(|v| SecretString::from(v.to_owned()))
+    }
+}
+
+/// Parses `300`, `300s`, `5m`, `2h`, `7d`.
+fn parse_duration(v: &str) -> Option<Duration> {
+    let (number, unit) = v.find(|c: char| !c.is_ascii_digit()).map_or((v, ""), |i| v.split_at(i));
+    let n: i64 = number.parse().ok()?;
+    match unit.trim() {
+        "" | "s" => Some(Duration::seconds(n)),
+        "m" | "min" => Some(Duration::minutes(n)),
+        "h" => Some(Duration::hours(n)),
+        "d" => Some(Duration::days(n)),
+        _ => None,
+    }
+}
+
+fn is_http_url(v: &str) -> bool {
+    url::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+impl Config {
+    /// Reads the process environment (after loading `.env`, if present).
+    ///
+    /// # Errors
+    /// The first invalid variable.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_env(&std::env::vars().collect())
+    }
+
+    /// Parses a variable map.
+    ///
+    /// # Errors
+    /// The first invalid variable.
+    #[allow(clippy::too_many_lines)]
+    pub fn from_env(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let host: IpAddr = env.parse("SERVER_HOST", IpAddr::from([127, 0, 0, 1]), "an IP address")?;
+        let port: u16 = env.parse("SERVER_PORT", 8080, "a port number")?;
+        let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
+        let default_db = data_dir.join("porteiro.db").to_string_lossy().into_owned();
+        let database_url = env.string("DATABASE_URL", &default_db);
+        if database_url.starts_with("mysql:") || (database_url.contains("://") && !database_url.starts_with("sqlite:") && !database_url.starts_with("postgres")) {
+            return Err(err("DATABASE_URL", "use a SQLite path, sqlite://… or postgres://…"));
+        }
+        let database_max_connections = env.parse("DATABASE_MAX_CONNECTIONS", 16, "a number")?;
+        let public_url = env.string("PUBLIC_URL", &format!("http://{}", std::net::SocketAddr::new(host, port)));
+        if !is_http_url(&public_url) {
+            return Err(err("PUBLIC_URL", "must be an http(s) URL"));
+        }
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let issuer = env.string("JWT_ISSUER", &public_url);
+        let audience = env.string("JWT_AUDIENCE", "porteiro");
+
+        let access_ttl = env.duration("JWT_EXPIRATION", Duration::minutes(5))?;
+        if access_ttl < Duration::seconds(10) || access_ttl > Duration::minutes(5) {
+            return Err(err("JWT_EXPIRATION", "access tokens must live between 10 seconds and 5 minutes"));
+        }
+        let days: i64 = env.parse("JWT_REFRESH_EXPIRATION_DAYS", 7, "a number of days")?;
+        let refresh_ttl = env.duration("JWT_REFRESH_EXPIRATION", Duration::days(days))?;
+        if refresh_ttl < access_ttl + Duration::minutes(15) {
+            let var = if env.get("JWT_REFRESH_EXPIRATION").is_some() { "JWT_REFRESH_EXPIRATION" } else { "JWT_REFRESH_EXPIRATION_DAYS" };
+            return Err(err(var, "refresh tokens must live at least 15 minutes longer than access tokens"));
+        }
+        if refresh_ttl > Duration::days(365) {
+            return Err(err("JWT_REFRESH_EXPIRATION_DAYS", "at most 365 days"));
+        }
+
+        let bcrypt = match env.get("PASSWORD_HASH").map(str::to_ascii_lowercase).as_deref() {
+            None => !env.bool("USE_ARGON2", true)?,
+            Some("argon2id" | "argon2") => false,
+            Some("bcrypt") => true,
+            Some(v) => return Err(err("PASSWORD_HASH", format!("{v:?} is not argon2id or bcrypt"))),
+        };
+        let hash_scheme = if bcrypt {
+            HashScheme::Bcrypt { cost: env.parse("PASSWORD_SALT_ROUNDS", 12, "a bcrypt cost")? }
+        } else {
+            HashScheme::Argon2id {
+                m_kib: env.parse("ARGON2_MEMORY_KIB", 19_456, "a size in KiB")?,
+                t: env.parse("ARGON2_ITERATIONS", 2, "a number")?,
+                p: env.parse("ARGON2_PARALLELISM", 1, "a number")?,
+            }
+        };
+        hash_scheme.validate().map_err(|m| err(if bcrypt { "PASSWORD_SALT_ROUNDS" } else { "ARGON2_MEMORY_KIB" }, m))?;
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let hash_workers: usize = env.parse("HASH_WORKERS", cores, "a number")?;
+        if hash_workers == 0 {
+            return Err(err("HASH_WORKERS", "must be at least 1"));
+        }
+        let hash_queue = env.parse("HASH_QUEUE", hash_workers * 32, "a number")?;
+
+        let lockout_attempts: i32 = env.parse("SECURITY_LOCKOUT_ATTEMPTS", 5, "a number")?;
+        if !(1..=100).contains(&lockout_attempts) {
+            return Err(err("SECURITY_LOCKOUT_ATTEMPTS", "must be between 1 and 100"));
+        }
+        let lockout_secs: i64 = env.parse("SECURITY_LOCKOUT_DURATION", 300, "a number of seconds")?;
+        if !(1..=86_400).contains(&lockout_secs) {
+            return Err(err("SECURITY_LOCKOUT_DURATION", "must be between 1 and 86400 seconds"));
+        }
+
+        let mail = Self::mail(&env, &data_dir, &public_url)?;
+        let admin_email = env.string("ADMIN_EMAIL", "admin@example.com");
+        porteiro_core::domain::Email::parse(&admin_email).map_err(|_| err("ADMIN_EMAIL", "is not a valid email address"))?;
+        let admin_username = env.string("ADMIN_USERNAME", "admin");
+        porteiro_core::domain::Username::parse(&admin_username).map_err(|e| err("ADMIN_USERNAME", e.to_string()))?;
+
+        let log_level = env.string("LOG_LEVEL", "info");
+        tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| err("LOG_LEVEL", e.to_string()))?;
+        let log_json = match env.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("text" | "pretty") => false,
+            Some("json") => true,
+            Some(v) => return Err(err("LOG_FORMAT", format!("{v:?} is not text or json"))),
+        };
+        let timeout = env.duration("REQUEST_TIMEOUT", Duration::seconds(30))?;
+        let introspection_client = match (env.get("INTROSPECTION_CLIENT_ID"), env.secret("INTROSPECTION_CLIENT_SECRET")) {
+            (Some(id), Some(secret)) => Some((id.to_owned(), secret)),
+            (None, None) => None,
+            _ => return Err(err("INTROSPECTION_CLIENT_SECRET", "set both INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET")),
+        };
+        Ok(Self {
+            host,
+            port,
+            database_url,
+            database_max_connections,
+            data_dir,
+            master_key: env.secret("MASTER_KEY"),
+            public_url,
+            issuer,
+            audience,
+            access_ttl,
+            refresh_ttl,
+            hash_scheme,
+            hash_workers,
+            hash_queue,
+            lockout_attempts,
+            lockout_duration: Duration::seconds(lockout_secs),
+            mail,
+            admin_email,
+            admin_username,
+            admin_password: env.secret("ADMIN_PASSWORD"),
+            admin_name: env.get("ADMIN_NAME").map(ToOwned::to_owned),
+            log_level,
+            log_json,
+            request_timeout: timeout.to_std().unwrap_or(StdDuration::from_secs(30)),
+            introspection_client,
+        })
+    }
+
+    fn mail(env: &Env<'_>, data_dir: &std::path::Path, public_url: &str) -> Result<MailConfig, ConfigError> {
+        let base_url = env.string("EMAIL_BASE_URL", public_url).trim_end_matches('/').to_owned();
+        if !is_http_url(&base_url) {
+            return Err(err("EMAIL_BASE_URL", "must be an http(s) URL"));
+        }
+        let tls = match env.get("EMAIL_SMTP_TLS").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("starttls") => SmtpTls::StartTls,
+            Some("tls" | "ssl" | "smtps") => SmtpTls::Tls,
+            Some("none" | "plain" | "off") => SmtpTls::None,
+            Some(v) => return Err(err("EMAIL_SMTP_TLS", format!("{v:?} is not none, starttls or tls"))),
+        };
+        let smtp = match env.get("EMAIL_SMTP_SERVER") {
+            None => None,
+            Some(host) => {
+                let default_port = match tls {
+                    SmtpTls::Tls => 465,
+                    SmtpTls::StartTls => 587,
+                    SmtpTls::None => 25,
+                };
+                let credentials = match (env.get("EMAIL_USERNAME"), env.secret("EMAIL_PASSWORD")) {
+                    (Some(user), Some(pass)) => Some((user.to_owned(), pass)),
+                    (None, None) => None,
+                    (Some(_), None) => return Err(err("EMAIL_PASSWORD", "is required when EMAIL_USERNAME is set")),
+                    (None, Some(_)) => return Err(err("EMAIL_USERNAME", "is required when EMAIL_PASSWORD is set")),
+                };
+                Some(SmtpConfig { host: host.to_owned(), port: env.parse("EMAIL_SMTP_PORT", default_port, "a port number")?, tls, credentials })
+            }
+        };
+        let from = env.string("EMAIL_FROM", "noreply@localhost");
+        if !from.contains('@') || from.contains(['\r', '\n', '<', '>']) {
+            return Err(err("EMAIL_FROM", "is not an email address"));
+        }
+        let from_name = env.string("EMAIL_FROM_NAME", "Porteiro");
+        if from_name.contains(['\r', '\n']) {
+            return Err(err("EMAIL_FROM_NAME", "must be one line"));
+        }
+        let poll = env.duration("EMAIL_POLL_INTERVAL", Duration::seconds(5))?;
+        Ok(MailConfig {
+            enabled: env.bool("EMAIL_ENABLED", true)?,
+            smtp,
+            outbox_dir: PathBuf::from(env.string("EMAIL_OUTBOX_DIR", &data_dir.join("outbox").to_string_lossy())),
+            from,
+            from_name,
+            base_url,
+            poll_interval: poll.to_std().unwrap_or(StdDuration::from_secs(5)),
+        })
+    }
+
+    /// The domain settings derived from this configuration.
+    #[must_use]
+    pub fn auth_config(&self) -> porteiro_core::config::AuthConfig {
+        porteiro_core::config::AuthConfig {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            access_ttl: self.access_ttl,
+            refresh_ttl: self.refresh_ttl,
+            reset_ttl: Duration::minutes(30),
+            lockout_attempts: self.lockout_attempts,
+            lockout_duration: self.lockout_duration,
+            email_base_url: self.mail.base_url.clone(),
+            product_name: self.mail.from_name.clone(),
+        }
+    }
+
+    /// Whether the database is PostgreSQL.
+    #[must_use]
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_product_spec() {
+        let c = Config::from_env(&HashMap::new()).expect("defaults are valid");
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert_eq!(c.database_url, "./data/porteiro.db");
+        assert_eq!(c.access_ttl, Duration::minutes(5));
+        assert_eq!(c.refresh_ttl, Duration::days(7));
+        assert_eq!(c.hash_scheme, HashScheme::Argon2id { m_kib: 19_456, t: 2, p: 1 });
+        assert!(c.mail.smtp.is_none());
+        assert_eq!(c.mail.base_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        for (var, value) in [
+            ("SERVER_PORT", "http"),
+            ("SERVER_HOST", "localhost:80"),
+            ("JWT_EXPIRATION", "15m"),
+            ("JWT_EXPIRATION", "soon"),
+            ("EMAIL_SMTP_TLS", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("PASSWORD_HASH", "md5"),
+            ("EMAIL_BASE_URL", "javascript:alert(1)"),
+            ("DATABASE_URL", "mysql://x"),
+            ("ADMIN_EMAIL", "nobody"),
+        ] {
+            let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
+            assert_eq!(e.var, var, "{e}");
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn refresh_must_outlive_access_by_15_minutes() {
+        let e = Config::from_env(&env(&[("JWT_EXPIRATION", "5m"), ("JWT_REFRESH_EXPIRATION", "19m")])).expect_err("too short");
+        assert_eq!(e.var, "JWT_REFRESH_EXPIRATION");
+        assert!(Config::from_env(&env(&[("JWT_EXPIRATION", "5m"), ("JWT_REFRESH_EXPIRATION", "20m")])).is_ok());
+        assert_eq!(Config::from_env(&env(&[("JWT_REFRESH_EXPIRATION_DAYS", "0")])).expect_err("zero").var, "JWT_REFRESH_EXPIRATION_DAYS");
+    }
+
+    #[test]
+    fn seed_variables_select_bcrypt_and_smtp() {
+        let c = Config::from_env(&env(&[
+            ("USE_ARGON2", "false"),
+            ("PASSWORD_SALT_ROUNDS", "10"),
+            ("EMAIL_SMTP_SERVER", "smtp.example.com"),
+            ("EMAIL_SMTP_TLS", "tls"),
+            ("EMAIL_USERNAME", "u"),
+            ("EMAIL_PASSWORD", "p"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.hash_scheme, HashScheme::Bcrypt { cost: 10 });
+        let smtp = c.mail.smtp.expect("smtp");
+        assert_eq!((smtp.port, smtp.tls), (465, SmtpTls::Tls));
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("300"), Some(Duration::seconds(300)));
+        assert_eq!(parse_duration("5m"), Some(Duration::minutes(5)));
+        assert_eq!(parse_duration("7d"), Some(Duration::days(7)));
+        assert_eq!(parse_duration("5x"), None);
+    }
+}

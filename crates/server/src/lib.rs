@@ -1,0 +1,9 @@
+//! The `porteiro` binary's library half: configuration, composition root, mail transports and
+//! command-line commands. `main.rs` only parses arguments and dispatches here, so the end-to-end
+//! tests build the very same [`app::Application`].
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod mail;
+pub mod telemetry;

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# The project's full check, as CI runs it (.ci/run calls this on a fresh machine):
+#   prerequisites -> fmt + clippy -> Rust test suite against a throwaway PostgreSQL
+#   -> JWT interop check against a live server -> optional bench smoke run.
+# Fails fast: the first failing step stops the run, and the summary says which one it was.
+#
+# Environment:
+#   SKIP_CLIPPY=1     skip cargo fmt --check and clippy (quicker local runs; CI never sets it)
+#   CARGO_TARGET_DIR  honoured when locating the built server binary
+#   PG_BIN            PostgreSQL server bin dir, when not under /usr/lib/postgresql/*/bin
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+VENV="$ROOT/.venv-test"
+REQUIREMENTS="$ROOT/tests/interop/requirements.txt"
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+SERVER_BIN="$TARGET_DIR/debug/porteiro"
+
+: "${RUST_BACKTRACE:=1}"
+export RUST_BACKTRACE
+
+# ---------------------------------------------------------------------------------------------
+# Step bookkeeping and cleanup. Everything started here (PostgreSQL, the server) is stopped by
+# the EXIT trap, so an aborted run leaves no stray processes or temp dirs on a shared machine.
+
+SUMMARY=()
+CURRENT_STEP=""
+STEP_STARTED=0
+PG_DIR=""
+INTEROP_DIR=""
+SERVER_PID=""
+
+step() {
+    CURRENT_STEP=$1
+    STEP_STARTED=$SECONDS
+    printf '\n==> %s\n' "$1"
+}
+
+step_ok() {
+    SUMMARY+=("$(printf '  %-34s ok (%ds)' "$CURRENT_STEP" $((SECONDS - STEP_STARTED)))")
+    CURRENT_STEP=""
+}
+
+step_skipped() {
+    SUMMARY+=("$(printf '  %-34s skipped (%s)' "$1" "$2")")
+}
+
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        # Give graceful shutdown a moment, then make sure the port is free for the next run.
+        local _
+        for _ in $(seq 1 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    stop_server
+    if [[ -n "$PG_DIR" ]]; then
+        "$ROOT/scripts/pg-cluster.sh" stop "$PG_DIR"
+        rm -rf "$PG_DIR"
+    fi
+    [[ -n "$INTEROP_DIR" ]] && rm -rf "$INTEROP_DIR"
+    if [[ -n "$CURRENT_STEP" ]]; then
+        SUMMARY+=("$(printf '  %-34s FAILED (%ds)' "$CURRENT_STEP" $((SECONDS - STEP_STARTED)))")
+    fi
+    printf '\n==> summary (%ds)\n' "$SECONDS"
+    printf '%s\n' "${SUMMARY[@]}"
+    if [[ $rc -eq 0 ]]; then
+        echo "scripts/test.sh: all steps passed"
+    else
+        echo "scripts/test.sh: FAILED (exit $rc)"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+# Turn signals into a normal exit so the EXIT trap cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# ---------------------------------------------------------------------------------------------
+step "prerequisites"
+
+# CI machines start without the PostgreSQL server (the client alone is there); the contract
+# tests need a real one.
+scripts/pg-cluster.sh install
+
+# A private venv keeps the interop check's Python deps off the system interpreter. Reinstall
+# only when requirements.txt changes, so local reruns stay fast.
+if [[ ! -x "$VENV/bin/python" ]]; then
+    python3 -m venv "$VENV" || { rm -rf "$VENV"; echo "could not create $VENV" >&2; exit 1; }
+fi
+want_reqs=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+if [[ "$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)" != "$want_reqs" ]]; then
+    PIP_NO_INPUT=1 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+    printf '%s\n' "$want_reqs" >"$VENV/.requirements.sha256"
+fi
+step_ok
+
+# ---------------------------------------------------------------------------------------------
+if [[ "${SKIP_CLIPPY:-0}" == "1" ]]; then
+    step_skipped "cargo fmt --check" "SKIP_CLIPPY=1"
+    step_skipped "cargo clippy" "SKIP_CLIPPY=1"
+else
+    step "cargo fmt --check"
+    cargo fmt --all -- --check
+    step_ok
+
+    step "cargo clippy"
+    cargo clippy --workspace --all-targets -- -D warnings
+    step_ok
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "postgresql (throwaway cluster)"
+# Under /tmp, not a root-only dir: as root the cluster runs as 'postgres', which must reach it.
+PG_DIR=$(mktemp -d /tmp/porteiro-pg.XXXXXX)
+TEST_POSTGRES_URL=$(scripts/pg-cluster.sh start "$PG_DIR")
+export TEST_POSTGRES_URL
+echo "TEST_POSTGRES_URL=$TEST_POSTGRES_URL"
+step_ok
+
+# ---------------------------------------------------------------------------------------------
+if cargo nextest --version >/dev/null 2>&1; then
+    step "rust tests (cargo nextest)"
+    cargo nextest run --workspace --no-fail-fast
+else
+    step "rust tests (cargo test)"
+    cargo test --workspace --no-fail-fast
+fi
+step_ok
+
+# ---------------------------------------------------------------------------------------------
+# An independent client (PyJWT) must accept our tokens through our JWKS alone; the Rust tests
+# can't show that, since they verify with the same library that signs.
+step "jwt interop (PyJWT vs live server)"
+cargo build -p porteiro --bin porteiro
+INTEROP_DIR=$(mktemp -d /tmp/porteiro-interop.XXXXXX)
+SERVER_PORT=$(free_port)
+BASE_URL="http://127.0.0.1:$SERVER_PORT"
+# A clean environment and a temp-dir cwd (the server loads .env from its cwd upwards) keep a
+# developer's or CI's ambient settings (PUBLIC_URL, JWT_ISSUER, DATABASE_URL...) out of it:
+# the check expects the default issuer, http://SERVER_HOST:SERVER_PORT. Cheap Argon2 settings
+# keep register/login fast on a 2-core machine.
+(
+    cd "$INTEROP_DIR"
+    exec env -i \
+        PATH="$PATH" \
+        HOME="${HOME:-$INTEROP_DIR}" \
+        RUST_BACKTRACE="$RUST_BACKTRACE" \
+        SERVER_HOST=127.0.0.1 \
+        SERVER_PORT="$SERVER_PORT" \
+        DATABASE_URL="$INTEROP_DIR/interop.db" \
+        DATA_DIR="$INTEROP_DIR" \
+        ADMIN_EMAIL=admin@example.com \
+        ADMIN_PASSWORD=Interop-Admin-9x \
+        ARGON2_MEMORY_KIB=1024 \
+        ARGON2_ITERATIONS=1 \
+        LOG_LEVEL=warn \
+        "$SERVER_BIN" serve
+) >"$INTEROP_DIR/server.log" 2>&1 &
+SERVER_PID=$!
+
+server_log() {
+    echo "--- server log (last 50 lines) ---" >&2
+    tail -n 50 "$INTEROP_DIR/server.log" >&2 || true
+}
+
+# curl is not guaranteed on a fresh machine; the venv's Python is.
+healthy() {
+    "$VENV/bin/python" -c '
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+' "$1" 2>/dev/null
+}
+
+deadline=$((SECONDS + 30))
+until healthy "$BASE_URL/api/health"; do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "porteiro exited before becoming healthy" >&2
+        server_log
+        exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+        echo "porteiro did not answer 200 on /api/health within 30 s" >&2
+        server_log
+        exit 1
+    fi
+    sleep 0.3
+done
+
+"$VENV/bin/python" tests/interop/jwt_interop.py "$BASE_URL" || { server_log; exit 1; }
+stop_server
+step_ok
+
+# ---------------------------------------------------------------------------------------------
+if [[ -x bench/run.sh ]]; then
+    step "bench smoke (sqlite)"
+    bench/run.sh --smoke sqlite
+    step_ok
+fi

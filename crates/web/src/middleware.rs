@@ -27,8 +27,12 @@ pub async fn harden(State(settings): State<Arc<WebSettings>>, req: Request, next
         Err(_) => error_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request took too long."),
     };
     let status = response.status();
-    if (status.is_client_error() || status.is_server_error()) && !response.headers().contains_key(header::CONTENT_TYPE) {
-        // Errors raised below the handlers (body limit, method routing) come without a body.
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        // Errors raised below the handlers (body limit, method routing) come as bare text.
         let (code, message) = match status {
             StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body exceeds 64 KiB."),
             StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "This route does not accept that method."),
@@ -38,7 +42,7 @@ pub async fn harden(State(settings): State<Arc<WebSettings>>, req: Request, next
         };
         let mut replacement = error_response(status, code, message);
         for (name, value) in response.headers() {
-            if name != header::CONTENT_LENGTH {
+            if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
                 replacement.headers_mut().entry(name.clone()).or_insert_with(|| value.clone());
             }
         }

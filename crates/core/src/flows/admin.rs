@@ -88,6 +88,9 @@ impl Auth {
     /// On store failure.
     pub async fn find_user(&self, identifier: &str) -> Result<Option<User>, Error> {
         let identifier = identifier.trim();
+        if identifier.is_empty() || identifier.len() > 254 || identifier.chars().any(char::is_control) {
+            return Ok(None);
+        }
         if let Ok(id) = Uuid::parse_str(identifier) {
             return Ok(self.store.user_by_id(id).await?);
         }

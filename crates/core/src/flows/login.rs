@@ -35,7 +35,9 @@ impl Auth {
         if login.is_empty() || login.len() > 254 {
             return Err(Error::validation("login", "invalid_login", "Enter your username or email."));
         }
-        let user = self.store.user_by_login(&login).await?;
+        // No account name contains a control character, and PostgreSQL refuses NUL in text:
+        // such an identifier is simply unknown (and still pays for the dummy hash below).
+        let user = if login.chars().any(char::is_control) { None } else { self.store.user_by_login(&login).await? };
         let verification = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
         let now = self.now();
         let Some(user) = user else { return Err(Error::InvalidCredentials) };

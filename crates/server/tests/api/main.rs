@@ -1,0 +1,17 @@
+//! End-to-end tests: the real server on a random port, a real SMTP sink, both backends.
+//!
+//! One test binary (cargo's `tests/testsuite` pattern). Every test builds its own application
+//! on its own database; the PostgreSQL variants need `TEST_POSTGRES_URL` (scripts/test.sh sets it).
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+mod helpers;
+
+mod accounts;
+mod compact;
+mod devices;
+mod http;
+mod jwt;
+mod multi_instance;
+mod recovery;
+mod tokens;

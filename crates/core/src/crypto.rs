@@ -71,7 +71,11 @@ impl MasterKey {
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let mut out = plaintext.to_vec();
         self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(context), &mut out)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(context),
+                &mut out,
+            )
             .expect("invariant: AES-GCM sealing of an in-memory buffer cannot fail");
         let mut sealed = nonce_bytes.to_vec();
         sealed.extend_from_slice(&out);
@@ -89,7 +93,10 @@ impl MasterKey {
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError)?;
         let mut buf = body.to_vec();
-        let plain = self.0.open_in_place(nonce, Aad::from(context), &mut buf).map_err(|_| SealError)?;
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(context), &mut buf)
+            .map_err(|_| SealError)?;
         Ok(plain.to_vec())
     }
 }

@@ -71,7 +71,11 @@ impl Error {
     /// Shorthand for a validation error.
     #[must_use]
     pub fn validation(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        Self::Validation(FieldError { field, code, message: message.into() })
+        Self::Validation(FieldError {
+            field,
+            code,
+            message: message.into(),
+        })
     }
 }
 

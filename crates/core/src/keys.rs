@@ -98,7 +98,9 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("KeyRing")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,13 +108,20 @@ impl std::fmt::Debug for KeyRing {
 ///
 /// # Errors
 /// On store failure.
-pub async fn generate_key(store: &dyn Store, master: &MasterKey, now: DateTime<Utc>) -> Result<String, Error> {
+pub async fn generate_key(
+    store: &dyn Store,
+    master: &MasterKey,
+    now: DateTime<Utc>,
+) -> Result<String, Error> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| anyhow::anyhow!("Ed25519 key: {e}"))?;
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|e| anyhow::anyhow!("Ed25519 key: {e}"))?;
     let public = pair.public_key().as_ref().to_vec();
     // The kid is derived from the public key, so it never reveals anything else.
-    let kid = URL_SAFE_NO_PAD.encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public).as_ref()[..12]);
+    let kid = URL_SAFE_NO_PAD
+        .encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public).as_ref()[..12]);
     let sealed = master.seal(kid.as_bytes(), pkcs8.as_ref());
     store
         .insert_signing_key(&StoredKey {
@@ -154,7 +163,9 @@ impl KeyRing {
 
     async fn build(store: &dyn Store, master: &MasterKey) -> Result<KeySet, Error> {
         let stored = store.signing_keys().await?;
-        let newest = stored.first().ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        let newest = stored
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
         let pkcs8 = master.open(newest.kid.as_bytes(), &newest.private_key_enc).map_err(|e| {
             anyhow::anyhow!("cannot open signing key {}: {e} (is MASTER_KEY the one the keys were made with?)", newest.kid)
         })?;
@@ -186,13 +197,22 @@ impl KeyRing {
     /// On store failure.
     pub async fn reload(&self) -> Result<(), Error> {
         let set = Self::build(self.store.as_ref(), &self.master).await?;
-        *self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
-        *self.last_reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        *self
+            .set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
         Ok(())
     }
 
     fn current(&self) -> Arc<KeySet> {
-        self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The public key set.
@@ -205,7 +225,13 @@ impl KeyRing {
     ///
     /// # Errors
     /// Only on an internal signing failure.
-    pub fn issue(&self, user_id: Uuid, session_id: Uuid, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<String, Error> {
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<String, Error> {
         let set = self.current();
         let iat = now.timestamp();
         let claims = AccessClaims {
@@ -221,7 +247,8 @@ impl KeyRing {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(set.signing_kid.clone());
-        jsonwebtoken::encode(&header, &claims, &set.signing).map_err(|e| Error::Internal(anyhow::anyhow!("signing: {e}")))
+        jsonwebtoken::encode(&header, &claims, &set.signing)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("signing: {e}")))
     }
 
     /// Verifies an access token's header, signature and claims.
@@ -254,16 +281,24 @@ impl KeyRing {
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "aud", "iss"]);
         validation.set_audience(&[&self.audience]);
         validation.set_issuer(&[&self.issuer]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|_| Error::InvalidAccessToken)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+            .map_err(|_| Error::InvalidAccessToken)?;
         let claims = data.claims;
         let t = now.timestamp();
-        if claims.typ != ACCESS_TOKEN_TYPE || claims.exp + LEEWAY_SECS <= t || claims.nbf - LEEWAY_SECS > t {
+        if claims.typ != ACCESS_TOKEN_TYPE
+            || claims.exp + LEEWAY_SECS <= t
+            || claims.nbf - LEEWAY_SECS > t
+        {
             return Err(Error::InvalidAccessToken);
         }
         Ok(claims)
     }
 
     fn may_reload(&self) -> bool {
-        self.last_reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed() >= RELOAD_INTERVAL
+        self.last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+            >= RELOAD_INTERVAL
     }
 }

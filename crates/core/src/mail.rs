@@ -58,7 +58,12 @@ impl Locale {
     #[must_use]
     pub fn negotiate(tag: &str) -> Self {
         for part in tag.split(',') {
-            let lang = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let lang = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if lang.starts_with("pt") {
                 return Self::PtBr;
             }
@@ -158,18 +163,42 @@ pub enum MailKind<'a> {
 ///
 /// # Errors
 /// Only if a template fails to render, which would be a bug.
-pub fn render(kind: MailKind<'_>, locale: Locale, to: &str, name: &str, product: &str) -> Result<MailMessage, Error> {
+pub fn render(
+    kind: MailKind<'_>,
+    locale: Locale,
+    to: &str,
+    name: &str,
+    product: &str,
+) -> Result<MailMessage, Error> {
     let (copy, link) = match (kind, locale) {
         (MailKind::PasswordReset { link }, Locale::En) => (RESET_EN, Some(link)),
         (MailKind::PasswordReset { link }, Locale::PtBr) => (RESET_PT, Some(link)),
         (MailKind::PasswordChanged, Locale::En) => (CHANGED_EN, None),
         (MailKind::PasswordChanged, Locale::PtBr) => (CHANGED_PT, None),
     };
-    let text = TextMail { c: copy, name, link, product }.render().map_err(|e| anyhow::anyhow!("mail template: {e}"))?;
-    let html = HtmlMail { c: copy, name, link, product, lang: locale.tag() }
-        .render()
-        .map_err(|e| anyhow::anyhow!("mail template: {e}"))?;
-    Ok(MailMessage { to: to.to_owned(), subject: format!("{product}: {}", copy.subject), text, html })
+    let text = TextMail {
+        c: copy,
+        name,
+        link,
+        product,
+    }
+    .render()
+    .map_err(|e| anyhow::anyhow!("mail template: {e}"))?;
+    let html = HtmlMail {
+        c: copy,
+        name,
+        link,
+        product,
+        lang: locale.tag(),
+    }
+    .render()
+    .map_err(|e| anyhow::anyhow!("mail template: {e}"))?;
+    Ok(MailMessage {
+        to: to.to_owned(),
+        subject: format!("{product}: {}", copy.subject),
+        text,
+        html,
+    })
 }
 
 /// Puts messages in the outbox and wakes the worker.
@@ -191,7 +220,12 @@ impl Outbox {
     /// An outbox over `store`.
     #[must_use]
     pub fn new(store: Arc<dyn Store>, master: Arc<MasterKey>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, master, clock, wake: Arc::new(Notify::new()) }
+        Self {
+            store,
+            master,
+            clock,
+            wake: Arc::new(Notify::new()),
+        }
     }
 
     /// Seals and queues a message.
@@ -199,9 +233,12 @@ impl Outbox {
     /// # Errors
     /// On store failure.
     pub async fn queue(&self, message: &MailMessage) -> Result<(), Error> {
-        let plain = serde_json::to_vec(message).map_err(|e| anyhow::anyhow!("mail encoding: {e}"))?;
+        let plain =
+            serde_json::to_vec(message).map_err(|e| anyhow::anyhow!("mail encoding: {e}"))?;
         let sealed = self.master.seal(SEAL_CONTEXT, &plain);
-        self.store.enqueue_mail(Uuid::new_v4(), &sealed, self.clock.now()).await?;
+        self.store
+            .enqueue_mail(Uuid::new_v4(), &sealed, self.clock.now())
+            .await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -224,7 +261,10 @@ impl Outbox {
     /// On store failure.
     pub async fn deliver_due(&self, transport: &dyn MailTransport) -> Result<usize, Error> {
         let now = self.clock.now();
-        let batch = self.store.claim_mail(now, now + chrono::Duration::seconds(120), 16).await?;
+        let batch = self
+            .store
+            .claim_mail(now, now + chrono::Duration::seconds(120), 16)
+            .await?;
         let handled = batch.len();
         for mail in batch {
             let message = self
@@ -234,7 +274,9 @@ impl Outbox {
                 .and_then(|plain| serde_json::from_slice::<MailMessage>(&plain).ok());
             let Some(message) = message else {
                 tracing::error!(mail_id = %mail.id, "mail outbox: message cannot be opened; dropping it");
-                self.store.mail_failed(mail.id, "unreadable payload", None, self.clock.now()).await?;
+                self.store
+                    .mail_failed(mail.id, "unreadable payload", None, self.clock.now())
+                    .await?;
                 continue;
             };
             match transport.send(&message).await {
@@ -245,11 +287,15 @@ impl Outbox {
                 Err(error) => {
                     let retry_at = (mail.attempts < MAX_ATTEMPTS).then(|| {
                         // 2, 4, 8, … seconds, capped at 10 minutes.
-                        let backoff = 2_i64.saturating_pow(mail.attempts.clamp(1, 30) as u32).min(600);
+                        let backoff = 2_i64
+                            .saturating_pow(mail.attempts.clamp(1, 30) as u32)
+                            .min(600);
                         self.clock.now() + chrono::Duration::seconds(backoff)
                     });
                     tracing::warn!(mail_id = %mail.id, attempts = mail.attempts, %error, "mail delivery failed");
-                    self.store.mail_failed(mail.id, &error, retry_at, self.clock.now()).await?;
+                    self.store
+                        .mail_failed(mail.id, &error, retry_at, self.clock.now())
+                        .await?;
                 }
             }
         }

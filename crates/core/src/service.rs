@@ -45,13 +45,21 @@ impl Principal {
     /// # Errors
     /// `Forbidden` otherwise.
     pub fn ensure_self_or_admin(&self, user_id: Uuid) -> Result<(), Error> {
-        if self.user_id == user_id || self.is_admin { Ok(()) } else { Err(Error::Forbidden) }
+        if self.user_id == user_id || self.is_admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
     }
 
     /// # Errors
     /// `Forbidden` unless the caller is an administrator.
     pub fn ensure_admin(&self) -> Result<(), Error> {
-        if self.is_admin { Ok(()) } else { Err(Error::Forbidden) }
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
     }
 }
 
@@ -83,7 +91,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("backend", &self.store.backend()).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("backend", &self.store.backend())
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,9 +109,18 @@ impl Auth {
         hasher: PasswordHasher,
         config: AuthConfig,
     ) -> Result<Self, Error> {
-        let keys = KeyRing::load(store.clone(), master.clone(), config.issuer.clone(), config.audience.clone(), clock.now())
-            .await?;
-        let access = config.access_ttl.to_std().unwrap_or(std::time::Duration::from_secs(300));
+        let keys = KeyRing::load(
+            store.clone(),
+            master.clone(),
+            config.issuer.clone(),
+            config.audience.clone(),
+            clock.now(),
+        )
+        .await?;
+        let access = config
+            .access_ttl
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(300));
         Ok(Self {
             cache: SessionCache::new(200_000, access),
             outbox: Outbox::new(store.clone(), master, clock.clone()),

@@ -34,7 +34,9 @@ pub struct SessionCache {
 
 impl std::fmt::Debug for SessionCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionCache").field("states", &self.states.entry_count()).finish_non_exhaustive()
+        f.debug_struct("SessionCache")
+            .field("states", &self.states.entry_count())
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,12 +45,18 @@ impl SessionCache {
     #[must_use]
     pub fn new(capacity: u64, access_ttl: Duration) -> Self {
         Self {
-            states: Cache::builder().max_capacity(capacity).time_to_live(STATE_TTL).build(),
+            states: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(STATE_TTL)
+                .build(),
             tombstones: Cache::builder()
                 .max_capacity(capacity.saturating_mul(4))
                 .time_to_live(access_ttl + Duration::from_secs(60))
                 .build(),
-            verified: Cache::builder().max_capacity(capacity).time_to_live(access_ttl).build(),
+            verified: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(access_ttl)
+                .build(),
         }
     }
 
@@ -56,14 +64,20 @@ impl SessionCache {
     ///
     /// # Errors
     /// On store failure.
-    pub async fn state(&self, store: &dyn Store, sid: Uuid) -> Result<Option<SessionAuthState>, Error> {
+    pub async fn state(
+        &self,
+        store: &dyn Store,
+        sid: Uuid,
+    ) -> Result<Option<SessionAuthState>, Error> {
         if self.tombstones.contains_key(&sid) {
             return Ok(None);
         }
         if let Some(state) = self.states.get(&sid).await {
             return Ok(Some(state));
         }
-        let Some(state) = store.session_auth_state(sid).await? else { return Ok(None) };
+        let Some(state) = store.session_auth_state(sid).await? else {
+            return Ok(None);
+        };
         self.states.insert(sid, state).await;
         // A revocation may have landed while we were loading: the tombstone wins.
         if self.tombstones.contains_key(&sid) {

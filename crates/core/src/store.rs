@@ -50,12 +50,22 @@ pub trait UserStore: Send + Sync {
     /// Number of accounts.
     async fn count_users(&self) -> StoreResult<u64>;
     /// Applies a profile update. `NotFound` when the user does not exist.
-    async fn update_profile(&self, id: UserId, update: &ProfileUpdate, now: DateTime<Utc>) -> StoreResult<User>;
+    async fn update_profile(
+        &self,
+        id: UserId,
+        update: &ProfileUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<User>;
     /// Deletes an account and everything it owns. Returns the ids of the sessions it had.
     async fn delete_user(&self, id: UserId) -> StoreResult<Option<Vec<Uuid>>>;
     /// Replaces the hash only if it is still `old_hash` (re-hash on sign-in must not undo a
     /// concurrent password change). Returns whether it was replaced.
-    async fn upgrade_password_hash(&self, id: UserId, old_hash: &str, new_hash: &str) -> StoreResult<bool>;
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool>;
     /// Counts a failed sign-in. When the count reaches `max_attempts` the account is locked until
     /// `lock_until`. Failures while locked neither count nor extend the lock.
     async fn record_failed_login(
@@ -84,13 +94,21 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Creates a session together with the first refresh token of its family.
-    async fn create_session(&self, session: &NewSession, refresh: &NewRefreshToken) -> StoreResult<Session>;
+    async fn create_session(
+        &self,
+        session: &NewSession,
+        refresh: &NewRefreshToken,
+    ) -> StoreResult<Session>;
     /// Looks up a session, active or not.
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>>;
     /// Session and owner state, for checking an access token.
     async fn session_auth_state(&self, id: Uuid) -> StoreResult<Option<SessionAuthState>>;
     /// The user's sessions that are neither revoked nor expired, newest activity first.
-    async fn list_active_sessions(&self, user_id: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>>;
+    async fn list_active_sessions(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Session>>;
     /// Renames one of the user's sessions. `None` when it is not theirs or not active.
     async fn rename_session(
         &self,
@@ -100,7 +118,12 @@ pub trait SessionStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Session>>;
     /// Revokes one of the user's sessions. Returns false when it was not theirs or already revoked.
-    async fn revoke_session(&self, user_id: UserId, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn revoke_session(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Revokes every active session of the user except `keep`. Returns the revoked ids.
     async fn revoke_all_sessions(
         &self,
@@ -121,7 +144,11 @@ pub trait SessionStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<RotateOutcome>;
     /// The session of a live (unspent, unexpired) refresh token, if any.
-    async fn refresh_token_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>>;
+    async fn refresh_token_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>>;
 }
 
 /// Password-recovery tokens.
@@ -136,7 +163,11 @@ pub trait RecoveryStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// The owner of a live reset token, without spending it.
-    async fn reset_token_owner(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<UserId>>;
+    async fn reset_token_owner(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>>;
     /// Atomically: spends the token (which must be live and owned by `owner`), sets the new hash,
     /// clears any lock and revokes every session. Returns the revoked session ids, or `None` when
     /// the token was not live (already spent by a concurrent call, say).

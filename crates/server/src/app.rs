@@ -48,18 +48,33 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
     let engine = base64::engine::general_purpose::STANDARD;
     if let Some(encoded) = &config.master_key {
-        let bytes = engine.decode(encoded.expose_secret().trim()).ok().filter(|b| b.len() == 32);
-        let bytes = bytes.context("configuration error: MASTER_KEY: must be base64 of exactly 32 bytes")?;
+        let bytes = engine
+            .decode(encoded.expose_secret().trim())
+            .ok()
+            .filter(|b| b.len() == 32);
+        let bytes =
+            bytes.context("configuration error: MASTER_KEY: must be base64 of exactly 32 bytes")?;
         return MasterKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("MASTER_KEY: {e}"));
     }
     let path = config.data_dir.join("master.key");
     if !path.exists() {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-        write_private(&path, engine.encode(porteiro_core::crypto::random_bytes::<32>()).as_bytes())?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        write_private(
+            &path,
+            engine
+                .encode(porteiro_core::crypto::random_bytes::<32>())
+                .as_bytes(),
+        )?;
         tracing::info!(path = %path.display(), "generated a new master key");
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bytes = engine.decode(text.trim()).ok().filter(|b| b.len() == 32).with_context(|| format!("{} is not a valid master key", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = engine
+        .decode(text.trim())
+        .ok()
+        .filter(|b| b.len() == 32)
+        .with_context(|| format!("{} is not a valid master key", path.display()))?;
     MasterKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("master key: {e}"))
 }
 
@@ -72,7 +87,9 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(contents)?;
     Ok(())
 }
@@ -81,11 +98,16 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// When the keys cannot be loaded.
-pub async fn build_auth(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Auth>> {
+pub async fn build_auth(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<Auth>> {
     let master = Arc::new(load_master_key(config)?);
     let scheme = config.hash_scheme;
     let (workers, queue) = (config.hash_workers, config.hash_queue);
-    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(scheme, workers, queue)).await??;
+    let hasher =
+        tokio::task::spawn_blocking(move || PasswordHasher::new(scheme, workers, queue)).await??;
     let auth = Auth::new(store, clock, master, hasher, config.auth_config()).await?;
     Ok(Arc::new(auth))
 }
@@ -99,7 +121,9 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("addr", &self.listener.local_addr().ok()).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +150,11 @@ impl Application {
                 Some(smtp) => Arc::new(SmtpMailTransport::new(smtp, &config.mail)?),
                 None => Arc::new(DirectoryTransport::new(&config.mail)?),
             };
-            tokio::spawn(auth.outbox().clone().run_worker(transport, config.mail.poll_interval));
+            tokio::spawn(
+                auth.outbox()
+                    .clone()
+                    .run_worker(transport, config.mail.poll_interval),
+            );
         }
         tokio::spawn(Arc::clone(&auth).follow_store_events());
 
@@ -135,10 +163,19 @@ impl Application {
             introspection_client: config.introspection_client.clone(),
             ..WebSettings::default()
         };
-        let router = porteiro_web::app(AppState { auth: Arc::clone(&auth), settings: Arc::new(settings) });
+        let router = porteiro_web::app(AppState {
+            auth: Arc::clone(&auth),
+            settings: Arc::new(settings),
+        });
         let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        Ok(Self { listener, auth, router })
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        Ok(Self {
+            listener,
+            auth,
+            router,
+        })
     }
 
     /// The bound address.
@@ -147,7 +184,9 @@ impl Application {
     /// Never: the socket is bound.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("invariant: a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("invariant: a bound listener has an address")
     }
 
     /// The domain service (tests use it to reach the store).
@@ -160,22 +199,38 @@ impl Application {
     ///
     /// # Errors
     /// On a fatal socket error.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         tracing::info!(addr = %format!("http://{}", self.local_addr()), "listening");
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 
 async fn ensure_first_admin(config: &Config, auth: &Auth) -> anyhow::Result<()> {
     let created = auth
-        .ensure_first_admin(&config.admin_email, &config.admin_username, config.admin_password.clone(), config.admin_name.as_deref())
+        .ensure_first_admin(
+            &config.admin_email,
+            &config.admin_username,
+            config.admin_password.clone(),
+            config.admin_name.as_deref(),
+        )
         .await
         .map_err(|e| match e {
             porteiro_core::Error::WeakPassword(issues) => anyhow::anyhow!(
                 "configuration error: ADMIN_PASSWORD: {}",
-                issues.iter().map(|i| i.message()).collect::<Vec<_>>().join(" ")
+                issues
+                    .iter()
+                    .map(|i| i.message())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             other => anyhow::anyhow!("cannot create the first administrator: {other}"),
         })?;

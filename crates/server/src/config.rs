@@ -124,7 +124,10 @@ pub struct Config {
 struct Env<'a>(&'a HashMap<String, String>);
 
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { var, message: message.into() }
+    ConfigError {
+        var,
+        message: message.into(),
+    }
 }
 
 impl Env<'_> {
@@ -136,10 +139,17 @@ impl Env<'_> {
         self.get(var).unwrap_or(default).to_owned()
     }
 
-    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T, what: &str) -> Result<T, ConfigError> {
+    fn parse<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        what: &str,
+    ) -> Result<T, ConfigError> {
         match self.get(var) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| err(var, format!("{v:?} is not {what}"))),
+            Some(v) => v
+                .parse()
+                .map_err(|_| err(var, format!("{v:?} is not {what}"))),
         }
     }
 
@@ -155,7 +165,12 @@ impl Env<'_> {
     fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
         match self.get(var) {
             None => Ok(default),
-            Some(v) => parse_duration(v).ok_or_else(|| err(var, format!("{v:?} is not a duration (e.g. 300, 90s, 5m, 2h, 7d)"))),
+            Some(v) => parse_duration(v).ok_or_else(|| {
+                err(
+                    var,
+                    format!("{v:?} is not a duration (e.g. 300, 90s, 5m, 2h, 7d)"),
+                )
+            }),
         }
     }
 
@@ -166,7 +181,9 @@ impl Env<'_> {
 
 /// Parses `300`, `300s`, `5m`, `2h`, `7d`.
 fn parse_duration(v: &str) -> Option<Duration> {
-    let (number, unit) = v.find(|c: char| !c.is_ascii_digit()).map_or((v, ""), |i| v.split_at(i));
+    let (number, unit) = v
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((v, ""), |i| v.split_at(i));
     let n: i64 = number.parse().ok()?;
     match unit.trim() {
         "" | "s" => Some(Duration::seconds(n)),
@@ -198,16 +215,27 @@ impl Config {
     #[allow(clippy::too_many_lines)]
     pub fn from_env(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Env(vars);
-        let host: IpAddr = env.parse("SERVER_HOST", IpAddr::from([127, 0, 0, 1]), "an IP address")?;
+        let host: IpAddr =
+            env.parse("SERVER_HOST", IpAddr::from([127, 0, 0, 1]), "an IP address")?;
         let port: u16 = env.parse("SERVER_PORT", 8080, "a port number")?;
         let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
         let default_db = data_dir.join("porteiro.db").to_string_lossy().into_owned();
         let database_url = env.string("DATABASE_URL", &default_db);
-        if database_url.starts_with("mysql:") || (database_url.contains("://") && !database_url.starts_with("sqlite:") && !database_url.starts_with("postgres")) {
-            return Err(err("DATABASE_URL", "use a SQLite path, sqlite://… or postgres://…"));
+        if database_url.starts_with("mysql:")
+            || (database_url.contains("://")
+                && !database_url.starts_with("sqlite:")
+                && !database_url.starts_with("postgres"))
+        {
+            return Err(err(
+                "DATABASE_URL",
+                "use a SQLite path, sqlite://… or postgres://…",
+            ));
         }
         let database_max_connections = env.parse("DATABASE_MAX_CONNECTIONS", 16, "a number")?;
-        let public_url = env.string("PUBLIC_URL", &format!("http://{}", std::net::SocketAddr::new(host, port)));
+        let public_url = env.string(
+            "PUBLIC_URL",
+            &format!("http://{}", std::net::SocketAddr::new(host, port)),
+        );
         if !is_http_url(&public_url) {
             return Err(err("PUBLIC_URL", "must be an http(s) URL"));
         }
@@ -217,26 +245,47 @@ impl Config {
 
         let access_ttl = env.duration("JWT_EXPIRATION", Duration::minutes(5))?;
         if access_ttl < Duration::seconds(10) || access_ttl > Duration::minutes(5) {
-            return Err(err("JWT_EXPIRATION", "access tokens must live between 10 seconds and 5 minutes"));
+            return Err(err(
+                "JWT_EXPIRATION",
+                "access tokens must live between 10 seconds and 5 minutes",
+            ));
         }
         let days: i64 = env.parse("JWT_REFRESH_EXPIRATION_DAYS", 7, "a number of days")?;
         let refresh_ttl = env.duration("JWT_REFRESH_EXPIRATION", Duration::days(days))?;
         if refresh_ttl < access_ttl + Duration::minutes(15) {
-            let var = if env.get("JWT_REFRESH_EXPIRATION").is_some() { "JWT_REFRESH_EXPIRATION" } else { "JWT_REFRESH_EXPIRATION_DAYS" };
-            return Err(err(var, "refresh tokens must live at least 15 minutes longer than access tokens"));
+            let var = if env.get("JWT_REFRESH_EXPIRATION").is_some() {
+                "JWT_REFRESH_EXPIRATION"
+            } else {
+                "JWT_REFRESH_EXPIRATION_DAYS"
+            };
+            return Err(err(
+                var,
+                "refresh tokens must live at least 15 minutes longer than access tokens",
+            ));
         }
         if refresh_ttl > Duration::days(365) {
             return Err(err("JWT_REFRESH_EXPIRATION_DAYS", "at most 365 days"));
         }
 
-        let bcrypt = match env.get("PASSWORD_HASH").map(str::to_ascii_lowercase).as_deref() {
+        let bcrypt = match env
+            .get("PASSWORD_HASH")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None => !env.bool("USE_ARGON2", true)?,
             Some("argon2id" | "argon2") => false,
             Some("bcrypt") => true,
-            Some(v) => return Err(err("PASSWORD_HASH", format!("{v:?} is not argon2id or bcrypt"))),
+            Some(v) => {
+                return Err(err(
+                    "PASSWORD_HASH",
+                    format!("{v:?} is not argon2id or bcrypt"),
+                ));
+            }
         };
         let hash_scheme = if bcrypt {
-            HashScheme::Bcrypt { cost: env.parse("PASSWORD_SALT_ROUNDS", 12, "a bcrypt cost")? }
+            HashScheme::Bcrypt {
+                cost: env.parse("PASSWORD_SALT_ROUNDS", 12, "a bcrypt cost")?,
+            }
         } else {
             HashScheme::Argon2id {
                 m_kib: env.parse("ARGON2_MEMORY_KIB", 19_456, "a size in KiB")?,
@@ -244,7 +293,16 @@ impl Config {
                 p: env.parse("ARGON2_PARALLELISM", 1, "a number")?,
             }
         };
-        hash_scheme.validate().map_err(|m| err(if bcrypt { "PASSWORD_SALT_ROUNDS" } else { "ARGON2_MEMORY_KIB" }, m))?;
+        hash_scheme.validate().map_err(|m| {
+            err(
+                if bcrypt {
+                    "PASSWORD_SALT_ROUNDS"
+                } else {
+                    "ARGON2_MEMORY_KIB"
+                },
+                m,
+            )
+        })?;
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let hash_workers: usize = env.parse("HASH_WORKERS", cores, "a number")?;
         if hash_workers == 0 {
@@ -254,31 +312,53 @@ impl Config {
 
         let lockout_attempts: i32 = env.parse("SECURITY_LOCKOUT_ATTEMPTS", 5, "a number")?;
         if !(1..=100).contains(&lockout_attempts) {
-            return Err(err("SECURITY_LOCKOUT_ATTEMPTS", "must be between 1 and 100"));
+            return Err(err(
+                "SECURITY_LOCKOUT_ATTEMPTS",
+                "must be between 1 and 100",
+            ));
         }
-        let lockout_secs: i64 = env.parse("SECURITY_LOCKOUT_DURATION", 300, "a number of seconds")?;
+        let lockout_secs: i64 =
+            env.parse("SECURITY_LOCKOUT_DURATION", 300, "a number of seconds")?;
         if !(1..=86_400).contains(&lockout_secs) {
-            return Err(err("SECURITY_LOCKOUT_DURATION", "must be between 1 and 86400 seconds"));
+            return Err(err(
+                "SECURITY_LOCKOUT_DURATION",
+                "must be between 1 and 86400 seconds",
+            ));
         }
 
         let mail = Self::mail(&env, &data_dir, &public_url)?;
         let admin_email = env.string("ADMIN_EMAIL", "admin@example.com");
-        porteiro_core::domain::Email::parse(&admin_email).map_err(|_| err("ADMIN_EMAIL", "is not a valid email address"))?;
+        porteiro_core::domain::Email::parse(&admin_email)
+            .map_err(|_| err("ADMIN_EMAIL", "is not a valid email address"))?;
         let admin_username = env.string("ADMIN_USERNAME", "admin");
-        porteiro_core::domain::Username::parse(&admin_username).map_err(|e| err("ADMIN_USERNAME", e.to_string()))?;
+        porteiro_core::domain::Username::parse(&admin_username)
+            .map_err(|e| err("ADMIN_USERNAME", e.to_string()))?;
 
         let log_level = env.string("LOG_LEVEL", "info");
-        tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| err("LOG_LEVEL", e.to_string()))?;
-        let log_json = match env.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .map_err(|e| err("LOG_LEVEL", e.to_string()))?;
+        let log_json = match env
+            .get("LOG_FORMAT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("text" | "pretty") => false,
             Some("json") => true,
             Some(v) => return Err(err("LOG_FORMAT", format!("{v:?} is not text or json"))),
         };
         let timeout = env.duration("REQUEST_TIMEOUT", Duration::seconds(30))?;
-        let introspection_client = match (env.get("INTROSPECTION_CLIENT_ID"), env.secret("INTROSPECTION_CLIENT_SECRET")) {
+        let introspection_client = match (
+            env.get("INTROSPECTION_CLIENT_ID"),
+            env.secret("INTROSPECTION_CLIENT_SECRET"),
+        ) {
             (Some(id), Some(secret)) => Some((id.to_owned(), secret)),
             (None, None) => None,
-            _ => return Err(err("INTROSPECTION_CLIENT_SECRET", "set both INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET")),
+            _ => {
+                return Err(err(
+                    "INTROSPECTION_CLIENT_SECRET",
+                    "set both INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET",
+                ));
+            }
         };
         Ok(Self {
             host,
@@ -309,16 +389,32 @@ impl Config {
         })
     }
 
-    fn mail(env: &Env<'_>, data_dir: &std::path::Path, public_url: &str) -> Result<MailConfig, ConfigError> {
-        let base_url = env.string("EMAIL_BASE_URL", public_url).trim_end_matches('/').to_owned();
+    fn mail(
+        env: &Env<'_>,
+        data_dir: &std::path::Path,
+        public_url: &str,
+    ) -> Result<MailConfig, ConfigError> {
+        let base_url = env
+            .string("EMAIL_BASE_URL", public_url)
+            .trim_end_matches('/')
+            .to_owned();
         if !is_http_url(&base_url) {
             return Err(err("EMAIL_BASE_URL", "must be an http(s) URL"));
         }
-        let tls = match env.get("EMAIL_SMTP_TLS").map(str::to_ascii_lowercase).as_deref() {
+        let tls = match env
+            .get("EMAIL_SMTP_TLS")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("starttls") => SmtpTls::StartTls,
             Some("tls" | "ssl" | "smtps") => SmtpTls::Tls,
             Some("none" | "plain" | "off") => SmtpTls::None,
-            Some(v) => return Err(err("EMAIL_SMTP_TLS", format!("{v:?} is not none, starttls or tls"))),
+            Some(v) => {
+                return Err(err(
+                    "EMAIL_SMTP_TLS",
+                    format!("{v:?} is not none, starttls or tls"),
+                ));
+            }
         };
         let smtp = match env.get("EMAIL_SMTP_SERVER") {
             None => None,
@@ -331,10 +427,25 @@ impl Config {
                 let credentials = match (env.get("EMAIL_USERNAME"), env.secret("EMAIL_PASSWORD")) {
                     (Some(user), Some(pass)) => Some((user.to_owned(), pass)),
                     (None, None) => None,
-                    (Some(_), None) => return Err(err("EMAIL_PASSWORD", "is required when EMAIL_USERNAME is set")),
-                    (None, Some(_)) => return Err(err("EMAIL_USERNAME", "is required when EMAIL_PASSWORD is set")),
+                    (Some(_), None) => {
+                        return Err(err(
+                            "EMAIL_PASSWORD",
+                            "is required when EMAIL_USERNAME is set",
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(err(
+                            "EMAIL_USERNAME",
+                            "is required when EMAIL_PASSWORD is set",
+                        ));
+                    }
                 };
-                Some(SmtpConfig { host: host.to_owned(), port: env.parse("EMAIL_SMTP_PORT", default_port, "a port number")?, tls, credentials })
+                Some(SmtpConfig {
+                    host: host.to_owned(),
+                    port: env.parse("EMAIL_SMTP_PORT", default_port, "a port number")?,
+                    tls,
+                    credentials,
+                })
             }
         };
         let from = env.string("EMAIL_FROM", "noreply@localhost");
@@ -349,7 +460,10 @@ impl Config {
         Ok(MailConfig {
             enabled: env.bool("EMAIL_ENABLED", true)?,
             smtp,
-            outbox_dir: PathBuf::from(env.string("EMAIL_OUTBOX_DIR", &data_dir.join("outbox").to_string_lossy())),
+            outbox_dir: PathBuf::from(env.string(
+                "EMAIL_OUTBOX_DIR",
+                &data_dir.join("outbox").to_string_lossy(),
+            )),
             from,
             from_name,
             base_url,
@@ -376,7 +490,8 @@ impl Config {
     /// Whether the database is PostgreSQL.
     #[must_use]
     pub fn is_postgres(&self) -> bool {
-        self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
     }
 }
 
@@ -385,7 +500,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -396,7 +514,14 @@ mod tests {
         assert_eq!(c.database_url, "./data/porteiro.db");
         assert_eq!(c.access_ttl, Duration::minutes(5));
         assert_eq!(c.refresh_ttl, Duration::days(7));
-        assert_eq!(c.hash_scheme, HashScheme::Argon2id { m_kib: 19_456, t: 2, p: 1 });
+        assert_eq!(
+            c.hash_scheme,
+            HashScheme::Argon2id {
+                m_kib: 19_456,
+                t: 2,
+                p: 1
+            }
+        );
         assert!(c.mail.smtp.is_none());
         assert_eq!(c.mail.base_url, "http://127.0.0.1:8080");
     }
@@ -423,10 +548,25 @@ mod tests {
 
     #[test]
     fn refresh_must_outlive_access_by_15_minutes() {
-        let e = Config::from_env(&env(&[("JWT_EXPIRATION", "5m"), ("JWT_REFRESH_EXPIRATION", "19m")])).expect_err("too short");
+        let e = Config::from_env(&env(&[
+            ("JWT_EXPIRATION", "5m"),
+            ("JWT_REFRESH_EXPIRATION", "19m"),
+        ]))
+        .expect_err("too short");
         assert_eq!(e.var, "JWT_REFRESH_EXPIRATION");
-        assert!(Config::from_env(&env(&[("JWT_EXPIRATION", "5m"), ("JWT_REFRESH_EXPIRATION", "20m")])).is_ok());
-        assert_eq!(Config::from_env(&env(&[("JWT_REFRESH_EXPIRATION_DAYS", "0")])).expect_err("zero").var, "JWT_REFRESH_EXPIRATION_DAYS");
+        assert!(
+            Config::from_env(&env(&[
+                ("JWT_EXPIRATION", "5m"),
+                ("JWT_REFRESH_EXPIRATION", "20m")
+            ]))
+            .is_ok()
+        );
+        assert_eq!(
+            Config::from_env(&env(&[("JWT_REFRESH_EXPIRATION_DAYS", "0")]))
+                .expect_err("zero")
+                .var,
+            "JWT_REFRESH_EXPIRATION_DAYS"
+        );
     }
 
     #[test]

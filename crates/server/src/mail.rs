@@ -13,12 +13,18 @@ use secrecy::ExposeSecret as _;
 use crate::config::{MailConfig, SmtpConfig, SmtpTls};
 
 fn build_message(from: &Mailbox, message: &MailMessage) -> Result<Message, String> {
-    let to: Mailbox = message.to.parse().map_err(|e| format!("bad recipient: {e}"))?;
+    let to: Mailbox = message
+        .to
+        .parse()
+        .map_err(|e| format!("bad recipient: {e}"))?;
     Message::builder()
         .from(from.clone())
         .to(to)
         .subject(&message.subject)
-        .multipart(MultiPart::alternative_plain_html(message.text.clone(), message.html.clone()))
+        .multipart(MultiPart::alternative_plain_html(
+            message.text.clone(),
+            message.html.clone(),
+        ))
         .map_err(|e| format!("cannot build message: {e}"))
 }
 
@@ -42,16 +48,26 @@ impl SmtpMailTransport {
     pub fn new(smtp: &SmtpConfig, mail: &MailConfig) -> anyhow::Result<Self> {
         let builder = match smtp.tls {
             SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-            SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                .tls(Tls::Required(TlsParameters::new(smtp.host.clone())?)),
+            SmtpTls::StartTls => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                    .tls(Tls::Required(TlsParameters::new(smtp.host.clone())?))
+            }
             SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
                 .tls(Tls::Wrapper(TlsParameters::new(smtp.host.clone())?)),
         };
-        let mut builder = builder.port(smtp.port).timeout(Some(std::time::Duration::from_secs(20)));
+        let mut builder = builder
+            .port(smtp.port)
+            .timeout(Some(std::time::Duration::from_secs(20)));
         if let Some((user, pass)) = &smtp.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), pass.expose_secret().to_owned()));
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                pass.expose_secret().to_owned(),
+            ));
         }
-        Ok(Self { transport: builder.build(), from: sender(mail)? })
+        Ok(Self {
+            transport: builder.build(),
+            from: sender(mail)?,
+        })
     }
 }
 
@@ -59,7 +75,11 @@ impl SmtpMailTransport {
 impl MailTransport for SmtpMailTransport {
     async fn send(&self, message: &MailMessage) -> Result<(), String> {
         let email = build_message(&self.from, message)?;
-        self.transport.send(email).await.map(|_| ()).map_err(|e| format!("smtp: {e}"))
+        self.transport
+            .send(email)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("smtp: {e}"))
     }
 }
 
@@ -76,7 +96,10 @@ impl DirectoryTransport {
     /// When the directory cannot be created.
     pub fn new(mail: &MailConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&mail.outbox_dir)?;
-        Ok(Self { dir: mail.outbox_dir.clone(), from: sender(mail)? })
+        Ok(Self {
+            dir: mail.outbox_dir.clone(),
+            from: sender(mail)?,
+        })
     }
 }
 
@@ -84,9 +107,15 @@ impl DirectoryTransport {
 impl MailTransport for DirectoryTransport {
     async fn send(&self, message: &MailMessage) -> Result<(), String> {
         let email = build_message(&self.from, message)?;
-        let name = format!("{}-{}.eml", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), uuid::Uuid::new_v4().simple());
+        let name = format!(
+            "{}-{}.eml",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+            uuid::Uuid::new_v4().simple()
+        );
         let path = self.dir.join(name);
-        tokio::fs::write(&path, email.formatted()).await.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        tokio::fs::write(&path, email.formatted())
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         // The file holds the link; the log only says where it is.
         tracing::info!(path = %path.display(), subject = %message.subject, "mail written to the outbox directory");
         Ok(())

@@ -17,10 +17,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
-use porteiro_core::domain::{NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId};
+use porteiro_core::domain::{
+    NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
+};
 use porteiro_core::store::{
-    KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError, StoreEvent, StoreResult,
-    StoredKey, UserStore,
+    KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError, StoreEvent,
+    StoreResult, StoredKey, UserStore,
 };
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row as _, Transaction};
@@ -58,12 +60,16 @@ fn backend(e: sqlx::Error) -> StoreError {
 
 /// Maps a unique violation to `Conflict` naming the field; everything else is a backend error.
 fn on_unique(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            let what = db.constraint().unwrap_or_else(|| db.message());
-            let field = if what.contains("email") { "email" } else { "username" };
-            return StoreError::Conflict { field };
-        }
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let what = db.constraint().unwrap_or_else(|| db.message());
+        let field = if what.contains("email") {
+            "email"
+        } else {
+            "username"
+        };
+        return StoreError::Conflict { field };
     }
     backend(e)
 }
@@ -105,15 +111,31 @@ impl PgStore {
 /// Queues a notice of revoked sessions; delivered when `tx` commits.
 async fn notify_revoked(tx: &mut Transaction<'static, Postgres>, ids: &[Uuid]) -> StoreResult<()> {
     for chunk in ids.chunks(IDS_PER_NOTICE) {
-        let payload = format!("s:{}", chunk.iter().map(Uuid::to_string).collect::<Vec<_>>().join(","));
-        sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut **tx).await.map_err(backend)?;
+        let payload = format!(
+            "s:{}",
+            chunk
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
     }
     Ok(())
 }
 
 fn parse_event(payload: &str) -> Option<StoreEvent> {
     match payload.split_once(':') {
-        Some(("s", ids)) => Some(StoreEvent::SessionsRevoked(ids.split(',').filter_map(|id| Uuid::parse_str(id).ok()).collect())),
+        Some(("s", ids)) => Some(StoreEvent::SessionsRevoked(
+            ids.split(',')
+                .filter_map(|id| Uuid::parse_str(id).ok())
+                .collect(),
+        )),
         Some(("k", _)) => Some(StoreEvent::KeysChanged),
         _ => None,
     }
@@ -137,7 +159,10 @@ async fn revoke_where_user(
     .fetch_all(&mut **tx)
     .await
     .map_err(backend)?;
-    let ids = rows.iter().map(|r| rows::uuid(r, "id")).collect::<StoreResult<Vec<_>>>()?;
+    let ids = rows
+        .iter()
+        .map(|r| rows::uuid(r, "id"))
+        .collect::<StoreResult<Vec<_>>>()?;
     notify_revoked(tx, &ids).await?;
     Ok(ids)
 }
@@ -167,49 +192,76 @@ impl UserStore for PgStore {
     }
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
-        let row = sqlx::query(concat!("select ", user_cols!(), " from users where id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            user_cols!(),
+            " from users where id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(concat!("select ", user_cols!(), " from users where username_key = $1 or email = $1 limit 1"))
-            .bind(login)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            user_cols!(),
+            " from users where username_key = $1 or email = $1 limit 1"
+        ))
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(concat!("select ", user_cols!(), " from users where email = $1"))
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            user_cols!(),
+            " from users where email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)> {
-        let rows = sqlx::query(concat!("select ", user_cols!(), " from users order by created_at, id limit $1 offset $2"))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        let users = rows.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let rows = sqlx::query(concat!(
+            "select ",
+            user_cols!(),
+            " from users order by created_at, id limit $1 offset $2"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok((users, self.count_users().await?))
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("select count(*) from users").fetch_one(&self.pool).await.map_err(backend)?;
+        let n: i64 = sqlx::query_scalar("select count(*) from users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn update_profile(&self, id: UserId, p: &ProfileUpdate, now: DateTime<Utc>) -> StoreResult<User> {
+    async fn update_profile(
+        &self,
+        id: UserId,
+        p: &ProfileUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<User> {
         let row = sqlx::query(concat!(
             "update users set \
                first_name = case when $2 then $3 else first_name end, \
@@ -237,11 +289,12 @@ impl UserStore for PgStore {
 
     async fn delete_user(&self, id: UserId) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
-        let sessions = sqlx::query("select id from sessions where user_id = $1 and revoked_at is null")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let sessions =
+            sqlx::query("select id from sessions where user_id = $1 and revoked_at is null")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
         let deleted = sqlx::query("delete from users where id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -251,20 +304,29 @@ impl UserStore for PgStore {
         if deleted == 0 {
             return Ok(None);
         }
-        let ids = sessions.iter().map(|r| rows::uuid(r, "id")).collect::<StoreResult<Vec<_>>>()?;
+        let ids = sessions
+            .iter()
+            .map(|r| rows::uuid(r, "id"))
+            .collect::<StoreResult<Vec<_>>>()?;
         notify_revoked(&mut tx, &ids).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(ids))
     }
 
-    async fn upgrade_password_hash(&self, id: UserId, old_hash: &str, new_hash: &str) -> StoreResult<bool> {
-        let done = sqlx::query("update users set password_hash = $3 where id = $1 and password_hash = $2")
-            .bind(id)
-            .bind(old_hash)
-            .bind(new_hash)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        let done =
+            sqlx::query("update users set password_hash = $3 where id = $1 and password_hash = $2")
+                .bind(id)
+                .bind(old_hash)
+                .bind(new_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -328,13 +390,14 @@ impl UserStore for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.write_tx().await?;
-        let updated = sqlx::query("update users set password_hash = $2, updated_at = $3 where id = $1")
-            .bind(id)
-            .bind(new_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let updated =
+            sqlx::query("update users set password_hash = $2, updated_at = $3 where id = $1")
+                .bind(id)
+                .bind(new_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -388,11 +451,15 @@ impl SessionStore for PgStore {
     }
 
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(concat!("select ", session_cols!(), " from sessions where id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            session_cols!(),
+            " from sessions where id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -416,7 +483,11 @@ impl SessionStore for PgStore {
         .transpose()
     }
 
-    async fn list_active_sessions(&self, user_id: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>> {
+    async fn list_active_sessions(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Session>> {
         let rows = sqlx::query(concat!(
             "select ",
             session_cols!(),
@@ -431,7 +502,13 @@ impl SessionStore for PgStore {
         rows.iter().map(session_from_row).collect()
     }
 
-    async fn rename_session(&self, user_id: UserId, id: Uuid, name: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>> {
+    async fn rename_session(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>> {
         let row = sqlx::query(concat!(
             "update sessions set device_name = $3, updated_at = $4 \
              where id = $1 and user_id = $2 and revoked_at is null and expires_at > $4 returning ",
@@ -447,7 +524,12 @@ impl SessionStore for PgStore {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn revoke_session(&self, user_id: UserId, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn revoke_session(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "update sessions set revoked_at = $3, revoke_reason = 'revoked', updated_at = $3 \
@@ -467,7 +549,12 @@ impl SessionStore for PgStore {
         Ok(revoked)
     }
 
-    async fn revoke_all_sessions(&self, user_id: UserId, keep: Option<Uuid>, now: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
+    async fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.write_tx().await?;
         let revoked = revoke_where_user(&mut tx, user_id, keep, "revoked_all", now).await?;
         tx.commit().await.map_err(backend)?;
@@ -556,7 +643,11 @@ impl SessionStore for PgStore {
         Ok(outcome)
     }
 
-    async fn refresh_token_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>> {
+    async fn refresh_token_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>> {
         let row = sqlx::query(concat!(
             "select ",
             session_cols!(),
@@ -603,7 +694,11 @@ impl RecoveryStore for PgStore {
         Ok(())
     }
 
-    async fn reset_token_owner(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<UserId>> {
+    async fn reset_token_owner(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>> {
         let row = sqlx::query(
             "select user_id from password_reset_tokens where token_hash = $1 and used_at is null and expires_at > $2",
         )
@@ -668,7 +763,11 @@ impl KeyStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        sqlx::query("select pg_notify($1, 'k:')").bind(CHANNEL).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query("select pg_notify($1, 'k:')")
+            .bind(CHANNEL)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(())
     }
@@ -710,7 +809,12 @@ impl OutboxStore for PgStore {
         Ok(())
     }
 
-    async fn claim_mail(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<QueuedMail>> {
+    async fn claim_mail(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<QueuedMail>> {
         let rows = sqlx::query(
             "update mail_outbox set lease_until = $2, attempts = attempts + 1, updated_at = $1 \
              where id in (select id from mail_outbox \
@@ -729,7 +833,10 @@ impl OutboxStore for PgStore {
             .map(|r| {
                 Ok(QueuedMail {
                     id: rows::uuid(r, "id")?,
-                    payload: r.try_get::<Option<Vec<u8>>, _>("payload").map_err(backend)?.unwrap_or_default(),
+                    payload: r
+                        .try_get::<Option<Vec<u8>>, _>("payload")
+                        .map_err(backend)?
+                        .unwrap_or_default(),
                     attempts: r.try_get("attempts").map_err(backend)?,
                 })
             })
@@ -749,7 +856,13 @@ impl OutboxStore for PgStore {
         Ok(())
     }
 
-    async fn mail_failed(&self, id: Uuid, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn mail_failed(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         sqlx::query(
             "update mail_outbox set \
                status = case when $3 is null then 'failed' else 'pending' end, \
@@ -768,10 +881,11 @@ impl OutboxStore for PgStore {
     }
 
     async fn pending_mail_count(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("select count(*) from mail_outbox where status = 'pending'")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
+        let n: i64 =
+            sqlx::query_scalar("select count(*) from mail_outbox where status = 'pending'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
@@ -783,12 +897,17 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("select 1").execute(&self.pool).await.map_err(backend)?;
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
     async fn subscribe(&self) -> StoreResult<Option<BoxStream<'static, StoreEvent>>> {
-        let mut listener = PgListener::connect_with(&self.pool).await.map_err(backend)?;
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(backend)?;
         listener.listen(CHANNEL).await.map_err(backend)?;
         let events = futures::stream::unfold(listener, |mut listener| async move {
             loop {

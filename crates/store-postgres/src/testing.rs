@@ -11,16 +11,22 @@ pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
     let name = format!("porteiro_test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(admin_url).await?;
     // The name is generated above from hex digits only, so it is safe to splice.
-    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}"))).execute(&mut conn).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+        .execute(&mut conn)
+        .await?;
     conn.close().await?;
     Ok(with_database(admin_url, &name))
 }
 
 /// Replaces the database name in a `postgres://` URL, keeping any query string.
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
     let mut out = format!("{}/{name}", &base[..path_start]);
     if let Some(q) = query {
         out.push('?');
@@ -33,8 +39,17 @@ fn with_database(url: &str, name: &str) -> String {
 mod tests {
     #[test]
     fn database_name_is_replaced() {
-        assert_eq!(super::with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
-        assert_eq!(super::with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-        assert_eq!(super::with_database("postgres://u@h:1/db?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
+        assert_eq!(
+            super::with_database("postgres://u@h:1/postgres", "x"),
+            "postgres://u@h:1/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u@h:1", "x"),
+            "postgres://u@h:1/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u@h:1/db?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
     }
 }

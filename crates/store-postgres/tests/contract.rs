@@ -31,7 +31,11 @@ porteiro_store_tests::all_contract_tests!(fresh().await);
 #[tokio::test]
 async fn revocations_are_announced_to_subscribers() {
     let Some(store) = fresh().await else { return };
-    let mut events = store.subscribe().await.expect("subscribe").expect("postgres has a feed");
+    let mut events = store
+        .subscribe()
+        .await
+        .expect("subscribe")
+        .expect("postgres has a feed");
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let user = store
         .insert_user(&NewUser {
@@ -64,11 +68,23 @@ async fn revocations_are_announced_to_subscribers() {
                 os: None,
                 browser: None,
             },
-            &NewRefreshToken { token_hash: "x".repeat(64), session_id: sid, expires_at: exp, now: t0 },
+            &NewRefreshToken {
+                token_hash: "x".repeat(64),
+                session_id: sid,
+                expires_at: exp,
+                now: t0,
+            },
         )
         .await
         .expect("session");
-    assert!(store.revoke_session(user.id, sid, t0).await.expect("revoke"));
-    let event = tokio::time::timeout(Duration::from_secs(1), events.next()).await.expect("within 1 s");
+    assert!(
+        store
+            .revoke_session(user.id, sid, t0)
+            .await
+            .expect("revoke")
+    );
+    let event = tokio::time::timeout(Duration::from_secs(1), events.next())
+        .await
+        .expect("within 1 s");
     assert_eq!(event, Some(StoreEvent::SessionsRevoked(vec![sid])));
 }

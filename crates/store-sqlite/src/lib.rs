@@ -20,12 +20,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
-use porteiro_core::domain::{NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId};
-use porteiro_core::store::{
-    KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError, StoreEvent, StoreResult,
-    StoredKey, UserStore,
+use porteiro_core::domain::{
+    NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use porteiro_core::store::{
+    KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError, StoreEvent,
+    StoreResult, StoredKey, UserStore,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Row as _, Sqlite, Transaction};
 use uuid::Uuid;
 
@@ -57,12 +61,16 @@ fn backend(e: sqlx::Error) -> StoreError {
 
 /// Maps a unique violation to `Conflict` naming the field; everything else is a backend error.
 fn on_unique(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            let msg = db.message();
-            let field = if msg.contains("email") { "email" } else { "username" };
-            return StoreError::Conflict { field };
-        }
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let msg = db.message();
+        let field = if msg.contains("email") {
+            "email"
+        } else {
+            "username"
+        };
+        return StoreError::Conflict { field };
     }
     backend(e)
 }
@@ -74,8 +82,14 @@ impl SqliteStore {
     /// # Errors
     /// When the file cannot be opened or a migration fails.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir)?;
         }
         let base = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
@@ -101,7 +115,10 @@ impl SqliteStore {
     }
 
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
     }
 
     /// Applies pending migrations (already done by [`SqliteStore::connect`]).
@@ -166,49 +183,76 @@ impl UserStore for SqliteStore {
     }
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
-        let row = sqlx::query(concat!("select ", user_cols!(), " from users where id = ?1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            user_cols!(),
+            " from users where id = ?1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(concat!("select ", user_cols!(), " from users where username_key = ?1 or email = ?1 limit 1"))
-            .bind(login)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            user_cols!(),
+            " from users where username_key = ?1 or email = ?1 limit 1"
+        ))
+        .bind(login)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(concat!("select ", user_cols!(), " from users where email = ?1"))
-            .bind(email)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            user_cols!(),
+            " from users where email = ?1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)> {
-        let rows = sqlx::query(concat!("select ", user_cols!(), " from users order by created_at, id limit ?1 offset ?2"))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
-        let users = rows.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let rows = sqlx::query(concat!(
+            "select ",
+            user_cols!(),
+            " from users order by created_at, id limit ?1 offset ?2"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok((users, self.count_users().await?))
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("select count(*) from users").fetch_one(&self.reader).await.map_err(backend)?;
+        let n: i64 = sqlx::query_scalar("select count(*) from users")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn update_profile(&self, id: UserId, p: &ProfileUpdate, now: DateTime<Utc>) -> StoreResult<User> {
+    async fn update_profile(
+        &self,
+        id: UserId,
+        p: &ProfileUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<User> {
         let row = sqlx::query(concat!(
             "update users set \
                first_name = case when ?2 then ?3 else first_name end, \
@@ -236,11 +280,12 @@ impl UserStore for SqliteStore {
 
     async fn delete_user(&self, id: UserId) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
-        let sessions = sqlx::query("select id from sessions where user_id = ?1 and revoked_at is null")
-            .bind(id.to_string())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let sessions =
+            sqlx::query("select id from sessions where user_id = ?1 and revoked_at is null")
+                .bind(id.to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
         let deleted = sqlx::query("delete from users where id = ?1")
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -251,17 +296,28 @@ impl UserStore for SqliteStore {
         if deleted == 0 {
             return Ok(None);
         }
-        Ok(Some(sessions.iter().map(|r| rows::uuid(r, "id")).collect::<StoreResult<_>>()?))
+        Ok(Some(
+            sessions
+                .iter()
+                .map(|r| rows::uuid(r, "id"))
+                .collect::<StoreResult<_>>()?,
+        ))
     }
 
-    async fn upgrade_password_hash(&self, id: UserId, old_hash: &str, new_hash: &str) -> StoreResult<bool> {
-        let done = sqlx::query("update users set password_hash = ?3 where id = ?1 and password_hash = ?2")
-            .bind(id.to_string())
-            .bind(old_hash)
-            .bind(new_hash)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        let done =
+            sqlx::query("update users set password_hash = ?3 where id = ?1 and password_hash = ?2")
+                .bind(id.to_string())
+                .bind(old_hash)
+                .bind(new_hash)
+                .execute(&self.writer)
+                .await
+                .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -325,13 +381,14 @@ impl UserStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.write_tx().await?;
-        let updated = sqlx::query("update users set password_hash = ?2, updated_at = ?3 where id = ?1")
-            .bind(id.to_string())
-            .bind(new_hash)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let updated =
+            sqlx::query("update users set password_hash = ?2, updated_at = ?3 where id = ?1")
+                .bind(id.to_string())
+                .bind(new_hash)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -385,11 +442,15 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(concat!("select ", session_cols!(), " from sessions where id = ?1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "select ",
+            session_cols!(),
+            " from sessions where id = ?1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -413,7 +474,11 @@ impl SessionStore for SqliteStore {
         .transpose()
     }
 
-    async fn list_active_sessions(&self, user_id: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>> {
+    async fn list_active_sessions(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Session>> {
         let rows = sqlx::query(concat!(
             "select ",
             session_cols!(),
@@ -428,7 +493,13 @@ impl SessionStore for SqliteStore {
         rows.iter().map(session_from_row).collect()
     }
 
-    async fn rename_session(&self, user_id: UserId, id: Uuid, name: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>> {
+    async fn rename_session(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>> {
         let row = sqlx::query(concat!(
             "update sessions set device_name = ?3, updated_at = ?4 \
              where id = ?1 and user_id = ?2 and revoked_at is null and expires_at > ?4 returning ",
@@ -444,7 +515,12 @@ impl SessionStore for SqliteStore {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn revoke_session(&self, user_id: UserId, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn revoke_session(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let done = sqlx::query(
             "update sessions set revoked_at = ?3, revoke_reason = 'revoked', updated_at = ?3 \
              where id = ?1 and user_id = ?2 and revoked_at is null",
@@ -458,7 +534,12 @@ impl SessionStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_all_sessions(&self, user_id: UserId, keep: Option<Uuid>, now: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
+    async fn revoke_all_sessions(
+        &self,
+        user_id: UserId,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.write_tx().await?;
         let revoked = revoke_where_user(&mut tx, user_id, keep, "revoked_all", now).await?;
         tx.commit().await.map_err(backend)?;
@@ -546,7 +627,11 @@ impl SessionStore for SqliteStore {
         Ok(outcome)
     }
 
-    async fn refresh_token_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<Session>> {
+    async fn refresh_token_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>> {
         let row = sqlx::query(concat!(
             "select ",
             session_cols!(),
@@ -593,7 +678,11 @@ impl RecoveryStore for SqliteStore {
         Ok(())
     }
 
-    async fn reset_token_owner(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<UserId>> {
+    async fn reset_token_owner(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>> {
         let row = sqlx::query(
             "select user_id from password_reset_tokens where token_hash = ?1 and used_at is null and expires_at > ?2",
         )
@@ -697,7 +786,12 @@ impl OutboxStore for SqliteStore {
         Ok(())
     }
 
-    async fn claim_mail(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<QueuedMail>> {
+    async fn claim_mail(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<QueuedMail>> {
         let rows = sqlx::query(
             "update mail_outbox set lease_until = ?2, attempts = attempts + 1, updated_at = ?1 \
              where id in (select id from mail_outbox \
@@ -716,7 +810,10 @@ impl OutboxStore for SqliteStore {
             .map(|r| {
                 Ok(QueuedMail {
                     id: rows::uuid(r, "id")?,
-                    payload: r.try_get::<Option<Vec<u8>>, _>("payload").map_err(backend)?.unwrap_or_default(),
+                    payload: r
+                        .try_get::<Option<Vec<u8>>, _>("payload")
+                        .map_err(backend)?
+                        .unwrap_or_default(),
                     attempts: r.try_get("attempts").map_err(backend)?,
                 })
             })
@@ -736,7 +833,13 @@ impl OutboxStore for SqliteStore {
         Ok(())
     }
 
-    async fn mail_failed(&self, id: Uuid, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn mail_failed(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         sqlx::query(
             "update mail_outbox set \
                status = case when ?3 is null then 'failed' else 'pending' end, \
@@ -755,10 +858,11 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn pending_mail_count(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("select count(*) from mail_outbox where status = 'pending'")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(backend)?;
+        let n: i64 =
+            sqlx::query_scalar("select count(*) from mail_outbox where status = 'pending'")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(backend)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
@@ -770,7 +874,10 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("select 1").execute(&self.reader).await.map_err(backend)?;
+        sqlx::query("select 1")
+            .execute(&self.reader)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 

@@ -5,14 +5,21 @@ use std::borrow::Cow;
 use sqlx::SqlSafeStr as _;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
 
 pub(crate) fn migrator() -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS
             .iter()
             .map(|(version, name, sql)| {
-                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect(),
     )

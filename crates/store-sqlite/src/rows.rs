@@ -18,7 +18,8 @@ pub(crate) fn opt_ms(t: Option<DateTime<Utc>>) -> Option<i64> {
 }
 
 fn from_ms(v: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Backend(anyhow::anyhow!("timestamp out of range: {v}")))
+    DateTime::from_timestamp_millis(v)
+        .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("timestamp out of range: {v}")))
 }
 
 pub(crate) fn time(row: &SqliteRow, col: &str) -> StoreResult<DateTime<Utc>> {
@@ -26,11 +27,15 @@ pub(crate) fn time(row: &SqliteRow, col: &str) -> StoreResult<DateTime<Utc>> {
 }
 
 fn opt_time(row: &SqliteRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
-    row.try_get::<Option<i64>, _>(col).map_err(backend)?.map(from_ms).transpose()
+    row.try_get::<Option<i64>, _>(col)
+        .map_err(backend)?
+        .map(from_ms)
+        .transpose()
 }
 
 pub(crate) fn parse_uuid(s: &str) -> StoreResult<Uuid> {
-    Uuid::parse_str(s).map_err(|e| StoreError::Backend(anyhow::anyhow!("bad uuid in database: {e}")))
+    Uuid::parse_str(s)
+        .map_err(|e| StoreError::Backend(anyhow::anyhow!("bad uuid in database: {e}")))
 }
 
 pub(crate) fn uuid(row: &SqliteRow, col: &str) -> StoreResult<Uuid> {

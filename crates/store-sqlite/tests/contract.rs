@@ -9,7 +9,9 @@ async fn fresh() -> Option<Arc<dyn Store>> {
     let dir = std::env::temp_dir().join("porteiro-store-tests");
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(format!("{}.db", uuid::Uuid::new_v4()));
-    let store = SqliteStore::connect(path.to_str().expect("utf-8 path")).await.expect("open sqlite");
+    let store = SqliteStore::connect(path.to_str().expect("utf-8 path"))
+        .await
+        .expect("open sqlite");
     Some(Arc::new(store))
 }
 

@@ -118,15 +118,34 @@ async fn session(store: &Arc<dyn Store>, user: &User, refresh: &str) -> Uuid {
                 os: Some("Linux".to_owned()),
                 browser: Some("Firefox".to_owned()),
             },
-            &NewRefreshToken { token_hash: hash(refresh), session_id: id, expires_at, now: t0() },
+            &NewRefreshToken {
+                token_hash: hash(refresh),
+                session_id: id,
+                expires_at,
+                now: t0(),
+            },
         )
         .await
         .unwrap();
     id
 }
 
-async fn rotate(store: &Arc<dyn Store>, presented: &str, next: &str, at: DateTime<Utc>) -> RotateOutcome {
-    store.rotate_refresh_token(&hash(presented), &hash(next), at + Duration::days(1), Some("198.51.100.7"), at).await.unwrap()
+async fn rotate(
+    store: &Arc<dyn Store>,
+    presented: &str,
+    next: &str,
+    at: DateTime<Utc>,
+) -> RotateOutcome {
+    store
+        .rotate_refresh_token(
+            &hash(presented),
+            &hash(next),
+            at + Duration::days(1),
+            Some("198.51.100.7"),
+            at,
+        )
+        .await
+        .unwrap()
 }
 
 // ---------------------------------------------------------------- users
@@ -150,7 +169,10 @@ pub async fn usernames_are_unique_case_insensitively(store: Arc<dyn Store>) {
     let mut dup = new_user("MARIA");
     dup.email = "other@example.com".to_owned();
     let err = store.insert_user(&dup).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { field: "username" }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict { field: "username" }),
+        "{err:?}"
+    );
 }
 
 pub async fn emails_are_unique(store: Arc<dyn Store>) {
@@ -158,7 +180,10 @@ pub async fn emails_are_unique(store: Arc<dyn Store>) {
     let mut dup = new_user("joao");
     dup.email = "maria@example.com".to_owned();
     let err = store.insert_user(&dup).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { field: "email" }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict { field: "email" }),
+        "{err:?}"
+    );
     assert_eq!(store.count_users().await.unwrap(), 1);
 }
 
@@ -166,10 +191,32 @@ pub async fn user_lookups_by_id_login_and_email(store: Arc<dyn Store>) {
     let u = user(&store, "Pedro").await;
     assert_eq!(store.user_by_id(u.id).await.unwrap().unwrap().id, u.id);
     assert!(store.user_by_id(Uuid::new_v4()).await.unwrap().is_none());
-    assert_eq!(store.user_by_login("pedro").await.unwrap().unwrap().id, u.id);
-    assert_eq!(store.user_by_login("pedro@example.com").await.unwrap().unwrap().id, u.id);
-    assert!(store.user_by_login("Pedro").await.unwrap().is_none(), "logins arrive lower-cased");
-    assert_eq!(store.user_by_email("pedro@example.com").await.unwrap().unwrap().id, u.id);
+    assert_eq!(
+        store.user_by_login("pedro").await.unwrap().unwrap().id,
+        u.id
+    );
+    assert_eq!(
+        store
+            .user_by_login("pedro@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        u.id
+    );
+    assert!(
+        store.user_by_login("Pedro").await.unwrap().is_none(),
+        "logins arrive lower-cased"
+    );
+    assert_eq!(
+        store
+            .user_by_email("pedro@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        u.id
+    );
     assert!(store.user_by_email("pedro").await.unwrap().is_none());
 }
 
@@ -190,7 +237,11 @@ pub async fn list_users_pages_in_creation_order_with_total(store: Arc<dyn Store>
 pub async fn update_profile_changes_only_given_fields(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let later = t0() + Duration::minutes(1);
-    let update = ProfileUpdate { last_name: Some(Some("Souza".to_owned())), locale: Some("pt-BR".to_owned()), ..Default::default() };
+    let update = ProfileUpdate {
+        last_name: Some(Some("Souza".to_owned())),
+        locale: Some("pt-BR".to_owned()),
+        ..Default::default()
+    };
     let changed = store.update_profile(u.id, &update, later).await.unwrap();
     assert_eq!(changed.first_name.as_deref(), Some("Ana"));
     assert_eq!(changed.last_name.as_deref(), Some("Souza"));
@@ -198,7 +249,15 @@ pub async fn update_profile_changes_only_given_fields(store: Arc<dyn Store>) {
     assert!(changed.is_active);
     assert_eq!(changed.updated_at, later);
     let cleared = store
-        .update_profile(u.id, &ProfileUpdate { first_name: Some(None), is_active: Some(false), ..Default::default() }, later)
+        .update_profile(
+            u.id,
+            &ProfileUpdate {
+                first_name: Some(None),
+                is_active: Some(false),
+                ..Default::default()
+            },
+            later,
+        )
         .await
         .unwrap();
     assert_eq!(cleared.first_name, None);
@@ -207,26 +266,51 @@ pub async fn update_profile_changes_only_given_fields(store: Arc<dyn Store>) {
 }
 
 pub async fn update_profile_of_unknown_user_is_not_found(store: Arc<dyn Store>) {
-    let err = store.update_profile(Uuid::new_v4(), &ProfileUpdate::default(), t0()).await.unwrap_err();
+    let err = store
+        .update_profile(Uuid::new_v4(), &ProfileUpdate::default(), t0())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound));
 }
 
 pub async fn delete_user_removes_everything_and_returns_its_sessions(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let s = session(&store, &u, "r1").await;
-    store.replace_reset_token(u.id, &hash("reset"), t0() + Duration::minutes(30), t0()).await.unwrap();
+    store
+        .replace_reset_token(u.id, &hash("reset"), t0() + Duration::minutes(30), t0())
+        .await
+        .unwrap();
     assert_eq!(store.delete_user(u.id).await.unwrap(), Some(vec![s]));
     assert!(store.user_by_id(u.id).await.unwrap().is_none());
     assert!(store.session_by_id(s).await.unwrap().is_none());
-    assert!(store.reset_token_owner(&hash("reset"), t0()).await.unwrap().is_none());
+    assert!(
+        store
+            .reset_token_owner(&hash("reset"), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.delete_user(u.id).await.unwrap(), None);
 }
 
 pub async fn upgrade_password_hash_is_compare_and_set(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
-    assert!(store.upgrade_password_hash(u.id, &u.password_hash, "new-hash").await.unwrap());
-    assert!(!store.upgrade_password_hash(u.id, &u.password_hash, "newer-hash").await.unwrap());
-    assert_eq!(store.user_by_id(u.id).await.unwrap().unwrap().password_hash, "new-hash");
+    assert!(
+        store
+            .upgrade_password_hash(u.id, &u.password_hash, "new-hash")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .upgrade_password_hash(u.id, &u.password_hash, "newer-hash")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.user_by_id(u.id).await.unwrap().unwrap().password_hash,
+        "new-hash"
+    );
 }
 
 pub async fn failed_logins_lock_at_the_threshold_without_extending(store: Arc<dyn Store>) {
@@ -234,30 +318,49 @@ pub async fn failed_logins_lock_at_the_threshold_without_extending(store: Arc<dy
     let lock = |at: DateTime<Utc>| at + Duration::minutes(5);
     for i in 0..4 {
         let at = t0() + Duration::seconds(i);
-        store.record_failed_login(u.id, at, 5, lock(at)).await.unwrap();
+        store
+            .record_failed_login(u.id, at, 5, lock(at))
+            .await
+            .unwrap();
     }
     let before = store.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(before.failed_login_attempts, 4);
     assert_eq!(before.locked_until, None);
     let fifth = t0() + Duration::seconds(10);
-    store.record_failed_login(u.id, fifth, 5, lock(fifth)).await.unwrap();
+    store
+        .record_failed_login(u.id, fifth, 5, lock(fifth))
+        .await
+        .unwrap();
     let locked = store.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(locked.locked_until, Some(lock(fifth)));
     assert!(locked.is_locked(fifth));
     let during = fifth + Duration::minutes(2);
-    store.record_failed_login(u.id, during, 5, lock(during)).await.unwrap();
+    store
+        .record_failed_login(u.id, during, 5, lock(during))
+        .await
+        .unwrap();
     let still = store.user_by_id(u.id).await.unwrap().unwrap();
-    assert_eq!(still.locked_until, Some(lock(fifth)), "failures during a lock do not extend it");
+    assert_eq!(
+        still.locked_until,
+        Some(lock(fifth)),
+        "failures during a lock do not extend it"
+    );
     assert_eq!(still.failed_login_attempts, 5);
 }
 
 pub async fn failures_after_a_lock_ran_out_start_over(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     for _ in 0..5 {
-        store.record_failed_login(u.id, t0(), 5, t0() + Duration::minutes(5)).await.unwrap();
+        store
+            .record_failed_login(u.id, t0(), 5, t0() + Duration::minutes(5))
+            .await
+            .unwrap();
     }
     let after = t0() + Duration::minutes(6);
-    store.record_failed_login(u.id, after, 5, after + Duration::minutes(5)).await.unwrap();
+    store
+        .record_failed_login(u.id, after, 5, after + Duration::minutes(5))
+        .await
+        .unwrap();
     let u = store.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(u.failed_login_attempts, 1);
     assert!(!u.is_locked(after));
@@ -265,13 +368,34 @@ pub async fn failures_after_a_lock_ran_out_start_over(store: Arc<dyn Store>) {
 
 pub async fn successful_login_and_unlock_clear_the_lock(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
-    store.record_failed_login(u.id, t0(), 5, t0()).await.unwrap();
+    store
+        .record_failed_login(u.id, t0(), 5, t0())
+        .await
+        .unwrap();
     store.record_successful_login(u.id, t0()).await.unwrap();
-    assert_eq!(store.user_by_id(u.id).await.unwrap().unwrap().failed_login_attempts, 0);
+    assert_eq!(
+        store
+            .user_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .failed_login_attempts,
+        0
+    );
     for _ in 0..5 {
-        store.record_failed_login(u.id, t0(), 5, t0() + Duration::minutes(5)).await.unwrap();
+        store
+            .record_failed_login(u.id, t0(), 5, t0() + Duration::minutes(5))
+            .await
+            .unwrap();
     }
-    assert!(store.user_by_id(u.id).await.unwrap().unwrap().is_locked(t0()));
+    assert!(
+        store
+            .user_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_locked(t0())
+    );
     assert!(store.unlock_user(u.id, t0()).await.unwrap());
     let unlocked = store.user_by_id(u.id).await.unwrap().unwrap();
     assert!(!unlocked.is_locked(t0()));
@@ -285,17 +409,59 @@ pub async fn change_password_revokes_other_sessions_and_reset_tokens(store: Arc<
     let keep = session(&store, &u, "keep").await;
     let gone = session(&store, &u, "gone").await;
     let foreign = session(&store, &other_user, "foreign").await;
-    store.replace_reset_token(u.id, &hash("reset"), t0() + Duration::minutes(30), t0()).await.unwrap();
-    let revoked = store.change_password(u.id, "h2", Some(keep), t0()).await.unwrap();
+    store
+        .replace_reset_token(u.id, &hash("reset"), t0() + Duration::minutes(30), t0())
+        .await
+        .unwrap();
+    let revoked = store
+        .change_password(u.id, "h2", Some(keep), t0())
+        .await
+        .unwrap();
     assert_eq!(revoked, vec![gone]);
-    assert_eq!(store.user_by_id(u.id).await.unwrap().unwrap().password_hash, "h2");
-    assert!(store.session_by_id(keep).await.unwrap().unwrap().revoked_at.is_none());
-    assert!(store.session_by_id(gone).await.unwrap().unwrap().revoked_at.is_some());
-    assert!(store.session_by_id(foreign).await.unwrap().unwrap().revoked_at.is_none());
-    assert!(store.reset_token_owner(&hash("reset"), t0()).await.unwrap().is_none());
+    assert_eq!(
+        store.user_by_id(u.id).await.unwrap().unwrap().password_hash,
+        "h2"
+    );
+    assert!(
+        store
+            .session_by_id(keep)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert!(
+        store
+            .session_by_id(gone)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        store
+            .session_by_id(foreign)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert!(
+        store
+            .reset_token_owner(&hash("reset"), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let all = store.change_password(u.id, "h3", None, t0()).await.unwrap();
     assert_eq!(all, vec![keep]);
-    assert!(matches!(store.change_password(Uuid::new_v4(), "h", None, t0()).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.change_password(Uuid::new_v4(), "h", None, t0()).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 // ---------------------------------------------------------------- sessions
@@ -311,7 +477,15 @@ pub async fn sessions_are_created_with_their_first_refresh_token(store: Arc<dyn 
     assert_eq!(s.device_name, "Firefox on Linux");
     assert_eq!(s.ip_address.as_deref(), Some("192.0.2.1"));
     assert!(s.is_active(t0()));
-    assert_eq!(store.refresh_token_session(&hash("r1"), t0()).await.unwrap().unwrap().id, id);
+    assert_eq!(
+        store
+            .refresh_token_session(&hash("r1"), t0())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
     assert!(store.session_by_id(Uuid::new_v4()).await.unwrap().is_none());
 }
 
@@ -321,12 +495,44 @@ pub async fn session_auth_state_follows_revocation_and_user_state(store: Arc<dyn
     let state = store.session_auth_state(id).await.unwrap().unwrap();
     assert!(state.usable && !state.is_admin);
     assert_eq!(state.user_id, u.id);
-    store.update_profile(u.id, &ProfileUpdate { is_active: Some(false), ..Default::default() }, t0()).await.unwrap();
-    assert!(!store.session_auth_state(id).await.unwrap().unwrap().usable, "disabled user");
-    store.update_profile(u.id, &ProfileUpdate { is_active: Some(true), ..Default::default() }, t0()).await.unwrap();
+    store
+        .update_profile(
+            u.id,
+            &ProfileUpdate {
+                is_active: Some(false),
+                ..Default::default()
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !store.session_auth_state(id).await.unwrap().unwrap().usable,
+        "disabled user"
+    );
+    store
+        .update_profile(
+            u.id,
+            &ProfileUpdate {
+                is_active: Some(true),
+                ..Default::default()
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
     assert!(store.revoke_session(u.id, id, t0()).await.unwrap());
-    assert!(!store.session_auth_state(id).await.unwrap().unwrap().usable, "revoked session");
-    assert!(store.session_auth_state(Uuid::new_v4()).await.unwrap().is_none());
+    assert!(
+        !store.session_auth_state(id).await.unwrap().unwrap().usable,
+        "revoked session"
+    );
+    assert!(
+        store
+            .session_auth_state(Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn active_sessions_exclude_revoked_and_expired(store: Arc<dyn Store>) {
@@ -337,10 +543,22 @@ pub async fn active_sessions_exclude_revoked_and_expired(store: Arc<dyn Store>) 
     store.revoke_session(u.id, b, t0()).await.unwrap();
     // Refreshing `c` later makes it the most recently active.
     rotate(&store, "c", "c2", t0() + Duration::minutes(1)).await;
-    let listed: Vec<Uuid> = store.list_active_sessions(u.id, t0() + Duration::minutes(2)).await.unwrap().iter().map(|s| s.id).collect();
+    let listed: Vec<Uuid> = store
+        .list_active_sessions(u.id, t0() + Duration::minutes(2))
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
     assert_eq!(listed, vec![c, a]);
     let much_later = t0() + Duration::days(1) + Duration::seconds(30);
-    let listed: Vec<Uuid> = store.list_active_sessions(u.id, much_later).await.unwrap().iter().map(|s| s.id).collect();
+    let listed: Vec<Uuid> = store
+        .list_active_sessions(u.id, much_later)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
     assert_eq!(listed, vec![c], "a expired; c was extended by its refresh");
 }
 
@@ -348,11 +566,27 @@ pub async fn rename_session_only_for_its_owner(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let other = user(&store, "bia").await;
     let id = session(&store, &u, "r").await;
-    assert!(store.rename_session(other.id, id, "Stolen", t0()).await.unwrap().is_none());
-    let renamed = store.rename_session(u.id, id, "Work laptop", t0()).await.unwrap().unwrap();
+    assert!(
+        store
+            .rename_session(other.id, id, "Stolen", t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let renamed = store
+        .rename_session(u.id, id, "Work laptop", t0())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(renamed.device_name, "Work laptop");
     store.revoke_session(u.id, id, t0()).await.unwrap();
-    assert!(store.rename_session(u.id, id, "Again", t0()).await.unwrap().is_none());
+    assert!(
+        store
+            .rename_session(u.id, id, "Again", t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn revoke_session_only_for_its_owner_and_once(store: Arc<dyn Store>) {
@@ -362,7 +596,13 @@ pub async fn revoke_session_only_for_its_owner_and_once(store: Arc<dyn Store>) {
     assert!(!store.revoke_session(other.id, id, t0()).await.unwrap());
     assert!(store.revoke_session(u.id, id, t0()).await.unwrap());
     assert!(!store.revoke_session(u.id, id, t0()).await.unwrap());
-    assert!(store.refresh_token_session(&hash("r"), t0()).await.unwrap().is_none());
+    assert!(
+        store
+            .refresh_token_session(&hash("r"), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn revoke_all_sessions_can_keep_one(store: Arc<dyn Store>) {
@@ -371,54 +611,135 @@ pub async fn revoke_all_sessions_can_keep_one(store: Arc<dyn Store>) {
     let a = session(&store, &u, "a").await;
     let b = session(&store, &u, "b").await;
     let foreign = session(&store, &other, "f").await;
-    let mut revoked = store.revoke_all_sessions(u.id, Some(a), t0()).await.unwrap();
+    let mut revoked = store
+        .revoke_all_sessions(u.id, Some(a), t0())
+        .await
+        .unwrap();
     revoked.sort();
     assert_eq!(revoked, vec![b]);
-    assert_eq!(store.revoke_all_sessions(u.id, None, t0()).await.unwrap(), vec![a]);
-    assert!(store.revoke_all_sessions(u.id, None, t0()).await.unwrap().is_empty());
-    assert!(store.session_by_id(foreign).await.unwrap().unwrap().revoked_at.is_none());
+    assert_eq!(
+        store.revoke_all_sessions(u.id, None, t0()).await.unwrap(),
+        vec![a]
+    );
+    assert!(
+        store
+            .revoke_all_sessions(u.id, None, t0())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .session_by_id(foreign)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
 }
 
 pub async fn rotation_spends_the_token_and_issues_the_next(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let id = session(&store, &u, "r1").await;
     let later = t0() + Duration::minutes(10);
-    let RotateOutcome::Rotated(s) = rotate(&store, "r1", "r2", later).await else { panic!("expected rotation") };
+    let RotateOutcome::Rotated(s) = rotate(&store, "r1", "r2", later).await else {
+        panic!("expected rotation")
+    };
     assert_eq!(s.id, id);
     assert_eq!(s.last_active_at, later);
     assert_eq!(s.expires_at, later + Duration::days(1));
     assert_eq!(s.ip_address.as_deref(), Some("198.51.100.7"));
-    assert!(store.refresh_token_session(&hash("r1"), later).await.unwrap().is_none());
-    assert_eq!(store.refresh_token_session(&hash("r2"), later).await.unwrap().unwrap().id, id);
-    assert!(matches!(rotate(&store, "r2", "r3", later).await, RotateOutcome::Rotated(_)));
+    assert!(
+        store
+            .refresh_token_session(&hash("r1"), later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .refresh_token_session(&hash("r2"), later)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    assert!(matches!(
+        rotate(&store, "r2", "r3", later).await,
+        RotateOutcome::Rotated(_)
+    ));
 }
 
 pub async fn reuse_of_a_spent_token_revokes_only_its_family(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let victim = session(&store, &u, "r1").await;
     session(&store, &u, "o1").await;
-    assert!(matches!(rotate(&store, "r1", "r2", t0()).await, RotateOutcome::Rotated(_)));
+    assert!(matches!(
+        rotate(&store, "r1", "r2", t0()).await,
+        RotateOutcome::Rotated(_)
+    ));
     let reuse = rotate(&store, "r1", "x", t0()).await;
-    assert_eq!(reuse, RotateOutcome::ReuseDetected { session_id: victim, user_id: u.id });
-    assert!(store.session_by_id(victim).await.unwrap().unwrap().revoked_at.is_some());
-    assert_eq!(rotate(&store, "r2", "r3", t0()).await, RotateOutcome::Invalid, "the family's live token died too");
-    assert!(matches!(rotate(&store, "o1", "o2", t0()).await, RotateOutcome::Rotated(_)), "other family untouched");
+    assert_eq!(
+        reuse,
+        RotateOutcome::ReuseDetected {
+            session_id: victim,
+            user_id: u.id
+        }
+    );
+    assert!(
+        store
+            .session_by_id(victim)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert_eq!(
+        rotate(&store, "r2", "r3", t0()).await,
+        RotateOutcome::Invalid,
+        "the family's live token died too"
+    );
+    assert!(
+        matches!(
+            rotate(&store, "o1", "o2", t0()).await,
+            RotateOutcome::Rotated(_)
+        ),
+        "other family untouched"
+    );
 }
 
 pub async fn expired_or_unknown_refresh_tokens_are_invalid(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     session(&store, &u, "r1").await;
-    assert_eq!(rotate(&store, "nope", "x", t0()).await, RotateOutcome::Invalid);
+    assert_eq!(
+        rotate(&store, "nope", "x", t0()).await,
+        RotateOutcome::Invalid
+    );
     let after_expiry = t0() + Duration::days(1) + Duration::seconds(1);
-    assert_eq!(rotate(&store, "r1", "x", after_expiry).await, RotateOutcome::Invalid);
+    assert_eq!(
+        rotate(&store, "r1", "x", after_expiry).await,
+        RotateOutcome::Invalid
+    );
 }
 
 pub async fn rotation_on_a_revoked_session_is_invalid(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let id = session(&store, &u, "r1").await;
     store.revoke_session(u.id, id, t0()).await.unwrap();
-    assert_eq!(rotate(&store, "r1", "r2", t0()).await, RotateOutcome::Invalid);
-    assert!(store.refresh_token_session(&hash("r2"), t0()).await.unwrap().is_none());
+    assert_eq!(
+        rotate(&store, "r1", "r2", t0()).await,
+        RotateOutcome::Invalid
+    );
+    assert!(
+        store
+            .refresh_token_session(&hash("r2"), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn concurrent_rotation_has_exactly_one_winner(store: Arc<dyn Store>) {
@@ -431,16 +752,39 @@ pub async fn concurrent_rotation_has_exactly_one_winner(store: Arc<dyn Store>) {
         })
         .collect();
     let outcomes = futures::future::join_all(tasks).await;
-    let winners = outcomes.iter().filter(|o| matches!(o.as_ref().unwrap(), RotateOutcome::Rotated(_))).count();
+    let winners = outcomes
+        .iter()
+        .filter(|o| matches!(o.as_ref().unwrap(), RotateOutcome::Rotated(_)))
+        .count();
     assert_eq!(winners, 1, "{outcomes:?}");
 }
 
 pub async fn refresh_token_session_finds_only_live_tokens(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let id = session(&store, &u, "r1").await;
-    assert_eq!(store.refresh_token_session(&hash("r1"), t0()).await.unwrap().unwrap().id, id);
-    assert!(store.refresh_token_session(&hash("r1"), t0() + Duration::days(2)).await.unwrap().is_none());
-    assert!(store.refresh_token_session(&hash("unknown"), t0()).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .refresh_token_session(&hash("r1"), t0())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    assert!(
+        store
+            .refresh_token_session(&hash("r1"), t0() + Duration::days(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .refresh_token_session(&hash("unknown"), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 // ---------------------------------------------------------------- recovery
@@ -448,40 +792,107 @@ pub async fn refresh_token_session_finds_only_live_tokens(store: Arc<dyn Store>)
 pub async fn a_new_reset_token_replaces_older_ones(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let exp = t0() + Duration::minutes(30);
-    store.replace_reset_token(u.id, &hash("old"), exp, t0()).await.unwrap();
-    store.replace_reset_token(u.id, &hash("new"), exp, t0()).await.unwrap();
-    assert!(store.reset_token_owner(&hash("old"), t0()).await.unwrap().is_none());
-    assert_eq!(store.reset_token_owner(&hash("new"), t0()).await.unwrap(), Some(u.id));
+    store
+        .replace_reset_token(u.id, &hash("old"), exp, t0())
+        .await
+        .unwrap();
+    store
+        .replace_reset_token(u.id, &hash("new"), exp, t0())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .reset_token_owner(&hash("old"), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.reset_token_owner(&hash("new"), t0()).await.unwrap(),
+        Some(u.id)
+    );
 }
 
 pub async fn reset_token_owner_respects_expiry(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
-    store.replace_reset_token(u.id, &hash("t"), t0() + Duration::minutes(30), t0()).await.unwrap();
-    assert_eq!(store.reset_token_owner(&hash("t"), t0() + Duration::minutes(29)).await.unwrap(), Some(u.id));
-    assert!(store.reset_token_owner(&hash("t"), t0() + Duration::minutes(30)).await.unwrap().is_none());
+    store
+        .replace_reset_token(u.id, &hash("t"), t0() + Duration::minutes(30), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .reset_token_owner(&hash("t"), t0() + Duration::minutes(29))
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+    assert!(
+        store
+            .reset_token_owner(&hash("t"), t0() + Duration::minutes(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn complete_reset_is_single_use_and_revokes_every_session(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let s = session(&store, &u, "r").await;
     for _ in 0..5 {
-        store.record_failed_login(u.id, t0(), 5, t0() + Duration::minutes(5)).await.unwrap();
+        store
+            .record_failed_login(u.id, t0(), 5, t0() + Duration::minutes(5))
+            .await
+            .unwrap();
     }
-    store.replace_reset_token(u.id, &hash("t"), t0() + Duration::minutes(30), t0()).await.unwrap();
-    assert_eq!(store.complete_reset(&hash("t"), u.id, "new-hash", t0()).await.unwrap(), Some(vec![s]));
+    store
+        .replace_reset_token(u.id, &hash("t"), t0() + Duration::minutes(30), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .complete_reset(&hash("t"), u.id, "new-hash", t0())
+            .await
+            .unwrap(),
+        Some(vec![s])
+    );
     let after = store.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(after.password_hash, "new-hash");
     assert!(!after.is_locked(t0()), "a reset unlocks");
-    assert_eq!(store.complete_reset(&hash("t"), u.id, "again", t0()).await.unwrap(), None);
-    assert!(store.reset_token_owner(&hash("t"), t0()).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .complete_reset(&hash("t"), u.id, "again", t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .reset_token_owner(&hash("t"), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn complete_reset_needs_the_owner(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let other = user(&store, "bia").await;
-    store.replace_reset_token(u.id, &hash("t"), t0() + Duration::minutes(30), t0()).await.unwrap();
-    assert_eq!(store.complete_reset(&hash("t"), other.id, "x", t0()).await.unwrap(), None);
-    assert_eq!(store.reset_token_owner(&hash("t"), t0()).await.unwrap(), Some(u.id), "not spent");
+    store
+        .replace_reset_token(u.id, &hash("t"), t0() + Duration::minutes(30), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .complete_reset(&hash("t"), other.id, "x", t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.reset_token_owner(&hash("t"), t0()).await.unwrap(),
+        Some(u.id),
+        "not spent"
+    );
 }
 
 // ---------------------------------------------------------------- keys and outbox
@@ -501,7 +912,10 @@ pub async fn signing_keys_are_listed_newest_first(store: Arc<dyn Store>) {
             .unwrap();
     }
     let keys = store.signing_keys().await.unwrap();
-    assert_eq!(keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["k2", "k1"]);
+    assert_eq!(
+        keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        ["k2", "k1"]
+    );
     assert_eq!(keys[0].private_key_enc, vec![4, 5, 6, 1]);
 }
 
@@ -512,19 +926,45 @@ pub async fn outbox_claims_due_mail_once_per_lease(store: Arc<dyn Store>) {
     let lease = t0() + Duration::minutes(2);
     let claimed = store.claim_mail(t0(), lease, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    assert_eq!((claimed[0].id, claimed[0].payload.as_slice(), claimed[0].attempts), (id, &b"sealed"[..], 1));
-    assert!(store.claim_mail(t0() + Duration::minutes(1), lease, 10).await.unwrap().is_empty(), "leased");
-    let again = store.claim_mail(lease, lease + Duration::minutes(2), 10).await.unwrap();
+    assert_eq!(
+        (
+            claimed[0].id,
+            claimed[0].payload.as_slice(),
+            claimed[0].attempts
+        ),
+        (id, &b"sealed"[..], 1)
+    );
+    assert!(
+        store
+            .claim_mail(t0() + Duration::minutes(1), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    let again = store
+        .claim_mail(lease, lease + Duration::minutes(2), 10)
+        .await
+        .unwrap();
     assert_eq!(again[0].attempts, 2, "an expired lease is claimable again");
 }
 
 pub async fn outbox_sent_mail_is_erased(store: Arc<dyn Store>) {
     let id = Uuid::new_v4();
     store.enqueue_mail(id, b"sealed", t0()).await.unwrap();
-    store.claim_mail(t0(), t0() + Duration::minutes(2), 10).await.unwrap();
+    store
+        .claim_mail(t0(), t0() + Duration::minutes(2), 10)
+        .await
+        .unwrap();
     store.mail_sent(id, t0()).await.unwrap();
     assert_eq!(store.pending_mail_count().await.unwrap(), 0);
-    assert!(store.claim_mail(t0() + Duration::hours(1), t0() + Duration::hours(2), 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_mail(t0() + Duration::hours(1), t0() + Duration::hours(2), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn outbox_failed_mail_is_retried_or_abandoned(store: Arc<dyn Store>) {
@@ -532,13 +972,32 @@ pub async fn outbox_failed_mail_is_retried_or_abandoned(store: Arc<dyn Store>) {
     let b = Uuid::new_v4();
     store.enqueue_mail(a, b"a", t0()).await.unwrap();
     store.enqueue_mail(b, b"b", t0()).await.unwrap();
-    store.claim_mail(t0(), t0() + Duration::minutes(2), 10).await.unwrap();
+    store
+        .claim_mail(t0(), t0() + Duration::minutes(2), 10)
+        .await
+        .unwrap();
     let retry = t0() + Duration::seconds(30);
-    store.mail_failed(a, "connection refused", Some(retry), t0()).await.unwrap();
-    store.mail_failed(b, "mailbox unavailable", None, t0()).await.unwrap();
+    store
+        .mail_failed(a, "connection refused", Some(retry), t0())
+        .await
+        .unwrap();
+    store
+        .mail_failed(b, "mailbox unavailable", None, t0())
+        .await
+        .unwrap();
     assert_eq!(store.pending_mail_count().await.unwrap(), 1);
-    assert!(store.claim_mail(t0() + Duration::seconds(10), retry, 10).await.unwrap().is_empty(), "not yet due");
-    let due = store.claim_mail(retry, retry + Duration::minutes(2), 10).await.unwrap();
+    assert!(
+        store
+            .claim_mail(t0() + Duration::seconds(10), retry, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not yet due"
+    );
+    let due = store
+        .claim_mail(retry, retry + Duration::minutes(2), 10)
+        .await
+        .unwrap();
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![a]);
 }
 

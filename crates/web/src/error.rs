@@ -33,11 +33,23 @@ pub struct ErrorBody {
 
 /// Builds an error response outside the domain (extractor rejections, fallbacks).
 #[must_use]
-pub fn error_response(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
-    let body = ErrorBody { status: "error", code, message: message.into(), field: None, reasons: None };
+pub fn error_response(
+    status: StatusCode,
+    code: &'static str,
+    message: impl Into<String>,
+) -> Response {
+    let body = ErrorBody {
+        status: "error",
+        code,
+        message: message.into(),
+        field: None,
+        reasons: None,
+    };
     let mut response = (status, Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -51,7 +63,13 @@ struct Mapped {
 }
 
 fn simple(status: StatusCode, code: &'static str, message: &str) -> Mapped {
-    Mapped { status, code, message: message.to_owned(), field: None, reasons: None }
+    Mapped {
+        status,
+        code,
+        message: message.to_owned(),
+        field: None,
+        reasons: None,
+    }
 }
 
 const BAD_CREDENTIALS: &str = "Email or password incorrect.";
@@ -60,53 +78,93 @@ const BAD_CREDENTIALS: &str = "Email or password incorrect.";
 fn map(err: &Error) -> Mapped {
     match err {
         // 401: unknown user, wrong password and locked account look the same.
-        Error::InvalidCredentials => simple(StatusCode::UNAUTHORIZED, "invalid_credentials", BAD_CREDENTIALS),
+        Error::InvalidCredentials => simple(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            BAD_CREDENTIALS,
+        ),
         // 403: only revealed after the right password was given.
-        Error::AccountDisabled => simple(StatusCode::FORBIDDEN, "account_disabled", "This account is disabled."),
+        Error::AccountDisabled => simple(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            "This account is disabled.",
+        ),
         // 403: confirming a change with the wrong current password.
-        Error::IncorrectPassword => {
-            simple(StatusCode::FORBIDDEN, "incorrect_password", "The current password is incorrect.")
-        }
+        Error::IncorrectPassword => simple(
+            StatusCode::FORBIDDEN,
+            "incorrect_password",
+            "The current password is incorrect.",
+        ),
         // 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
-        Error::InvalidAccessToken => {
-            simple(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, invalid or expired.")
-        }
+        Error::InvalidAccessToken => simple(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "The access token is missing, invalid or expired.",
+        ),
         // 401.
-        Error::InvalidRefreshToken => {
-            simple(StatusCode::UNAUTHORIZED, "invalid_refresh_token", "The refresh token is invalid or expired.")
-        }
+        Error::InvalidRefreshToken => simple(
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
+            "The refresh token is invalid or expired.",
+        ),
         // 400.
-        Error::InvalidResetToken => {
-            simple(StatusCode::BAD_REQUEST, "invalid_reset_token", "The reset link is invalid or has expired.")
-        }
+        Error::InvalidResetToken => simple(
+            StatusCode::BAD_REQUEST,
+            "invalid_reset_token",
+            "The reset link is invalid or has expired.",
+        ),
         // 400 with `field`.
-        Error::Validation(f) => {
-            Mapped { status: StatusCode::BAD_REQUEST, code: f.code, message: f.message.clone(), field: Some(f.field), reasons: None }
-        }
+        Error::Validation(f) => Mapped {
+            status: StatusCode::BAD_REQUEST,
+            code: f.code,
+            message: f.message.clone(),
+            field: Some(f.field),
+            reasons: None,
+        },
         // 400 with every reason.
         Error::WeakPassword(issues) => Mapped {
             status: StatusCode::BAD_REQUEST,
             code: "weak_password",
-            message: issues.iter().map(|i| i.message()).collect::<Vec<_>>().join(" "),
+            message: issues
+                .iter()
+                .map(|i| i.message())
+                .collect::<Vec<_>>()
+                .join(" "),
             field: Some("password"),
             reasons: Some(issues.iter().map(|i| i.code()).collect()),
         },
         // 409.
         Error::Conflict { field } => Mapped {
             status: StatusCode::CONFLICT,
-            code: if *field == "email" { "email_taken" } else { "username_taken" },
+            code: if *field == "email" {
+                "email_taken"
+            } else {
+                "username_taken"
+            },
             message: format!("This {field} is already in use."),
             field: Some(field),
             reasons: None,
         },
         // 403.
-        Error::Forbidden => simple(StatusCode::FORBIDDEN, "forbidden", "You are not allowed to do this."),
+        Error::Forbidden => simple(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "You are not allowed to do this.",
+        ),
         // 404.
         Error::NotFound => simple(StatusCode::NOT_FOUND, "not_found", "Not found."),
         // 503 with `Retry-After: 1`.
-        Error::Overloaded => simple(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "The server is busy; retry shortly."),
+        Error::Overloaded => simple(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "The server is busy; retry shortly.",
+        ),
         // 500, generic.
-        Error::Internal(_) => simple(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong."),
+        Error::Internal(_) => simple(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong.",
+        ),
     }
 }
 
@@ -115,12 +173,21 @@ fn respond(err: &Error, m: Mapped) -> Response {
         tracing::error!(error = ?cause, "internal error");
     }
     let status = m.status;
-    let body = ErrorBody { status: "error", code: m.code, message: m.message, field: m.field, reasons: m.reasons };
+    let body = ErrorBody {
+        status: "error",
+        code: m.code,
+        message: m.message,
+        field: m.field,
+        reasons: m.reasons,
+    };
     let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
     match err {
         Error::InvalidAccessToken if status == StatusCode::UNAUTHORIZED => {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
         }
         _ if status == StatusCode::UNAUTHORIZED => {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -164,12 +231,26 @@ impl<E: Into<Error>> From<E> for CompactError {
 impl IntoResponse for CompactError {
     fn into_response(self) -> Response {
         let mapped = match &self.0 {
-            Error::InvalidCredentials | Error::AccountDisabled => {
-                simple(StatusCode::FORBIDDEN, "invalid_credentials", BAD_CREDENTIALS)
-            }
-            Error::IncorrectPassword => simple(StatusCode::FORBIDDEN, "incorrect_password", "The current password is incorrect."),
-            Error::InvalidRefreshToken => simple(StatusCode::FORBIDDEN, "invalid_refresh_token", "The refresh token is invalid or expired."),
-            Error::InvalidResetToken => simple(StatusCode::FORBIDDEN, "invalid_reset_token", "The reset token is invalid or has expired."),
+            Error::InvalidCredentials | Error::AccountDisabled => simple(
+                StatusCode::FORBIDDEN,
+                "invalid_credentials",
+                BAD_CREDENTIALS,
+            ),
+            Error::IncorrectPassword => simple(
+                StatusCode::FORBIDDEN,
+                "incorrect_password",
+                "The current password is incorrect.",
+            ),
+            Error::InvalidRefreshToken => simple(
+                StatusCode::FORBIDDEN,
+                "invalid_refresh_token",
+                "The refresh token is invalid or expired.",
+            ),
+            Error::InvalidResetToken => simple(
+                StatusCode::FORBIDDEN,
+                "invalid_reset_token",
+                "The reset token is invalid or has expired.",
+            ),
             other => map(other),
         };
         respond(&self.0, mapped)

@@ -59,12 +59,14 @@ impl Modify for SecuritySchemes {
         let mut bearer = Http::new(HttpAuthScheme::Bearer);
         bearer.bearer_format = Some("JWT".to_owned());
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
-        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
     }
 }
 
 /// The OpenAPI document and the API routes.
-#[must_use]
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::compact::router())
@@ -88,12 +90,19 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(settings, middleware::harden))
+        .layer(axum::middleware::from_fn_with_state(
+            settings,
+            middleware::harden,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(CatchPanicLayer::custom(|_| -> Response {
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong.")
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Something went wrong.",
+            )
         }))
         .with_state(state)
 }
@@ -103,5 +112,9 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not accept that method.")
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This route does not accept that method.",
+    )
 }

@@ -15,16 +15,28 @@ use crate::state::WebSettings;
 /// The tracing span of a request, carrying its `x-request-id`. Query strings are not logged
 /// (they could carry a token a client put there by mistake).
 pub fn request_span(req: &axum::http::Request<Body>) -> Span {
-    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
 }
 
 /// Enforces the request timeout, envelopes bare error statuses, and sets `Cache-Control:
 /// no-store` (unless a route chose otherwise) and security headers on every response.
-pub async fn harden(State(settings): State<Arc<WebSettings>>, req: Request, next: Next) -> Response {
+pub async fn harden(
+    State(settings): State<Arc<WebSettings>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let mut response = match tokio::time::timeout(settings.request_timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => error_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request took too long."),
+        Err(_) => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request took too long.",
+        ),
     };
     let status = response.status();
     let is_json = response
@@ -34,8 +46,13 @@ pub async fn harden(State(settings): State<Arc<WebSettings>>, req: Request, next
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         // Errors raised below the handlers (body limit, method routing) come as bare text.
         let (code, message) = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body exceeds 64 KiB."),
-            StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "This route does not accept that method."),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ("payload_too_large", "The request body exceeds 64 KiB.")
+            }
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                "This route does not accept that method.",
+            ),
             StatusCode::NOT_FOUND => ("not_found", "No such route."),
             s if s.is_server_error() => ("internal_error", "Something went wrong."),
             _ => ("bad_request", "The request could not be processed."),
@@ -43,16 +60,27 @@ pub async fn harden(State(settings): State<Arc<WebSettings>>, req: Request, next
         let mut replacement = error_response(status, code, message);
         for (name, value) in response.headers() {
             if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
-                replacement.headers_mut().entry(name.clone()).or_insert_with(|| value.clone());
+                replacement
+                    .headers_mut()
+                    .entry(name.clone())
+                    .or_insert_with(|| value.clone());
             }
         }
         response = replacement;
     }
     let headers = response.headers_mut();
-    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
         "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ));

@@ -19,7 +19,11 @@ pub struct WebSettings {
 
 impl Default for WebSettings {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(30), introspection_client: None, version: env!("CARGO_PKG_VERSION") }
+        Self {
+            request_timeout: Duration::from_secs(30),
+            introspection_client: None,
+            version: env!("CARGO_PKG_VERSION"),
+        }
     }
 }
 

@@ -22,12 +22,20 @@ pub struct Envelope<T> {
 
 /// Wraps `data` in the success envelope.
 pub fn ok<T>(data: T) -> axum::Json<Envelope<T>> {
-    axum::Json(Envelope { status: "success", message: None, data })
+    axum::Json(Envelope {
+        status: "success",
+        message: None,
+        data,
+    })
 }
 
 /// Wraps `data` with a message.
 pub fn ok_with<T>(message: &str, data: T) -> axum::Json<Envelope<T>> {
-    axum::Json(Envelope { status: "success", message: Some(message.to_owned()), data })
+    axum::Json(Envelope {
+        status: "success",
+        message: Some(message.to_owned()),
+        data,
+    })
 }
 
 /// A user as shown to themselves and administrators.

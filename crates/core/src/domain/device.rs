@@ -20,9 +20,14 @@ pub const MAX_USER_AGENT: usize = 512;
 #[must_use]
 pub fn describe(user_agent: Option<&str>) -> DeviceInfo {
     let parsed = user_agent.and_then(|ua| woothee::parser::Parser::new().parse(ua));
-    let known = |s: &str| (!s.is_empty() && s != woothee::woothee::VALUE_UNKNOWN).then(|| s.to_owned());
+    let known =
+        |s: &str| (!s.is_empty() && s != woothee::woothee::VALUE_UNKNOWN).then(|| s.to_owned());
     let (os, browser, device_type) = match &parsed {
-        Some(r) => (known(r.os), known(r.name), known(r.category).unwrap_or_else(|| "unknown".to_owned())),
+        Some(r) => (
+            known(r.os),
+            known(r.name),
+            known(r.category).unwrap_or_else(|| "unknown".to_owned()),
+        ),
         None => (None, None, "unknown".to_owned()),
     };
     let name = match (&browser, &os) {
@@ -31,7 +36,12 @@ pub fn describe(user_agent: Option<&str>) -> DeviceInfo {
         (None, Some(o)) => o.clone(),
         (None, None) => "Unknown device".to_owned(),
     };
-    DeviceInfo { name, device_type, os, browser }
+    DeviceInfo {
+        name,
+        device_type,
+        os,
+        browser,
+    }
 }
 
 /// Truncates a user agent to [`MAX_USER_AGENT`] bytes on a character boundary.
@@ -50,7 +60,9 @@ mod tests {
 
     #[test]
     fn desktop_firefox_is_recognised() {
-        let d = describe(Some("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"));
+        let d = describe(Some(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ));
         assert_eq!(d.browser.as_deref(), Some("Firefox"));
         assert_eq!(d.os.as_deref(), Some("Linux"));
         assert_eq!(d.device_type, "pc");

@@ -21,7 +21,11 @@ impl Email {
         if is_plausible(&candidate) {
             Ok(Self(candidate))
         } else {
-            Err(Error::validation("email", "invalid_email", "The email address is not valid."))
+            Err(Error::validation(
+                "email",
+                "invalid_email",
+                "The email address is not valid.",
+            ))
         }
     }
 
@@ -48,14 +52,20 @@ fn is_plausible(s: &str) -> bool {
     if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
-    let Some((local, domain)) = s.split_once('@') else { return false };
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
     if local.is_empty() || local.len() > 64 || domain.contains('@') {
         return false;
     }
     // The domain needs a dot with something on both sides, and no empty labels.
-    let Some((_, tld)) = domain.rsplit_once('.') else { return false };
+    let Some((_, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
     !tld.is_empty()
-        && domain.split('.').all(|label| !label.is_empty() && label.len() <= 63)
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && label.len() <= 63)
         && !domain.starts_with('-')
         && !s.contains(['<', '>', '(', ')', '[', ']', ',', ';', ':', '\\', '"'])
 }
@@ -73,8 +83,18 @@ mod tests {
     #[test]
     fn invalid_addresses_are_rejected() {
         for bad in [
-            "", "teste@", "@example.com", "ana", "ana@example", "ana@@example.com", "ana @example.com",
-            "ana@example.", "ana@.com", "ana@exa..mple.com", "a<b>@example.com", "ana@exam\nple.com",
+            "",
+            "teste@",
+            "@example.com",
+            "ana",
+            "ana@example",
+            "ana@@example.com",
+            "ana @example.com",
+            "ana@example.",
+            "ana@.com",
+            "ana@exa..mple.com",
+            "a<b>@example.com",
+            "ana@exam\nple.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }

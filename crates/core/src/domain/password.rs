@@ -17,8 +17,12 @@ pub const MAX_LEN: usize = 128;
 /// bcrypt only reads this many bytes; longer input would be truncated silently.
 pub const BCRYPT_MAX_BYTES: usize = 72;
 
-static COMMON: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| include_str!("../../data/common-passwords.txt").lines().filter(|l| !l.is_empty()).collect());
+static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../../data/common-passwords.txt")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .collect()
+});
 
 /// One reason a password is refused. Serialised as a stable snake_case code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,7 +110,11 @@ pub fn check_policy(password: &str, ctx: PolicyContext<'_>) -> Vec<PasswordIssue
         issues.push(PasswordIssue::Common);
     }
     let local_part = ctx.email.and_then(|e| e.split_once('@')).map(|(l, _)| l);
-    if [ctx.username, ctx.email, local_part].into_iter().flatten().any(|id| id.to_lowercase() == folded) {
+    if [ctx.username, ctx.email, local_part]
+        .into_iter()
+        .flatten()
+        .any(|id| id.to_lowercase() == folded)
+    {
         issues.push(PasswordIssue::MatchesAccount);
     }
     issues
@@ -142,7 +150,9 @@ pub fn strength(password: &str) -> Strength {
         password.chars().count() >= MIN_LEN,
         password.chars().any(char::is_alphabetic),
         password.chars().any(|c| c.is_ascii_digit()),
-        password.chars().any(|c| !c.is_alphanumeric() && !c.is_whitespace()),
+        password
+            .chars()
+            .any(|c| !c.is_alphanumeric() && !c.is_whitespace()),
     ];
     let score = criteria.iter().filter(|met| **met).count() as u8;
     let level = match score {
@@ -159,7 +169,11 @@ mod tests {
     use super::*;
 
     fn ctx() -> PolicyContext<'static> {
-        PolicyContext { username: Some("ana"), email: Some("ana.silva@example.com"), bcrypt: false }
+        PolicyContext {
+            username: Some("ana"),
+            email: Some("ana.silva@example.com"),
+            bcrypt: false,
+        }
     }
 
     #[test]
@@ -170,13 +184,22 @@ mod tests {
 
     #[test]
     fn seed_003_weak_password_is_too_short_and_has_no_letter() {
-        assert_eq!(check_policy("123", ctx()), vec![PasswordIssue::TooShort, PasswordIssue::NoLetter]);
+        assert_eq!(
+            check_policy("123", ctx()),
+            vec![PasswordIssue::TooShort, PasswordIssue::NoLetter]
+        );
     }
 
     #[test]
     fn letters_and_digits_are_both_required() {
-        assert_eq!(check_policy("onlyletters", ctx()), vec![PasswordIssue::NoDigit]);
-        assert_eq!(check_policy("1234567890", ctx()), vec![PasswordIssue::NoLetter]);
+        assert_eq!(
+            check_policy("onlyletters", ctx()),
+            vec![PasswordIssue::NoDigit]
+        );
+        assert_eq!(
+            check_policy("1234567890", ctx()),
+            vec![PasswordIssue::NoLetter]
+        );
     }
 
     #[test]
@@ -187,7 +210,11 @@ mod tests {
 
     #[test]
     fn password_equal_to_account_identifiers_is_refused() {
-        let c = PolicyContext { username: Some("maria2024x"), email: Some("joao99x@example.com"), bcrypt: false };
+        let c = PolicyContext {
+            username: Some("maria2024x"),
+            email: Some("joao99x@example.com"),
+            bcrypt: false,
+        };
         assert!(check_policy("Maria2024X", c).contains(&PasswordIssue::MatchesAccount));
         assert!(check_policy("joao99x@example.com", c).contains(&PasswordIssue::MatchesAccount));
         assert!(check_policy("JOAO99X", c).contains(&PasswordIssue::MatchesAccount));
@@ -204,8 +231,14 @@ mod tests {
     #[test]
     fn bcrypt_refuses_more_than_72_bytes_instead_of_truncating() {
         let long = format!("{}1", "a".repeat(72));
-        let bcrypt = PolicyContext { bcrypt: true, ..ctx() };
-        assert_eq!(check_policy(&long, bcrypt), vec![PasswordIssue::TooLongForHash]);
+        let bcrypt = PolicyContext {
+            bcrypt: true,
+            ..ctx()
+        };
+        assert_eq!(
+            check_policy(&long, bcrypt),
+            vec![PasswordIssue::TooLongForHash]
+        );
         assert!(check_policy(&long, ctx()).is_empty());
     }
 
@@ -214,6 +247,12 @@ mod tests {
         assert_eq!(strength("123").level, StrengthLevel::Weak);
         assert_eq!(strength("abcdefgh").level, StrengthLevel::Medium);
         assert_eq!(strength("abcdefg1").level, StrengthLevel::Good);
-        assert_eq!(strength("MinhaS3nha!Forte"), Strength { score: 4, level: StrengthLevel::Strong });
+        assert_eq!(
+            strength("MinhaS3nha!Forte"),
+            Strength {
+                score: 4,
+                level: StrengthLevel::Strong
+            }
+        );
     }
 }

@@ -19,7 +19,9 @@ impl Username {
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let s = raw.trim();
         let len = s.chars().count();
-        let charset_ok = s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let charset_ok = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         let starts_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
         if (3..=32).contains(&len) && charset_ok && starts_ok {
             Ok(Self(s.to_owned()))
@@ -64,7 +66,15 @@ mod tests {
 
     #[test]
     fn bad_usernames_are_rejected() {
-        for bad in ["ab", "a@b.com", "-ana", "ana silva", "ãna", &"x".repeat(33), ""] {
+        for bad in [
+            "ab",
+            "a@b.com",
+            "-ana",
+            "ana silva",
+            "ãna",
+            &"x".repeat(33),
+            "",
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -29,7 +29,12 @@ impl Auth {
     ///
     /// # Errors
     /// `Forbidden`, `Validation`.
-    pub async fn list_users(&self, principal: &Principal, page: u64, per_page: u64) -> Result<UserPage, Error> {
+    pub async fn list_users(
+        &self,
+        principal: &Principal,
+        page: u64,
+        per_page: u64,
+    ) -> Result<UserPage, Error> {
         principal.ensure_admin()?;
         self.users_page(page, per_page).await
     }
@@ -40,11 +45,20 @@ impl Auth {
     /// `Validation` for an out-of-range page.
     pub async fn users_page(&self, page: u64, per_page: u64) -> Result<UserPage, Error> {
         if page == 0 || !(1..=MAX_PER_PAGE).contains(&per_page) {
-            return Err(Error::validation("page", "invalid_pagination", "page starts at 1; per_page is 1 to 100."));
+            return Err(Error::validation(
+                "page",
+                "invalid_pagination",
+                "page starts at 1; per_page is 1 to 100.",
+            ));
         }
         let offset = (page - 1).saturating_mul(per_page);
         let (users, total) = self.store.list_users(offset, per_page).await?;
-        Ok(UserPage { users, total, page, per_page })
+        Ok(UserPage {
+            users,
+            total,
+            page,
+            per_page,
+        })
     }
 
     /// Deletes an account (administrators only; not oneself).
@@ -54,9 +68,17 @@ impl Auth {
     pub async fn delete_user(&self, principal: &Principal, user_id: Uuid) -> Result<(), Error> {
         principal.ensure_admin()?;
         if principal.user_id == user_id {
-            return Err(Error::validation("id", "cannot_delete_self", "You cannot delete your own account."));
+            return Err(Error::validation(
+                "id",
+                "cannot_delete_self",
+                "You cannot delete your own account.",
+            ));
         }
-        let sessions = self.store.delete_user(user_id).await?.ok_or(Error::NotFound)?;
+        let sessions = self
+            .store
+            .delete_user(user_id)
+            .await?
+            .ok_or(Error::NotFound)?;
         self.sessions_revoked(&sessions).await;
         tracing::info!(%user_id, by = %principal.user_id, "account deleted");
         Ok(())
@@ -88,7 +110,10 @@ impl Auth {
     /// On store failure.
     pub async fn find_user(&self, identifier: &str) -> Result<Option<User>, Error> {
         let identifier = identifier.trim();
-        if identifier.is_empty() || identifier.len() > 254 || identifier.chars().any(char::is_control) {
+        if identifier.is_empty()
+            || identifier.len() > 254
+            || identifier.chars().any(char::is_control)
+        {
             return Ok(None);
         }
         if let Ok(id) = Uuid::parse_str(identifier) {

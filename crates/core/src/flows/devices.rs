@@ -23,8 +23,17 @@ impl Auth {
     /// # Errors
     /// On store failure.
     pub async fn devices(&self, principal: &Principal) -> Result<Vec<Device>, Error> {
-        let sessions = self.store.list_active_sessions(principal.user_id, self.now()).await?;
-        Ok(sessions.into_iter().map(|s| Device { is_current: s.id == principal.session_id, session: s }).collect())
+        let sessions = self
+            .store
+            .list_active_sessions(principal.user_id, self.now())
+            .await?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| Device {
+                is_current: s.id == principal.session_id,
+                session: s,
+            })
+            .collect())
     }
 
     /// One of the caller's active sessions.
@@ -39,20 +48,39 @@ impl Auth {
             .await?
             .filter(|s| s.user_id == principal.user_id && s.is_active(now))
             .ok_or(Error::NotFound)?;
-        Ok(Device { is_current: session.id == principal.session_id, session })
+        Ok(Device {
+            is_current: session.id == principal.session_id,
+            session,
+        })
     }
 
     /// Renames one of the caller's sessions (1–64 printable characters).
     ///
     /// # Errors
     /// `Validation`, `NotFound`.
-    pub async fn rename_device(&self, principal: &Principal, id: Uuid, name: &str) -> Result<Device, Error> {
+    pub async fn rename_device(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        name: &str,
+    ) -> Result<Device, Error> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(Error::validation("device_name", "invalid_device_name", "Device names have 1 to 64 printable characters."));
+            return Err(Error::validation(
+                "device_name",
+                "invalid_device_name",
+                "Device names have 1 to 64 printable characters.",
+            ));
         }
-        let session = self.store.rename_session(principal.user_id, id, name, self.now()).await?.ok_or(Error::NotFound)?;
-        Ok(Device { is_current: session.id == principal.session_id, session })
+        let session = self
+            .store
+            .rename_session(principal.user_id, id, name, self.now())
+            .await?
+            .ok_or(Error::NotFound)?;
+        Ok(Device {
+            is_current: session.id == principal.session_id,
+            session,
+        })
     }
 
     /// Revokes one of the caller's sessions.
@@ -60,7 +88,11 @@ impl Auth {
     /// # Errors
     /// `NotFound`.
     pub async fn revoke_device(&self, principal: &Principal, id: Uuid) -> Result<(), Error> {
-        if !self.store.revoke_session(principal.user_id, id, self.now()).await? {
+        if !self
+            .store
+            .revoke_session(principal.user_id, id, self.now())
+            .await?
+        {
             return Err(Error::NotFound);
         }
         self.sessions_revoked(&[id]).await;
@@ -74,8 +106,14 @@ impl Auth {
     /// `Forbidden`, `NotFound`.
     pub async fn revoke_all(&self, principal: &Principal, user_id: Uuid) -> Result<usize, Error> {
         principal.ensure_self_or_admin(user_id)?;
-        self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)?;
-        let revoked = self.store.revoke_all_sessions(user_id, None, self.now()).await?;
+        self.store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let revoked = self
+            .store
+            .revoke_all_sessions(user_id, None, self.now())
+            .await?;
         self.sessions_revoked(&revoked).await;
         tracing::info!(%user_id, by = %principal.user_id, count = revoked.len(), "all sessions revoked");
         Ok(revoked.len())

@@ -38,14 +38,27 @@ impl Auth {
     ///
     /// # Errors
     /// On store failure.
-    pub async fn introspect(&self, token: &str, _hint: Option<&str>) -> Result<Introspection, Error> {
+    pub async fn introspect(
+        &self,
+        token: &str,
+        _hint: Option<&str>,
+    ) -> Result<Introspection, Error> {
         let token = token.trim();
         let now = self.now();
         if looks_like_token(token, 43) {
-            let Some(session) = self.store.refresh_token_session(&token_hash(token), now).await? else {
+            let Some(session) = self
+                .store
+                .refresh_token_session(&token_hash(token), now)
+                .await?
+            else {
                 return Ok(Introspection::Inactive);
             };
-            let Some(user) = self.store.user_by_id(session.user_id).await?.filter(|u| u.is_active) else {
+            let Some(user) = self
+                .store
+                .user_by_id(session.user_id)
+                .await?
+                .filter(|u| u.is_active)
+            else {
                 return Ok(Introspection::Inactive);
             };
             if !session.is_active(now) {
@@ -61,9 +74,15 @@ impl Auth {
                 jti: None,
             });
         }
-        let Ok(principal) = self.authenticate(token).await else { return Ok(Introspection::Inactive) };
+        let Ok(principal) = self.authenticate(token).await else {
+            return Ok(Introspection::Inactive);
+        };
         let claims = self.keys.verify(token, now).await?;
-        let user = self.store.user_by_id(principal.user_id).await?.ok_or(Error::InvalidAccessToken)?;
+        let user = self
+            .store
+            .user_by_id(principal.user_id)
+            .await?
+            .ok_or(Error::InvalidAccessToken)?;
         Ok(Introspection::Active {
             token_type: "access_token",
             sub: claims.sub,
@@ -85,7 +104,12 @@ impl Auth {
     ///
     /// # Errors
     /// On signing failure.
-    pub fn issue_access_token(&self, user_id: uuid::Uuid, session_id: uuid::Uuid) -> Result<String, Error> {
-        self.keys.issue(user_id, session_id, self.now(), self.config.access_ttl)
+    pub fn issue_access_token(
+        &self,
+        user_id: uuid::Uuid,
+        session_id: uuid::Uuid,
+    ) -> Result<String, Error> {
+        self.keys
+            .issue(user_id, session_id, self.now(), self.config.access_ttl)
     }
 }

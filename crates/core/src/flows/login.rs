@@ -21,7 +21,10 @@ use crate::service::{Auth, Authenticated, ClientContext, Principal};
 const REFRESH_TOKEN_LEN: usize = 43;
 
 pub(crate) fn looks_like_token(token: &str, len: usize) -> bool {
-    token.len() == len && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    token.len() == len
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Auth {
@@ -30,23 +33,43 @@ impl Auth {
     /// # Errors
     /// `InvalidCredentials` (unknown, wrong, locked), `AccountDisabled` (right password, disabled
     /// account), `Validation` (empty identifier), `Overloaded`.
-    pub async fn login(&self, identifier: &str, password: &SecretString, ctx: &ClientContext) -> Result<Authenticated, Error> {
+    pub async fn login(
+        &self,
+        identifier: &str,
+        password: &SecretString,
+        ctx: &ClientContext,
+    ) -> Result<Authenticated, Error> {
         let login = identifier.trim().to_lowercase();
         if login.is_empty() || login.len() > 254 {
-            return Err(Error::validation("login", "invalid_login", "Enter your username or email."));
+            return Err(Error::validation(
+                "login",
+                "invalid_login",
+                "Enter your username or email.",
+            ));
         }
         // No account name contains a control character, and PostgreSQL refuses NUL in text:
         // such an identifier is simply unknown (and still pays for the dummy hash below).
-        let user = if login.chars().any(char::is_control) { None } else { self.store.user_by_login(&login).await? };
-        let verification = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let user = if login.chars().any(char::is_control) {
+            None
+        } else {
+            self.store.user_by_login(&login).await?
+        };
+        let verification = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
         let now = self.now();
-        let Some(user) = user else { return Err(Error::InvalidCredentials) };
+        let Some(user) = user else {
+            return Err(Error::InvalidCredentials);
+        };
         if user.is_locked(now) {
             return Err(Error::InvalidCredentials);
         }
         if !verification.matches {
             let lock_until = now + self.config.lockout_duration;
-            self.store.record_failed_login(user.id, now, self.config.lockout_attempts, lock_until).await?;
+            self.store
+                .record_failed_login(user.id, now, self.config.lockout_attempts, lock_until)
+                .await?;
             return Err(Error::InvalidCredentials);
         }
         if !user.is_active {
@@ -72,9 +95,13 @@ impl Auth {
                 Ok(new) => match store.upgrade_password_hash(id, &old, &new).await {
                     Ok(true) => tracing::info!(user_id = %id, "password hash upgraded"),
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(user_id = %id, error = %e, "password hash upgrade failed"),
+                    Err(e) => {
+                        tracing::warn!(user_id = %id, error = %e, "password hash upgrade failed")
+                    }
                 },
-                Err(e) => tracing::debug!(user_id = %id, error = %e, "password hash upgrade skipped"),
+                Err(e) => {
+                    tracing::debug!(user_id = %id, error = %e, "password hash upgrade skipped")
+                }
             }
         });
     }
@@ -83,7 +110,11 @@ impl Auth {
     ///
     /// # Errors
     /// On store failure.
-    pub async fn start_session(&self, user: User, ctx: &ClientContext) -> Result<Authenticated, Error> {
+    pub async fn start_session(
+        &self,
+        user: User,
+        ctx: &ClientContext,
+    ) -> Result<Authenticated, Error> {
         let now = self.now();
         let user_agent = ctx.user_agent.as_deref().map(clamp_user_agent);
         let device = describe(user_agent.as_deref());
@@ -102,9 +133,16 @@ impl Auth {
             os: device.os,
             browser: device.browser,
         };
-        let refresh = NewRefreshToken { token_hash: token_hash(&refresh_token), session_id, expires_at, now };
+        let refresh = NewRefreshToken {
+            token_hash: token_hash(&refresh_token),
+            session_id,
+            expires_at,
+            now,
+        };
         self.store.create_session(&session, &refresh).await?;
-        let access_token = self.keys.issue(user.id, session_id, now, self.config.access_ttl)?;
+        let access_token = self
+            .keys
+            .issue(user.id, session_id, now, self.config.access_ttl)?;
         Ok(Authenticated {
             access_token,
             refresh_token,
@@ -119,7 +157,11 @@ impl Auth {
     ///
     /// # Errors
     /// `InvalidRefreshToken`.
-    pub async fn refresh(&self, refresh_token: &str, ctx: &ClientContext) -> Result<Authenticated, Error> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        ctx: &ClientContext,
+    ) -> Result<Authenticated, Error> {
         self.rotate(refresh_token, None, ctx).await
     }
 
@@ -127,11 +169,22 @@ impl Auth {
     ///
     /// # Errors
     /// `InvalidRefreshToken`.
-    pub async fn rotate_for(&self, principal: &Principal, refresh_token: &str, ctx: &ClientContext) -> Result<Authenticated, Error> {
-        self.rotate(refresh_token, Some(principal.session_id), ctx).await
+    pub async fn rotate_for(
+        &self,
+        principal: &Principal,
+        refresh_token: &str,
+        ctx: &ClientContext,
+    ) -> Result<Authenticated, Error> {
+        self.rotate(refresh_token, Some(principal.session_id), ctx)
+            .await
     }
 
-    async fn rotate(&self, presented: &str, expected_session: Option<Uuid>, ctx: &ClientContext) -> Result<Authenticated, Error> {
+    async fn rotate(
+        &self,
+        presented: &str,
+        expected_session: Option<Uuid>,
+        ctx: &ClientContext,
+    ) -> Result<Authenticated, Error> {
         let presented = presented.trim();
         if !looks_like_token(presented, REFRESH_TOKEN_LEN) {
             return Err(Error::InvalidRefreshToken);
@@ -139,7 +192,10 @@ impl Auth {
         let now = self.now();
         let presented_hash = token_hash(presented);
         if let Some(expected) = expected_session {
-            let owner = self.store.refresh_token_session(&presented_hash, now).await?;
+            let owner = self
+                .store
+                .refresh_token_session(&presented_hash, now)
+                .await?;
             if owner.is_none_or(|s| s.id != expected) {
                 return Err(Error::InvalidRefreshToken);
             }
@@ -147,19 +203,35 @@ impl Auth {
         let next = random_token::<32>();
         let outcome = self
             .store
-            .rotate_refresh_token(&presented_hash, &token_hash(&next), now + self.config.refresh_ttl, ctx.ip.as_deref(), now)
+            .rotate_refresh_token(
+                &presented_hash,
+                &token_hash(&next),
+                now + self.config.refresh_ttl,
+                ctx.ip.as_deref(),
+                now,
+            )
             .await?;
         let session = match outcome {
             RotateOutcome::Rotated(session) => session,
-            RotateOutcome::ReuseDetected { session_id, user_id } => {
+            RotateOutcome::ReuseDetected {
+                session_id,
+                user_id,
+            } => {
                 tracing::warn!(%user_id, %session_id, "refresh token reuse detected: session revoked");
                 self.sessions_revoked(&[session_id]).await;
                 return Err(Error::InvalidRefreshToken);
             }
             RotateOutcome::Invalid => return Err(Error::InvalidRefreshToken),
         };
-        let user = self.store.user_by_id(session.user_id).await?.filter(|u| u.is_active).ok_or(Error::InvalidRefreshToken)?;
-        let access_token = self.keys.issue(user.id, session.id, now, self.config.access_ttl)?;
+        let user = self
+            .store
+            .user_by_id(session.user_id)
+            .await?
+            .filter(|u| u.is_active)
+            .ok_or(Error::InvalidRefreshToken)?;
+        let access_token = self
+            .keys
+            .issue(user.id, session.id, now, self.config.access_ttl)?;
         Ok(Authenticated {
             access_token,
             refresh_token: next,
@@ -189,11 +261,19 @@ impl Auth {
         };
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| Error::InvalidAccessToken)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| Error::InvalidAccessToken)?;
-        let state = self.cache.state(self.store.as_ref(), session_id).await?.ok_or(Error::InvalidAccessToken)?;
+        let state = self
+            .cache
+            .state(self.store.as_ref(), session_id)
+            .await?
+            .ok_or(Error::InvalidAccessToken)?;
         if !state.usable || state.user_id != user_id || state.expires_at <= now {
             return Err(Error::InvalidAccessToken);
         }
-        Ok(Principal { user_id, session_id, is_admin: state.is_admin })
+        Ok(Principal {
+            user_id,
+            session_id,
+            is_admin: state.is_admin,
+        })
     }
 
     /// Signs out: revokes the caller's session.
@@ -201,7 +281,11 @@ impl Auth {
     /// # Errors
     /// On store failure.
     pub async fn logout(&self, principal: &Principal) -> Result<(), Error> {
-        if self.store.revoke_session(principal.user_id, principal.session_id, self.now()).await? {
+        if self
+            .store
+            .revoke_session(principal.user_id, principal.session_id, self.now())
+            .await?
+        {
             tracing::info!(user_id = %principal.user_id, session_id = %principal.session_id, "signed out");
         }
         self.sessions_revoked(&[principal.session_id]).await;
@@ -213,17 +297,29 @@ impl Auth {
     ///
     /// # Errors
     /// On store failure.
-    pub async fn revoke_refresh_token(&self, principal: Option<&Principal>, refresh_token: &str) -> Result<(), Error> {
+    pub async fn revoke_refresh_token(
+        &self,
+        principal: Option<&Principal>,
+        refresh_token: &str,
+    ) -> Result<(), Error> {
         let token = refresh_token.trim();
         if !looks_like_token(token, REFRESH_TOKEN_LEN) {
             return Ok(());
         }
         let now = self.now();
-        let Some(session) = self.store.refresh_token_session(&token_hash(token), now).await? else { return Ok(()) };
+        let Some(session) = self
+            .store
+            .refresh_token_session(&token_hash(token), now)
+            .await?
+        else {
+            return Ok(());
+        };
         if principal.is_some_and(|p| p.user_id != session.user_id) {
             return Ok(());
         }
-        self.store.revoke_session(session.user_id, session.id, now).await?;
+        self.store
+            .revoke_session(session.user_id, session.id, now)
+            .await?;
         self.sessions_revoked(&[session.id]).await;
         Ok(())
     }

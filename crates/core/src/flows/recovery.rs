@@ -41,16 +41,36 @@ impl Auth {
     /// # Errors
     /// On store failure.
     pub async fn send_reset_link(&self, email: &Email) -> Result<(), Error> {
-        let Some(user) = self.store.user_by_email(email.as_str()).await?.filter(|u| u.is_active) else {
+        let Some(user) = self
+            .store
+            .user_by_email(email.as_str())
+            .await?
+            .filter(|u| u.is_active)
+        else {
             return Ok(());
         };
         let now = self.now();
         let token = random_token::<24>();
-        self.store.replace_reset_token(user.id, &token_hash(&token), now + self.config.reset_ttl, now).await?;
-        let link = format!("{}/ui/reset-password?token={token}", self.config.email_base_url);
+        self.store
+            .replace_reset_token(
+                user.id,
+                &token_hash(&token),
+                now + self.config.reset_ttl,
+                now,
+            )
+            .await?;
+        let link = format!(
+            "{}/ui/reset-password?token={token}",
+            self.config.email_base_url
+        );
         let name = user.first_name.as_deref().unwrap_or(&user.username);
-        let message =
-            render(MailKind::PasswordReset { link: &link }, Locale::negotiate(&user.locale), &user.email, name, &self.config.product_name)?;
+        let message = render(
+            MailKind::PasswordReset { link: &link },
+            Locale::negotiate(&user.locale),
+            &user.email,
+            name,
+            &self.config.product_name,
+        )?;
         self.outbox.queue(&message).await?;
         tracing::info!(user_id = %user.id, "password reset link queued");
         Ok(())
@@ -60,14 +80,27 @@ impl Auth {
     ///
     /// # Errors
     /// `InvalidResetToken`, `WeakPassword`, `Overloaded`.
-    pub async fn reset_password(&self, token: &str, email: Option<&str>, password: &SecretString) -> Result<(), Error> {
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        email: Option<&str>,
+        password: &SecretString,
+    ) -> Result<(), Error> {
         let token = token.trim();
         if !looks_like_token(token, RESET_TOKEN_LEN) {
             return Err(Error::InvalidResetToken);
         }
         let hash = token_hash(token);
-        let owner = self.store.reset_token_owner(&hash, self.now()).await?.ok_or(Error::InvalidResetToken)?;
-        let user = self.store.user_by_id(owner).await?.ok_or(Error::InvalidResetToken)?;
+        let owner = self
+            .store
+            .reset_token_owner(&hash, self.now())
+            .await?
+            .ok_or(Error::InvalidResetToken)?;
+        let user = self
+            .store
+            .user_by_id(owner)
+            .await?
+            .ok_or(Error::InvalidResetToken)?;
         if let Some(email) = email {
             let email = Email::parse(email).map_err(|_| Error::InvalidResetToken)?;
             if !crate::crypto::ct_eq(email.as_str().as_bytes(), user.email.as_bytes()) {
@@ -76,7 +109,11 @@ impl Auth {
         }
         self.check_password_policy(password, Some(&user.username), Some(&user.email))?;
         let new_hash = self.hasher.hash(password).await?;
-        let revoked = self.store.complete_reset(&hash, owner, &new_hash, self.now()).await?.ok_or(Error::InvalidResetToken)?;
+        let revoked = self
+            .store
+            .complete_reset(&hash, owner, &new_hash, self.now())
+            .await?
+            .ok_or(Error::InvalidResetToken)?;
         self.sessions_revoked(&revoked).await;
         tracing::info!(user_id = %owner, revoked_sessions = revoked.len(), "password reset completed");
         self.notify_password_changed(&user).await;
@@ -85,7 +122,13 @@ impl Auth {
 
     pub(crate) async fn notify_password_changed(&self, user: &crate::domain::User) {
         let name = user.first_name.as_deref().unwrap_or(&user.username);
-        let queued = match render(MailKind::PasswordChanged, Locale::negotiate(&user.locale), &user.email, name, &self.config.product_name) {
+        let queued = match render(
+            MailKind::PasswordChanged,
+            Locale::negotiate(&user.locale),
+            &user.email,
+            name,
+            &self.config.product_name,
+        ) {
             Ok(message) => self.outbox.queue(&message).await,
             Err(e) => Err(e),
         };

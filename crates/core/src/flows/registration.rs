@@ -31,6 +31,32 @@ pub struct Registration {
     pub is_admin: bool,
 }
 
+/// Checks that an optional confirmation equals the password (constant time).
+///
+/// # Errors
+/// `Validation` with code `password_mismatch`.
+pub fn ensure_confirmed(
+    field: &'static str,
+    password: &SecretString,
+    confirm: Option<&SecretString>,
+) -> Result<(), Error> {
+    match confirm {
+        Some(c)
+            if !crate::crypto::ct_eq(
+                c.expose_secret().as_bytes(),
+                password.expose_secret().as_bytes(),
+            ) =>
+        {
+            Err(Error::validation(
+                field,
+                "password_mismatch",
+                "The passwords do not match.",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Auth {
     /// Validates and creates an account.
     ///
@@ -41,12 +67,16 @@ impl Auth {
         let email = Email::parse(&input.email)?;
         let first_name = parse_optional_name("first_name", input.first_name.as_deref())?;
         let last_name = parse_optional_name("last_name", input.last_name.as_deref())?;
-        if let Some(confirm) = &input.confirm_password {
-            if !crate::crypto::ct_eq(confirm.expose_secret().as_bytes(), input.password.expose_secret().as_bytes()) {
-                return Err(Error::validation("confirm_password", "password_mismatch", "The passwords do not match."));
-            }
-        }
-        self.check_password_policy(&input.password, Some(username.as_str()), Some(email.as_str()))?;
+        ensure_confirmed(
+            "confirm_password",
+            &input.password,
+            input.confirm_password.as_ref(),
+        )?;
+        self.check_password_policy(
+            &input.password,
+            Some(username.as_str()),
+            Some(email.as_str()),
+        )?;
         let password_hash = self.hasher.hash(&input.password).await?;
         let locale = Locale::negotiate(input.locale.as_deref().unwrap_or("en"));
         let user = self
@@ -78,8 +108,16 @@ impl Auth {
         username: Option<&str>,
         email: Option<&str>,
     ) -> Result<(), Error> {
-        let ctx = PolicyContext { username, email, bcrypt: self.hasher.scheme().is_bcrypt() };
+        let ctx = PolicyContext {
+            username,
+            email,
+            bcrypt: self.hasher.scheme().is_bcrypt(),
+        };
         let issues = check_policy(password.expose_secret(), ctx);
-        if issues.is_empty() { Ok(()) } else { Err(Error::WeakPassword(issues)) }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::WeakPassword(issues))
+        }
     }
 }

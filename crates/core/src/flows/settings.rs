@@ -37,17 +37,29 @@ impl Auth {
         new: &SecretString,
     ) -> Result<(), Error> {
         principal.ensure_self_or_admin(user_id)?;
-        let user = self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)?;
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::NotFound)?;
         if principal.user_id == user_id {
             let current = current.ok_or(Error::IncorrectPassword)?;
-            if !self.hasher.verify(current, Some(&user.password_hash)).await?.matches {
+            if !self
+                .hasher
+                .verify(current, Some(&user.password_hash))
+                .await?
+                .matches
+            {
                 return Err(Error::IncorrectPassword);
             }
         }
         self.check_password_policy(new, Some(&user.username), Some(&user.email))?;
         let hash = self.hasher.hash(new).await?;
         let keep = (principal.user_id == user_id).then_some(principal.session_id);
-        let revoked = self.store.change_password(user_id, &hash, keep, self.now()).await?;
+        let revoked = self
+            .store
+            .change_password(user_id, &hash, keep, self.now())
+            .await?;
         self.sessions_revoked(&revoked).await;
         tracing::info!(%user_id, by = %principal.user_id, revoked_sessions = revoked.len(), "password changed");
         self.notify_password_changed(&user).await;
@@ -59,10 +71,17 @@ impl Auth {
     /// # Errors
     /// `NotFound`, `WeakPassword`.
     pub async fn set_password(&self, user_id: Uuid, new: &SecretString) -> Result<(), Error> {
-        let user = self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)?;
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::NotFound)?;
         self.check_password_policy(new, Some(&user.username), Some(&user.email))?;
         let hash = self.hasher.hash(new).await?;
-        let revoked = self.store.change_password(user_id, &hash, None, self.now()).await?;
+        let revoked = self
+            .store
+            .change_password(user_id, &hash, None, self.now())
+            .await?;
         self.sessions_revoked(&revoked).await;
         Ok(())
     }
@@ -72,7 +91,10 @@ impl Auth {
     /// # Errors
     /// `InvalidAccessToken` if the account vanished.
     pub async fn me(&self, principal: &Principal) -> Result<User, Error> {
-        self.store.user_by_id(principal.user_id).await?.ok_or(Error::InvalidAccessToken)
+        self.store
+            .user_by_id(principal.user_id)
+            .await?
+            .ok_or(Error::InvalidAccessToken)
     }
 
     /// One account: the caller's own, or any for an administrator.
@@ -88,18 +110,38 @@ impl Auth {
     ///
     /// # Errors
     /// `Forbidden`, `NotFound`, `Validation`.
-    pub async fn update_user(&self, principal: &Principal, user_id: Uuid, change: ProfileChange) -> Result<User, Error> {
+    pub async fn update_user(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+        change: ProfileChange,
+    ) -> Result<User, Error> {
         principal.ensure_self_or_admin(user_id)?;
         if change.is_active.is_some() {
             principal.ensure_admin()?;
             if principal.user_id == user_id && change.is_active == Some(false) {
-                return Err(Error::validation("is_active", "cannot_disable_self", "You cannot disable your own account."));
+                return Err(Error::validation(
+                    "is_active",
+                    "cannot_disable_self",
+                    "You cannot disable your own account.",
+                ));
             }
         }
         let update = ProfileUpdate {
-            first_name: change.first_name.as_deref().map(|v| parse_optional_name("first_name", Some(v))).transpose()?,
-            last_name: change.last_name.as_deref().map(|v| parse_optional_name("last_name", Some(v))).transpose()?,
-            locale: change.locale.as_deref().map(|tag| Locale::negotiate(tag).tag().to_owned()),
+            first_name: change
+                .first_name
+                .as_deref()
+                .map(|v| parse_optional_name("first_name", Some(v)))
+                .transpose()?,
+            last_name: change
+                .last_name
+                .as_deref()
+                .map(|v| parse_optional_name("last_name", Some(v)))
+                .transpose()?,
+            locale: change
+                .locale
+                .as_deref()
+                .map(|tag| Locale::negotiate(tag).tag().to_owned()),
             is_active: change.is_active,
         };
         let now = self.now();

@@ -110,7 +110,9 @@ pub enum ConfigCommand {
 
 fn read_password_stdin() -> anyhow::Result<SecretString> {
     let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).context("cannot read the password from stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read the password from stdin")?;
     let password = input.trim_end_matches(['\r', '\n']).to_owned();
     anyhow::ensure!(!password.is_empty(), "no password on stdin");
     Ok(SecretString::from(password))
@@ -123,7 +125,14 @@ fn generated_password() -> String {
 fn domain_error(e: porteiro_core::Error) -> anyhow::Error {
     match e {
         porteiro_core::Error::WeakPassword(issues) => {
-            anyhow::anyhow!("weak password: {}", issues.iter().map(|i| i.message()).collect::<Vec<_>>().join(" "))
+            anyhow::anyhow!(
+                "weak password: {}",
+                issues
+                    .iter()
+                    .map(|i| i.message())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         }
         other => anyhow::anyhow!("{other}"),
     }
@@ -150,21 +159,34 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             load_master_key(&config)?;
             println!("configuration is valid");
             println!("  listen:        http://{}:{}", config.host, config.port);
-            println!("  database:      {}", if config.is_postgres() { "postgres" } else { config.database_url.as_str() });
+            println!(
+                "  database:      {}",
+                if config.is_postgres() {
+                    "postgres"
+                } else {
+                    config.database_url.as_str()
+                }
+            );
             println!("  issuer:        {}", config.issuer);
             println!("  access token:  {} s", config.access_ttl.num_seconds());
             println!("  refresh token: {} s", config.refresh_ttl.num_seconds());
             println!("  password hash: {:?}", config.hash_scheme);
             match &config.mail.smtp {
                 Some(s) => println!("  mail:          smtp {}:{} ({:?})", s.host, s.port, s.tls),
-                None => println!("  mail:          files in {}", config.mail.outbox_dir.display()),
+                None => println!(
+                    "  mail:          files in {}",
+                    config.mail.outbox_dir.display()
+                ),
             }
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => {
             let store = open_store(&config).await?;
             let master = load_master_key(&config)?;
-            let kid = porteiro_core::keys::generate_key(store.as_ref(), &master, chrono::Utc::now()).await.map_err(domain_error)?;
+            let kid =
+                porteiro_core::keys::generate_key(store.as_ref(), &master, chrono::Utc::now())
+                    .await
+                    .map_err(domain_error)?;
             println!("new signing key {kid}; previous keys stay valid for verification");
             Ok(())
         }
@@ -198,13 +220,22 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
                 })
                 .await
                 .map_err(domain_error)?;
-            println!("created {} <{}> id={}{}", user.username, user.email, user.id, if user.is_admin { " (admin)" } else { "" });
+            println!(
+                "created {} <{}> id={}{}",
+                user.username,
+                user.email,
+                user.id,
+                if user.is_admin { " (admin)" } else { "" }
+            );
             if let Some(p) = generated {
                 println!("password: {p}");
             }
         }
         UserCommand::List { page, per_page } => {
-            let page = auth.users_page(page, per_page).await.map_err(domain_error)?;
+            let page = auth
+                .users_page(page, per_page)
+                .await
+                .map_err(domain_error)?;
             let now = auth.now();
             println!("{:<36}  {:<20}  {:<32}  flags", "id", "username", "email");
             for u in &page.users {
@@ -218,20 +249,43 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
                 if u.is_locked(now) {
                     flags.push("locked");
                 }
-                println!("{:<36}  {:<20}  {:<32}  {}", u.id, u.username, u.email, flags.join(","));
+                println!(
+                    "{:<36}  {:<20}  {:<32}  {}",
+                    u.id,
+                    u.username,
+                    u.email,
+                    flags.join(",")
+                );
             }
-            println!("page {} of {} ({} users)", page.page, page.total.div_ceil(page.per_page).max(1), page.total);
+            println!(
+                "page {} of {} ({} users)",
+                page.page,
+                page.total.div_ceil(page.per_page).max(1),
+                page.total
+            );
         }
-        UserCommand::SetPassword { user, password_stdin } => {
-            let target = auth.find_user(&user).await.map_err(domain_error)?.context("no such user")?;
+        UserCommand::SetPassword {
+            user,
+            password_stdin,
+        } => {
+            let target = auth
+                .find_user(&user)
+                .await
+                .map_err(domain_error)?
+                .context("no such user")?;
             let (password, generated) = if password_stdin {
                 (read_password_stdin()?, None)
             } else {
                 let p = generated_password();
                 (SecretString::from(p.clone()), Some(p))
             };
-            auth.set_password(target.id, &password).await.map_err(domain_error)?;
-            println!("password of {} changed; all their sessions were revoked", target.username);
+            auth.set_password(target.id, &password)
+                .await
+                .map_err(domain_error)?;
+            println!(
+                "password of {} changed; all their sessions were revoked",
+                target.username
+            );
             if let Some(p) = generated {
                 println!("password: {p}");
             }

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{PASSWORD, spawn_app, spawn_app_with, Options};
+use crate::helpers::{Options, PASSWORD, spawn_app, spawn_app_with};
 
 both_backends! {
     async fn auth_accepts_email_username_or_login(backend: Backend) {

@@ -80,20 +80,27 @@ pub struct ReceivedMail {
 impl ReceivedMail {
     /// The decoded plain-text body.
     pub fn text(&self) -> String {
-        let msg = mail_parser::MessageParser::default().parse(self.raw.as_bytes()).expect("parsable mail");
+        let msg = mail_parser::MessageParser::default()
+            .parse(self.raw.as_bytes())
+            .expect("parsable mail");
         msg.body_text(0).expect("text part").into_owned()
     }
 
     /// The decoded subject.
     pub fn subject(&self) -> String {
-        let msg = mail_parser::MessageParser::default().parse(self.raw.as_bytes()).expect("parsable mail");
+        let msg = mail_parser::MessageParser::default()
+            .parse(self.raw.as_bytes())
+            .expect("parsable mail");
         msg.subject().unwrap_or_default().to_owned()
     }
 
     /// The first link in the text body.
     pub fn link(&self) -> String {
         let text = self.text();
-        text.split_whitespace().find(|w| w.starts_with("http")).expect("a link").to_owned()
+        text.split_whitespace()
+            .find(|w| w.starts_with("http"))
+            .expect("a link")
+            .to_owned()
     }
 }
 
@@ -131,17 +138,27 @@ impl SmtpSink {
     /// Waits (up to 10 s) until `n` messages for `to` have arrived and returns them.
     pub async fn wait_for(&self, to: &str, n: usize) -> Vec<ReceivedMail> {
         for _ in 0..200 {
-            let got: Vec<_> = self.messages().into_iter().filter(|m| m.to.iter().any(|t| t == to)).collect();
+            let got: Vec<_> = self
+                .messages()
+                .into_iter()
+                .filter(|m| m.to.iter().any(|t| t == to))
+                .collect();
             if got.len() >= n {
                 return got;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("expected {n} mail(s) for {to}, got {:?}", self.messages().iter().map(|m| &m.to).collect::<Vec<_>>());
+        panic!(
+            "expected {n} mail(s) for {to}, got {:?}",
+            self.messages().iter().map(|m| &m.to).collect::<Vec<_>>()
+        );
     }
 }
 
-async fn serve_smtp(socket: tokio::net::TcpStream, inbox: Arc<Mutex<Vec<ReceivedMail>>>) -> std::io::Result<()> {
+async fn serve_smtp(
+    socket: tokio::net::TcpStream,
+    inbox: Arc<Mutex<Vec<ReceivedMail>>>,
+) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
     write.write_all(b"220 sink ESMTP\r\n").await?;
@@ -154,12 +171,18 @@ async fn serve_smtp(socket: tokio::net::TcpStream, inbox: Arc<Mutex<Vec<Received
         }
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            write.write_all(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n").await?;
+            write
+                .write_all(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                .await?;
         } else if upper.starts_with("MAIL FROM") {
             to.clear();
             write.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO") {
-            let addr = line.trim().split_once(':').map(|(_, a)| a.trim().trim_matches(['<', '>']).to_owned()).unwrap_or_default();
+            let addr = line
+                .trim()
+                .split_once(':')
+                .map(|(_, a)| a.trim().trim_matches(['<', '>']).to_owned())
+                .unwrap_or_default();
             to.push(addr);
             write.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("DATA") {
@@ -175,7 +198,10 @@ async fn serve_smtp(socket: tokio::net::TcpStream, inbox: Arc<Mutex<Vec<Received
                 }
                 raw.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
-            inbox.lock().unwrap().push(ReceivedMail { to: to.clone(), raw });
+            inbox.lock().unwrap().push(ReceivedMail {
+                to: to.clone(),
+                raw,
+            });
             write.write_all(b"250 queued\r\n").await?;
         } else if upper.starts_with("QUIT") {
             write.write_all(b"221 bye\r\n").await?;
@@ -244,7 +270,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         Backend::Sqlite => dir.join("porteiro.db").to_string_lossy().into_owned(),
         Backend::Postgres => {
             let admin = std::env::var("TEST_POSTGRES_URL").expect("TEST_POSTGRES_URL");
-            porteiro_store_postgres::testing::fresh_database(&admin).await.unwrap()
+            porteiro_store_postgres::testing::fresh_database(&admin)
+                .await
+                .unwrap()
         }
     };
     let smtp = SmtpSink::start().await;
@@ -265,7 +293,15 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
         ("ARGON2_MEMORY_KIB", "256".to_owned()),
         ("ARGON2_ITERATIONS", "1".to_owned()),
-        ("LOG_LEVEL", if std::env::var("TEST_LOG").is_ok() { "debug" } else { "off" }.to_owned()),
+        (
+            "LOG_LEVEL",
+            if std::env::var("TEST_LOG").is_ok() {
+                "debug"
+            } else {
+                "off"
+            }
+            .to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -287,12 +323,25 @@ async fn start(env: HashMap<String, String>, dir: std::path::PathBuf, smtp: Smtp
     }
     let config = Config::from_env(&env).expect("valid test configuration");
     let clock = Arc::new(ShiftedClock::default());
-    let app = Application::build_with_clock(config, clock.clone()).await.expect("application starts");
+    let app = Application::build_with_clock(config, clock.clone())
+        .await
+        .expect("application starts");
     let url = format!("http://{}", app.local_addr());
     let auth = app.auth();
     tokio::spawn(app.run_until(std::future::pending()));
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { url, client, auth, smtp, clock, env, dir }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        url,
+        client,
+        auth,
+        smtp,
+        clock,
+        env,
+        dir,
+    }
 }
 
 /// The first administrator's password in every test application.
@@ -329,37 +378,66 @@ impl TestApp {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, body, text }
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(self.client.post(format!("{}{path}", self.url)).json(&body)).await
+        self.send(self.client.post(format!("{}{path}", self.url)).json(&body))
+            .await
     }
 
     /// `POST path` with a JSON body and a bearer token.
     pub async fn post_auth(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.send(self.client.post(format!("{}{path}", self.url)).bearer_auth(token).json(&body)).await
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.url))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
     }
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(self.client.get(format!("{}{path}", self.url))).await
+        self.send(self.client.get(format!("{}{path}", self.url)))
+            .await
     }
 
     /// `GET path` with a bearer token.
     pub async fn get_auth(&self, path: &str, token: &str) -> Reply {
-        self.send(self.client.get(format!("{}{path}", self.url)).bearer_auth(token)).await
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.url))
+                .bearer_auth(token),
+        )
+        .await
     }
 
     /// `PUT path` with a bearer token.
     pub async fn put_auth(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.send(self.client.put(format!("{}{path}", self.url)).bearer_auth(token).json(&body)).await
+        self.send(
+            self.client
+                .put(format!("{}{path}", self.url))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
     }
 
     /// `DELETE path` with a bearer token.
     pub async fn delete_auth(&self, path: &str, token: &str) -> Reply {
-        self.send(self.client.delete(format!("{}{path}", self.url)).bearer_auth(token)).await
+        self.send(
+            self.client
+                .delete(format!("{}{path}", self.url))
+                .bearer_auth(token),
+        )
+        .await
     }
 
     /// Any request.
@@ -370,9 +448,19 @@ impl TestApp {
     /// Registers a user with a unique name and the standard password.
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!("{name}@example.com");
-        let r = self.post("/api/auth/register", json!({"username": name, "email": email, "password": PASSWORD})).await;
+        let r = self
+            .post(
+                "/api/auth/register",
+                json!({"username": name, "email": email, "password": PASSWORD}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        TestUser { id: r.data()["id"].as_str().unwrap().to_owned(), username: name.to_owned(), email, password: PASSWORD.to_owned() }
+        TestUser {
+            id: r.data()["id"].as_str().unwrap().to_owned(),
+            username: name.to_owned(),
+            email,
+            password: PASSWORD.to_owned(),
+        }
     }
 
     /// Signs in through the compact API.
@@ -382,9 +470,14 @@ impl TestApp {
 
     /// Signs in through the compact API with explicit credentials.
     pub async fn sign_in_as(&self, login: &str, password: &str) -> Tokens {
-        let r = self.post("/auth", json!({"login": login, "password": password})).await;
+        let r = self
+            .post("/auth", json!({"login": login, "password": password}))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        Tokens { access: r.body["auth"].as_str().unwrap().to_owned(), refresh: r.body["refresh"].as_str().unwrap().to_owned() }
+        Tokens {
+            access: r.body["auth"].as_str().unwrap().to_owned(),
+            refresh: r.body["refresh"].as_str().unwrap().to_owned(),
+        }
     }
 
     /// Signs in as the first administrator.

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{spawn_app};
+use crate::helpers::spawn_app;
 
 both_backends! {
     async fn malformed_requests_get_enveloped_4xx(backend: Backend) {

@@ -23,7 +23,10 @@ fn parts(token: &str) -> (Value, Value) {
     let mut it = token.split('.');
     let h = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
     let c = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
-    (serde_json::from_slice(&h).unwrap(), serde_json::from_slice(&c).unwrap())
+    (
+        serde_json::from_slice(&h).unwrap(),
+        serde_json::from_slice(&c).unwrap(),
+    )
 }
 
 /// Our newest private key, as PKCS#8, and its kid.
@@ -31,13 +34,23 @@ async fn our_key(app: &TestApp) -> (Vec<u8>, String) {
     let config = Config::from_env(&app.env).unwrap();
     let master = porteiro::app::load_master_key(&config).unwrap();
     let newest = app.auth.store().signing_keys().await.unwrap().remove(0);
-    (master.open(newest.kid.as_bytes(), &newest.private_key_enc).unwrap(), newest.kid)
+    (
+        master
+            .open(newest.kid.as_bytes(), &newest.private_key_enc)
+            .unwrap(),
+        newest.kid,
+    )
 }
 
 fn foreign_key() -> (Vec<u8>, String) {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-    let x = URL_SAFE_NO_PAD.encode(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap().public_key().as_ref());
+    let x = URL_SAFE_NO_PAD.encode(
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+            .unwrap()
+            .public_key()
+            .as_ref(),
+    );
     (pkcs8.as_ref().to_vec(), x)
 }
 

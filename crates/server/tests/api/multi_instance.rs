@@ -23,7 +23,12 @@ async fn revocation_on_one_instance_is_seen_by_the_other_within_a_second() {
         assert_eq!(b.me_status(&t.access).await, StatusCode::OK);
         let start = Instant::now();
         match revoke {
-            "logout" => assert_eq!(a.post_auth("/api/auth/logout", &t.access, json!({})).await.status, StatusCode::OK),
+            "logout" => assert_eq!(
+                a.post_auth("/api/auth/logout", &t.access, json!({}))
+                    .await
+                    .status,
+                StatusCode::OK
+            ),
             _ => {
                 let keep = a.sign_in(&user).await;
                 let r = a.post_auth("/change-password", &keep.access, json!({"current_password": user.password, "new_password": "Outra-S3nha-Boa"})).await;
@@ -36,14 +41,31 @@ async fn revocation_on_one_instance_is_seen_by_the_other_within_a_second() {
             if b.me_status(&t.access).await == StatusCode::UNAUTHORIZED {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(1), "instance B still accepts the token after {:?} ({revoke})", start.elapsed());
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "instance B still accepts the token after {:?} ({revoke})",
+                start.elapsed()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     // Lockout state is shared through the database too.
     for _ in 0..3 {
-        a.post("/auth", json!({"login": "ines", "password": "Wrong-pass-1"})).await;
-        b.post("/auth", json!({"login": "ines", "password": "Wrong-pass-1"})).await;
+        a.post(
+            "/auth",
+            json!({"login": "ines", "password": "Wrong-pass-1"}),
+        )
+        .await;
+        b.post(
+            "/auth",
+            json!({"login": "ines", "password": "Wrong-pass-1"}),
+        )
+        .await;
     }
-    assert_eq!(a.post("/auth", json!({"login": "ines", "password": user.password})).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        a.post("/auth", json!({"login": "ines", "password": user.password}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
 }

@@ -10,7 +10,10 @@ use crate::both_backends;
 use crate::helpers::{Backend, PASSWORD, spawn_app};
 
 fn token_of(link: &str) -> String {
-    link.split("token=").nth(1).expect("token parameter").to_owned()
+    link.split("token=")
+        .nth(1)
+        .expect("token parameter")
+        .to_owned()
 }
 
 both_backends! {

@@ -16,7 +16,10 @@ use crate::state::AppState;
 pub(crate) fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// An authenticated caller (`/api` dialect: 401 on failure).
@@ -26,7 +29,10 @@ pub struct Bearer(pub Principal);
 impl FromRequestParts<AppState> for Bearer {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(ApiError(Error::InvalidAccessToken))?;
         Ok(Self(state.auth.authenticate(token).await?))
     }
@@ -39,8 +45,13 @@ pub struct CompactBearer(pub Principal);
 impl FromRequestParts<AppState> for CompactBearer {
     type Rejection = CompactError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(CompactError(Error::InvalidAccessToken))?;
-        Ok(Self(state.auth.authenticate(token).await.map_err(CompactError)?))
+        Ok(Self(
+            state.auth.authenticate(token).await.map_err(CompactError)?,
+        ))
     }
 }

@@ -17,8 +17,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect::<String>());
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
-        Ok(Self(ClientContext { ip, user_agent: header(USER_AGENT), accept_language: header(ACCEPT_LANGUAGE) }))
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(512).collect::<String>())
+        };
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        Ok(Self(ClientContext {
+            ip,
+            user_agent: header(USER_AGENT),
+            accept_language: header(ACCEPT_LANGUAGE),
+        }))
     }
 }

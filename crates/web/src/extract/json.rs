@@ -3,7 +3,7 @@
 //! Rejection messages never echo the request: serde's messages can quote submitted values
 //! (a password typed into the wrong field, say), so they are replaced with generic text.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -34,16 +34,28 @@ fn json_rejection(rejection: &JsonRejection) -> Response {
             "unsupported_media_type",
             "Send the body as JSON with `Content-Type: application/json`.",
         ),
-        JsonRejection::JsonSyntaxError(_) => error_response(StatusCode::BAD_REQUEST, "invalid_json", "The request body is not valid JSON."),
+        JsonRejection::JsonSyntaxError(_) => error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "The request body is not valid JSON.",
+        ),
         JsonRejection::JsonDataError(_) => error_response(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "The request body is missing a required field or has a field of the wrong type.",
         ),
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            error_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body exceeds 64 KiB.")
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request body exceeds 64 KiB.",
+            )
         }
-        _ => error_response(StatusCode::BAD_REQUEST, "invalid_request", "The request body could not be read."),
+        _ => error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request body could not be read.",
+        ),
     }
 }
 
@@ -57,9 +69,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AppPath
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(PathRejection::FailedToDeserializePathParams(_)) => {
-                Err(error_response(StatusCode::BAD_REQUEST, "invalid_path", "A path parameter is malformed (ids are UUIDs)."))
-            }
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "A path parameter is malformed (ids are UUIDs).",
+            )),
             Err(other) => Err(other.into_response()),
         }
     }
@@ -75,9 +89,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(QueryRejection::FailedToDeserializeQueryString(_)) | Err(_) => {
-                Err(error_response(StatusCode::BAD_REQUEST, "invalid_query", "A query parameter is malformed."))
-            }
+            Err(_) => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "A query parameter is malformed.",
+            )),
         }
     }
 }

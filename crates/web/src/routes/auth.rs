@@ -8,6 +8,7 @@ use base64::Engine as _;
 use porteiro_core::Error;
 use porteiro_core::flows::introspection::Introspection;
 use porteiro_core::flows::registration::Registration;
+use porteiro_core::flows::registration::ensure_confirmed;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -167,7 +168,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// Create an account.
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = Envelope<UserView>), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn register(State(s): State<AppState>, ClientInfo(ctx): ClientInfo, AppJson(req): AppJson<RegisterRequest>) -> ApiResult<Response> {
+async fn register(
+    State(s): State<AppState>,
+    ClientInfo(ctx): ClientInfo,
+    AppJson(req): AppJson<RegisterRequest>,
+) -> ApiResult<Response> {
     let user = s
         .auth
         .register(Registration {
@@ -181,21 +186,35 @@ async fn register(State(s): State<AppState>, ClientInfo(ctx): ClientInfo, AppJso
             is_admin: false,
         })
         .await?;
-    Ok((StatusCode::CREATED, ok_with("Account created.", UserView::new(user, s.auth.now()))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        ok_with("Account created.", UserView::new(user, s.auth.now())),
+    )
+        .into_response())
 }
 
 /// Sign in with username or email and password.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = Envelope<AuthResponse>), (status = 401, body = ErrorBody, description = "Unknown user, wrong password or locked account"),
               (status = 403, body = ErrorBody, description = "Disabled account (right password)"), (status = 503, body = ErrorBody)))]
-async fn login(State(s): State<AppState>, ClientInfo(ctx): ClientInfo, AppJson(req): AppJson<LoginRequest>) -> ApiResult<Json<Envelope<AuthResponse>>> {
+async fn login(
+    State(s): State<AppState>,
+    ClientInfo(ctx): ClientInfo,
+    AppJson(req): AppJson<LoginRequest>,
+) -> ApiResult<Json<Envelope<AuthResponse>>> {
     let identifier = req
         .username_or_email
         .as_deref()
         .or(req.login.as_deref())
         .or(req.email.as_deref())
         .or(req.username.as_deref())
-        .ok_or_else(|| Error::validation("username_or_email", "invalid_login", "Enter your username or email."))?;
+        .ok_or_else(|| {
+            Error::validation(
+                "username_or_email",
+                "invalid_login",
+                "Enter your username or email.",
+            )
+        })?;
     let out = s.auth.login(identifier, &req.password, &ctx).await?;
     Ok(ok(AuthResponse::new(out, s.auth.now())))
 }
@@ -203,7 +222,11 @@ async fn login(State(s): State<AppState>, ClientInfo(ctx): ClientInfo, AppJson(r
 /// Exchange a refresh token for a new pair; reuse of a spent token revokes its session.
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshTokenRequest,
     responses((status = 200, body = Envelope<AuthResponse>), (status = 401, body = ErrorBody)))]
-async fn refresh(State(s): State<AppState>, ClientInfo(ctx): ClientInfo, AppJson(req): AppJson<RefreshTokenRequest>) -> ApiResult<Json<Envelope<AuthResponse>>> {
+async fn refresh(
+    State(s): State<AppState>,
+    ClientInfo(ctx): ClientInfo,
+    AppJson(req): AppJson<RefreshTokenRequest>,
+) -> ApiResult<Json<Envelope<AuthResponse>>> {
     let out = s.auth.refresh(&req.refresh_token, &ctx).await?;
     Ok(ok(AuthResponse::new(out, s.auth.now())))
 }
@@ -219,7 +242,10 @@ async fn me(State(s): State<AppState>, Bearer(p): Bearer) -> ApiResult<Json<Enve
 /// Send a reset link if the email belongs to an account (same answer either way).
 #[utoipa::path(post, path = "/api/auth/forgot-password", tag = "auth", request_body = ForgotRequest,
     responses((status = 200, body = Envelope<Option<String>>), (status = 400, body = ErrorBody)))]
-async fn forgot_password(State(s): State<AppState>, AppJson(req): AppJson<ForgotRequest>) -> ApiResult<Json<Envelope<Option<String>>>> {
+async fn forgot_password(
+    State(s): State<AppState>,
+    AppJson(req): AppJson<ForgotRequest>,
+) -> ApiResult<Json<Envelope<Option<String>>>> {
     s.auth.forgot_password(&req.email)?;
     Ok(ok_with(FORGOT_MESSAGE, None))
 }
@@ -227,14 +253,22 @@ async fn forgot_password(State(s): State<AppState>, AppJson(req): AppJson<Forgot
 /// Set a new password with the emailed token; every session is revoked.
 #[utoipa::path(post, path = "/api/auth/reset-password", tag = "auth", request_body = ResetRequest,
     responses((status = 200, body = Envelope<Option<String>>), (status = 400, body = ErrorBody)))]
-async fn reset_password(State(s): State<AppState>, AppJson(req): AppJson<ResetRequest>) -> ApiResult<Json<Envelope<Option<String>>>> {
-    if let Some(confirm) = &req.confirm_password {
-        if !porteiro_core::crypto::ct_eq(confirm.expose_secret().as_bytes(), req.password.expose_secret().as_bytes()) {
-            return Err(Error::validation("confirm_password", "password_mismatch", "The passwords do not match.").into());
-        }
-    }
-    s.auth.reset_password(&req.token, req.email.as_deref(), &req.password).await?;
-    Ok(ok_with("Password reset; every session was signed out.", None))
+async fn reset_password(
+    State(s): State<AppState>,
+    AppJson(req): AppJson<ResetRequest>,
+) -> ApiResult<Json<Envelope<Option<String>>>> {
+    ensure_confirmed(
+        "confirm_password",
+        &req.password,
+        req.confirm_password.as_ref(),
+    )?;
+    s.auth
+        .reset_password(&req.token, req.email.as_deref(), &req.password)
+        .await?;
+    Ok(ok_with(
+        "Password reset; every session was signed out.",
+        None,
+    ))
 }
 
 /// Rotate tokens for the current session: the refresh token must belong to it.
@@ -253,12 +287,22 @@ async fn rotate(
 /// Revoke a refresh token's session, or the current session when no token is given.
 #[utoipa::path(post, path = "/api/auth/token/revoke", tag = "auth", request_body(content = RevokeRequest, description = "Optional"), security(("bearer" = [])),
     responses((status = 200, body = Envelope<Option<String>>), (status = 401, body = ErrorBody)))]
-async fn revoke(State(s): State<AppState>, Bearer(p): Bearer, body: axum::body::Bytes) -> ApiResult<Json<Envelope<Option<String>>>> {
+async fn revoke(
+    State(s): State<AppState>,
+    Bearer(p): Bearer,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Envelope<Option<String>>>> {
     // The body is optional: empty means "this session".
     let req = if body.iter().all(u8::is_ascii_whitespace) {
         RevokeRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|_| Error::validation("token", "invalid_request", "The body must be JSON with an optional `token`."))?
+        serde_json::from_slice(&body).map_err(|_| {
+            Error::validation(
+                "token",
+                "invalid_request",
+                "The body must be JSON with an optional `token`.",
+            )
+        })?
     };
     match req.token.or(req.refresh_token) {
         Some(token) => s.auth.revoke_refresh_token(Some(&p), &token).await?,
@@ -270,7 +314,10 @@ async fn revoke(State(s): State<AppState>, Bearer(p): Bearer, body: axum::body::
 /// Sign out: revoke the current session.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Envelope<Option<String>>), (status = 401, body = ErrorBody)))]
-async fn logout(State(s): State<AppState>, Bearer(p): Bearer) -> ApiResult<Json<Envelope<Option<String>>>> {
+async fn logout(
+    State(s): State<AppState>,
+    Bearer(p): Bearer,
+) -> ApiResult<Json<Envelope<Option<String>>>> {
     s.auth.logout(&p).await?;
     Ok(ok_with("Signed out.", None))
 }
@@ -278,7 +325,11 @@ async fn logout(State(s): State<AppState>, Bearer(p): Bearer) -> ApiResult<Json<
 /// Revoke every session of a user (yourself, or anyone as an administrator).
 #[utoipa::path(post, path = "/api/auth/revoke-all/{id}", tag = "auth", params(("id" = Uuid, Path, description = "User id")), security(("bearer" = [])),
     responses((status = 200, body = Envelope<Revoked>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_all(State(s): State<AppState>, Bearer(p): Bearer, AppPath(id): AppPath<Uuid>) -> ApiResult<Json<Envelope<Revoked>>> {
+async fn revoke_all(
+    State(s): State<AppState>,
+    Bearer(p): Bearer,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<Envelope<Revoked>>> {
     let revoked = s.auth.revoke_all(&p, id).await?;
     Ok(ok_with("All sessions revoked.", Revoked { revoked }))
 }
@@ -286,16 +337,29 @@ async fn revoke_all(State(s): State<AppState>, Bearer(p): Bearer, AppPath(id): A
 /// Unlock an account locked by failed sign-ins (administrators).
 #[utoipa::path(post, path = "/api/auth/unlock", tag = "auth", request_body = UnlockRequest, security(("bearer" = [])),
     responses((status = 200, body = Envelope<UserView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn unlock(State(s): State<AppState>, Bearer(p): Bearer, AppJson(req): AppJson<UnlockRequest>) -> ApiResult<Json<Envelope<UserView>>> {
+async fn unlock(
+    State(s): State<AppState>,
+    Bearer(p): Bearer,
+    AppJson(req): AppJson<UnlockRequest>,
+) -> ApiResult<Json<Envelope<UserView>>> {
     p.ensure_admin()?;
     let identifier = req
         .user_id
         .map(|id| id.to_string())
         .or(req.username_or_email)
         .or(req.email)
-        .ok_or_else(|| Error::validation("user_id", "invalid_request", "Send `user_id`, `username_or_email` or `email`."))?;
+        .ok_or_else(|| {
+            Error::validation(
+                "user_id",
+                "invalid_request",
+                "Send `user_id`, `username_or_email` or `email`.",
+            )
+        })?;
     let user = s.auth.unlock_as(&p, &identifier).await?;
-    Ok(ok_with("Account unlocked.", UserView::new(user, s.auth.now())))
+    Ok(ok_with(
+        "Account unlocked.",
+        UserView::new(user, s.auth.now()),
+    ))
 }
 
 /// RFC 7662 token introspection, for an administrator's bearer token or the configured client
@@ -303,18 +367,39 @@ async fn unlock(State(s): State<AppState>, Bearer(p): Bearer, AppJson(req): AppJ
 #[utoipa::path(post, path = "/api/auth/introspect", tag = "auth", request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded"),
     security(("bearer" = []), ("basic" = [])),
     responses((status = 200, body = IntrospectResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Response> {
+async fn introspect(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     authorize_introspection(&s, &headers).await?;
-    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with("application/json"));
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
     let parsed = if is_json {
         serde_json::from_slice::<IntrospectRequest>(&body).ok()
     } else {
         serde_urlencoded_form(&body)
     };
-    let req = parsed.ok_or_else(|| Error::validation("token", "invalid_request", "Send `token` as a form field."))?;
-    let answer = match s.auth.introspect(&req.token, req.token_type_hint.as_deref()).await? {
+    let req = parsed.ok_or_else(|| {
+        Error::validation("token", "invalid_request", "Send `token` as a form field.")
+    })?;
+    let answer = match s
+        .auth
+        .introspect(&req.token, req.token_type_hint.as_deref())
+        .await?
+    {
         Introspection::Inactive => IntrospectResponse::default(),
-        Introspection::Active { token_type, sub, username, sid, exp, iat, jti } => IntrospectResponse {
+        Introspection::Active {
+            token_type,
+            sub,
+            username,
+            sid,
+            exp,
+            iat,
+            jti,
+        } => IntrospectResponse {
             active: true,
             token_type: Some(token_type),
             sub: Some(sub),
@@ -340,24 +425,32 @@ fn serde_urlencoded_form(body: &[u8]) -> Option<IntrospectRequest> {
             _ => {}
         }
     }
-    Some(IntrospectRequest { token: token?, token_type_hint: hint })
+    Some(IntrospectRequest {
+        token: token?,
+        token_type_hint: hint,
+    })
 }
 
 async fn authorize_introspection(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let (scheme, rest) = value.split_once(' ').unwrap_or(("", ""));
     if scheme.eq_ignore_ascii_case("bearer") {
         let p = s.auth.authenticate(rest.trim()).await?;
         p.ensure_admin()?;
         return Ok(());
     }
-    if scheme.eq_ignore_ascii_case("basic") {
-        if let Some((id, secret)) = &s.settings.introspection_client {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).unwrap_or_default();
-            let expected = format!("{id}:{}", secret.expose_secret());
-            if porteiro_core::crypto::ct_eq(&decoded, expected.as_bytes()) {
-                return Ok(());
-            }
+    if scheme.eq_ignore_ascii_case("basic")
+        && let Some((id, secret)) = &s.settings.introspection_client
+    {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .unwrap_or_default();
+        let expected = format!("{id}:{}", secret.expose_secret());
+        if porteiro_core::crypto::ct_eq(&decoded, expected.as_bytes()) {
+            return Ok(());
         }
     }
     Err(ApiError(Error::InvalidAccessToken))

@@ -38,7 +38,10 @@ pub struct AuthRequest {
 impl AuthRequest {
     /// The identifier, whichever field carried it.
     pub(crate) fn identifier(&self) -> Option<&str> {
-        self.login.as_deref().or(self.username.as_deref()).or(self.email.as_deref())
+        self.login
+            .as_deref()
+            .or(self.username.as_deref())
+            .or(self.email.as_deref())
     }
 }
 
@@ -97,7 +100,8 @@ pub struct Done {
     pub message: &'static str,
 }
 
-pub(crate) const FORGOT_MESSAGE: &str = "If the address belongs to an account, a link to reset the password has been sent.";
+pub(crate) const FORGOT_MESSAGE: &str =
+    "If the address belongs to an account, a link to reset the password has been sent.";
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -112,18 +116,38 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/auth", tag = "compact", request_body = AuthRequest,
     responses((status = 200, body = TokenPair), (status = 403, body = ErrorBody, description = "Bad credentials, locked or disabled"),
               (status = 400, body = ErrorBody)))]
-async fn sign_in(State(s): State<AppState>, ClientInfo(ctx): ClientInfo, AppJson(req): AppJson<AuthRequest>) -> CompactResult<Json<TokenPair>> {
-    let identifier = req.identifier().ok_or_else(|| Error::validation("login", "invalid_login", "Send `login`, `username` or `email`."))?;
+async fn sign_in(
+    State(s): State<AppState>,
+    ClientInfo(ctx): ClientInfo,
+    AppJson(req): AppJson<AuthRequest>,
+) -> CompactResult<Json<TokenPair>> {
+    let identifier = req.identifier().ok_or_else(|| {
+        Error::validation(
+            "login",
+            "invalid_login",
+            "Send `login`, `username` or `email`.",
+        )
+    })?;
     let out = s.auth.login(identifier, &req.password, &ctx).await?;
-    Ok(Json(TokenPair { auth: out.access_token, refresh: out.refresh_token }))
+    Ok(Json(TokenPair {
+        auth: out.access_token,
+        refresh: out.refresh_token,
+    }))
 }
 
 /// Exchange a refresh token for a new pair (the old one is spent).
 #[utoipa::path(post, path = "/refresh", tag = "compact", request_body = RefreshRequest,
     responses((status = 200, body = TokenPair), (status = 403, body = ErrorBody)))]
-async fn refresh(State(s): State<AppState>, ClientInfo(ctx): ClientInfo, AppJson(req): AppJson<RefreshRequest>) -> CompactResult<Json<TokenPair>> {
+async fn refresh(
+    State(s): State<AppState>,
+    ClientInfo(ctx): ClientInfo,
+    AppJson(req): AppJson<RefreshRequest>,
+) -> CompactResult<Json<TokenPair>> {
     let out = s.auth.refresh(&req.refresh, &ctx).await?;
-    Ok(Json(TokenPair { auth: out.access_token, refresh: out.refresh_token }))
+    Ok(Json(TokenPair {
+        auth: out.access_token,
+        refresh: out.refresh_token,
+    }))
 }
 
 /// Change the password; every other session is revoked.
@@ -135,22 +159,46 @@ async fn change_password(
     CompactBearer(p): CompactBearer,
     AppJson(req): AppJson<ChangePasswordRequest>,
 ) -> CompactResult<Json<Done>> {
-    s.auth.change_password(&p, p.user_id, Some(&req.current_password), &req.new_password).await?;
-    Ok(Json(Done { status: "success", message: "Password changed; other sessions were signed out." }))
+    s.auth
+        .change_password(
+            &p,
+            p.user_id,
+            Some(&req.current_password),
+            &req.new_password,
+        )
+        .await?;
+    Ok(Json(Done {
+        status: "success",
+        message: "Password changed; other sessions were signed out.",
+    }))
 }
 
 /// Send a reset link, if the email belongs to an account (same answer either way).
 #[utoipa::path(post, path = "/forgot-password", tag = "compact", request_body = ForgotPasswordRequest,
     responses((status = 200, body = Done), (status = 400, body = ErrorBody)))]
-async fn forgot_password(State(s): State<AppState>, AppJson(req): AppJson<ForgotPasswordRequest>) -> CompactResult<Json<Done>> {
+async fn forgot_password(
+    State(s): State<AppState>,
+    AppJson(req): AppJson<ForgotPasswordRequest>,
+) -> CompactResult<Json<Done>> {
     s.auth.forgot_password(&req.email).map_err(CompactError)?;
-    Ok(Json(Done { status: "success", message: FORGOT_MESSAGE }))
+    Ok(Json(Done {
+        status: "success",
+        message: FORGOT_MESSAGE,
+    }))
 }
 
 /// Set a new password with the emailed token; all sessions are revoked.
 #[utoipa::path(post, path = "/reset-password", tag = "compact", request_body = ResetPasswordRequest,
     responses((status = 200, body = Done), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody)))]
-async fn reset_password(State(s): State<AppState>, AppJson(req): AppJson<ResetPasswordRequest>) -> CompactResult<Json<Done>> {
-    s.auth.reset_password(&req.token, Some(&req.email), &req.password).await?;
-    Ok(Json(Done { status: "success", message: "Password reset; every session was signed out." }))
+async fn reset_password(
+    State(s): State<AppState>,
+    AppJson(req): AppJson<ResetPasswordRequest>,
+) -> CompactResult<Json<Done>> {
+    s.auth
+        .reset_password(&req.token, Some(&req.email), &req.password)
+        .await?;
+    Ok(Json(Done {
+        status: "success",
+        message: "Password reset; every session was signed out.",
+    }))
 }

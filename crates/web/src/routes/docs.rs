@@ -58,7 +58,9 @@ impl Docs {
     /// If the built-in template fails to render, which is a bug caught by the tests.
     #[must_use]
     pub fn new(api: &OpenApi, version: &str) -> Self {
-        let spec = api.to_pretty_json().expect("invariant: the generated OpenAPI document serialises");
+        let spec = api
+            .to_pretty_json()
+            .expect("invariant: the generated OpenAPI document serialises");
         let mut sections: Vec<Section> = Vec::new();
         for (path, item) in &api.paths.paths {
             let ops = [
@@ -70,23 +72,48 @@ impl Docs {
             ];
             for (method, op) in ops {
                 let Some(op) = op else { continue };
-                let tag = op.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_else(|| "other".to_owned());
+                let tag = op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .cloned()
+                    .unwrap_or_else(|| "other".to_owned());
                 let operation = Operation {
                     method,
                     path: path.clone(),
-                    summary: op.summary.clone().or_else(|| op.description.clone()).unwrap_or_default(),
+                    summary: op
+                        .summary
+                        .clone()
+                        .or_else(|| op.description.clone())
+                        .unwrap_or_default(),
                     secured: op.security.as_ref().is_some_and(|s| !s.is_empty()),
                 };
                 match sections.iter_mut().find(|s| s.tag == tag) {
                     Some(section) => section.operations.push(operation),
-                    None => sections.push(Section { tag, operations: vec![operation] }),
+                    None => sections.push(Section {
+                        tag,
+                        operations: vec![operation],
+                    }),
                 }
             }
         }
         let order = ["compact", "auth", "devices", "users", "tokens", "health"];
-        sections.sort_by_key(|s| order.iter().position(|o| *o == s.tag).unwrap_or(order.len()));
-        let page = DocsPage { version, sections: &sections }.render().expect("invariant: the docs template renders");
-        Self { spec: spec.into(), page: page.into() }
+        sections.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|o| *o == s.tag)
+                .unwrap_or(order.len())
+        });
+        let page = DocsPage {
+            version,
+            sections: &sections,
+        }
+        .render()
+        .expect("invariant: the docs template renders");
+        Self {
+            spec: spec.into(),
+            page: page.into(),
+        }
     }
 }
 
@@ -94,17 +121,28 @@ pub(crate) fn router(docs: Docs) -> Router<AppState> {
     let spec = docs.spec.clone();
     let page = docs.page.clone();
     Router::new()
-        .route("/", get(move |State(_): State<AppState>| async move { Html(page.to_string()) }))
+        .route(
+            "/",
+            get(move |State(_): State<AppState>| async move { Html(page.to_string()) }),
+        )
         .route(
             "/api/openapi.json",
-            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec.to_string()) }),
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    spec.to_string(),
+                )
+            }),
         )
         .route("/assets/docs.css", get(stylesheet))
 }
 
 async fn stylesheet() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
         include_str!("../../static/docs.css"),
     )
 }

@@ -32,7 +32,9 @@ pub struct Version {
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health)).routes(routes!(version))
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(version))
 }
 
 /// Health: 200 when the database answers, 503 otherwise.
@@ -40,10 +42,18 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, body = Envelope<Health>), (status = 503, body = ErrorBody)))]
 async fn health(State(s): State<AppState>) -> Response {
     match s.auth.store().ping().await {
-        Ok(()) => ok(Health { status: "ok", database: s.auth.store().backend() }).into_response(),
+        Ok(()) => ok(Health {
+            status: "ok",
+            database: s.auth.store().backend(),
+        })
+        .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unavailable");
-            error_response(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "The database is not answering.")
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "The database is not answering.",
+            )
         }
     }
 }
@@ -51,5 +61,8 @@ async fn health(State(s): State<AppState>) -> Response {
 /// The API version.
 #[utoipa::path(get, path = "/api/health/version", tag = "health", responses((status = 200, body = Envelope<Version>)))]
 async fn version(State(s): State<AppState>) -> Json<Envelope<Version>> {
-    ok(Version { name: "porteiro", version: s.settings.version })
+    ok(Version {
+        name: "porteiro",
+        version: s.settings.version,
+    })
 }

@@ -2,9 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use porteiro_core::Error;
+use porteiro_core::flows::registration::ensure_confirmed;
 use porteiro_core::flows::settings::ProfileChange;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -53,12 +53,23 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// List users, paginated (administrators).
 #[utoipa::path(get, path = "/api/users", tag = "users", params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Envelope<UserList>), (status = 403, body = ErrorBody)))]
-async fn list(State(s): State<AppState>, Bearer(p): Bearer, AppQuery(q): AppQuery<PageQuery>) -> ApiResult<Json<Envelope<UserList>>> {
-    let page = s.auth.list_users(&p, q.page.unwrap_or(1), q.per_page.unwrap_or(20)).await?;
+async fn list(
+    State(s): State<AppState>,
+    Bearer(p): Bearer,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> ApiResult<Json<Envelope<UserList>>> {
+    let page = s
+        .auth
+        .list_users(&p, q.page.unwrap_or(1), q.per_page.unwrap_or(20))
+        .await?;
     let now = s.auth.now();
     Ok(ok(UserList {
         total_pages: page.total.div_ceil(page.per_page),
-        items: page.users.into_iter().map(|u| UserView::new(u, now)).collect(),
+        items: page
+            .users
+            .into_iter()
+            .map(|u| UserView::new(u, now))
+            .collect(),
         total: page.total,
         page: page.page,
         per_page: page.per_page,
@@ -68,7 +79,11 @@ async fn list(State(s): State<AppState>, Bearer(p): Bearer, AppQuery(q): AppQuer
 /// One user (yourself, or anyone as an administrator).
 #[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = Envelope<UserView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_one(State(s): State<AppState>, Bearer(p): Bearer, AppPath(id): AppPath<Uuid>) -> ApiResult<Json<Envelope<UserView>>> {
+async fn get_one(
+    State(s): State<AppState>,
+    Bearer(p): Bearer,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<Envelope<UserView>>> {
     Ok(ok(UserView::new(s.auth.user(&p, id).await?, s.auth.now())))
 }
 
@@ -81,14 +96,26 @@ async fn update(
     AppPath(id): AppPath<Uuid>,
     AppJson(req): AppJson<UpdateUser>,
 ) -> ApiResult<Json<Envelope<UserView>>> {
-    let change = ProfileChange { first_name: req.first_name, last_name: req.last_name, locale: req.locale, is_active: req.is_active };
-    Ok(ok_with("Profile updated.", UserView::new(s.auth.update_user(&p, id, change).await?, s.auth.now())))
+    let change = ProfileChange {
+        first_name: req.first_name,
+        last_name: req.last_name,
+        locale: req.locale,
+        is_active: req.is_active,
+    };
+    Ok(ok_with(
+        "Profile updated.",
+        UserView::new(s.auth.update_user(&p, id, change).await?, s.auth.now()),
+    ))
 }
 
 /// Delete an account (administrators).
 #[utoipa::path(delete, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = Envelope<Option<String>>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete(State(s): State<AppState>, Bearer(p): Bearer, AppPath(id): AppPath<Uuid>) -> ApiResult<Json<Envelope<Option<String>>>> {
+async fn delete(
+    State(s): State<AppState>,
+    Bearer(p): Bearer,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<Envelope<Option<String>>>> {
     s.auth.delete_user(&p, id).await?;
     Ok(ok_with("Account deleted.", None))
 }
@@ -102,11 +129,16 @@ async fn change_password(
     AppPath(id): AppPath<Uuid>,
     AppJson(req): AppJson<ChangePassword>,
 ) -> ApiResult<Json<Envelope<Option<String>>>> {
-    if let Some(confirm) = &req.confirm_password {
-        if !porteiro_core::crypto::ct_eq(confirm.expose_secret().as_bytes(), req.new_password.expose_secret().as_bytes()) {
-            return Err(Error::validation("confirm_password", "password_mismatch", "The passwords do not match.").into());
-        }
-    }
-    s.auth.change_password(&p, id, req.current_password.as_ref(), &req.new_password).await?;
-    Ok(ok_with("Password changed; other sessions were signed out.", None))
+    ensure_confirmed(
+        "confirm_password",
+        &req.new_password,
+        req.confirm_password.as_ref(),
+    )?;
+    s.auth
+        .change_password(&p, id, req.current_password.as_ref(), &req.new_password)
+        .await?;
+    Ok(ok_with(
+        "Password changed; other sessions were signed out.",
+        None,
+    ))
 }

@@ -18,5 +18,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, description = "The key set", content_type = "application/jwk-set+json")))]
 async fn jwks(State(s): State<AppState>) -> impl IntoResponse {
     // Public data, safe to cache briefly; rotation keeps old keys, so a short cache is harmless.
-    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(s.auth.jwks()))
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(s.auth.jwks()),
+    )
 }

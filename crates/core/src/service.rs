@@ -185,7 +185,15 @@ impl Auth {
                 }
                 tracing::warn!("store event feed ended");
             }
-            Ok(None) => {}
+            Ok(None) => {
+                // No change feed (SQLite): pick up keys rotated by the CLI at a slow, steady pace.
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    if let Err(e) = self.keys.reload().await {
+                        tracing::warn!(error = %e, "reloading signing keys failed");
+                    }
+                }
+            }
             Err(e) => tracing::error!(error = %e, "subscribing to store events failed"),
         }
     }

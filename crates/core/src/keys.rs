@@ -270,8 +270,11 @@ impl KeyRing {
         let kid = header.kid.ok_or(Error::InvalidAccessToken)?;
         let mut set = self.current();
         if !set.verifying.contains_key(&kid) && self.may_reload() {
-            // Another instance may have rotated keys; look once, at a bounded rate.
-            self.reload().await?;
+            // Another instance may have rotated keys; look once, at a bounded rate. A failed
+            // reload leaves the token unverifiable, which is a 401, not a server error.
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "reloading signing keys failed");
+            }
             set = self.current();
         }
         let key = set.verifying.get(&kid).ok_or(Error::InvalidAccessToken)?;
@@ -294,11 +297,17 @@ impl KeyRing {
         Ok(claims)
     }
 
+    /// Claims the right to reload now: true at most once per [`RELOAD_INTERVAL`], however many
+    /// requests with unknown `kid`s arrive at once.
     fn may_reload(&self) -> bool {
-        self.last_reload
+        let mut last = self
+            .last_reload
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .elapsed()
-            >= RELOAD_INTERVAL
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.elapsed() < RELOAD_INTERVAL {
+            return false;
+        }
+        *last = Instant::now();
+        true
     }
 }

@@ -87,6 +87,8 @@ pub struct Auth {
     pub(crate) keys: KeyRing,
     pub(crate) cache: SessionCache,
     pub(crate) outbox: Outbox,
+    /// Bounds concurrent background recovery work (look-up, token, mail) under a flood.
+    pub(crate) recovery_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -124,6 +126,7 @@ impl Auth {
         Ok(Self {
             cache: SessionCache::new(200_000, access),
             outbox: Outbox::new(store.clone(), master, clock.clone()),
+            recovery_slots: Arc::new(tokio::sync::Semaphore::new(16)),
             store,
             clock,
             config,
@@ -175,26 +178,34 @@ impl Auth {
         }
     }
 
-    /// Follows the store's change feed until it ends (runs for the life of the server).
+    /// Follows the store's change feed for the life of the server. If the feed cannot be opened
+    /// or ends, caches are cleared (notices may have been missed) and it is reopened with backoff.
+    /// Without a feed (SQLite), signing keys are re-read every minute instead.
     pub async fn follow_store_events(self: Arc<Self>) {
         use futures::StreamExt as _;
-        match self.store.subscribe().await {
-            Ok(Some(mut events)) => {
-                while let Some(event) = events.next().await {
-                    self.apply_event(event).await;
+        let mut backoff = std::time::Duration::from_millis(250);
+        loop {
+            match self.store.subscribe().await {
+                Ok(Some(mut events)) => {
+                    backoff = std::time::Duration::from_millis(250);
+                    while let Some(event) = events.next().await {
+                        self.apply_event(event).await;
+                    }
+                    tracing::warn!("store event feed ended; reopening");
                 }
-                tracing::warn!("store event feed ended");
-            }
-            Ok(None) => {
-                // No change feed (SQLite): pick up keys rotated by the CLI at a slow, steady pace.
-                loop {
+                Ok(None) => loop {
                     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
                     if let Err(e) = self.keys.reload().await {
                         tracing::warn!(error = %e, "reloading signing keys failed");
                     }
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "subscribing to store events failed; retrying")
                 }
             }
-            Err(e) => tracing::error!(error = %e, "subscribing to store events failed"),
+            self.cache.clear();
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
         }
     }
 

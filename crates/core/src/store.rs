@@ -75,8 +75,11 @@ pub trait UserStore: Send + Sync {
         max_attempts: i32,
         lock_until: DateTime<Utc>,
     ) -> StoreResult<()>;
-    /// Resets the failure count after a successful sign-in.
-    async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Resets the failure count after a correct password, atomically checking the lock: returns
+    /// false (and changes nothing) when the account is locked at `now`, in which case the sign-in
+    /// must be refused. Checking here, not on the row read before hashing, is what stops a burst
+    /// of concurrent guesses from slipping a right one past a lock set meanwhile.
+    async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Clears the lock and the failure count. Returns false for an unknown user.
     async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Sets a new password hash and revokes every session of the user except `keep`, atomically.

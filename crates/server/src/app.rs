@@ -33,6 +33,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .context("cannot open the PostgreSQL database named by DATABASE_URL")?;
         Ok(Arc::new(store))
     } else {
+        if !config.data_dir.exists() {
+            create_private_dir(&config.data_dir)?;
+        }
         let store = SqliteStore::connect(&config.database_url)
             .await
             .with_context(|| format!("cannot open the SQLite database {}", config.database_url))?;
@@ -58,8 +61,7 @@ pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
     }
     let path = config.data_dir.join("master.key");
     if !path.exists() {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        create_private_dir(&config.data_dir)?;
         write_private(
             &path,
             engine
@@ -68,6 +70,7 @@ pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
         )?;
         tracing::info!(path = %path.display(), "generated a new master key");
     }
+    warn_if_loose(&path);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let bytes = engine
@@ -77,6 +80,36 @@ pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
         .with_context(|| format!("{} is not a valid master key", path.display()))?;
     MasterKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("master key: {e}"))
 }
+
+/// Creates a directory readable only by its owner (it holds the key, the database and mail).
+///
+/// # Errors
+/// When the directory cannot be created.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+#[cfg(unix)]
+fn warn_if_loose(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), "the master key is readable by other users; run chmod 600 on it");
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_loose(_path: &Path) {}
 
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;

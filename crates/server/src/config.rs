@@ -185,11 +185,12 @@ fn parse_duration(v: &str) -> Option<Duration> {
         .find(|c: char| !c.is_ascii_digit())
         .map_or((v, ""), |i| v.split_at(i));
     let n: i64 = number.parse().ok()?;
+    // The checked constructors turn absurd values into a config error instead of a panic.
     match unit.trim() {
-        "" | "s" => Some(Duration::seconds(n)),
-        "m" | "min" => Some(Duration::minutes(n)),
-        "h" => Some(Duration::hours(n)),
-        "d" => Some(Duration::days(n)),
+        "" | "s" => Duration::try_seconds(n),
+        "m" | "min" => Duration::try_minutes(n),
+        "h" => Duration::try_hours(n),
+        "d" => Duration::try_days(n),
         _ => None,
     }
 }
@@ -251,7 +252,10 @@ impl Config {
             ));
         }
         let days: i64 = env.parse("JWT_REFRESH_EXPIRATION_DAYS", 7, "a number of days")?;
-        let refresh_ttl = env.duration("JWT_REFRESH_EXPIRATION", Duration::days(days))?;
+        let days = Duration::try_days(days)
+            .filter(|d| *d >= Duration::zero())
+            .ok_or_else(|| err("JWT_REFRESH_EXPIRATION_DAYS", "is out of range"))?;
+        let refresh_ttl = env.duration("JWT_REFRESH_EXPIRATION", days)?;
         if refresh_ttl < access_ttl + Duration::minutes(15) {
             let var = if env.get("JWT_REFRESH_EXPIRATION").is_some() {
                 "JWT_REFRESH_EXPIRATION"
@@ -539,6 +543,8 @@ mod tests {
             ("EMAIL_BASE_URL", "javascript:alert(1)"),
             ("DATABASE_URL", "mysql://x"),
             ("ADMIN_EMAIL", "nobody"),
+            ("JWT_REFRESH_EXPIRATION_DAYS", "99999999999"),
+            ("SECURITY_LOCKOUT_DURATION", "-5"),
         ] {
             let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
             assert_eq!(e.var, var, "{e}");
@@ -591,5 +597,6 @@ mod tests {
         assert_eq!(parse_duration("5m"), Some(Duration::minutes(5)));
         assert_eq!(parse_duration("7d"), Some(Duration::days(7)));
         assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("99999999999999d"), None);
     }
 }

@@ -95,7 +95,7 @@ impl DirectoryTransport {
     /// # Errors
     /// When the directory cannot be created.
     pub fn new(mail: &MailConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&mail.outbox_dir)?;
+        crate::app::create_private_dir(&mail.outbox_dir)?;
         Ok(Self {
             dir: mail.outbox_dir.clone(),
             from: sender(mail)?,
@@ -113,7 +113,16 @@ impl MailTransport for DirectoryTransport {
             uuid::Uuid::new_v4().simple()
         );
         let path = self.dir.join(name);
-        tokio::fs::write(&path, email.formatted())
+        // The file holds a live reset link: owner-only, like the rest of DATA_DIR.
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options
+            .open(&path)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &email.formatted())
             .await
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         // The file holds the link; the log only says where it is.

@@ -361,14 +361,17 @@ impl UserStore for PgStore {
         Ok(())
     }
 
-    async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("update users set failed_login_attempts = 0, locked_until = null, updated_at = $2 where id = $1")
-            .bind(id)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+    async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update users set failed_login_attempts = 0, locked_until = null, updated_at = $2 \
+             where id = $1 and (locked_until is null or locked_until <= $2)",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool> {

@@ -92,6 +92,7 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
+        create_private_file(Path::new(path))?;
         let base = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -134,6 +135,26 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+/// Creates the database file readable only by its owner (it holds password hashes), unless it
+/// exists. SQLite gives the `-wal` and `-shm` files the same mode.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    if path.as_os_str().is_empty() || path.exists() || path.to_str() == Some(":memory:") {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -352,14 +373,17 @@ impl UserStore for SqliteStore {
         Ok(())
     }
 
-    async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("update users set failed_login_attempts = 0, locked_until = null, updated_at = ?2 where id = ?1")
-            .bind(id.to_string())
-            .bind(ms(now))
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
+    async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update users set failed_login_attempts = 0, locked_until = null, updated_at = ?2 \
+             where id = ?1 and (locked_until is null or locked_until <= ?2)",
+        )
+        .bind(id.to_string())
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool> {

@@ -368,36 +368,46 @@ pub async fn failures_after_a_lock_ran_out_start_over(store: Arc<dyn Store>) {
 
 pub async fn successful_login_and_unlock_clear_the_lock(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
+    let locked_until = t0() + Duration::minutes(5);
+    let attempts = |store: &Arc<dyn Store>| {
+        let store = store.clone();
+        async move { store.user_by_id(u.id).await.unwrap().unwrap() }
+    };
     store
-        .record_failed_login(u.id, t0(), 5, t0())
+        .record_failed_login(u.id, t0(), 5, locked_until)
         .await
         .unwrap();
-    store.record_successful_login(u.id, t0()).await.unwrap();
-    assert_eq!(
-        store
-            .user_by_id(u.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .failed_login_attempts,
-        0
-    );
+    assert!(store.record_successful_login(u.id, t0()).await.unwrap());
+    assert_eq!(attempts(&store).await.failed_login_attempts, 0);
     for _ in 0..5 {
         store
-            .record_failed_login(u.id, t0(), 5, t0() + Duration::minutes(5))
+            .record_failed_login(u.id, t0(), 5, locked_until)
             .await
             .unwrap();
     }
+    assert!(attempts(&store).await.is_locked(t0()));
     assert!(
-        store
-            .user_by_id(u.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_locked(t0())
+        !store.record_successful_login(u.id, t0()).await.unwrap(),
+        "a lock set meanwhile refuses the sign-in"
     );
+    assert!(
+        attempts(&store).await.is_locked(t0()),
+        "and is not cleared by it"
+    );
+    let later = t0() + Duration::minutes(6);
+    assert!(
+        store.record_successful_login(u.id, later).await.unwrap(),
+        "an expired lock is cleared"
+    );
+    assert_eq!(attempts(&store).await.locked_until, None);
+    for _ in 0..5 {
+        store
+            .record_failed_login(u.id, t0(), 5, locked_until)
+            .await
+            .unwrap();
+    }
     assert!(store.unlock_user(u.id, t0()).await.unwrap());
-    let unlocked = store.user_by_id(u.id).await.unwrap().unwrap();
+    let unlocked = attempts(&store).await;
     assert!(!unlocked.is_locked(t0()));
     assert_eq!(unlocked.failed_login_attempts, 0);
     assert!(!store.unlock_user(Uuid::new_v4(), t0()).await.unwrap());

@@ -77,12 +77,12 @@ impl Auth {
         let Ok(principal) = self.authenticate(token).await else {
             return Ok(Introspection::Inactive);
         };
-        let claims = self.keys.verify(token, now).await?;
-        let user = self
-            .store
-            .user_by_id(principal.user_id)
-            .await?
-            .ok_or(Error::InvalidAccessToken)?;
+        let Ok(claims) = self.keys.verify(token, now).await else {
+            return Ok(Introspection::Inactive);
+        };
+        let Some(user) = self.store.user_by_id(principal.user_id).await? else {
+            return Ok(Introspection::Inactive);
+        };
         Ok(Introspection::Active {
             token_type: "access_token",
             sub: claims.sub,

@@ -75,8 +75,9 @@ impl Auth {
         if !user.is_active {
             return Err(Error::AccountDisabled);
         }
-        if user.failed_login_attempts > 0 || user.locked_until.is_some() {
-            self.store.record_successful_login(user.id, now).await?;
+        if !self.store.record_successful_login(user.id, now).await? {
+            // Locked by failures that landed while this password was being verified.
+            return Err(Error::InvalidCredentials);
         }
         if verification.needs_rehash {
             self.upgrade_hash_in_background(&user, password.clone());

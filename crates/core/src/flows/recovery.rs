@@ -29,6 +29,9 @@ impl Auth {
         let email = Email::parse(email)?;
         let this = Arc::clone(self);
         tokio::spawn(async move {
+            let Ok(_slot) = this.recovery_slots.clone().acquire_owned().await else {
+                return;
+            };
             if let Err(e) = this.send_reset_link(&email).await {
                 tracing::error!(error = %e, "password recovery could not be started");
             }

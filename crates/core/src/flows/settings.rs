@@ -43,13 +43,22 @@ impl Auth {
             .await?
             .ok_or(Error::NotFound)?;
         if principal.user_id == user_id {
+            // The current password is a credential check like sign-in: failures count towards
+            // the lock, so a stolen access token is no password-guessing oracle.
             let current = current.ok_or(Error::IncorrectPassword)?;
-            if !self
+            let matches = self
                 .hasher
                 .verify(current, Some(&user.password_hash))
                 .await?
-                .matches
-            {
+                .matches;
+            let now = self.now();
+            if !matches {
+                let lock_until = now + self.config.lockout_duration;
+                self.store
+                    .record_failed_login(user_id, now, self.config.lockout_attempts, lock_until)
+                    .await?;
+            }
+            if !matches || !self.store.record_successful_login(user_id, now).await? {
                 return Err(Error::IncorrectPassword);
             }
         }

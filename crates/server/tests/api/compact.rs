@@ -144,4 +144,17 @@ both_backends! {
         assert_eq!(bogus.status, StatusCode::FORBIDDEN);
         app.sign_in_as("lia", "Nova-S3nha-Boa").await;
     }
+
+    async fn wrong_current_passwords_count_towards_the_lock(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("jonas").await;
+        let t = app.sign_in(&user).await;
+        for _ in 0..5 {
+            let r = app.post_auth("/change-password", &t.access, json!({"current_password": "Guess-1234", "new_password": "Outra-S3nha-Boa"})).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN);
+        }
+        let right = app.post_auth("/change-password", &t.access, json!({"current_password": PASSWORD, "new_password": "Outra-S3nha-Boa"})).await;
+        assert_eq!(right.status, StatusCode::FORBIDDEN, "locked: even the right password is refused");
+        assert_eq!(app.post("/auth", json!({"login": "jonas", "password": PASSWORD})).await.status, StatusCode::FORBIDDEN);
+    }
 }

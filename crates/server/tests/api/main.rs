@@ -8,10 +8,12 @@
 mod helpers;
 
 mod accounts;
+mod cli;
 mod compact;
 mod devices;
 mod http;
 mod jwt;
 mod multi_instance;
 mod recovery;
+mod resilience;
 mod tokens;

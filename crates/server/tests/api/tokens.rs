@@ -39,6 +39,11 @@ both_backends! {
         let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
         assert_eq!(ok, 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
         assert!(replies.iter().all(|r| r.status == StatusCode::OK || r.status == StatusCode::FORBIDDEN));
+        // The losers presented a token that was already spent: that is reuse, and it revokes the
+        // family, the winner's new pair included (documented in the README).
+        let winner = replies.iter().find(|r| r.status == StatusCode::OK).unwrap();
+        assert_eq!(app.me_status(winner.body["auth"].as_str().unwrap()).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.post("/refresh", json!({"refresh": winner.body["refresh"]})).await.status, StatusCode::FORBIDDEN);
     }
 
     async fn logout_and_revocations_kill_access_tokens_immediately(backend: Backend) {

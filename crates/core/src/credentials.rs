@@ -1,19 +1,22 @@
 //! Password hashing: Argon2id (default) or bcrypt, verified both ways, upgraded on sign-in.
 //!
-//! Hashing is deliberately slow, so it never runs on the async workers. [`PasswordHasher`] runs it
-//! on tokio's blocking pool behind two semaphores: `workers` bounds how many hashes run at once
-//! (about one per core), `admission` bounds how many may wait. When the queue is full the caller
-//! gets [`Error::Overloaded`] at once (HTTP 503) instead of piling up latency for everyone.
+//! Hashing is deliberately slow, so it never runs on the async workers. [`PasswordHasher`] owns a
+//! fixed set of threads (about one per core) fed by a bounded queue. When the queue is full the
+//! caller gets [`Error::Overloaded`] at once (HTTP 503) instead of piling up latency for everyone.
+//! Dedicated threads rather than tokio's elastic blocking pool also bound memory: each Argon2 hash
+//! needs 19 MiB, and the allocator keeps that per thread, so few threads means few buffers.
 //!
 //! Unknown users are verified against a dummy hash made with the same parameters, so an unknown
 //! identifier costs the same time as a wrong password.
 
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Params, PasswordHash, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use secrecy::{ExposeSecret as _, SecretString};
-use tokio::sync::Semaphore;
 
 use crate::error::Error;
 
@@ -76,10 +79,7 @@ impl HashScheme {
     /// Hashes synchronously. Call from a blocking context only.
     fn hash_blocking(self, password: &[u8]) -> Result<String, Error> {
         match self {
-            Self::Argon2id { m_kib, t, p } => Ok(Self::argon2(m_kib, t, p)?
-                .hash_password(password)
-                .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?
-                .to_string()),
+            Self::Argon2id { m_kib, t, p } => argon2_hash(&Self::argon2(m_kib, t, p)?, password),
             Self::Bcrypt { cost } => {
                 // The policy already refuses > 72 bytes under bcrypt; this is the backstop.
                 bcrypt::non_truncating_hash(password, cost)
@@ -119,7 +119,7 @@ impl HashScheme {
             return Verification::default();
         };
         let verifier = Argon2::new(algorithm, Version::V0x13, stored_params.clone());
-        let matches = verifier.verify_password(password, &parsed).is_ok();
+        let matches = argon2_verify(&verifier, password, &parsed);
         let current = match self {
             Self::Argon2id { m_kib, t, p } => {
                 algorithm == Algorithm::Argon2id
@@ -137,6 +137,60 @@ impl HashScheme {
     }
 }
 
+thread_local! {
+    /// Argon2's working memory (19 MiB by default), kept per hashing thread and reused. Allocating
+    /// it afresh per hash made the allocator keep one copy per thread that ever hashed.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_blocks<T>(count: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        if blocks.len() < count {
+            blocks.resize(count, Block::default());
+        }
+        f(&mut blocks[..count])
+    })
+}
+
+/// Argon2 into a PHC string, as `argon2::PasswordHasher` would produce, on the reused memory.
+fn argon2_hash(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, Error> {
+    let fail =
+        |e: &dyn std::fmt::Display| Error::Internal(anyhow::anyhow!("argon2 hashing failed: {e}"));
+    let salt = Salt::new(&crate::crypto::random_bytes::<16>()).map_err(|e| fail(&e))?;
+    let params = argon2.params();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    with_blocks(params.block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(password, &salt, &mut out, blocks)
+    })
+    .map_err(|e| fail(&e))?;
+    let hash = PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| fail(&e))?,
+        salt: Some(salt),
+        hash: Some(Output::new(&out).map_err(|e| fail(&e))?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Recomputes a stored Argon2 hash on the reused memory and compares in constant time.
+fn argon2_verify(argon2: &Argon2<'_>, password: &[u8], stored: &PasswordHash) -> bool {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return false;
+    };
+    let expected = expected.as_bytes();
+    if expected.is_empty() || expected.len() > Output::MAX_LENGTH {
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    let count = argon2.params().block_count();
+    let computed = with_blocks(count, |blocks| {
+        argon2.hash_password_into_with_memory(password, salt, &mut out, blocks)
+    });
+    computed.is_ok() && crate::crypto::ct_eq(&out, expected)
+}
+
 fn bcrypt_cost(stored: &str) -> Option<u32> {
     stored.split('$').nth(2)?.parse().ok()
 }
@@ -150,12 +204,47 @@ pub struct Verification {
     pub needs_rehash: bool,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of hashing threads behind a bounded queue. The threads end when the last
+/// [`PasswordHasher`] clone is dropped (the channel closes).
+struct HashPool {
+    jobs: SyncSender<Job>,
+}
+
+impl HashPool {
+    fn new(workers: usize, queue: usize) -> Result<Self, Error> {
+        let (jobs, receiver) = sync_channel::<Job>(queue);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..workers {
+            let receiver: Arc<Mutex<Receiver<Job>>> = Arc::clone(&receiver);
+            std::thread::Builder::new()
+                .name(format!("porteiro-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = {
+                            let guard = receiver
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            match guard.recv() {
+                                Ok(job) => job,
+                                Err(_) => return,
+                            }
+                        };
+                        job();
+                    }
+                })
+                .map_err(|e| anyhow::anyhow!("cannot start a hashing thread: {e}"))?;
+        }
+        Ok(Self { jobs })
+    }
+}
+
 /// Hashing service with a bounded queue.
 #[derive(Clone)]
 pub struct PasswordHasher {
     scheme: HashScheme,
-    admission: Arc<Semaphore>,
-    workers: Arc<Semaphore>,
+    pool: Arc<HashPool>,
     dummy_hash: Arc<str>,
 }
 
@@ -178,8 +267,7 @@ impl PasswordHasher {
         let dummy_hash = scheme.hash_blocking(crate::crypto::random_token::<16>().as_bytes())?;
         Ok(Self {
             scheme,
-            admission: Arc::new(Semaphore::new(workers + queue)),
-            workers: Arc::new(Semaphore::new(workers)),
+            pool: Arc::new(HashPool::new(workers, queue)?),
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -194,20 +282,20 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let _admitted = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Overloaded)?;
-        let _running = self
-            .workers
-            .clone()
-            .acquire_owned()
+        let (done, result) = tokio::sync::oneshot::channel();
+        let boxed: Job = Box::new(move || {
+            let _ = done.send(job());
+        });
+        match self.pool.jobs.try_send(boxed) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(Error::Internal(anyhow::anyhow!("hashing threads stopped")));
+            }
+        }
+        result
             .await
-            .map_err(|_| Error::Overloaded)?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| Error::Internal(anyhow::anyhow!("hash task failed: {e}")))
+            .map_err(|_| Error::Internal(anyhow::anyhow!("hash job was dropped")))
     }
 
     /// Hashes a new password with the configured scheme.
@@ -289,6 +377,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn hashes_interoperate_with_the_standard_argon2_api() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let argon2 = HashScheme::argon2(64, 1, 1).expect("params");
+        let ours = argon2_hash(&argon2, b"abc12345xyz").expect("hash");
+        assert!(
+            argon2
+                .verify_password(b"abc12345xyz", &PasswordHash::new(&ours).expect("phc"))
+                .is_ok()
+        );
+        let theirs = argon2
+            .hash_password(b"abc12345xyz")
+            .expect("hash")
+            .to_string();
+        assert!(argon2_verify(
+            &argon2,
+            b"abc12345xyz",
+            &PasswordHash::new(&theirs).expect("phc")
+        ));
+        assert!(!argon2_verify(
+            &argon2,
+            b"abc12345xyZ",
+            &PasswordHash::new(&theirs).expect("phc")
+        ));
+    }
+
     #[tokio::test]
     async fn weaker_argon2_parameters_ask_for_a_rehash() {
         let weak = PasswordHasher::new(
@@ -367,29 +481,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_answers_overloaded_at_once() {
-        let hasher = PasswordHasher::new(
-            HashScheme::Argon2id {
-                m_kib: 8192,
-                t: 3,
-                p: 1,
-            },
-            1,
-            0,
-        )
-        .expect("valid");
+        // One thread, no queue: while a slow hash runs, the next request is refused at once.
+        let slow = HashScheme::Argon2id {
+            m_kib: 65_536,
+            t: 6,
+            p: 1,
+        };
+        let hasher = PasswordHasher::new(slow, 1, 0).expect("valid");
+        // Let the thread reach its receive loop: with no queue, only a waiting thread accepts.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let busy = {
             let h = hasher.clone();
             tokio::spawn(async move { h.hash(&secret("abc12345xyz")).await })
         };
-        tokio::task::yield_now().await;
-        // Wait until the only slot is taken, then a second request must be refused.
-        while hasher.admission.available_permits() > 0 {
-            tokio::task::yield_now().await;
-        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let started = std::time::Instant::now();
         assert!(matches!(
             hasher.hash(&secret("abc12345xyz")).await,
             Err(Error::Overloaded)
         ));
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(20),
+            "refused without waiting"
+        );
         busy.await.expect("join").expect("first hash succeeds");
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's full check, as CI runs it (.ci/run calls this on a fresh machine):
 #   prerequisites -> fmt + clippy -> Rust test suite against a throwaway PostgreSQL
-#   -> JWT interop check against a live server -> optional bench smoke run.
+#   -> JWT interop check against a live server -> cargo audit -> optional bench smoke run.
 # Fails fast: the first failing step stops the run, and the summary says which one it was.
 #
 # Environment:
@@ -209,6 +209,22 @@ done
 "$VENV/bin/python" tests/interop/jwt_interop.py "$BASE_URL" || { server_log; exit 1; }
 stop_server
 step_ok
+
+# ---------------------------------------------------------------------------------------------
+# Supply chain: RustSec advisories from the offline snapshot beside the project (accepted ones
+# are listed with reasons in .cargo/audit.toml). Skipped where the snapshot is not present,
+# since there is no network to fetch it from.
+ADVISORY_DB=${ADVISORY_DB:-"$ROOT/../shared/advisory-db"}
+if [[ -d "$ADVISORY_DB" ]]; then
+    step "cargo audit"
+    if ! cargo audit --version >/dev/null 2>&1; then
+        cargo install --locked cargo-audit
+    fi
+    cargo audit --db "$ADVISORY_DB" --no-fetch --deny warnings
+    step_ok
+else
+    step_skipped "cargo audit" "no advisory database at $ADVISORY_DB"
+fi
 
 # ---------------------------------------------------------------------------------------------
 if [[ -x bench/run.sh ]]; then

@@ -75,6 +75,21 @@ pub trait UserStore: Send + Sync {
         max_attempts: i32,
         lock_until: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Counts a failed sign-in for an identifier that matches no account (by the SHA-256 of the
+    /// normalised identifier), with the same lock rule as [`UserStore::record_failed_login`], so
+    /// an unknown identifier costs one write and locks like an account.
+    async fn record_failed_login_unknown(
+        &self,
+        identifier_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+        lock_until: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Failure state of an unknown identifier: consecutive failures and the end of its lock.
+    async fn unknown_login_state(
+        &self,
+        identifier_hash: &str,
+    ) -> StoreResult<Option<(i32, Option<DateTime<Utc>>)>>;
     /// Resets the failure count after a correct password, atomically checking the lock: returns
     /// false (and changes nothing) when the account is locked at `now`, in which case the sign-in
     /// must be refused. Checking here, not on the row read before hashing, is what stops a burst

@@ -361,6 +361,56 @@ impl UserStore for PgStore {
         Ok(())
     }
 
+    async fn record_failed_login_unknown(
+        &self,
+        identifier_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+        lock_until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "insert into login_failures (identifier_hash, failed_login_attempts, locked_until, created_at, updated_at) \
+             values ($1, 1, case when 1 >= $3 then $4 else null end, $2, $2) \
+             on conflict (identifier_hash) do update set \
+               failed_login_attempts = case \
+                 when login_failures.locked_until > $2 then login_failures.failed_login_attempts \
+                 when login_failures.locked_until is not null then 1 \
+                 else login_failures.failed_login_attempts + 1 end, \
+               locked_until = case \
+                 when login_failures.locked_until > $2 then login_failures.locked_until \
+                 when (case when login_failures.locked_until is not null then 1 \
+                            else login_failures.failed_login_attempts + 1 end) >= $3 then $4 \
+                 else null end, \
+               updated_at = $2",
+        )
+        .bind(identifier_hash)
+        .bind(now)
+        .bind(max_attempts)
+        .bind(lock_until)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn unknown_login_state(
+        &self,
+        identifier_hash: &str,
+    ) -> StoreResult<Option<(i32, Option<DateTime<Utc>>)>> {
+        let row = sqlx::query("select failed_login_attempts, locked_until from login_failures where identifier_hash = $1")
+            .bind(identifier_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok((
+                r.try_get("failed_login_attempts").map_err(backend)?,
+                r.try_get("locked_until").map_err(backend)?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool> {
         let done = sqlx::query(
             "update users set failed_login_attempts = 0, locked_until = null, updated_at = $2 \

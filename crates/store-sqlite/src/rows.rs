@@ -26,7 +26,7 @@ pub(crate) fn time(row: &SqliteRow, col: &str) -> StoreResult<DateTime<Utc>> {
     from_ms(row.try_get(col).map_err(backend)?)
 }
 
-fn opt_time(row: &SqliteRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+pub(crate) fn opt_time(row: &SqliteRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
     row.try_get::<Option<i64>, _>(col)
         .map_err(backend)?
         .map(from_ms)

@@ -46,6 +46,7 @@ macro_rules! all_contract_tests {
             upgrade_password_hash_is_compare_and_set,
             failed_logins_lock_at_the_threshold_without_extending,
             failures_after_a_lock_ran_out_start_over,
+            unknown_identifiers_lock_like_accounts,
             successful_login_and_unlock_clear_the_lock,
             change_password_revokes_other_sessions_and_reset_tokens,
             sessions_are_created_with_their_first_refresh_token,
@@ -364,6 +365,56 @@ pub async fn failures_after_a_lock_ran_out_start_over(store: Arc<dyn Store>) {
     let u = store.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(u.failed_login_attempts, 1);
     assert!(!u.is_locked(after));
+}
+
+pub async fn unknown_identifiers_lock_like_accounts(store: Arc<dyn Store>) {
+    let key = hash("nobody@example.com");
+    assert_eq!(store.unknown_login_state(&key).await.unwrap(), None);
+    let lock = |at: DateTime<Utc>| at + Duration::minutes(5);
+    for i in 0..4 {
+        let at = t0() + Duration::seconds(i);
+        store
+            .record_failed_login_unknown(&key, at, 5, lock(at))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.unknown_login_state(&key).await.unwrap(),
+        Some((4, None))
+    );
+    let fifth = t0() + Duration::seconds(10);
+    store
+        .record_failed_login_unknown(&key, fifth, 5, lock(fifth))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unknown_login_state(&key).await.unwrap(),
+        Some((5, Some(lock(fifth))))
+    );
+    let during = fifth + Duration::minutes(1);
+    store
+        .record_failed_login_unknown(&key, during, 5, lock(during))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unknown_login_state(&key).await.unwrap(),
+        Some((5, Some(lock(fifth)))),
+        "not extended"
+    );
+    let after = fifth + Duration::minutes(6);
+    store
+        .record_failed_login_unknown(&key, after, 5, lock(after))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unknown_login_state(&key).await.unwrap(),
+        Some((1, None)),
+        "starts over"
+    );
+    assert_eq!(
+        store.unknown_login_state(&hash("other")).await.unwrap(),
+        None
+    );
 }
 
 pub async fn successful_login_and_unlock_clear_the_lock(store: Arc<dyn Store>) {

@@ -59,16 +59,23 @@ impl Auth {
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await?;
         let now = self.now();
+        // Every failure costs exactly one write, whether the account exists, is locked or the
+        // password is wrong, so neither timing nor the lock tells them apart. Failures during a
+        // lock are written but neither counted nor extend it.
+        let (attempts, lock_until) = (
+            self.config.lockout_attempts,
+            now + self.config.lockout_duration,
+        );
         let Some(user) = user else {
+            let key = crate::crypto::token_hash(&login);
+            self.store
+                .record_failed_login_unknown(&key, now, attempts, lock_until)
+                .await?;
             return Err(Error::InvalidCredentials);
         };
-        if user.is_locked(now) {
-            return Err(Error::InvalidCredentials);
-        }
-        if !verification.matches {
-            let lock_until = now + self.config.lockout_duration;
+        if user.is_locked(now) || !verification.matches {
             self.store
-                .record_failed_login(user.id, now, self.config.lockout_attempts, lock_until)
+                .record_failed_login(user.id, now, attempts, lock_until)
                 .await?;
             return Err(Error::InvalidCredentials);
         }

@@ -258,16 +258,27 @@ impl std::fmt::Debug for PasswordHasher {
 
 impl PasswordHasher {
     /// Builds the service: `workers` concurrent hashes, up to `queue` more waiting.
-    /// Computes the dummy hash once, on the calling thread.
+    /// Blocks while the dummy hash is computed on a pool thread (call from a blocking context).
     ///
     /// # Errors
     /// When the scheme's parameters are invalid.
     pub fn new(scheme: HashScheme, workers: usize, queue: usize) -> Result<Self, Error> {
         let workers = workers.max(1);
-        let dummy_hash = scheme.hash_blocking(crate::crypto::random_token::<16>().as_bytes())?;
+        let pool = HashPool::new(workers, queue)?;
+        // Made on a pool thread, so its Argon2 memory is the buffer that thread reuses anyway.
+        let (done, result) = std::sync::mpsc::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(scheme.hash_blocking(crate::crypto::random_token::<16>().as_bytes()));
+        });
+        pool.jobs
+            .send(job)
+            .map_err(|_| anyhow::anyhow!("hashing threads stopped"))?;
+        let dummy_hash = result
+            .recv()
+            .map_err(|_| anyhow::anyhow!("hashing threads stopped"))??;
         Ok(Self {
             scheme,
-            pool: Arc::new(HashPool::new(workers, queue)?),
+            pool: Arc::new(pool),
             dummy_hash: dummy_hash.into(),
         })
     }

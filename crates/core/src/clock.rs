@@ -1,12 +1,10 @@
 //! Time as an injected dependency.
 //!
 //! Flows never read the system clock directly: they ask a [`Clock`]. Production uses
-//! [`SystemClock`]; tests use [`FixedClock`] and move it forward to cross expiry boundaries
+//! [`SystemClock`]; tests supply their own clock and move it forward to cross expiry boundaries
 //! without sleeping.
 
-use std::sync::Mutex;
-
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 /// Source of the current time.
 pub trait Clock: Send + Sync + 'static {
@@ -21,36 +19,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
-    }
-}
-
-/// A clock that only moves when told to. For tests.
-#[derive(Debug)]
-pub struct FixedClock(Mutex<DateTime<Utc>>);
-
-impl FixedClock {
-    /// A clock frozen at `at`.
-    #[must_use]
-    pub fn new(at: DateTime<Utc>) -> Self {
-        Self(Mutex::new(at))
-    }
-
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: Duration) {
-        let mut now = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *now += by;
-    }
-}
-
-impl Clock for FixedClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -86,7 +86,7 @@ impl Locale {
 
 /// The words of one message in one language.
 #[derive(Debug, Clone, Copy)]
-struct Copy_ {
+struct Wording {
     subject: &'static str,
     greeting: &'static str,
     body: &'static str,
@@ -95,7 +95,7 @@ struct Copy_ {
     ignore: &'static str,
 }
 
-const RESET_EN: Copy_ = Copy_ {
+const RESET_EN: Wording = Wording {
     subject: "Reset your password",
     greeting: "Hello",
     body: "We received a request to reset the password of your account. Open the link below to choose a new one.",
@@ -103,7 +103,7 @@ const RESET_EN: Copy_ = Copy_ {
     expiry: "The link works once and expires in 30 minutes.",
     ignore: "If you did not ask for this, ignore this message: your password stays the same.",
 };
-const RESET_PT: Copy_ = Copy_ {
+const RESET_PT: Wording = Wording {
     subject: "Redefina sua senha",
     greeting: "Olá",
     body: "Recebemos um pedido para redefinir a senha da sua conta. Abra o link abaixo para escolher uma nova.",
@@ -111,7 +111,7 @@ const RESET_PT: Copy_ = Copy_ {
     expiry: "O link funciona uma única vez e expira em 30 minutos.",
     ignore: "Se você não fez este pedido, ignore esta mensagem: sua senha continua a mesma.",
 };
-const CHANGED_EN: Copy_ = Copy_ {
+const CHANGED_EN: Wording = Wording {
     subject: "Your password was changed",
     greeting: "Hello",
     body: "The password of your account was just changed and your other sessions were signed out.",
@@ -119,7 +119,7 @@ const CHANGED_EN: Copy_ = Copy_ {
     expiry: "",
     ignore: "If this was not you, reset your password at once and contact your administrator.",
 };
-const CHANGED_PT: Copy_ = Copy_ {
+const CHANGED_PT: Wording = Wording {
     subject: "Sua senha foi alterada",
     greeting: "Olá",
     body: "A senha da sua conta acabou de ser alterada e suas outras sessões foram encerradas.",
@@ -131,7 +131,7 @@ const CHANGED_PT: Copy_ = Copy_ {
 #[derive(Template)]
 #[template(path = "mail/message.txt")]
 struct TextMail<'a> {
-    c: Copy_,
+    c: Wording,
     name: &'a str,
     link: Option<&'a str>,
     product: &'a str,
@@ -140,7 +140,7 @@ struct TextMail<'a> {
 #[derive(Template)]
 #[template(path = "mail/message.html")]
 struct HtmlMail<'a> {
-    c: Copy_,
+    c: Wording,
     name: &'a str,
     link: Option<&'a str>,
     product: &'a str,

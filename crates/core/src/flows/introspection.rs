@@ -74,10 +74,7 @@ impl Auth {
                 jti: None,
             });
         }
-        let Ok(principal) = self.authenticate(token).await else {
-            return Ok(Introspection::Inactive);
-        };
-        let Ok(claims) = self.keys.verify(token, now).await else {
+        let Ok((principal, claims)) = self.authenticate_claims(token).await else {
             return Ok(Introspection::Inactive);
         };
         let Some(user) = self.store.user_by_id(principal.user_id).await? else {
@@ -85,12 +82,12 @@ impl Auth {
         };
         Ok(Introspection::Active {
             token_type: "access_token",
-            sub: claims.sub,
+            sub: claims.sub.clone(),
             username: user.username,
-            sid: claims.sid,
+            sid: claims.sid.clone(),
             exp: DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
             iat: Some(claims.iat),
-            jti: Some(claims.jti),
+            jti: Some(claims.jti.clone()),
         })
     }
 
@@ -98,18 +95,5 @@ impl Auth {
     #[must_use]
     pub fn jwks(&self) -> crate::keys::Jwks {
         self.keys.jwks()
-    }
-
-    /// Mints an access token directly (tests and benchmarks that need many tokens).
-    ///
-    /// # Errors
-    /// On signing failure.
-    pub fn issue_access_token(
-        &self,
-        user_id: uuid::Uuid,
-        session_id: uuid::Uuid,
-    ) -> Result<String, Error> {
-        self.keys
-            .issue(user_id, session_id, self.now(), self.config.access_ttl)
     }
 }

@@ -15,6 +15,7 @@ use crate::domain::device::{clamp_user_agent, describe};
 use crate::domain::session::{NewRefreshToken, RotateOutcome};
 use crate::domain::{NewSession, User};
 use crate::error::Error;
+use crate::keys::AccessClaims;
 use crate::service::{Auth, Authenticated, ClientContext, Principal};
 
 /// Refresh tokens are 32 random bytes, base64url: 43 characters.
@@ -254,6 +255,17 @@ impl Auth {
     /// # Errors
     /// `InvalidAccessToken`.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
+        Ok(self.authenticate_claims(token).await?.0)
+    }
+
+    /// [`Auth::authenticate`], also returning the token's verified claims.
+    ///
+    /// # Errors
+    /// `InvalidAccessToken`.
+    pub async fn authenticate_claims(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Arc<AccessClaims>), Error> {
         let now = self.now();
         let claims = match self.cache.verified_claims(token).await {
             Some(claims) if claims.exp + 5 > now.timestamp() => claims,
@@ -277,11 +289,12 @@ impl Auth {
         if !state.usable || state.user_id != user_id || state.expires_at <= now {
             return Err(Error::InvalidAccessToken);
         }
-        Ok(Principal {
+        let principal = Principal {
             user_id,
             session_id,
             is_admin: state.is_admin,
-        })
+        };
+        Ok((principal, claims))
     }
 
     /// Signs out: revokes the caller's session.

@@ -15,6 +15,11 @@ pub struct AuthConfig {
     pub refresh_ttl: Duration,
     /// Password-reset token lifetime.
     pub reset_ttl: Duration,
+    /// Most recovery mails per address within [`AuthConfig::recovery_window`]; further requests
+    /// are answered the same way but send nothing.
+    pub recovery_mail_limit: u32,
+    /// The sliding window of [`AuthConfig::recovery_mail_limit`].
+    pub recovery_window: Duration,
     /// Consecutive failures that lock an account.
     pub lockout_attempts: i32,
     /// How long a lock lasts.
@@ -33,6 +38,8 @@ impl Default for AuthConfig {
             access_ttl: Duration::minutes(5),
             refresh_ttl: Duration::days(7),
             reset_ttl: Duration::minutes(30),
+            recovery_mail_limit: 3,
+            recovery_window: Duration::minutes(15),
             lockout_attempts: 5,
             lockout_duration: Duration::minutes(5),
             email_base_url: "http://127.0.0.1:8080".to_owned(),

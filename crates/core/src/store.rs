@@ -172,14 +172,19 @@ pub trait SessionStore: Send + Sync {
 /// Password-recovery tokens.
 #[async_trait]
 pub trait RecoveryStore: Send + Sync {
-    /// Stores a new reset token for the user, invalidating every older one.
+    /// Stores a new reset token for the user and invalidates every older one — unless `limit`
+    /// tokens were already issued after `window_start`, in which case nothing changes and `false`
+    /// is returned. Concurrent calls for one user are serialised, so the limit is exact. Tokens
+    /// issued before the window are deleted.
     async fn replace_reset_token(
         &self,
         user_id: UserId,
         token_hash: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> StoreResult<()>;
+        window_start: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<bool>;
     /// The owner of a live reset token, without spending it.
     async fn reset_token_owner(
         &self,

@@ -19,7 +19,9 @@ use porteiro_web::{AppState, WebSettings};
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::config::{Config, TlsFiles};
 use crate::mail::{DirectoryTransport, SmtpMailTransport};
 
 /// Opens the configured database, applying migrations.
@@ -145,11 +147,38 @@ pub async fn build_auth(
     Ok(Arc::new(auth))
 }
 
+/// Loads the certificate chain and key into a rustls configuration: TLS 1.2 and 1.3 only, the
+/// aws-lc-rs provider's default (forward-secret, AEAD-only) cipher suites, HTTP/2 and HTTP/1.1.
+///
+/// # Errors
+/// When a file cannot be read or holds no usable certificate or key.
+pub fn tls_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| anyhow::anyhow!("TLS_CERT_FILE: {e}"))?;
+    if certs.is_empty() {
+        anyhow::bail!("configuration error: TLS_CERT_FILE: no certificate in the file");
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| anyhow::anyhow!("configuration error: TLS_KEY_FILE: {e}"))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("configuration error: TLS_KEY_FILE: does not match TLS_CERT_FILE")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// A built, bound, not-yet-running server.
 pub struct Application {
     listener: TcpListener,
     auth: Arc<Auth>,
     router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -191,9 +220,19 @@ impl Application {
         }
         tokio::spawn(Arc::clone(&auth).follow_store_events());
 
+        let tls = config
+            .tls
+            .as_ref()
+            .map(tls_config)
+            .transpose()?
+            .map(Arc::new);
         let settings = WebSettings {
             request_timeout: config.request_timeout,
             introspection_client: config.introspection_client.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            rate_limits: config.rate_limits.clone(),
+            cors: config.cors.clone(),
+            tls: tls.is_some(),
             ..WebSettings::default()
         };
         let router = porteiro_web::app(AppState {
@@ -208,6 +247,7 @@ impl Application {
             listener,
             auth,
             router,
+            tls,
         })
     }
 
@@ -236,14 +276,28 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(addr = %format!("http://{}", self.local_addr()), "listening");
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let addr = self.local_addr();
+        let make_service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let Some(tls) = self.tls else {
+            tracing::info!(addr = %format!("http://{addr}"), "listening");
+            return axum::serve(self.listener, make_service)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        };
+        tracing::info!(addr = %format!("https://{addr}"), "listening (TLS)");
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        });
+        let listener = self.listener.into_std()?;
+        axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))?
+            .handle(handle)
+            .serve(make_service)
+            .await
     }
 }
 

@@ -11,6 +11,8 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use porteiro_core::credentials::HashScheme;
+use porteiro_web::CorsOrigins;
+use porteiro_web::guard::{Quota, RateLimitSettings, TrustedProxies};
 use secrecy::SecretString;
 
 /// A configuration problem, naming the variable.
@@ -119,6 +121,23 @@ pub struct Config {
     pub request_timeout: StdDuration,
     /// HTTP Basic credentials for `/api/auth/introspect`.
     pub introspection_client: Option<(String, SecretString)>,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// Token buckets (`RATE_LIMIT_*`).
+    pub rate_limits: RateLimitSettings,
+    /// `CORS_ALLOWED_ORIGINS`.
+    pub cors: CorsOrigins,
+    /// `TLS_CERT_FILE` and `TLS_KEY_FILE` (PEM): serve HTTPS directly.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Certificate chain and private key for HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 struct Env<'a>(&'a HashMap<String, String>);
@@ -390,7 +409,110 @@ impl Config {
             log_json,
             request_timeout: timeout.to_std().unwrap_or(StdDuration::from_secs(30)),
             introspection_client,
+            trusted_proxies: TrustedProxies::parse(env.get("TRUSTED_PROXIES").unwrap_or(""))
+                .map_err(|m| err("TRUSTED_PROXIES", m))?,
+            rate_limits: Self::rate_limits(&env)?,
+            cors: Self::cors(&env)?,
+            tls: Self::tls(&env)?,
         })
+    }
+
+    fn rate_limits(env: &Env<'_>) -> Result<RateLimitSettings, ConfigError> {
+        let defaults = RateLimitSettings::default();
+        let quota = |cap_var, rate_var, default: Quota| -> Result<Quota, ConfigError> {
+            let capacity: u32 = env.parse(cap_var, default.capacity, "a number of requests")?;
+            if capacity == 0 {
+                return Err(err(cap_var, "must be at least 1"));
+            }
+            let refill_per_sec: f64 = env.parse(
+                rate_var,
+                default.refill_per_sec,
+                "a number of tokens per second",
+            )?;
+            if !refill_per_sec.is_finite() || refill_per_sec <= 0.0 {
+                return Err(err(rate_var, "must be a positive number"));
+            }
+            Ok(Quota {
+                capacity,
+                refill_per_sec,
+            })
+        };
+        let general = quota(
+            "RATE_LIMIT_CAPACITY",
+            "RATE_LIMIT_REFILL_RATE",
+            defaults.general,
+        )?;
+        let strict = quota(
+            "RATE_LIMIT_STRICT_CAPACITY",
+            "RATE_LIMIT_STRICT_REFILL_RATE",
+            Quota::strict_from(general),
+        )?;
+        let max_clients: u64 =
+            env.parse("RATE_LIMIT_MAX_CLIENTS", defaults.max_clients, "a number")?;
+        if max_clients < 1_000 {
+            return Err(err("RATE_LIMIT_MAX_CLIENTS", "must be at least 1000"));
+        }
+        Ok(RateLimitSettings {
+            enabled: env.bool("RATE_LIMIT_ENABLED", true)?,
+            general,
+            strict,
+            max_clients,
+        })
+    }
+
+    fn cors(env: &Env<'_>) -> Result<CorsOrigins, ConfigError> {
+        let Some(list) = env.get("CORS_ALLOWED_ORIGINS") else {
+            return Ok(CorsOrigins::None);
+        };
+        if list == "*" {
+            return Ok(CorsOrigins::Any);
+        }
+        let mut origins = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let origin = url::Url::parse(entry)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .filter(|u| u.path() == "/" && u.query().is_none() && u.fragment().is_none())
+                .filter(|u| u.username().is_empty() && u.password().is_none())
+                .map(|u| u.origin().ascii_serialization())
+                .ok_or_else(|| {
+                    err(
+                        "CORS_ALLOWED_ORIGINS",
+                        format!(
+                            "{entry:?} is not an origin (scheme://host[:port]); use * alone for any origin without credentials"
+                        ),
+                    )
+                })?;
+            origins.push(origin);
+        }
+        Ok(if origins.is_empty() {
+            CorsOrigins::None
+        } else {
+            CorsOrigins::List(origins)
+        })
+    }
+
+    fn tls(env: &Env<'_>) -> Result<Option<TlsFiles>, ConfigError> {
+        match (env.get("TLS_CERT_FILE"), env.get("TLS_KEY_FILE")) {
+            (None, None) => Ok(None),
+            (Some(cert), _) if !std::path::Path::new(cert).is_file() => Err(err(
+                "TLS_CERT_FILE",
+                format!("{cert:?} is not a readable file"),
+            )),
+            (Some(cert), Some(key)) => {
+                for (var, path) in [("TLS_CERT_FILE", cert), ("TLS_KEY_FILE", key)] {
+                    if !std::path::Path::new(path).is_file() {
+                        return Err(err(var, format!("{path:?} is not a readable file")));
+                    }
+                }
+                Ok(Some(TlsFiles {
+                    cert: PathBuf::from(cert),
+                    key: PathBuf::from(key),
+                }))
+            }
+            (Some(_), None) => Err(err("TLS_KEY_FILE", "set it together with TLS_CERT_FILE")),
+            (None, Some(_)) => Err(err("TLS_CERT_FILE", "set it together with TLS_KEY_FILE")),
+        }
     }
 
     fn mail(
@@ -484,6 +606,8 @@ impl Config {
             access_ttl: self.access_ttl,
             refresh_ttl: self.refresh_ttl,
             reset_ttl: Duration::minutes(30),
+            recovery_mail_limit: 3,
+            recovery_window: Duration::minutes(15),
             lockout_attempts: self.lockout_attempts,
             lockout_duration: self.lockout_duration,
             email_base_url: self.mail.base_url.clone(),
@@ -545,6 +669,13 @@ mod tests {
             ("ADMIN_EMAIL", "nobody"),
             ("JWT_REFRESH_EXPIRATION_DAYS", "99999999999"),
             ("SECURITY_LOCKOUT_DURATION", "-5"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.local"),
+            ("RATE_LIMIT_CAPACITY", "0"),
+            ("RATE_LIMIT_REFILL_RATE", "-1"),
+            ("RATE_LIMIT_REFILL_RATE", "NaN"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example.com/path"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example.com, *"),
+            ("TLS_CERT_FILE", "/nonexistent/cert.pem"),
         ] {
             let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
             assert_eq!(e.var, var, "{e}");
@@ -589,6 +720,35 @@ mod tests {
         assert_eq!(c.hash_scheme, HashScheme::Bcrypt { cost: 10 });
         let smtp = c.mail.smtp.expect("smtp");
         assert_eq!((smtp.port, smtp.tls), (465, SmtpTls::Tls));
+    }
+
+    #[test]
+    fn hardening_settings() {
+        let c = Config::from_env(&env(&[
+            ("TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ("RATE_LIMIT_CAPACITY", "50"),
+            ("RATE_LIMIT_REFILL_RATE", "2.5"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://App.example.com/, http://localhost:3000",
+            ),
+        ]))
+        .expect("valid");
+        assert!(!c.trusted_proxies.is_empty());
+        assert_eq!(c.rate_limits.general.capacity, 50);
+        assert_eq!(c.rate_limits.strict.capacity, 5);
+        assert!((c.rate_limits.strict.refill_per_sec - 0.25).abs() < 1e-9);
+        assert_eq!(
+            c.cors,
+            CorsOrigins::List(vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:3000".to_owned()
+            ])
+        );
+        let any = Config::from_env(&env(&[("CORS_ALLOWED_ORIGINS", "*")])).expect("valid");
+        assert_eq!(any.cors, CorsOrigins::Any);
+        let half = Config::from_env(&env(&[("TLS_KEY_FILE", "/etc/hostname")])).expect_err("half");
+        assert_eq!(half.var, "TLS_CERT_FILE");
     }
 
     #[test]

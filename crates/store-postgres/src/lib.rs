@@ -725,13 +725,45 @@ impl RecoveryStore for PgStore {
         token_hash: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> StoreResult<()> {
+        window_start: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("delete from password_reset_tokens where user_id = $1")
+        // Locking the user row serialises concurrent requests for one account.
+        let exists = sqlx::query("select 1 from users where id = $1 for update")
             .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let recent: i64 = sqlx::query_scalar(
+            "select count(*) from password_reset_tokens where user_id = $1 and created_at > $2",
+        )
+        .bind(user_id)
+        .bind(window_start)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if recent >= i64::from(limit) {
+            return Ok(false);
+        }
+        sqlx::query("delete from password_reset_tokens where user_id = $1 and created_at <= $2")
+            .bind(user_id)
+            .bind(window_start)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        sqlx::query(
+            "update password_reset_tokens set used_at = $2, updated_at = $2 \
+             where user_id = $1 and used_at is null",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         sqlx::query(
             "insert into password_reset_tokens (token_hash, user_id, expires_at, created_at, updated_at) \
              values ($1, $2, $3, $4, $4)",
@@ -744,7 +776,7 @@ impl RecoveryStore for PgStore {
         .await
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        Ok(())
+        Ok(true)
     }
 
     async fn reset_token_owner(

@@ -730,13 +730,37 @@ impl RecoveryStore for SqliteStore {
         token_hash: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> StoreResult<()> {
+        window_start: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<bool> {
+        // The write transaction (BEGIN IMMEDIATE) serialises concurrent requests.
         let mut tx = self.write_tx().await?;
-        sqlx::query("delete from password_reset_tokens where user_id = ?1")
+        let recent: i64 = sqlx::query_scalar(
+            "select count(*) from password_reset_tokens where user_id = ?1 and created_at > ?2",
+        )
+        .bind(user_id.to_string())
+        .bind(ms(window_start))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if recent >= i64::from(limit) {
+            return Ok(false);
+        }
+        sqlx::query("delete from password_reset_tokens where user_id = ?1 and created_at <= ?2")
             .bind(user_id.to_string())
+            .bind(ms(window_start))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        sqlx::query(
+            "update password_reset_tokens set used_at = ?2, updated_at = ?2 \
+             where user_id = ?1 and used_at is null",
+        )
+        .bind(user_id.to_string())
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         sqlx::query(
             "insert into password_reset_tokens (token_hash, user_id, expires_at, created_at, updated_at) \
              values (?1, ?2, ?3, ?4, ?4)",
@@ -749,7 +773,7 @@ impl RecoveryStore for SqliteStore {
         .await
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        Ok(())
+        Ok(true)
     }
 
     async fn reset_token_owner(

@@ -62,6 +62,7 @@ macro_rules! all_contract_tests {
             concurrent_rotation_has_exactly_one_winner,
             refresh_token_session_finds_only_live_tokens,
             a_new_reset_token_replaces_older_ones,
+            reset_tokens_are_limited_per_window,
             reset_token_owner_respects_expiry,
             complete_reset_is_single_use_and_revokes_every_session,
             complete_reset_needs_the_owner,
@@ -278,7 +279,14 @@ pub async fn delete_user_removes_everything_and_returns_its_sessions(store: Arc<
     let u = user(&store, "ana").await;
     let s = session(&store, &u, "r1").await;
     store
-        .replace_reset_token(u.id, &hash("reset"), t0() + Duration::minutes(30), t0())
+        .replace_reset_token(
+            u.id,
+            &hash("reset"),
+            t0() + Duration::minutes(30),
+            t0(),
+            t0() - Duration::minutes(15),
+            3,
+        )
         .await
         .unwrap();
     assert_eq!(store.delete_user(u.id).await.unwrap(), Some(vec![s]));
@@ -471,7 +479,14 @@ pub async fn change_password_revokes_other_sessions_and_reset_tokens(store: Arc<
     let gone = session(&store, &u, "gone").await;
     let foreign = session(&store, &other_user, "foreign").await;
     store
-        .replace_reset_token(u.id, &hash("reset"), t0() + Duration::minutes(30), t0())
+        .replace_reset_token(
+            u.id,
+            &hash("reset"),
+            t0() + Duration::minutes(30),
+            t0(),
+            t0() - Duration::minutes(15),
+            3,
+        )
         .await
         .unwrap();
     let revoked = store
@@ -850,15 +865,78 @@ pub async fn refresh_token_session_finds_only_live_tokens(store: Arc<dyn Store>)
 
 // ---------------------------------------------------------------- recovery
 
+pub async fn reset_tokens_are_limited_per_window(store: Arc<dyn Store>) {
+    let u = user(&store, "ana").await;
+    let window = Duration::minutes(15);
+    let issue = |name: String, now: DateTime<Utc>| {
+        let store = store.clone();
+        async move {
+            store
+                .replace_reset_token(
+                    u.id,
+                    &hash(&name),
+                    now + Duration::minutes(30),
+                    now,
+                    now - window,
+                    3,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // Ten concurrent requests: exactly three tokens are issued.
+    let outcomes = futures::future::join_all((0..10).map(|i| issue(format!("t{i}"), t0()))).await;
+    assert_eq!(outcomes.iter().filter(|issued| **issued).count(), 3);
+    let live: Vec<_> = futures::future::join_all((0..10).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .reset_token_owner(&hash(&format!("t{i}")), t0())
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(
+        live.iter().flatten().count(),
+        1,
+        "only the newest issued token is live"
+    );
+    // A refused request changed nothing; once the window has passed, tokens are issued again.
+    let later = t0() + window + Duration::seconds(1);
+    assert!(issue("after".to_owned(), later).await);
+    assert_eq!(
+        store
+            .reset_token_owner(&hash("after"), later)
+            .await
+            .unwrap(),
+        Some(u.id)
+    );
+}
+
 pub async fn a_new_reset_token_replaces_older_ones(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let exp = t0() + Duration::minutes(30);
     store
-        .replace_reset_token(u.id, &hash("old"), exp, t0())
+        .replace_reset_token(
+            u.id,
+            &hash("old"),
+            exp,
+            t0(),
+            t0() - Duration::minutes(15),
+            3,
+        )
         .await
         .unwrap();
     store
-        .replace_reset_token(u.id, &hash("new"), exp, t0())
+        .replace_reset_token(
+            u.id,
+            &hash("new"),
+            exp,
+            t0(),
+            t0() - Duration::minutes(15),
+            3,
+        )
         .await
         .unwrap();
     assert!(
@@ -877,7 +955,14 @@ pub async fn a_new_reset_token_replaces_older_ones(store: Arc<dyn Store>) {
 pub async fn reset_token_owner_respects_expiry(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     store
-        .replace_reset_token(u.id, &hash("t"), t0() + Duration::minutes(30), t0())
+        .replace_reset_token(
+            u.id,
+            &hash("t"),
+            t0() + Duration::minutes(30),
+            t0(),
+            t0() - Duration::minutes(15),
+            3,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -906,7 +991,14 @@ pub async fn complete_reset_is_single_use_and_revokes_every_session(store: Arc<d
             .unwrap();
     }
     store
-        .replace_reset_token(u.id, &hash("t"), t0() + Duration::minutes(30), t0())
+        .replace_reset_token(
+            u.id,
+            &hash("t"),
+            t0() + Duration::minutes(30),
+            t0(),
+            t0() - Duration::minutes(15),
+            3,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -939,7 +1031,14 @@ pub async fn complete_reset_needs_the_owner(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let other = user(&store, "bia").await;
     store
-        .replace_reset_token(u.id, &hash("t"), t0() + Duration::minutes(30), t0())
+        .replace_reset_token(
+            u.id,
+            &hash("t"),
+            t0() + Duration::minutes(30),
+            t0(),
+            t0() - Duration::minutes(15),
+            3,
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -8,16 +8,20 @@
 
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod middleware;
 pub mod routes;
 pub mod state;
 pub mod views;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -25,7 +29,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-pub use state::{AppState, WebSettings};
+pub use state::{AppState, CorsOrigins, WebSettings};
 
 use crate::error::error_response;
 
@@ -84,12 +88,18 @@ pub fn app(state: AppState) -> Router {
     spec.info.version = state.settings.version.to_owned();
     let docs = routes::docs::Docs::new(&spec, state.settings.version);
     let settings = state.settings.clone();
+    let guard = Arc::new(guard::Guard {
+        proxies: settings.trusted_proxies.clone(),
+        limiter: guard::RateLimiter::new(&settings.rate_limits),
+    });
     api_routes
         .merge(routes::docs::router(docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
+        .layer(tower::util::option_layer(cors(&settings.cors)))
         .layer(axum::middleware::from_fn_with_state(
             settings,
             middleware::harden,
@@ -105,6 +115,37 @@ pub fn app(state: AppState) -> Router {
             )
         }))
         .with_state(state)
+}
+
+/// The CORS layer for the configured origins. Without origins it adds nothing, so a browser
+/// refuses every cross-origin read; `*` allows any origin but never with credentials.
+fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
+    let list = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => {
+            AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        }
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(list)
+        .allow_credentials(matches!(origins, CorsOrigins::List(_)))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT_LANGUAGE,
+            HeaderName::from_static("x-csrf-token"),
+        ])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+        .max_age(std::time::Duration::from_secs(600));
+    Some(layer)
 }
 
 async fn not_found() -> Response {

@@ -6,6 +6,20 @@ use std::time::Duration;
 use porteiro_core::Auth;
 use secrecy::SecretString;
 
+use crate::guard::{RateLimitSettings, TrustedProxies};
+
+/// Which browser origins may call the API (`CORS_ALLOWED_ORIGINS`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No cross-origin access (no CORS headers at all).
+    #[default]
+    None,
+    /// `*`: any origin, but never with credentials (cookies).
+    Any,
+    /// These exact origins (`scheme://host[:port]`), with credentials.
+    List(Vec<String>),
+}
+
 /// Web-layer settings.
 #[derive(Debug, Clone)]
 pub struct WebSettings {
@@ -15,6 +29,14 @@ pub struct WebSettings {
     pub introspection_client: Option<(String, SecretString)>,
     /// Served at `/api/health/version`.
     pub version: &'static str,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Per-client token buckets.
+    pub rate_limits: RateLimitSettings,
+    /// Cross-origin access.
+    pub cors: CorsOrigins,
+    /// Served over HTTPS by Porteiro itself: adds `Strict-Transport-Security`.
+    pub tls: bool,
 }
 
 impl Default for WebSettings {
@@ -23,6 +45,10 @@ impl Default for WebSettings {
             request_timeout: Duration::from_secs(30),
             introspection_client: None,
             version: env!("CARGO_PKG_VERSION"),
+            trusted_proxies: TrustedProxies::default(),
+            rate_limits: RateLimitSettings::default(),
+            cors: CorsOrigins::None,
+            tls: false,
         }
     }
 }

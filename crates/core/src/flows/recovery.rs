@@ -3,7 +3,9 @@
 //! `forgot_password` answers the same way, at the same speed, whether or not the address belongs
 //! to an account: after validating the format it hands the rest to a background task. The token is
 //! 24 CSPRNG bytes in base64url (32 characters), stored only as a SHA-256 hash, valid 30 minutes,
-//! single use; a new request replaces older tokens. A completed reset revokes every session.
+//! single use; a new request replaces older tokens. At most three mails go to one address per 15
+//! minutes (no mail bombing); further requests get the same answer and send nothing. A completed
+//! reset revokes every session.
 
 use std::sync::Arc;
 
@@ -54,14 +56,21 @@ impl Auth {
         };
         let now = self.now();
         let token = random_token::<24>();
-        self.store
+        let issued = self
+            .store
             .replace_reset_token(
                 user.id,
                 &token_hash(&token),
                 now + self.config.reset_ttl,
                 now,
+                now - self.config.recovery_window,
+                self.config.recovery_mail_limit,
             )
             .await?;
+        if !issued {
+            tracing::info!(user_id = %user.id, "password reset mail suppressed: per-address limit reached");
+            return Ok(());
+        }
         let link = format!(
             "{}/ui/reset-password?token={token}",
             self.config.email_base_url

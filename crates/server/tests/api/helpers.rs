@@ -293,6 +293,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
         ("ARGON2_MEMORY_KIB", "256".to_owned()),
         ("ARGON2_ITERATIONS", "1".to_owned()),
+        // Every test client is 127.0.0.1: tests of the limits themselves set their own.
+        ("RATE_LIMIT_CAPACITY", "100000".to_owned()),
+        ("RATE_LIMIT_REFILL_RATE", "100000".to_owned()),
         (
             "LOG_LEVEL",
             if std::env::var("TEST_LOG").is_ok() {
@@ -326,7 +329,12 @@ async fn start(env: HashMap<String, String>, dir: std::path::PathBuf, smtp: Smtp
     let app = Application::build_with_clock(config, clock.clone())
         .await
         .expect("application starts");
-    let url = format!("http://{}", app.local_addr());
+    let scheme = if env.contains_key("TLS_CERT_FILE") {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{}", app.local_addr());
     let auth = app.auth();
     tokio::spawn(app.run_until(std::future::pending()));
     let client = reqwest::Client::builder()

@@ -11,6 +11,7 @@ mod accounts;
 mod cli;
 mod compact;
 mod devices;
+mod hardening;
 mod http;
 mod jwt;
 mod multi_instance;

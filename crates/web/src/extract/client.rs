@@ -1,15 +1,16 @@
 //! What the network says about the caller: IP address, user agent, preferred language.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::{ACCEPT_LANGUAGE, USER_AGENT};
 use axum::http::request::Parts;
 use porteiro_core::service::ClientContext;
 
-/// The caller's [`ClientContext`]. The IP is the socket peer; forwarded headers are ignored
-/// until trusted proxies are configured (they are trivially forged).
+use crate::guard::ClientIp;
+
+/// The caller's [`ClientContext`]. The IP is the one [`crate::guard::guard`] resolved: the
+/// socket peer, or the forwarded client address when the peer is a trusted proxy.
 #[derive(Debug, Clone)]
 pub struct ClientInfo(pub ClientContext);
 
@@ -26,8 +27,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
         };
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .get::<ClientIp>()
+            .map(|ClientIp(ip)| ip.to_string());
         Ok(Self(ClientContext {
             ip,
             user_agent: header(USER_AGENT),

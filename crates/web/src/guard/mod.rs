@@ -1,0 +1,62 @@
+//! The request guard: resolves the client address (trusting `X-Forwarded-For` only from
+//! `TRUSTED_PROXIES`) and applies the per-client rate limits before any handler runs.
+
+pub mod client_ip;
+pub mod rate_limit;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+pub use client_ip::{ClientIp, TrustedProxies};
+pub use rate_limit::{Quota, RateClass, RateLimitSettings, RateLimiter};
+
+use crate::error::error_response;
+
+/// Runtime state of the guard.
+#[derive(Debug)]
+pub struct Guard {
+    /// Whose forwarding headers are believed.
+    pub proxies: TrustedProxies,
+    /// `None` when rate limiting is disabled.
+    pub limiter: Option<RateLimiter>,
+}
+
+/// Middleware: records [`ClientIp`] in the request and refuses it with `429` when its bucket is
+/// empty.
+pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+    if let Some(peer) = client_ip::peer(req.extensions()) {
+        let ip = guard.proxies.resolve(peer, req.headers());
+        req.extensions_mut().insert(ClientIp(ip));
+        if let Some(limiter) = &guard.limiter {
+            let class = if req.method() == Method::POST {
+                RateClass::of(req.uri().path())
+            } else {
+                None
+            };
+            if let Err(wait) = limiter.check(ip, class) {
+                return too_many_requests(wait);
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// `429` with `Retry-After` in whole seconds (at least 1).
+#[must_use]
+pub fn too_many_requests(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "Too many requests. Wait for the time in Retry-After, then try again.",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}

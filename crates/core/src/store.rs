@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use uuid::Uuid;
 
+use crate::domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
 use crate::domain::session::{NewRefreshToken, RotateOutcome};
 use crate::domain::{NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId};
 
@@ -67,14 +68,15 @@ pub trait UserStore: Send + Sync {
         new_hash: &str,
     ) -> StoreResult<bool>;
     /// Counts a failed sign-in. When the count reaches `max_attempts` the account is locked until
-    /// `lock_until`. Failures while locked neither count nor extend the lock.
+    /// `lock_until`. Failures while locked neither count nor extend the lock. Returns whether this
+    /// failure set the lock.
     async fn record_failed_login(
         &self,
         id: UserId,
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     /// Counts a failed sign-in for an identifier that matches no account (by the SHA-256 of the
     /// normalised identifier), with the same lock rule as [`UserStore::record_failed_login`], so
     /// an unknown identifier costs one write and locks like an account.
@@ -265,6 +267,16 @@ pub trait OutboxStore: Send + Sync {
     async fn pending_mail_count(&self) -> StoreResult<u64>;
 }
 
+/// The security event log. Append-only: there is no update or delete, and the schema refuses
+/// both.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an event.
+    async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
+    /// Events matching `filter`, newest first, at most `limit`.
+    async fn list_audit(&self, filter: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}
+
 /// A change another instance made that local caches must learn about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
@@ -278,7 +290,9 @@ pub enum StoreEvent {
 
 /// The whole storage contract.
 #[async_trait]
-pub trait Store: UserStore + SessionStore + RecoveryStore + KeyStore + OutboxStore {
+pub trait Store:
+    UserStore + SessionStore + RecoveryStore + KeyStore + OutboxStore + AuditStore
+{
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
     /// Checks the database answers.

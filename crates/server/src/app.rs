@@ -206,6 +206,7 @@ impl Application {
         let store = open_store(&config).await?;
         let auth = build_auth(&config, store, clock).await?;
         ensure_first_admin(&config, &auth).await?;
+        auth.record_startup(startup_facts(&config)).await;
 
         if config.mail.enabled {
             let transport: Arc<dyn MailTransport> = match &config.mail.smtp {
@@ -299,6 +300,39 @@ impl Application {
             .serve(make_service)
             .await
     }
+}
+
+/// The security-relevant configuration, for the `server.started` audit event. No secrets.
+fn startup_facts(config: &Config) -> serde_json::Value {
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "backend": if config.is_postgres() { "postgres" } else { "sqlite" },
+        "tls": config.tls.is_some(),
+        "public_url": config.public_url,
+        "password_hash": match config.hash_scheme {
+            porteiro_core::credentials::HashScheme::Argon2id { m_kib, t, p } =>
+                format!("argon2id m={m_kib} t={t} p={p}"),
+            porteiro_core::credentials::HashScheme::Bcrypt { cost } => format!("bcrypt cost={cost}"),
+        },
+        "access_ttl_secs": config.access_ttl.num_seconds(),
+        "refresh_ttl_secs": config.refresh_ttl.num_seconds(),
+        "lockout": {"attempts": config.lockout_attempts, "duration_secs": config.lockout_duration.num_seconds()},
+        "rate_limits": {
+            "enabled": config.rate_limits.enabled,
+            "capacity": config.rate_limits.general.capacity,
+            "refill_per_sec": config.rate_limits.general.refill_per_sec,
+            "strict_capacity": config.rate_limits.strict.capacity,
+            "strict_refill_per_sec": config.rate_limits.strict.refill_per_sec,
+        },
+        "trusted_proxies": !config.trusted_proxies.is_empty(),
+        "cors": match &config.cors {
+            porteiro_web::CorsOrigins::None => serde_json::json!("none"),
+            porteiro_web::CorsOrigins::Any => serde_json::json!("*"),
+            porteiro_web::CorsOrigins::List(list) => serde_json::json!(list),
+        },
+        "mail": if !config.mail.enabled { "disabled" } else if config.mail.smtp.is_some() { "smtp" } else { "files" },
+        "introspection_client": config.introspection_client.is_some(),
+    })
 }
 
 async fn ensure_first_admin(config: &Config, auth: &Auth) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 //! Concurrency comes from row locks: the conditional `UPDATE … WHERE used_at IS NULL` of refresh
 //! rotation lets exactly one of several concurrent transactions win, under READ COMMITTED.
 
+mod audit;
 mod migrations;
 mod rows;
 pub mod testing;
@@ -336,9 +337,9 @@ impl UserStore for PgStore {
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         // While locked: nothing changes. After a lock ran out the count starts again at 1.
-        sqlx::query(
+        let row = sqlx::query(
             "update users set \
                failed_login_attempts = case \
                  when locked_until > $2 then failed_login_attempts \
@@ -349,16 +350,20 @@ impl UserStore for PgStore {
                  when (case when locked_until is not null then 1 else failed_login_attempts + 1 end) >= $3 then $4 \
                  else null end, \
                updated_at = $2 \
-             where id = $1",
+             where id = $1 \
+             returning locked_until",
         )
         .bind(id)
         .bind(now)
         .bind(max_attempts)
         .bind(lock_until)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(())
+        // The lock this failure would set is `lock_until`; an older lock has an earlier end.
+        Ok(row.is_some_and(|r| {
+            r.try_get::<Option<DateTime<Utc>>, _>(0).ok().flatten() == Some(lock_until)
+        }))
     }
 
     async fn record_failed_login_unknown(

@@ -88,3 +88,37 @@ async fn revocations_are_announced_to_subscribers() {
         .expect("within 1 s");
     assert_eq!(event, Some(StoreEvent::SessionsRevoked(vec![sid])));
 }
+
+#[tokio::test]
+async fn the_audit_log_refuses_updates_and_deletes() {
+    use porteiro_core::store::AuditStore as _;
+    use sqlx::Connection as _;
+    let Ok(admin) = std::env::var("TEST_POSTGRES_URL") else {
+        return;
+    };
+    let url = fresh_database(&admin).await.expect("create test database");
+    let store = PgStore::connect(&url, 2).await.expect("connect");
+    store
+        .append_audit(&porteiro_core::domain::NewAuditEvent {
+            occurred_at: Utc::now(),
+            event_type: "server.started",
+            outcome: porteiro_core::domain::Outcome::Success,
+            user_id: None,
+            actor_id: None,
+            ip_address: None,
+            user_agent: None,
+            details: serde_json::json!({}),
+        })
+        .await
+        .expect("append");
+    let mut raw = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("raw connection");
+    for sql in [
+        "update audit_events set outcome = 'failure'",
+        "delete from audit_events",
+    ] {
+        let err = sqlx::query(sql).execute(&mut raw).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+}

@@ -9,6 +9,7 @@
 //! Times are stored as Unix milliseconds, ids as UUID text. SQLite has no cross-process change
 //! feed, so [`Store::subscribe`] returns `None`: one server per SQLite file.
 
+mod audit;
 mod migrations;
 mod rows;
 
@@ -348,9 +349,9 @@ impl UserStore for SqliteStore {
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         // While locked: nothing changes. After a lock ran out the count starts again at 1.
-        sqlx::query(
+        let row = sqlx::query(
             "update users set \
                failed_login_attempts = case \
                  when locked_until > ?2 then failed_login_attempts \
@@ -361,16 +362,19 @@ impl UserStore for SqliteStore {
                  when (case when locked_until is not null then 1 else failed_login_attempts + 1 end) >= ?3 then ?4 \
                  else null end, \
                updated_at = ?2 \
-             where id = ?1",
+             where id = ?1 \
+             returning locked_until",
         )
         .bind(id.to_string())
         .bind(ms(now))
         .bind(max_attempts)
         .bind(ms(lock_until))
-        .execute(&self.writer)
+        .fetch_optional(&self.writer)
         .await
         .map_err(backend)?;
-        Ok(())
+        // The lock this failure would set is `lock_until`; an older lock has an earlier end.
+        Ok(row
+            .is_some_and(|r| r.try_get::<Option<i64>, _>(0).ok().flatten() == Some(ms(lock_until))))
     }
 
     async fn record_failed_login_unknown(

@@ -12,6 +12,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "login_failures",
         include_str!("../migrations/0002_login_failures.sql"),
     ),
+    (
+        3,
+        "audit_devices_cookies",
+        include_str!("../migrations/0003_audit_devices_cookies.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

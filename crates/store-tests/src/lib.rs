@@ -63,6 +63,7 @@ macro_rules! all_contract_tests {
             refresh_token_session_finds_only_live_tokens,
             a_new_reset_token_replaces_older_ones,
             reset_tokens_are_limited_per_window,
+            audit_events_are_listed_newest_first_with_filters,
             reset_token_owner_respects_expiry,
             complete_reset_is_single_use_and_revokes_every_session,
             complete_reset_needs_the_owner,
@@ -327,27 +328,34 @@ pub async fn failed_logins_lock_at_the_threshold_without_extending(store: Arc<dy
     let lock = |at: DateTime<Utc>| at + Duration::minutes(5);
     for i in 0..4 {
         let at = t0() + Duration::seconds(i);
-        store
-            .record_failed_login(u.id, at, 5, lock(at))
-            .await
-            .unwrap();
+        assert!(
+            !store
+                .record_failed_login(u.id, at, 5, lock(at))
+                .await
+                .unwrap()
+        );
     }
     let before = store.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(before.failed_login_attempts, 4);
     assert_eq!(before.locked_until, None);
     let fifth = t0() + Duration::seconds(10);
-    store
-        .record_failed_login(u.id, fifth, 5, lock(fifth))
-        .await
-        .unwrap();
+    assert!(
+        store
+            .record_failed_login(u.id, fifth, 5, lock(fifth))
+            .await
+            .unwrap(),
+        "the failure that locks says so"
+    );
     let locked = store.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(locked.locked_until, Some(lock(fifth)));
     assert!(locked.is_locked(fifth));
     let during = fifth + Duration::minutes(2);
-    store
-        .record_failed_login(u.id, during, 5, lock(during))
-        .await
-        .unwrap();
+    assert!(
+        !store
+            .record_failed_login(u.id, during, 5, lock(during))
+            .await
+            .unwrap()
+    );
     let still = store.user_by_id(u.id).await.unwrap().unwrap();
     assert_eq!(
         still.locked_until,
@@ -860,6 +868,96 @@ pub async fn refresh_token_session_finds_only_live_tokens(store: Arc<dyn Store>)
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+// ---------------------------------------------------------------- audit
+
+pub async fn audit_events_are_listed_newest_first_with_filters(store: Arc<dyn Store>) {
+    use porteiro_core::domain::{AuditFilter, NewAuditEvent, Outcome};
+    let (ana, bob) = (Uuid::new_v4(), Uuid::new_v4());
+    for i in 0..5 {
+        let (user, kind) = if i % 2 == 0 {
+            (Some(ana), "sign_in.failed")
+        } else {
+            (Some(bob), "sign_in.succeeded")
+        };
+        store
+            .append_audit(&NewAuditEvent {
+                occurred_at: t0() + Duration::seconds(i),
+                event_type: kind,
+                outcome: if i % 2 == 0 {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                },
+                user_id: user,
+                actor_id: (i == 4).then_some(bob),
+                ip_address: Some("203.0.113.5".to_owned()),
+                user_agent: Some("tests/1.0".to_owned()),
+                details: serde_json::json!({"n": i}),
+            })
+            .await
+            .unwrap();
+    }
+    let all = store.list_audit(&AuditFilter::default(), 10).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let newest = &all[0];
+    assert_eq!(newest.details["n"], 4);
+    assert_eq!((newest.user_id, newest.actor_id), (Some(ana), Some(bob)));
+    assert_eq!(newest.occurred_at, t0() + Duration::seconds(4));
+    assert_eq!(newest.outcome, "failure");
+    assert_eq!(newest.ip_address.as_deref(), Some("203.0.113.5"));
+    assert_eq!(newest.user_agent.as_deref(), Some("tests/1.0"));
+
+    let of_ana = AuditFilter {
+        user_id: Some(ana),
+        ..AuditFilter::default()
+    };
+    let page1 = store.list_audit(&of_ana, 2).await.unwrap();
+    assert_eq!(
+        page1
+            .iter()
+            .map(|e| e.details["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [4, 2]
+    );
+    let page2 = store
+        .list_audit(
+            &AuditFilter {
+                before_id: Some(page1[1].id),
+                ..of_ana.clone()
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page2
+            .iter()
+            .map(|e| e.details["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [0]
+    );
+
+    let by_type = AuditFilter {
+        event_type: Some("sign_in.succeeded".to_owned()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(store.list_audit(&by_type, 10).await.unwrap().len(), 2);
+    let window = AuditFilter {
+        since: Some(t0() + Duration::seconds(1)),
+        until: Some(t0() + Duration::seconds(3)),
+        ..AuditFilter::default()
+    };
+    let in_window = store.list_audit(&window, 10).await.unwrap();
+    assert_eq!(
+        in_window
+            .iter()
+            .map(|e| e.details["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [2, 1]
     );
 }
 

@@ -49,6 +49,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "auth", description = "Accounts, sign-in, tokens and recovery."),
         (name = "devices", description = "The caller's sessions, as devices."),
         (name = "users", description = "Accounts (self or administrators)."),
+        (name = "audit", description = "The security event log: administrators see every event, users their own."),
         (name = "tokens", description = "Public keys for verifying access tokens."),
         (name = "health", description = "Liveness and version.")
     )
@@ -77,6 +78,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::auth::router())
         .merge(routes::devices::router())
         .merge(routes::users::router())
+        .merge(routes::audit::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())
         .split_for_parts()

@@ -1,5 +1,6 @@
 //! Domain newtypes and records. Parsing happens once, at the edge: a value of these types is valid.
 
+pub mod audit;
 pub mod device;
 pub mod email;
 pub mod names;
@@ -8,6 +9,7 @@ pub mod session;
 pub mod user;
 pub mod username;
 
+pub use audit::{AuditEvent, AuditFilter, NewAuditEvent, Outcome};
 pub use email::Email;
 pub use password::{PasswordIssue, Strength, StrengthLevel};
 pub use session::{NewSession, Session, SessionAuthState};

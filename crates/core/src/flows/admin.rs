@@ -3,7 +3,10 @@
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use serde_json::json;
+
 use crate::domain::User;
+use crate::domain::audit::{Outcome, kind};
 use crate::error::Error;
 use crate::flows::registration::Registration;
 use crate::service::{Auth, Principal};
@@ -81,6 +84,14 @@ impl Auth {
             .ok_or(Error::NotFound)?;
         self.sessions_revoked(&sessions).await;
         tracing::info!(%user_id, by = %principal.user_id, "account deleted");
+        self.record(
+            kind::USER_DELETED,
+            Outcome::Success,
+            Some(user_id),
+            Some(principal),
+            json!({"revoked_sessions": sessions.len()}),
+        )
+        .await;
         Ok(())
     }
 
@@ -89,9 +100,22 @@ impl Auth {
     /// # Errors
     /// `NotFound`.
     pub async fn unlock(&self, identifier: &str) -> Result<User, Error> {
+        self.unlock_by(identifier, None).await
+    }
+
+    async fn unlock_by(&self, identifier: &str, actor: Option<&Principal>) -> Result<User, Error> {
         let user = self.find_user(identifier).await?.ok_or(Error::NotFound)?;
         self.store.unlock_user(user.id, self.now()).await?;
         tracing::info!(user_id = %user.id, "account unlocked");
+        let via = if actor.is_some() { "api" } else { "cli" };
+        self.record(
+            kind::ACCOUNT_UNLOCKED,
+            Outcome::Success,
+            Some(user.id),
+            actor,
+            json!({"via": via, "was_locked": user.is_locked(self.now())}),
+        )
+        .await;
         self.store.user_by_id(user.id).await?.ok_or(Error::NotFound)
     }
 
@@ -101,7 +125,7 @@ impl Auth {
     /// `Forbidden`, `NotFound`.
     pub async fn unlock_as(&self, principal: &Principal, identifier: &str) -> Result<User, Error> {
         principal.ensure_admin()?;
-        self.unlock(identifier).await
+        self.unlock_by(identifier, Some(principal)).await
     }
 
     /// Finds a user by id, username or email.

@@ -4,7 +4,10 @@
 
 use uuid::Uuid;
 
+use serde_json::json;
+
 use crate::domain::Session;
+use crate::domain::audit::{Outcome, kind};
 use crate::error::Error;
 use crate::service::{Auth, Principal};
 
@@ -97,6 +100,14 @@ impl Auth {
         }
         self.sessions_revoked(&[id]).await;
         tracing::info!(user_id = %principal.user_id, session_id = %id, "session revoked");
+        self.record(
+            kind::SESSION_REVOKED,
+            Outcome::Success,
+            Some(principal.user_id),
+            None,
+            json!({"session_id": id, "reason": "device_revoked"}),
+        )
+        .await;
         Ok(())
     }
 
@@ -116,6 +127,14 @@ impl Auth {
             .await?;
         self.sessions_revoked(&revoked).await;
         tracing::info!(%user_id, by = %principal.user_id, count = revoked.len(), "all sessions revoked");
+        self.record(
+            kind::SESSIONS_REVOKED_ALL,
+            Outcome::Success,
+            Some(user_id),
+            Some(principal),
+            json!({"count": revoked.len()}),
+        )
+        .await;
         Ok(revoked.len())
     }
 }

@@ -8,9 +8,11 @@
 use std::sync::Arc;
 
 use secrecy::SecretString;
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::crypto::{random_token, token_hash};
+use crate::domain::audit::{Outcome, kind};
 use crate::domain::device::{clamp_user_agent, describe};
 use crate::domain::session::{NewRefreshToken, RotateOutcome};
 use crate::domain::{NewSession, User};
@@ -72,19 +74,40 @@ impl Auth {
             self.store
                 .record_failed_login_unknown(&key, now, attempts, lock_until)
                 .await?;
+            self.sign_in_failed(None, "unknown_account").await;
             return Err(Error::InvalidCredentials);
         };
         if user.is_locked(now) || !verification.matches {
-            self.store
+            let locked_now = self
+                .store
                 .record_failed_login(user.id, now, attempts, lock_until)
                 .await?;
+            let reason = if user.is_locked(now) {
+                "locked"
+            } else {
+                "wrong_password"
+            };
+            self.sign_in_failed(Some(user.id), reason).await;
+            if locked_now {
+                tracing::warn!(user_id = %user.id, "account locked after repeated failed sign-ins");
+                self.record(
+                    kind::ACCOUNT_LOCKED,
+                    Outcome::Success,
+                    Some(user.id),
+                    None,
+                    json!({"failed_attempts": attempts, "locked_until": lock_until}),
+                )
+                .await;
+            }
             return Err(Error::InvalidCredentials);
         }
         if !user.is_active {
+            self.sign_in_failed(Some(user.id), "disabled").await;
             return Err(Error::AccountDisabled);
         }
         if !self.store.record_successful_login(user.id, now).await? {
             // Locked by failures that landed while this password was being verified.
+            self.sign_in_failed(Some(user.id), "locked").await;
             return Err(Error::InvalidCredentials);
         }
         if verification.needs_rehash {
@@ -92,7 +115,26 @@ impl Auth {
         }
         let out = self.start_session(user, ctx).await?;
         tracing::info!(user_id = %out.user.id, session_id = %out.session_id, "signed in");
+        self.record(
+            kind::SIGN_IN_SUCCEEDED,
+            Outcome::Success,
+            Some(out.user.id),
+            None,
+            json!({"method": "password", "session_id": out.session_id}),
+        )
+        .await;
         Ok(out)
+    }
+
+    async fn sign_in_failed(&self, user_id: Option<Uuid>, reason: &'static str) {
+        self.record(
+            kind::SIGN_IN_FAILED,
+            Outcome::Failure,
+            user_id,
+            None,
+            json!({"reason": reason}),
+        )
+        .await;
     }
 
     fn upgrade_hash_in_background(&self, user: &User, password: SecretString) {
@@ -228,6 +270,14 @@ impl Auth {
             } => {
                 tracing::warn!(%user_id, %session_id, "refresh token reuse detected: session revoked");
                 self.sessions_revoked(&[session_id]).await;
+                self.record(
+                    kind::REFRESH_TOKEN_REUSED,
+                    Outcome::Failure,
+                    Some(user_id),
+                    None,
+                    json!({"session_id": session_id, "action": "session_revoked"}),
+                )
+                .await;
                 return Err(Error::InvalidRefreshToken);
             }
             RotateOutcome::Invalid => return Err(Error::InvalidRefreshToken),
@@ -308,6 +358,14 @@ impl Auth {
             .await?
         {
             tracing::info!(user_id = %principal.user_id, session_id = %principal.session_id, "signed out");
+            self.record(
+                kind::SESSION_REVOKED,
+                Outcome::Success,
+                Some(principal.user_id),
+                None,
+                json!({"session_id": principal.session_id, "reason": "sign_out"}),
+            )
+            .await;
         }
         self.sessions_revoked(&[principal.session_id]).await;
         Ok(())
@@ -338,9 +396,20 @@ impl Auth {
         if principal.is_some_and(|p| p.user_id != session.user_id) {
             return Ok(());
         }
-        self.store
+        if self
+            .store
             .revoke_session(session.user_id, session.id, now)
-            .await?;
+            .await?
+        {
+            self.record(
+                kind::SESSION_REVOKED,
+                Outcome::Success,
+                Some(session.user_id),
+                principal,
+                json!({"session_id": session.id, "reason": "token_revoked"}),
+            )
+            .await;
+        }
         self.sessions_revoked(&[session.id]).await;
         Ok(())
     }

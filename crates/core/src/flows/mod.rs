@@ -1,6 +1,7 @@
 //! The flows, one file each, all as methods of [`crate::Auth`].
 
 pub mod admin;
+pub mod audit;
 pub mod devices;
 pub mod introspection;
 pub mod login;

@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
+use serde_json::json;
+
 use crate::crypto::{random_token, token_hash};
 use crate::domain::Email;
+use crate::domain::audit::{Outcome, kind};
 use crate::error::Error;
 use crate::flows::login::looks_like_token;
 use crate::mail::{Locale, MailKind, render};
@@ -30,14 +33,15 @@ impl Auth {
     pub fn forgot_password(self: &Arc<Self>, email: &str) -> Result<(), Error> {
         let email = Email::parse(email)?;
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        let client = crate::service::ClientContext::current();
+        tokio::spawn(client.scope(async move {
             let Ok(_slot) = this.recovery_slots.clone().acquire_owned().await else {
                 return;
             };
             if let Err(e) = this.send_reset_link(&email).await {
                 tracing::error!(error = %e, "password recovery could not be started");
             }
-        });
+        }));
         Ok(())
     }
 
@@ -52,6 +56,14 @@ impl Auth {
             .await?
             .filter(|u| u.is_active)
         else {
+            self.record(
+                kind::PASSWORD_RESET_REQUESTED,
+                Outcome::Failure,
+                None,
+                None,
+                json!({"reason": "unknown_address"}),
+            )
+            .await;
             return Ok(());
         };
         let now = self.now();
@@ -69,6 +81,14 @@ impl Auth {
             .await?;
         if !issued {
             tracing::info!(user_id = %user.id, "password reset mail suppressed: per-address limit reached");
+            self.record(
+                kind::PASSWORD_RESET_REQUESTED,
+                Outcome::Failure,
+                Some(user.id),
+                None,
+                json!({"mail": "suppressed", "reason": "mail_limit"}),
+            )
+            .await;
             return Ok(());
         }
         let link = format!(
@@ -85,6 +105,14 @@ impl Auth {
         )?;
         self.outbox.queue(&message).await?;
         tracing::info!(user_id = %user.id, "password reset link queued");
+        self.record(
+            kind::PASSWORD_RESET_REQUESTED,
+            Outcome::Success,
+            Some(user.id),
+            None,
+            json!({"mail": "queued"}),
+        )
+        .await;
         Ok(())
     }
 
@@ -128,6 +156,14 @@ impl Auth {
             .ok_or(Error::InvalidResetToken)?;
         self.sessions_revoked(&revoked).await;
         tracing::info!(user_id = %owner, revoked_sessions = revoked.len(), "password reset completed");
+        self.record(
+            kind::PASSWORD_RESET_COMPLETED,
+            Outcome::Success,
+            Some(owner),
+            None,
+            json!({"revoked_sessions": revoked.len()}),
+        )
+        .await;
         self.notify_password_changed(&user).await;
         Ok(())
     }

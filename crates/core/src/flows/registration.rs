@@ -3,6 +3,9 @@
 use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
+use serde_json::json;
+
+use crate::domain::audit::{Outcome, kind};
 use crate::domain::names::parse_optional_name;
 use crate::domain::password::{PolicyContext, check_policy};
 use crate::domain::{Email, NewUser, User, Username};
@@ -95,6 +98,14 @@ impl Auth {
             })
             .await?;
         tracing::info!(user_id = %user.id, "account created");
+        self.record(
+            kind::USER_REGISTERED,
+            Outcome::Success,
+            Some(user.id),
+            None,
+            json!({"is_admin": user.is_admin}),
+        )
+        .await;
         Ok(user)
     }
 

@@ -3,6 +3,9 @@
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use serde_json::json;
+
+use crate::domain::audit::{Outcome, kind};
 use crate::domain::names::parse_optional_name;
 use crate::domain::{ProfileUpdate, User};
 use crate::error::Error;
@@ -59,6 +62,14 @@ impl Auth {
                     .await?;
             }
             if !matches || !self.store.record_successful_login(user_id, now).await? {
+                self.record(
+                    kind::PASSWORD_CHANGED,
+                    Outcome::Failure,
+                    Some(user_id),
+                    None,
+                    json!({"reason": "incorrect_password"}),
+                )
+                .await;
                 return Err(Error::IncorrectPassword);
             }
         }
@@ -71,6 +82,14 @@ impl Auth {
             .await?;
         self.sessions_revoked(&revoked).await;
         tracing::info!(%user_id, by = %principal.user_id, revoked_sessions = revoked.len(), "password changed");
+        self.record(
+            kind::PASSWORD_CHANGED,
+            Outcome::Success,
+            Some(user_id),
+            Some(principal),
+            json!({"revoked_sessions": revoked.len()}),
+        )
+        .await;
         self.notify_password_changed(&user).await;
         Ok(())
     }
@@ -92,6 +111,14 @@ impl Auth {
             .change_password(user_id, &hash, None, self.now())
             .await?;
         self.sessions_revoked(&revoked).await;
+        self.record(
+            kind::PASSWORD_CHANGED,
+            Outcome::Success,
+            Some(user_id),
+            None,
+            json!({"via": "cli", "revoked_sessions": revoked.len()}),
+        )
+        .await;
         Ok(())
     }
 
@@ -155,10 +182,29 @@ impl Auth {
         };
         let now = self.now();
         let user = self.store.update_profile(user_id, &update, now).await?;
+        let mut fields = Vec::new();
+        for (name, set) in [
+            ("first_name", update.first_name.is_some()),
+            ("last_name", update.last_name.is_some()),
+            ("locale", update.locale.is_some()),
+            ("is_active", update.is_active.is_some()),
+        ] {
+            if set {
+                fields.push(name);
+            }
+        }
         if change.is_active == Some(false) {
             let revoked = self.store.revoke_all_sessions(user_id, None, now).await?;
             self.sessions_revoked(&revoked).await;
         }
+        self.record(
+            kind::USER_UPDATED,
+            Outcome::Success,
+            Some(user_id),
+            Some(principal),
+            json!({"fields": fields, "is_active": change.is_active}),
+        )
+        .await;
         Ok(user)
     }
 }

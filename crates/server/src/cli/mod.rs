@@ -183,10 +183,23 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Rotate) => {
             let store = open_store(&config).await?;
             let master = load_master_key(&config)?;
-            let kid =
-                porteiro_core::keys::generate_key(store.as_ref(), &master, chrono::Utc::now())
-                    .await
-                    .map_err(domain_error)?;
+            let now = chrono::Utc::now();
+            let kid = porteiro_core::keys::generate_key(store.as_ref(), &master, now)
+                .await
+                .map_err(domain_error)?;
+            store
+                .append_audit(&porteiro_core::domain::NewAuditEvent {
+                    occurred_at: now,
+                    event_type: porteiro_core::domain::audit::kind::SIGNING_KEY_ROTATED,
+                    outcome: porteiro_core::domain::Outcome::Success,
+                    user_id: None,
+                    actor_id: None,
+                    ip_address: None,
+                    user_agent: None,
+                    details: serde_json::json!({"kid": kid, "via": "cli"}),
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("audit event not recorded: {e}"))?;
             println!("new signing key {kid}; previous keys stay valid for verification");
             Ok(())
         }

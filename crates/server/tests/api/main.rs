@@ -8,6 +8,7 @@
 mod helpers;
 
 mod accounts;
+mod audit;
 mod cli;
 mod compact;
 mod devices;

@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use porteiro_core::service::ClientContext;
 
 pub use client_ip::{ClientIp, TrustedProxies};
 pub use rate_limit::{Quota, RateClass, RateLimitSettings, RateLimiter};
@@ -25,11 +26,17 @@ pub struct Guard {
     pub limiter: Option<RateLimiter>,
 }
 
-/// Middleware: records [`ClientIp`] in the request and refuses it with `429` when its bucket is
-/// empty.
+/// Middleware: records [`ClientIp`] in the request, refuses it with `429` when its bucket is
+/// empty, and otherwise runs it with its [`ClientContext`] current (for the audit log).
 pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+    let mut client = ClientContext {
+        ip: None,
+        user_agent: header_text(req.headers(), header::USER_AGENT),
+        accept_language: header_text(req.headers(), header::ACCEPT_LANGUAGE),
+    };
     if let Some(peer) = client_ip::peer(req.extensions()) {
         let ip = guard.proxies.resolve(peer, req.headers());
+        client.ip = Some(ip.to_string());
         req.extensions_mut().insert(ClientIp(ip));
         if let Some(limiter) = &guard.limiter {
             let class = if req.method() == Method::POST {
@@ -42,7 +49,15 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
             }
         }
     }
-    next.run(req).await
+    // The audit log of whatever this request does records this client.
+    client.scope(next.run(req)).await
+}
+
+fn header_text(headers: &axum::http::HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect())
 }
 
 /// `429` with `Retry-After` in whole seconds (at least 1).

@@ -1,5 +1,6 @@
 //! Route modules, one per feature. Each exposes `router()`; `crate::router` merges them.
 
+pub mod audit;
 pub mod auth;
 pub mod compact;
 pub mod devices;

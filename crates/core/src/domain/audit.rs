@@ -1,0 +1,140 @@
+//! Security events (seeds 000 and 004): an append-only record of who did what, from where.
+//!
+//! Details never hold a secret: no password, token, code or hash — only ids, reasons and counts.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The kinds of event, as stored in `event_type`.
+pub mod kind {
+    /// A password sign-in succeeded.
+    pub const SIGN_IN_SUCCEEDED: &str = "sign_in.succeeded";
+    /// A sign-in was refused (`details.reason`).
+    pub const SIGN_IN_FAILED: &str = "sign_in.failed";
+    /// Consecutive failures locked an account.
+    pub const ACCOUNT_LOCKED: &str = "account.locked";
+    /// An administrator (or the CLI) lifted a lock.
+    pub const ACCOUNT_UNLOCKED: &str = "account.unlocked";
+    /// A password was changed by its owner or set by an administrator.
+    pub const PASSWORD_CHANGED: &str = "password.changed";
+    /// A recovery link was asked for (`details.mail`: `queued` or `suppressed`).
+    pub const PASSWORD_RESET_REQUESTED: &str = "password.reset_requested";
+    /// A recovery link was used to set a new password.
+    pub const PASSWORD_RESET_COMPLETED: &str = "password.reset_completed";
+    /// A spent refresh token was presented again; its session was revoked.
+    pub const REFRESH_TOKEN_REUSED: &str = "refresh_token.reused";
+    /// One session was ended (sign-out, device revoke).
+    pub const SESSION_REVOKED: &str = "session.revoked";
+    /// Every session of a user was ended.
+    pub const SESSIONS_REVOKED_ALL: &str = "sessions.revoked_all";
+    /// An account was created.
+    pub const USER_REGISTERED: &str = "user.registered";
+    /// An account's profile, role or status was changed.
+    pub const USER_UPDATED: &str = "user.updated";
+    /// An account was deleted.
+    pub const USER_DELETED: &str = "user.deleted";
+    /// A new token-signing key was made current.
+    pub const SIGNING_KEY_ROTATED: &str = "signing_key.rotated";
+    /// The server started (`details` holds the security-relevant configuration).
+    pub const SERVER_STARTED: &str = "server.started";
+
+    /// Every kind, for validating filters.
+    pub const ALL: &[&str] = &[
+        SIGN_IN_SUCCEEDED,
+        SIGN_IN_FAILED,
+        ACCOUNT_LOCKED,
+        ACCOUNT_UNLOCKED,
+        PASSWORD_CHANGED,
+        PASSWORD_RESET_REQUESTED,
+        PASSWORD_RESET_COMPLETED,
+        REFRESH_TOKEN_REUSED,
+        SESSION_REVOKED,
+        SESSIONS_REVOKED_ALL,
+        USER_REGISTERED,
+        USER_UPDATED,
+        USER_DELETED,
+        SIGNING_KEY_ROTATED,
+        SERVER_STARTED,
+    ];
+}
+
+/// Whether the action succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was refused.
+    Failure,
+}
+
+impl Outcome {
+    /// The stored name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    /// When (UTC).
+    pub occurred_at: DateTime<Utc>,
+    /// One of [`kind`].
+    pub event_type: &'static str,
+    /// Success or failure.
+    pub outcome: Outcome,
+    /// The account concerned, when known.
+    pub user_id: Option<Uuid>,
+    /// Who acted, when not the account itself (an administrator).
+    pub actor_id: Option<Uuid>,
+    /// Client address.
+    pub ip_address: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+    /// Secret-free JSON object.
+    pub details: serde_json::Value,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    /// Increasing id (the pagination cursor).
+    pub id: i64,
+    /// When (UTC).
+    pub occurred_at: DateTime<Utc>,
+    /// One of [`kind`].
+    pub event_type: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// The account concerned.
+    pub user_id: Option<Uuid>,
+    /// Who acted, when not the account itself.
+    pub actor_id: Option<Uuid>,
+    /// Client address.
+    pub ip_address: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+    /// Secret-free JSON object.
+    pub details: serde_json::Value,
+}
+
+/// Which events to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this account's events.
+    pub user_id: Option<Uuid>,
+    /// Only this kind.
+    pub event_type: Option<String>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    /// Only events with a smaller id (the cursor of the previous page).
+    pub before_id: Option<i64>,
+}

@@ -1,0 +1,112 @@
+//! The security event log: recording (every flow) and reading (administrators, and users for
+//! their own events).
+//!
+//! The client address and user agent of an event come from the request's [`ClientContext`],
+//! which the web layer makes current for the whole request with [`ClientContext::scope`], so
+//! flows do not thread it through every call. Appending is awaited, so an event is readable as
+//! soon as its action has answered; a failure to append is logged and does not undo the action.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::audit::{AuditEvent, AuditFilter, NewAuditEvent, Outcome, kind};
+use crate::error::Error;
+use crate::service::{Auth, ClientContext, Principal};
+
+tokio::task_local! {
+    static REQUEST_CLIENT: ClientContext;
+}
+
+impl ClientContext {
+    /// Runs `f` with this context as the current request's client.
+    pub async fn scope<F: Future>(self, f: F) -> F::Output {
+        REQUEST_CLIENT.scope(self, f).await
+    }
+
+    /// The current request's client, or an empty context outside a request (CLI, workers).
+    #[must_use]
+    pub fn current() -> Self {
+        REQUEST_CLIENT.try_with(Clone::clone).unwrap_or_default()
+    }
+}
+
+/// Most events one page returns.
+pub const MAX_AUDIT_PAGE: u32 = 200;
+
+impl Auth {
+    /// Appends an event about `user_id`. `actor` is who acted, recorded when it is someone else
+    /// (an administrator).
+    pub(crate) async fn record(
+        &self,
+        event_type: &'static str,
+        outcome: Outcome,
+        user_id: Option<Uuid>,
+        actor: Option<&Principal>,
+        details: Value,
+    ) {
+        let client = ClientContext::current();
+        let event = NewAuditEvent {
+            occurred_at: self.now(),
+            event_type,
+            outcome,
+            user_id,
+            actor_id: actor.map(|p| p.user_id).filter(|a| Some(*a) != user_id),
+            ip_address: client.ip,
+            user_agent: client.user_agent,
+            details,
+        };
+        if let Err(e) = self.store.append_audit(&event).await {
+            tracing::error!(event_type, error = %e, "audit event not recorded");
+        }
+    }
+
+    /// Records the server's start with its security-relevant settings (never secrets).
+    pub async fn record_startup(&self, details: Value) {
+        self.record(kind::SERVER_STARTED, Outcome::Success, None, None, details)
+            .await;
+    }
+
+    /// Security events, newest first (administrators).
+    ///
+    /// # Errors
+    /// `Forbidden` for non-administrators; `Validation` for an unknown event type.
+    pub async fn audit_events(
+        &self,
+        principal: &Principal,
+        filter: AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, Error> {
+        principal.ensure_admin()?;
+        self.read_audit(filter, limit).await
+    }
+
+    /// The caller's own security events, newest first.
+    ///
+    /// # Errors
+    /// `Validation` for an unknown event type.
+    pub async fn my_events(
+        &self,
+        principal: &Principal,
+        mut filter: AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, Error> {
+        filter.user_id = Some(principal.user_id);
+        self.read_audit(filter, limit).await
+    }
+
+    async fn read_audit(&self, filter: AuditFilter, limit: u32) -> Result<Vec<AuditEvent>, Error> {
+        if let Some(t) = &filter.event_type
+            && !kind::ALL.contains(&t.as_str())
+        {
+            return Err(Error::validation(
+                "type",
+                "invalid_event_type",
+                "Unknown event type.",
+            ));
+        }
+        Ok(self
+            .store
+            .list_audit(&filter, limit.clamp(1, MAX_AUDIT_PAGE))
+            .await?)
+    }
+}

@@ -3,7 +3,7 @@
 //! place to get randomness and sealing from.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::digest;
+use aws_lc_rs::{digest, hkdf, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -41,8 +41,12 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// A 256-bit key that seals data at rest with AES-256-GCM.
-pub struct MasterKey(LessSafeKey);
+/// A 256-bit key that seals data at rest with AES-256-GCM, and from which an HMAC-SHA256 key is
+/// derived (HKDF) for tokens the server signs, such as CSRF tokens.
+pub struct MasterKey {
+    aead: LessSafeKey,
+    mac: hmac::Key,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,7 +66,32 @@ impl MasterKey {
     /// When the slice is not 32 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SealError> {
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError)?;
-        Ok(Self(LessSafeKey::new(key)))
+        let mac: hmac::Key = hkdf::Salt::new(hkdf::HKDF_SHA256, b"porteiro")
+            .extract(bytes)
+            .expand(&[b"hmac-sha256 v1"], hmac::HMAC_SHA256)
+            .map_err(|_| SealError)?
+            .into();
+        Ok(Self {
+            aead: LessSafeKey::new(key),
+            mac,
+        })
+    }
+
+    /// HMAC-SHA256 of `parts` (each length-prefixed, so part boundaries are unambiguous).
+    #[must_use]
+    pub fn sign(&self, parts: &[&[u8]]) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.mac);
+        for part in parts {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        ctx.sign()
+    }
+
+    /// Checks a tag made by [`MasterKey::sign`], in constant time.
+    #[must_use]
+    pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        ct_eq(self.sign(parts).as_ref(), tag)
     }
 
     /// Encrypts `plaintext`, binding it to `context` (associated data). Output: nonce ‖ ciphertext ‖ tag.
@@ -70,7 +99,7 @@ impl MasterKey {
     pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let mut out = plaintext.to_vec();
-        self.0
+        self.aead
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce_bytes),
                 Aad::from(context),
@@ -94,7 +123,7 @@ impl MasterKey {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError)?;
         let mut buf = body.to_vec();
         let plain = self
-            .0
+            .aead
             .open_in_place(nonce, Aad::from(context), &mut buf)
             .map_err(|_| SealError)?;
         Ok(plain.to_vec())

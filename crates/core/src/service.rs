@@ -26,6 +26,8 @@ pub struct ClientContext {
     pub user_agent: Option<String>,
     /// `Accept-Language`, for the language of mail to new accounts.
     pub accept_language: Option<String>,
+    /// The device cookie a browser presented (see the lockout rule in the README).
+    pub device: Option<String>,
 }
 
 /// An authenticated caller.
@@ -76,6 +78,8 @@ pub struct Authenticated {
     pub session_id: Uuid,
     /// The user.
     pub user: User,
+    /// A new device cookie to give the client, when sign-in created one.
+    pub device_token: Option<String>,
 }
 
 /// The authentication service.
@@ -87,6 +91,9 @@ pub struct Auth {
     pub(crate) keys: KeyRing,
     pub(crate) cache: SessionCache,
     pub(crate) outbox: Outbox,
+    pub(crate) master: Arc<MasterKey>,
+    /// Browser session cookies (hash → session, owner); revocation is still checked per request.
+    pub(crate) cookie_sessions: moka::future::Cache<String, (Uuid, Uuid)>,
     /// Bounds concurrent background recovery work (look-up, token, mail) under a flood.
     pub(crate) recovery_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -125,7 +132,12 @@ impl Auth {
             .unwrap_or(std::time::Duration::from_secs(300));
         Ok(Self {
             cache: SessionCache::new(200_000, access),
-            outbox: Outbox::new(store.clone(), master, clock.clone()),
+            outbox: Outbox::new(store.clone(), master.clone(), clock.clone()),
+            master,
+            cookie_sessions: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(300))
+                .build(),
             recovery_slots: Arc::new(tokio::sync::Semaphore::new(16)),
             store,
             clock,

@@ -267,6 +267,54 @@ pub trait OutboxStore: Send + Sync {
     async fn pending_mail_count(&self) -> StoreResult<u64>;
 }
 
+/// A browser that signed in successfully before (README: the lockout rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownDevice {
+    /// The account it signed in to.
+    pub user_id: UserId,
+    /// The address of that sign-in.
+    pub ip_address: String,
+    /// Consecutive failed sign-ins from this device.
+    pub failed_login_attempts: i32,
+    /// End of this device's own lock.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// What browsers hold: device cookies and session cookies (stored as SHA-256 hashes).
+#[async_trait]
+pub trait BrowserStore: Send + Sync {
+    /// Records (or refreshes) a device after a successful sign-in: its address, and a clean
+    /// failure count.
+    async fn remember_device(
+        &self,
+        user_id: UserId,
+        device_hash: &str,
+        ip_address: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The account's device with this cookie hash. Sign-in also asks with the nil id when the
+    /// account is unknown, so the look-up costs the same either way.
+    async fn known_device(
+        &self,
+        user_id: UserId,
+        device_hash: &str,
+    ) -> StoreResult<Option<KnownDevice>>;
+    /// Counts a failed sign-in from a known device, with the account lock's rule (lock at
+    /// `max_attempts`, never extended while locked). Returns whether this failure set the lock.
+    async fn record_device_failure(
+        &self,
+        user_id: UserId,
+        device_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+        lock_until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Makes a session reachable by a browser cookie (hash).
+    async fn attach_session_cookie(&self, session_id: Uuid, cookie_hash: &str) -> StoreResult<()>;
+    /// The session (id, owner) a cookie hash belongs to, whatever its state.
+    async fn session_by_cookie(&self, cookie_hash: &str) -> StoreResult<Option<(Uuid, UserId)>>;
+}
+
 /// The security event log. Append-only: there is no update or delete, and the schema refuses
 /// both.
 #[async_trait]
@@ -291,7 +339,7 @@ pub enum StoreEvent {
 /// The whole storage contract.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + RecoveryStore + KeyStore + OutboxStore + AuditStore
+    UserStore + SessionStore + RecoveryStore + KeyStore + OutboxStore + AuditStore + BrowserStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

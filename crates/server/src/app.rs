@@ -234,6 +234,9 @@ impl Application {
             rate_limits: config.rate_limits.clone(),
             cors: config.cors.clone(),
             tls: tls.is_some(),
+            cookies: porteiro_web::cookies::CookiePolicy {
+                secure: tls.is_some() || config.secure_origin(),
+            },
             ..WebSettings::default()
         };
         let router = porteiro_web::app(AppState {

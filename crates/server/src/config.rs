@@ -615,6 +615,21 @@ impl Config {
         }
     }
 
+    /// Whether browsers treat `PUBLIC_URL` as a secure origin (HTTPS, or a loopback host), so
+    /// cookies can be `Secure` and `__Host-`-prefixed.
+    #[must_use]
+    pub fn secure_origin(&self) -> bool {
+        url::Url::parse(&self.public_url).is_ok_and(|u| {
+            u.scheme() == "https"
+                || match u.host() {
+                    Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    None => false,
+                }
+        })
+    }
+
     /// Whether the database is PostgreSQL.
     #[must_use]
     pub fn is_postgres(&self) -> bool {

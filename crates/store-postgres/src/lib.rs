@@ -8,6 +8,7 @@
 //! rotation lets exactly one of several concurrent transactions win, under READ COMMITTED.
 
 mod audit;
+mod browser;
 mod migrations;
 mod rows;
 pub mod testing;

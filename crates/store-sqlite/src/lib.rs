@@ -10,6 +10,7 @@
 //! feed, so [`Store::subscribe`] returns `None`: one server per SQLite file.
 
 mod audit;
+mod browser;
 mod migrations;
 mod rows;
 

@@ -6,6 +6,7 @@
 //! any bare error status into the JSON envelope and sets `Cache-Control: no-store` and security
 //! headers.
 
+pub mod cookies;
 pub mod error;
 pub mod extract;
 pub mod guard;
@@ -19,13 +20,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+
 use axum::response::Response;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -65,6 +67,13 @@ impl Modify for SecuritySchemes {
         bearer.bearer_format = Some("JWT".to_owned());
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
         components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "__Host-porteiro-session",
+                "Browser session (POST /api/auth/session); unsafe methods also need X-CSRF-Token.",
+            ))),
+        );
+        components.add_security_scheme(
             "basic",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
         );
@@ -79,6 +88,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::devices::router())
         .merge(routes::users::router())
         .merge(routes::audit::router())
+        .merge(routes::session::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())
         .split_for_parts()
@@ -93,6 +103,7 @@ pub fn app(state: AppState) -> Router {
     let guard = Arc::new(guard::Guard {
         proxies: settings.trusted_proxies.clone(),
         limiter: guard::RateLimiter::new(&settings.rate_limits),
+        cookies: settings.cookies,
     });
     api_routes
         .merge(routes::docs::router(docs))
@@ -143,7 +154,7 @@ fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::ACCEPT_LANGUAGE,
-            HeaderName::from_static("x-csrf-token"),
+            HeaderName::from_static(extract::auth::CSRF_HEADER),
         ])
         .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
         .max_age(std::time::Duration::from_secs(600));

@@ -37,6 +37,8 @@ pub struct WebSettings {
     pub cors: CorsOrigins,
     /// Served over HTTPS by Porteiro itself: adds `Strict-Transport-Security`.
     pub tls: bool,
+    /// Cookie names and flags.
+    pub cookies: crate::cookies::CookiePolicy,
 }
 
 impl Default for WebSettings {
@@ -49,6 +51,7 @@ impl Default for WebSettings {
             rate_limits: RateLimitSettings::default(),
             cors: CorsOrigins::None,
             tls: false,
+            cookies: crate::cookies::CookiePolicy { secure: true },
         }
     }
 }

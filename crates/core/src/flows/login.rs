@@ -22,6 +22,8 @@ use crate::service::{Auth, Authenticated, ClientContext, Principal};
 
 /// Refresh tokens are 32 random bytes, base64url: 43 characters.
 const REFRESH_TOKEN_LEN: usize = 43;
+/// Device cookies are the same size.
+const DEVICE_TOKEN_LEN: usize = 43;
 
 pub(crate) fn looks_like_token(token: &str, len: usize) -> bool {
     token.len() == len
@@ -69,6 +71,21 @@ impl Auth {
             self.config.lockout_attempts,
             now + self.config.lockout_duration,
         );
+        // A known device: this browser signed in to this account before, from this address. It
+        // is looked up whenever a device cookie comes, account or not, so the cost is the same.
+        let device_hash = ctx
+            .device
+            .as_deref()
+            .filter(|d| ctx.ip.is_some() && looks_like_token(d, DEVICE_TOKEN_LEN))
+            .map(token_hash);
+        let known = match &device_hash {
+            Some(hash) => self
+                .store
+                .known_device(user.as_ref().map_or(Uuid::nil(), |u| u.id), hash)
+                .await?
+                .filter(|d| ctx.ip.as_deref() == Some(d.ip_address.as_str())),
+            None => None,
+        };
         let Some(user) = user else {
             let key = crate::crypto::token_hash(&login);
             self.store
@@ -77,6 +94,41 @@ impl Auth {
             self.sign_in_failed(None, "unknown_account").await;
             return Err(Error::InvalidCredentials);
         };
+        if let (Some(device), Some(hash)) = (&known, &device_hash) {
+            // Failures from a known device count on the device, and only the device's own lock
+            // applies: failures from elsewhere cannot lock its owner out.
+            let device_locked = device.locked_until.is_some_and(|t| t > now);
+            if device_locked || !verification.matches {
+                let locked_now = self
+                    .store
+                    .record_device_failure(user.id, hash, now, attempts, lock_until)
+                    .await?;
+                let reason = if device_locked {
+                    "device_locked"
+                } else {
+                    "wrong_password"
+                };
+                self.sign_in_failed(Some(user.id), reason).await;
+                if locked_now {
+                    self.record(
+                        kind::ACCOUNT_LOCKED,
+                        Outcome::Success,
+                        Some(user.id),
+                        None,
+                        json!({"scope": "device", "failed_attempts": attempts, "locked_until": lock_until}),
+                    )
+                    .await;
+                }
+                return Err(Error::InvalidCredentials);
+            }
+            if !user.is_active {
+                self.sign_in_failed(Some(user.id), "disabled").await;
+                return Err(Error::AccountDisabled);
+            }
+            return self
+                .finish_login(user, verification.needs_rehash, password, ctx, true)
+                .await;
+        }
         if user.is_locked(now) || !verification.matches {
             let locked_now = self
                 .store
@@ -95,7 +147,7 @@ impl Auth {
                     Outcome::Success,
                     Some(user.id),
                     None,
-                    json!({"failed_attempts": attempts, "locked_until": lock_until}),
+                    json!({"scope": "account", "failed_attempts": attempts, "locked_until": lock_until}),
                 )
                 .await;
             }
@@ -110,17 +162,44 @@ impl Auth {
             self.sign_in_failed(Some(user.id), "locked").await;
             return Err(Error::InvalidCredentials);
         }
-        if verification.needs_rehash {
+        self.finish_login(user, verification.needs_rehash, password, ctx, false)
+            .await
+    }
+
+    /// A correct sign-in: upgrade the hash if due, remember the device, open the session.
+    async fn finish_login(
+        &self,
+        user: User,
+        needs_rehash: bool,
+        password: &SecretString,
+        ctx: &ClientContext,
+        known_device: bool,
+    ) -> Result<Authenticated, Error> {
+        if needs_rehash {
             self.upgrade_hash_in_background(&user, password.clone());
         }
-        let out = self.start_session(user, ctx).await?;
+        let now = self.now();
+        let (device_cookie, device_token) = match (&ctx.device, known_device) {
+            (Some(existing), true) => (Some(existing.clone()), None),
+            _ => {
+                let fresh = random_token::<32>();
+                (Some(fresh.clone()), Some(fresh))
+            }
+        };
+        if let (Some(ip), Some(cookie)) = (&ctx.ip, &device_cookie) {
+            self.store
+                .remember_device(user.id, &token_hash(cookie), ip, now)
+                .await?;
+        }
+        let mut out = self.start_session(user, ctx).await?;
+        out.device_token = if ctx.ip.is_some() { device_token } else { None };
         tracing::info!(user_id = %out.user.id, session_id = %out.session_id, "signed in");
         self.record(
             kind::SIGN_IN_SUCCEEDED,
             Outcome::Success,
             Some(out.user.id),
             None,
-            json!({"method": "password", "session_id": out.session_id}),
+            json!({"method": "password", "session_id": out.session_id, "known_device": known_device}),
         )
         .await;
         Ok(out)
@@ -200,6 +279,7 @@ impl Auth {
             expires_in: self.config.access_ttl.num_seconds(),
             session_id,
             user,
+            device_token: None,
         })
     }
 
@@ -297,6 +377,7 @@ impl Auth {
             expires_in: self.config.access_ttl.num_seconds(),
             session_id: session.id,
             user,
+            device_token: None,
         })
     }
 
@@ -331,19 +412,7 @@ impl Auth {
         };
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| Error::InvalidAccessToken)?;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| Error::InvalidAccessToken)?;
-        let state = self
-            .cache
-            .state(self.store.as_ref(), session_id)
-            .await?
-            .ok_or(Error::InvalidAccessToken)?;
-        if !state.usable || state.user_id != user_id || state.expires_at <= now {
-            return Err(Error::InvalidAccessToken);
-        }
-        let principal = Principal {
-            user_id,
-            session_id,
-            is_admin: state.is_admin,
-        };
+        let principal = self.principal_for_session(session_id, user_id).await?;
         Ok((principal, claims))
     }
 

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod browser;
 pub mod devices;
 pub mod introspection;
 pub mod login;

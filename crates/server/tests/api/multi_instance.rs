@@ -69,3 +69,35 @@ async fn revocation_on_one_instance_is_seen_by_the_other_within_a_second() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_the_failure_count() {
+    if std::env::var("TEST_POSTGRES_URL").is_err() {
+        eprintln!("TEST_POSTGRES_URL is not set: skipping");
+        return;
+    }
+    let a = spawn_app(Backend::Postgres).await;
+    let b = spawn_twin(&a).await;
+    let user = a.register("lena").await;
+    // Three failures on A and two on B make five: the account is locked on both.
+    for (app, n) in [(&a, 3), (&b, 2)] {
+        for _ in 0..n {
+            let r = app
+                .post(
+                    "/api/auth/login",
+                    json!({"login": user.email, "password": "Wrong-passw0rd"}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    for app in [&a, &b] {
+        let r = app
+            .post(
+                "/api/auth/login",
+                json!({"login": user.username, "password": user.password}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    }
+}

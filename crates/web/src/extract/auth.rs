@@ -1,11 +1,17 @@
-//! Bearer authentication.
+//! Bearer and browser-cookie authentication.
 //!
 //! Access tokens are read from the `Authorization: Bearer` header only — never from the query
-//! string, where they would end up in logs, history and `Referer` headers.
+//! string, where they would end up in logs, history and `Referer` headers. Without one, the
+//! `/api` routes accept a browser session cookie; a state-changing request (any method but GET,
+//! HEAD, OPTIONS) authenticated that way must also carry the CSRF token in `X-CSRF-Token`, equal
+//! to the CSRF cookie and bound to the session, or it is refused with `403 csrf_failed` before
+//! the handler runs. Bearer calls need no CSRF token: a browser never adds that header by itself.
 
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse as _, Response};
 use porteiro_core::Error;
 use porteiro_core::service::Principal;
 
@@ -27,15 +33,55 @@ pub(crate) fn bearer_token(parts: &Parts) -> Option<&str> {
 pub struct Bearer(pub Principal);
 
 impl FromRequestParts<AppState> for Bearer {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts).ok_or(ApiError(Error::InvalidAccessToken))?;
-        Ok(Self(state.auth.authenticate(token).await?))
+        if let Some(token) = bearer_token(parts) {
+            return match state.auth.authenticate(token).await {
+                Ok(p) => Ok(Self(p)),
+                Err(e) => Err(ApiError(e).into_response()),
+            };
+        }
+        let cookies = state.settings.cookies;
+        let Some(session) = cookies.read(&parts.headers, crate::cookies::SESSION) else {
+            return Err(ApiError(Error::InvalidAccessToken).into_response());
+        };
+        let principal = state
+            .auth
+            .authenticate_cookie(&session)
+            .await
+            .map_err(|e| ApiError(e).into_response())?;
+        if !parts.method.is_safe() && !csrf_ok(parts, state, Some(&session)) {
+            return Err(csrf_failed());
+        }
+        Ok(Self(principal))
     }
+}
+
+/// Header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Whether the request's CSRF header matches its CSRF cookie and is bound to `session`.
+pub(crate) fn csrf_ok(parts: &Parts, state: &AppState, session: Option<&str>) -> bool {
+    let cookie = state
+        .settings
+        .cookies
+        .read(&parts.headers, crate::cookies::CSRF);
+    let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    state.auth.csrf_valid(cookie.as_deref(), presented, session)
+}
+
+/// `403 csrf_failed`.
+#[must_use]
+pub fn csrf_failed() -> Response {
+    crate::error::error_response(
+        StatusCode::FORBIDDEN,
+        "csrf_failed",
+        "The CSRF token is missing or wrong. Reload the page and try again.",
+    )
 }
 
 /// An authenticated caller for the compact routes (same 401 on a missing or bad token).

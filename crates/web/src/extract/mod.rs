@@ -1,6 +1,6 @@
 //! Extractors that reject with the JSON error envelope instead of axum's plain-text defaults.
 
-mod auth;
+pub(crate) mod auth;
 mod client;
 mod json;
 

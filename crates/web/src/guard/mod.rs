@@ -24,6 +24,8 @@ pub struct Guard {
     pub proxies: TrustedProxies,
     /// `None` when rate limiting is disabled.
     pub limiter: Option<RateLimiter>,
+    /// Where the device cookie is read from.
+    pub cookies: crate::cookies::CookiePolicy,
 }
 
 /// Middleware: records [`ClientIp`] in the request, refuses it with `429` when its bucket is
@@ -33,6 +35,7 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
         ip: None,
         user_agent: header_text(req.headers(), header::USER_AGENT),
         accept_language: header_text(req.headers(), header::ACCEPT_LANGUAGE),
+        device: guard.cookies.read(req.headers(), crate::cookies::DEVICE),
     };
     if let Some(peer) = client_ip::peer(req.extensions()) {
         let ip = guard.proxies.resolve(peer, req.headers());
@@ -49,7 +52,8 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
             }
         }
     }
-    // The audit log of whatever this request does records this client.
+    // Handlers read it (ClientInfo); the audit log of whatever the request does records it.
+    req.extensions_mut().insert(client.clone());
     client.scope(next.run(req)).await
 }
 

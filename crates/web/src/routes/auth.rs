@@ -201,7 +201,7 @@ async fn login(
     State(s): State<AppState>,
     ClientInfo(ctx): ClientInfo,
     AppJson(req): AppJson<LoginRequest>,
-) -> ApiResult<Json<Envelope<AuthResponse>>> {
+) -> ApiResult<(HeaderMap, Json<Envelope<AuthResponse>>)> {
     let identifier = req
         .username_or_email
         .as_deref()
@@ -216,7 +216,8 @@ async fn login(
             )
         })?;
     let out = s.auth.login(identifier, &req.password, &ctx).await?;
-    Ok(ok(AuthResponse::new(out, s.auth.now())))
+    let headers = crate::routes::session::device_cookie(&s, out.device_token.as_deref());
+    Ok((headers, ok(AuthResponse::new(out, s.auth.now()))))
 }
 
 /// Exchange a refresh token for a new pair; reuse of a spent token revokes its session.

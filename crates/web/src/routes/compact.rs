@@ -10,6 +10,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use porteiro_core::Error;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -120,7 +121,7 @@ async fn sign_in(
     State(s): State<AppState>,
     ClientInfo(ctx): ClientInfo,
     AppJson(req): AppJson<AuthRequest>,
-) -> CompactResult<Json<TokenPair>> {
+) -> CompactResult<(HeaderMap, Json<TokenPair>)> {
     let identifier = req.identifier().ok_or_else(|| {
         Error::validation(
             "login",
@@ -129,10 +130,14 @@ async fn sign_in(
         )
     })?;
     let out = s.auth.login(identifier, &req.password, &ctx).await?;
-    Ok(Json(TokenPair {
-        auth: out.access_token,
-        refresh: out.refresh_token,
-    }))
+    let headers = crate::routes::session::device_cookie(&s, out.device_token.as_deref());
+    Ok((
+        headers,
+        Json(TokenPair {
+            auth: out.access_token,
+            refresh: out.refresh_token,
+        }),
+    ))
 }
 
 /// Exchange a refresh token for a new pair (the old one is spent).

@@ -6,5 +6,6 @@ pub mod compact;
 pub mod devices;
 pub mod docs;
 pub mod health;
+pub mod session;
 pub mod users;
 pub mod well_known;

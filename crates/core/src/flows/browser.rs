@@ -1,0 +1,152 @@
+//! Browser sessions: the hosted UI and cookie-authenticated API calls.
+//!
+//! A browser session is an ordinary session row (listed among devices, revocable, checked on
+//! every request like a bearer token's), reached through an opaque cookie instead of a refresh
+//! token; only the cookie's SHA-256 is stored.
+//!
+//! CSRF uses signed double-submit tokens: the token is a random nonce with an HMAC (key derived
+//! from the master key) over the nonce and the session it belongs to (the cookie's hash, or
+//! nothing before sign-in). The browser holds it in a cookie and echoes it in a header or form
+//! field; the server checks the two match *and* that the signature binds the token to the
+//! caller's session, so a token planted from elsewhere or taken from another session fails.
+
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::crypto::{random_bytes, random_token, token_hash};
+use crate::error::Error;
+use crate::flows::login::looks_like_token;
+use crate::service::{Auth, Authenticated, ClientContext, Principal};
+
+/// Session and device cookies are 32 random bytes, base64url: 43 characters.
+pub const COOKIE_TOKEN_LEN: usize = 43;
+
+const CSRF_NONCE: usize = 18;
+const CSRF_TAG: usize = 18;
+
+/// A browser sign-in: the tokens of an ordinary sign-in, plus the session cookie's value.
+#[derive(Debug)]
+pub struct BrowserSession {
+    /// The sign-in (its refresh token is never handed to the browser).
+    pub signed_in: Authenticated,
+    /// The session cookie (shown once, stored hashed).
+    pub cookie: String,
+    /// A CSRF token bound to the new session.
+    pub csrf: String,
+}
+
+fn binding(session_cookie: Option<&str>) -> String {
+    session_cookie.map(token_hash).unwrap_or_default()
+}
+
+impl Auth {
+    /// A CSRF token for the browser holding `session_cookie` (or none, before sign-in).
+    #[must_use]
+    pub fn csrf_token(&self, session_cookie: Option<&str>) -> String {
+        use base64::Engine as _;
+        let nonce = random_bytes::<CSRF_NONCE>();
+        let tag = self
+            .master
+            .sign(&[b"csrf", &nonce, binding(session_cookie).as_bytes()]);
+        let mut raw = nonce.to_vec();
+        raw.extend_from_slice(&tag.as_ref()[..CSRF_TAG]);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Whether `presented` (header or form field) equals the CSRF cookie and was issued for this
+    /// browser's session. Constant time.
+    #[must_use]
+    pub fn csrf_valid(
+        &self,
+        cookie: Option<&str>,
+        presented: Option<&str>,
+        session_cookie: Option<&str>,
+    ) -> bool {
+        use base64::Engine as _;
+        let (Some(cookie), Some(presented)) = (cookie, presented) else {
+            return false;
+        };
+        if !crate::crypto::ct_eq(cookie.as_bytes(), presented.as_bytes()) {
+            return false;
+        }
+        let Ok(raw) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(presented) else {
+            return false;
+        };
+        if raw.len() != CSRF_NONCE + CSRF_TAG {
+            return false;
+        }
+        let (nonce, tag) = raw.split_at(CSRF_NONCE);
+        let expected = self
+            .master
+            .sign(&[b"csrf", nonce, binding(session_cookie).as_bytes()]);
+        crate::crypto::ct_eq(&expected.as_ref()[..CSRF_TAG], tag)
+    }
+
+    /// Signs a browser in: an ordinary sign-in whose session is reached by a cookie.
+    ///
+    /// # Errors
+    /// As [`Auth::login`].
+    pub async fn login_browser(
+        &self,
+        identifier: &str,
+        password: &SecretString,
+        ctx: &ClientContext,
+    ) -> Result<BrowserSession, Error> {
+        let signed_in = self.login(identifier, password, ctx).await?;
+        let cookie = random_token::<32>();
+        self.store
+            .attach_session_cookie(signed_in.session_id, &token_hash(&cookie))
+            .await?;
+        let csrf = self.csrf_token(Some(&cookie));
+        Ok(BrowserSession {
+            signed_in,
+            cookie,
+            csrf,
+        })
+    }
+
+    /// Authenticates a session cookie: the session must exist, be live and its owner active.
+    ///
+    /// # Errors
+    /// `InvalidAccessToken`.
+    pub async fn authenticate_cookie(&self, cookie: &str) -> Result<Principal, Error> {
+        if !looks_like_token(cookie, COOKIE_TOKEN_LEN) {
+            return Err(Error::InvalidAccessToken);
+        }
+        let hash = token_hash(cookie);
+        let (session_id, user_id) = match self.cookie_sessions.get(&hash).await {
+            Some(ids) => ids,
+            None => {
+                let ids = self
+                    .store
+                    .session_by_cookie(&hash)
+                    .await?
+                    .ok_or(Error::InvalidAccessToken)?;
+                self.cookie_sessions.insert(hash, ids).await;
+                ids
+            }
+        };
+        self.principal_for_session(session_id, user_id).await
+    }
+
+    pub(crate) async fn principal_for_session(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Principal, Error> {
+        let now = self.now();
+        let state = self
+            .cache
+            .state(self.store.as_ref(), session_id)
+            .await?
+            .ok_or(Error::InvalidAccessToken)?;
+        if !state.usable || state.user_id != user_id || state.expires_at <= now {
+            return Err(Error::InvalidAccessToken);
+        }
+        Ok(Principal {
+            user_id,
+            session_id,
+            is_admin: state.is_admin,
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! Device cookies and session cookies.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use porteiro_core::domain::UserId;
+use porteiro_core::store::{BrowserStore, KnownDevice, StoreResult};
+use sqlx::Row as _;
+use uuid::Uuid;
+
+use crate::rows::{ms, opt_time, parse_uuid, uuid};
+use crate::{SqliteStore, backend};
+
+#[async_trait]
+impl BrowserStore for SqliteStore {
+    async fn remember_device(
+        &self,
+        user_id: UserId,
+        device_hash: &str,
+        ip_address: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "insert into known_devices (user_id, device_hash, ip_address, failed_login_attempts, created_at, updated_at) \
+             values (?1, ?2, ?3, 0, ?4, ?4) \
+             on conflict (user_id, device_hash) do update set \
+               ip_address = excluded.ip_address, failed_login_attempts = 0, locked_until = null, \
+               updated_at = excluded.updated_at",
+        )
+        .bind(user_id.to_string())
+        .bind(device_hash)
+        .bind(ip_address)
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn known_device(
+        &self,
+        user_id: UserId,
+        device_hash: &str,
+    ) -> StoreResult<Option<KnownDevice>> {
+        let row = sqlx::query(
+            "select user_id, ip_address, failed_login_attempts, locked_until \
+             from known_devices where user_id = ?1 and device_hash = ?2",
+        )
+        .bind(user_id.to_string())
+        .bind(device_hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            Ok(KnownDevice {
+                user_id: uuid(&r, "user_id")?,
+                ip_address: r.try_get("ip_address").map_err(backend)?,
+                failed_login_attempts: r.try_get("failed_login_attempts").map_err(backend)?,
+                locked_until: opt_time(&r, "locked_until")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_device_failure(
+        &self,
+        user_id: UserId,
+        device_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+        lock_until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "update known_devices set \
+               failed_login_attempts = case \
+                 when locked_until > ?3 then failed_login_attempts \
+                 when locked_until is not null then 1 \
+                 else failed_login_attempts + 1 end, \
+               locked_until = case \
+                 when locked_until > ?3 then locked_until \
+                 when (case when locked_until is not null then 1 else failed_login_attempts + 1 end) >= ?4 then ?5 \
+                 else null end, \
+               updated_at = ?3 \
+             where user_id = ?1 and device_hash = ?2 \
+             returning locked_until",
+        )
+        .bind(user_id.to_string())
+        .bind(device_hash)
+        .bind(ms(now))
+        .bind(max_attempts)
+        .bind(ms(lock_until))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(row
+            .is_some_and(|r| r.try_get::<Option<i64>, _>(0).ok().flatten() == Some(ms(lock_until))))
+    }
+
+    async fn attach_session_cookie(&self, session_id: Uuid, cookie_hash: &str) -> StoreResult<()> {
+        sqlx::query("update sessions set cookie_hash = ?2 where id = ?1")
+            .bind(session_id.to_string())
+            .bind(cookie_hash)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn session_by_cookie(&self, cookie_hash: &str) -> StoreResult<Option<(Uuid, UserId)>> {
+        let row = sqlx::query("select id, user_id from sessions where cookie_hash = ?1")
+            .bind(cookie_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            let id: String = r.try_get("id").map_err(backend)?;
+            Ok((parse_uuid(&id)?, uuid(&r, "user_id")?))
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,138 @@
+//! Browser sessions over the API: `GET /api/auth/csrf`, `POST /api/auth/session` (sign in with a
+//! cookie) and `DELETE /api/auth/session` (sign out). The session cookie is `HttpOnly`,
+//! `SameSite=Lax`, `__Host-`-prefixed and `Secure` under HTTPS; every state-changing call made
+//! with it needs the CSRF token (see [`crate::extract::Bearer`]).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse as _, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::cookies::{CSRF, DEVICE, SESSION};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::auth::{csrf_failed, csrf_ok};
+use crate::extract::{AppJson, Bearer, ClientInfo};
+use crate::state::AppState;
+use crate::views::{Envelope, UserView, ok};
+
+/// Device cookies live a year; they only matter while the account exists.
+const DEVICE_COOKIE_SECS: i64 = 365 * 24 * 3600;
+
+/// `Set-Cookie` for a new device cookie, if sign-in made one.
+pub(crate) fn device_cookie(state: &AppState, token: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(token) = token {
+        state
+            .settings
+            .cookies
+            .set(&mut headers, DEVICE, token, Some(DEVICE_COOKIE_SECS));
+    }
+    headers
+}
+
+/// A CSRF token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CsrfToken {
+    /// Send it back in the `X-CSRF-Token` header (or the `csrf_token` form field of the UI).
+    pub csrf_token: String,
+}
+
+/// Browser sign-in body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SessionRequest {
+    /// Username or email.
+    pub username_or_email: String,
+    /// Password.
+    #[schema(value_type = String, format = Password)]
+    pub password: secrecy::SecretString,
+}
+
+/// A browser session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// The session (listed among devices).
+    pub session_id: Uuid,
+    /// The CSRF token bound to this session (also set as a cookie).
+    pub csrf_token: String,
+    /// The signed-in user.
+    pub user: UserView,
+}
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(csrf))
+        .routes(routes!(sign_in, sign_out))
+}
+
+/// Issues a CSRF token (and its cookie) for this browser.
+#[utoipa::path(get, path = "/api/auth/csrf", tag = "auth",
+    responses((status = 200, body = Envelope<CsrfToken>)))]
+async fn csrf(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> (HeaderMap, Json<Envelope<CsrfToken>>) {
+    let cookies = s.settings.cookies;
+    let session = cookies.read(&headers, SESSION);
+    let token = s.auth.csrf_token(session.as_deref());
+    let mut out = HeaderMap::new();
+    cookies.set(&mut out, CSRF, &token, None);
+    (out, ok(CsrfToken { csrf_token: token }))
+}
+
+/// Signs a browser in: sets the session cookie, a new CSRF cookie and the device cookie. Needs
+/// the CSRF token from `GET /api/auth/csrf` in `X-CSRF-Token`.
+#[utoipa::path(post, path = "/api/auth/session", tag = "auth", request_body = SessionRequest,
+    responses((status = 200, body = Envelope<SessionView>), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "CSRF token missing or wrong; account disabled"),
+        (status = 429, body = ErrorBody)))]
+async fn sign_in(
+    State(s): State<AppState>,
+    ClientInfo(ctx): ClientInfo,
+    parts: Parts,
+    AppJson(req): AppJson<SessionRequest>,
+) -> Result<(HeaderMap, Json<Envelope<SessionView>>), Response> {
+    let cookies = s.settings.cookies;
+    let current = cookies.read(&parts.headers, SESSION);
+    if !csrf_ok(&parts, &s, current.as_deref()) {
+        return Err(csrf_failed());
+    }
+    let browser = s
+        .auth
+        .login_browser(&req.username_or_email, &req.password, &ctx)
+        .await
+        .map_err(|e| ApiError(e).into_response())?;
+    let mut headers = device_cookie(&s, browser.signed_in.device_token.as_deref());
+    let lifetime = s.auth.config().refresh_ttl.num_seconds();
+    cookies.set(&mut headers, SESSION, &browser.cookie, Some(lifetime));
+    cookies.set(&mut headers, CSRF, &browser.csrf, None);
+    Ok((
+        headers,
+        ok(SessionView {
+            session_id: browser.signed_in.session_id,
+            csrf_token: browser.csrf,
+            user: UserView::new(browser.signed_in.user, s.auth.now()),
+        }),
+    ))
+}
+
+/// Signs the browser out: revokes its session and clears the cookie (CSRF token required).
+#[utoipa::path(delete, path = "/api/auth/session", tag = "auth", security(("cookie" = [])),
+    responses((status = 200, body = Envelope<CsrfToken>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn sign_out(
+    State(s): State<AppState>,
+    Bearer(p): Bearer,
+) -> Result<(HeaderMap, Json<Envelope<CsrfToken>>), ApiError> {
+    s.auth.logout(&p).await?;
+    let cookies = s.settings.cookies;
+    let mut headers = HeaderMap::new();
+    cookies.clear(&mut headers, SESSION);
+    let token = s.auth.csrf_token(None);
+    cookies.set(&mut headers, CSRF, &token, None);
+    Ok((headers, ok(CsrfToken { csrf_token: token })))
+}

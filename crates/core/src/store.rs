@@ -345,6 +345,10 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// Maintenance: deletes what can no longer matter — failure counters of unknown identifiers
+    /// idle and unlocked since before `before`, reset tokens and refresh tokens that expired
+    /// before `before`. Returns how many rows went.
+    async fn purge_expired(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Changes made by other instances, when the backend can tell (PostgreSQL LISTEN/NOTIFY).
     /// `None` when this backend has no cross-instance feed.
     async fn subscribe(&self) -> StoreResult<Option<BoxStream<'static, StoreEvent>>>;

@@ -220,6 +220,7 @@ impl Application {
             );
         }
         tokio::spawn(Arc::clone(&auth).follow_store_events());
+        tokio::spawn(maintenance(Arc::clone(&auth)));
 
         let tls = config
             .tls
@@ -302,6 +303,22 @@ impl Application {
             .handle(handle)
             .serve(make_service)
             .await
+    }
+}
+
+/// Purges expired rows every ten minutes (see [`Store::purge_expired`]). Anything older than a
+/// day is past every lock and token lifetime the configuration allows.
+async fn maintenance(auth: Arc<Auth>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let before = auth.now() - chrono::Duration::days(1);
+        match auth.store().purge_expired(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "maintenance: expired rows purged"),
+            Err(e) => tracing::warn!(error = %e, "maintenance purge failed"),
+        }
     }
 }
 

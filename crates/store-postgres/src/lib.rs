@@ -995,6 +995,23 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn purge_expired(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let mut removed = 0;
+        for sql in [
+            "delete from login_failures where updated_at < $1 and (locked_until is null or locked_until < $1)",
+            "delete from password_reset_tokens where expires_at < $1",
+            "delete from refresh_tokens where expires_at < $1",
+        ] {
+            removed += sqlx::query(sql)
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        Ok(removed)
+    }
+
     async fn subscribe(&self) -> StoreResult<Option<BoxStream<'static, StoreEvent>>> {
         let mut listener = PgListener::connect_with(&self.pool)
             .await

@@ -64,6 +64,7 @@ macro_rules! all_contract_tests {
             a_new_reset_token_replaces_older_ones,
             reset_tokens_are_limited_per_window,
             audit_events_are_listed_newest_first_with_filters,
+            purge_removes_only_what_can_no_longer_matter,
             reset_token_owner_respects_expiry,
             complete_reset_is_single_use_and_revokes_every_session,
             complete_reset_needs_the_owner,
@@ -868,6 +869,64 @@ pub async fn refresh_token_session_finds_only_live_tokens(store: Arc<dyn Store>)
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+// ---------------------------------------------------------------- maintenance
+
+pub async fn purge_removes_only_what_can_no_longer_matter(store: Arc<dyn Store>) {
+    let lock = t0() + Duration::hours(5);
+    // "stale": one failure long ago. "locked": locked until well after the cut-off.
+    store
+        .record_failed_login_unknown(&hash("stale"), t0(), 5, lock)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        store
+            .record_failed_login_unknown(&hash("locked"), t0(), 5, lock)
+            .await
+            .unwrap();
+    }
+    let u = user(&store, "ana").await;
+    store
+        .replace_reset_token(
+            u.id,
+            &hash("old"),
+            t0() + Duration::minutes(30),
+            t0(),
+            t0() - Duration::minutes(15),
+            3,
+        )
+        .await
+        .unwrap();
+    let cut = t0() + Duration::hours(2);
+    let later = cut + Duration::minutes(1);
+    store
+        .record_failed_login_unknown(&hash("recent"), later, 5, later + Duration::minutes(5))
+        .await
+        .unwrap();
+    let removed = store.purge_expired(cut).await.unwrap();
+    assert_eq!(removed, 2, "the stale counter and the expired reset token");
+    assert!(
+        store
+            .unknown_login_state(&hash("stale"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .unknown_login_state(&hash("locked"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .unknown_login_state(&hash("recent"))
+            .await
+            .unwrap()
+            .is_some()
     );
 }
 

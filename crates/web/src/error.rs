@@ -18,7 +18,15 @@ pub struct ErrorBody {
     /// Always `error`.
     #[schema(example = "error")]
     pub status: &'static str,
-    /// Stable machine-readable code.
+    /// Stable machine-readable code: `invalid_credentials` (unknown user, wrong password and
+    /// locked account alike), `account_disabled`, `too_many_requests` (with `Retry-After`),
+    /// `invalid_email`, `invalid_username`, `invalid_name`, `invalid_login`, `weak_password` (with
+    /// `reasons`), `password_mismatch`, `username_taken`, `email_taken`, `incorrect_password`,
+    /// `invalid_token`, `invalid_refresh_token`, `invalid_reset_token`, `csrf_failed`,
+    /// `forbidden`, `not_found`, `invalid_event_type`, `cannot_disable_self`,
+    /// `cannot_delete_self`, `invalid_json`, `invalid_request`, `invalid_path`, `invalid_query`,
+    /// `unsupported_media_type`, `payload_too_large`, `method_not_allowed`, `request_timeout`,
+    /// `service_unavailable` (with `Retry-After`), `internal_error`.
     #[schema(example = "invalid_credentials")]
     pub code: &'static str,
     /// Human-readable explanation.

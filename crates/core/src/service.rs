@@ -18,7 +18,7 @@ use crate::sessions::SessionCache;
 use crate::store::{Store, StoreEvent};
 
 /// Who is calling, as far as the network tells.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ClientContext {
     /// Client IP (after trusted-proxy resolution).
     pub ip: Option<String>,
@@ -28,6 +28,17 @@ pub struct ClientContext {
     pub accept_language: Option<String>,
     /// The device cookie a browser presented (see the lockout rule in the README).
     pub device: Option<String>,
+}
+
+impl std::fmt::Debug for ClientContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientContext")
+            .field("ip", &self.ip)
+            .field("user_agent", &self.user_agent)
+            .field("accept_language", &self.accept_language)
+            .field("device", &self.device.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// An authenticated caller.
@@ -66,7 +77,7 @@ impl Principal {
 }
 
 /// A successful sign-in or refresh.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authenticated {
     /// Signed access JWT.
     pub access_token: String,
@@ -80,6 +91,16 @@ pub struct Authenticated {
     pub user: User,
     /// A new device cookie to give the client, when sign-in created one.
     pub device_token: Option<String>,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user.id)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The authentication service.

@@ -267,6 +267,9 @@ pub trait OutboxStore: Send + Sync {
     async fn pending_mail_count(&self) -> StoreResult<u64>;
 }
 
+/// Most known devices kept per account.
+pub const MAX_KNOWN_DEVICES: i64 = 5;
+
 /// A browser that signed in successfully before (README: the lockout rule).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownDevice {
@@ -284,14 +287,19 @@ pub struct KnownDevice {
 #[async_trait]
 pub trait BrowserStore: Send + Sync {
     /// Records (or refreshes) a device after a successful sign-in: its address, and a clean
-    /// failure count.
+    /// failure count — unless the device is locked at `now`, in which case nothing changes and
+    /// `false` is returned (the sign-in must be refused: failures landed while it was checked).
+    /// Keeps the account's [`MAX_KNOWN_DEVICES`] most recently used devices only.
     async fn remember_device(
         &self,
         user_id: UserId,
         device_hash: &str,
         ip_address: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
+    /// Forgets every known device of the account (password changed or reset, all sessions
+    /// revoked, account disabled): none keeps an exemption from the account lock.
+    async fn forget_devices(&self, user_id: UserId) -> StoreResult<()>;
     /// The account's device with this cookie hash. Sign-in also asks with the nil id when the
     /// account is unknown, so the look-up costs the same either way.
     async fn known_device(
@@ -347,8 +355,13 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
     /// Maintenance: deletes what can no longer matter — failure counters of unknown identifiers
     /// idle and unlocked since before `before`, reset tokens and refresh tokens that expired
-    /// before `before`. Returns how many rows went.
-    async fn purge_expired(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// before `before`, and known devices unused since `devices_before`. Returns how many rows
+    /// went.
+    async fn purge_expired(
+        &self,
+        before: DateTime<Utc>,
+        devices_before: DateTime<Utc>,
+    ) -> StoreResult<u64>;
     /// Changes made by other instances, when the backend can tell (PostgreSQL LISTEN/NOTIFY).
     /// `None` when this backend has no cross-instance feed.
     async fn subscribe(&self) -> StoreResult<Option<BoxStream<'static, StoreEvent>>>;

@@ -234,7 +234,7 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             rate_limits: config.rate_limits.clone(),
             cors: config.cors.clone(),
-            tls: tls.is_some(),
+            tls: tls.is_some() || config.public_url.starts_with("https://"),
             cookies: porteiro_web::cookies::CookiePolicy {
                 secure: tls.is_some() || config.secure_origin(),
             },
@@ -307,14 +307,19 @@ impl Application {
 }
 
 /// Purges expired rows every ten minutes (see [`Store::purge_expired`]). Anything older than a
-/// day is past every lock and token lifetime the configuration allows.
+/// day is past every lock and token lifetime the configuration allows; device cookies live a
+/// year.
 async fn maintenance(auth: Arc<Auth>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let before = auth.now() - chrono::Duration::days(1);
-        match auth.store().purge_expired(before).await {
+        let now = auth.now();
+        let (before, devices_before) = (
+            now - chrono::Duration::days(1),
+            now - chrono::Duration::days(365),
+        );
+        match auth.store().purge_expired(before, devices_before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "maintenance: expired rows purged"),
             Err(e) => tracing::warn!(error = %e, "maintenance purge failed"),

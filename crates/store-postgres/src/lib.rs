@@ -91,7 +91,7 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
+    pub(crate) async fn write_tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(backend)
     }
 
@@ -995,8 +995,17 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn purge_expired(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let mut removed = 0;
+    async fn purge_expired(
+        &self,
+        before: DateTime<Utc>,
+        devices_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut removed = sqlx::query("delete from known_devices where updated_at < $1")
+            .bind(devices_before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected();
         for sql in [
             "delete from login_failures where updated_at < $1 and (locked_until is null or locked_until < $1)",
             "delete from password_reset_tokens where expires_at < $1",

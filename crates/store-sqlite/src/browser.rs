@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::UserId;
-use porteiro_core::store::{BrowserStore, KnownDevice, StoreResult};
+use porteiro_core::store::{BrowserStore, KnownDevice, MAX_KNOWN_DEVICES, StoreResult};
 use sqlx::Row as _;
 use uuid::Uuid;
 
@@ -18,21 +18,45 @@ impl BrowserStore for SqliteStore {
         device_hash: &str,
         ip_address: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        sqlx::query(
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
             "insert into known_devices (user_id, device_hash, ip_address, failed_login_attempts, created_at, updated_at) \
              values (?1, ?2, ?3, 0, ?4, ?4) \
              on conflict (user_id, device_hash) do update set \
                ip_address = excluded.ip_address, failed_login_attempts = 0, locked_until = null, \
-               updated_at = excluded.updated_at",
+               updated_at = excluded.updated_at \
+             where known_devices.locked_until is null or known_devices.locked_until <= excluded.updated_at",
         )
         .bind(user_id.to_string())
         .bind(device_hash)
         .bind(ip_address)
         .bind(ms(now))
-        .execute(&self.writer)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            == 1;
+        sqlx::query(
+            "delete from known_devices where user_id = ?1 and device_hash not in \
+             (select device_hash from known_devices where user_id = ?1 \
+              order by updated_at desc, device_hash limit ?2)",
+        )
+        .bind(user_id.to_string())
+        .bind(MAX_KNOWN_DEVICES)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done)
+    }
+
+    async fn forget_devices(&self, user_id: UserId) -> StoreResult<()> {
+        sqlx::query("delete from known_devices where user_id = ?1")
+            .bind(user_id.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 

@@ -117,7 +117,7 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
-    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+    pub(crate) async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -984,8 +984,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn purge_expired(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let mut removed = 0;
+    async fn purge_expired(
+        &self,
+        before: DateTime<Utc>,
+        devices_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut removed = sqlx::query("delete from known_devices where updated_at < ?1")
+            .bind(ms(devices_before))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?
+            .rows_affected();
         for sql in [
             "delete from login_failures where updated_at < ?1 and (locked_until is null or locked_until < ?1)",
             "delete from password_reset_tokens where expires_at < ?1",

@@ -65,6 +65,7 @@ macro_rules! all_contract_tests {
             reset_tokens_are_limited_per_window,
             audit_events_are_listed_newest_first_with_filters,
             purge_removes_only_what_can_no_longer_matter,
+            known_devices_lock_on_their_own_and_are_capped,
             reset_token_owner_respects_expiry,
             complete_reset_is_single_use_and_revokes_every_session,
             complete_reset_needs_the_owner,
@@ -872,6 +873,127 @@ pub async fn refresh_token_session_finds_only_live_tokens(store: Arc<dyn Store>)
     );
 }
 
+// ---------------------------------------------------------------- browsers
+
+pub async fn known_devices_lock_on_their_own_and_are_capped(store: Arc<dyn Store>) {
+    let u = user(&store, "ana").await;
+    let lock = |at: DateTime<Utc>| at + Duration::minutes(5);
+    assert!(
+        store
+            .remember_device(u.id, &hash("d0"), "192.0.2.1", t0())
+            .await
+            .unwrap()
+    );
+    let d = store
+        .known_device(u.id, &hash("d0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (d.user_id, d.ip_address.as_str(), d.failed_login_attempts),
+        (u.id, "192.0.2.1", 0)
+    );
+    assert!(
+        store
+            .known_device(Uuid::nil(), &hash("d0"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    for i in 0..4 {
+        let at = t0() + Duration::seconds(i);
+        assert!(
+            !store
+                .record_device_failure(u.id, &hash("d0"), at, 5, lock(at))
+                .await
+                .unwrap()
+        );
+    }
+    let fifth = t0() + Duration::seconds(10);
+    assert!(
+        store
+            .record_device_failure(u.id, &hash("d0"), fifth, 5, lock(fifth))
+            .await
+            .unwrap()
+    );
+    let locked = store
+        .known_device(u.id, &hash("d0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(locked.locked_until, Some(lock(fifth)));
+    // The account itself is untouched.
+    assert_eq!(
+        store
+            .user_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .failed_login_attempts,
+        0
+    );
+    // A locked device cannot be refreshed until its lock ends.
+    assert!(
+        !store
+            .remember_device(u.id, &hash("d0"), "192.0.2.1", fifth)
+            .await
+            .unwrap()
+    );
+    let after = lock(fifth) + Duration::seconds(1);
+    assert!(
+        store
+            .remember_device(u.id, &hash("d0"), "192.0.2.9", after)
+            .await
+            .unwrap()
+    );
+    let fresh = store
+        .known_device(u.id, &hash("d0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            fresh.ip_address.as_str(),
+            fresh.failed_login_attempts,
+            fresh.locked_until
+        ),
+        ("192.0.2.9", 0, None)
+    );
+    // Only the most recent devices are kept.
+    for i in 1..=porteiro_core::store::MAX_KNOWN_DEVICES {
+        let at = after + Duration::seconds(i);
+        assert!(
+            store
+                .remember_device(u.id, &hash(&format!("d{i}")), "192.0.2.1", at)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        store
+            .known_device(u.id, &hash("d0"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the oldest was evicted"
+    );
+    assert!(
+        store
+            .known_device(u.id, &hash("d1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.forget_devices(u.id).await.unwrap();
+    assert!(
+        store
+            .known_device(u.id, &hash("d1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 // ---------------------------------------------------------------- maintenance
 
 pub async fn purge_removes_only_what_can_no_longer_matter(store: Arc<dyn Store>) {
@@ -905,7 +1027,10 @@ pub async fn purge_removes_only_what_can_no_longer_matter(store: Arc<dyn Store>)
         .record_failed_login_unknown(&hash("recent"), later, 5, later + Duration::minutes(5))
         .await
         .unwrap();
-    let removed = store.purge_expired(cut).await.unwrap();
+    let removed = store
+        .purge_expired(cut, cut - Duration::days(365))
+        .await
+        .unwrap();
     assert_eq!(removed, 2, "the stale counter and the expired reset token");
     assert!(
         store

@@ -35,7 +35,8 @@ pub struct WebSettings {
     pub rate_limits: RateLimitSettings,
     /// Cross-origin access.
     pub cors: CorsOrigins,
-    /// Served over HTTPS by Porteiro itself: adds `Strict-Transport-Security`.
+    /// Reached over HTTPS (TLS served here, or an `https` `PUBLIC_URL` behind a proxy): adds
+    /// `Strict-Transport-Security`.
     pub tls: bool,
     /// Cookie names and flags.
     pub cookies: crate::cookies::CookiePolicy,

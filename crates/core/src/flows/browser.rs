@@ -25,7 +25,6 @@ const CSRF_NONCE: usize = 18;
 const CSRF_TAG: usize = 18;
 
 /// A browser sign-in: the tokens of an ordinary sign-in, plus the session cookie's value.
-#[derive(Debug)]
 pub struct BrowserSession {
     /// The sign-in (its refresh token is never handed to the browser).
     pub signed_in: Authenticated,
@@ -33,6 +32,14 @@ pub struct BrowserSession {
     pub cookie: String,
     /// A CSRF token bound to the new session.
     pub csrf: String,
+}
+
+impl std::fmt::Debug for BrowserSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserSession")
+            .field("signed_in", &self.signed_in)
+            .finish_non_exhaustive()
+    }
 }
 
 fn binding(session_cookie: Option<&str>) -> String {

@@ -125,6 +125,7 @@ impl Auth {
             .store
             .revoke_all_sessions(user_id, None, self.now())
             .await?;
+        self.store.forget_devices(user_id).await?;
         self.sessions_revoked(&revoked).await;
         tracing::info!(%user_id, by = %principal.user_id, count = revoked.len(), "all sessions revoked");
         self.record(

@@ -175,9 +175,6 @@ impl Auth {
         ctx: &ClientContext,
         known_device: bool,
     ) -> Result<Authenticated, Error> {
-        if needs_rehash {
-            self.upgrade_hash_in_background(&user, password.clone());
-        }
         let now = self.now();
         let (device_cookie, device_token) = match (&ctx.device, known_device) {
             (Some(existing), true) => (Some(existing.clone()), None),
@@ -187,9 +184,18 @@ impl Auth {
             }
         };
         if let (Some(ip), Some(cookie)) = (&ctx.ip, &device_cookie) {
-            self.store
+            let remembered = self
+                .store
                 .remember_device(user.id, &token_hash(cookie), ip, now)
                 .await?;
+            if !remembered {
+                // The device was locked by failures that landed while this password was checked.
+                self.sign_in_failed(Some(user.id), "device_locked").await;
+                return Err(Error::InvalidCredentials);
+            }
+        }
+        if needs_rehash {
+            self.upgrade_hash_in_background(&user, password.clone());
         }
         let mut out = self.start_session(user, ctx).await?;
         out.device_token = if ctx.ip.is_some() { device_token } else { None };

@@ -154,6 +154,7 @@ impl Auth {
             .complete_reset(&hash, owner, &new_hash, self.now())
             .await?
             .ok_or(Error::InvalidResetToken)?;
+        self.store.forget_devices(owner).await?;
         self.sessions_revoked(&revoked).await;
         tracing::info!(user_id = %owner, revoked_sessions = revoked.len(), "password reset completed");
         self.record(

@@ -80,6 +80,7 @@ impl Auth {
             .store
             .change_password(user_id, &hash, keep, self.now())
             .await?;
+        self.store.forget_devices(user_id).await?;
         self.sessions_revoked(&revoked).await;
         tracing::info!(%user_id, by = %principal.user_id, revoked_sessions = revoked.len(), "password changed");
         self.record(
@@ -110,6 +111,7 @@ impl Auth {
             .store
             .change_password(user_id, &hash, None, self.now())
             .await?;
+        self.store.forget_devices(user_id).await?;
         self.sessions_revoked(&revoked).await;
         self.record(
             kind::PASSWORD_CHANGED,
@@ -195,6 +197,7 @@ impl Auth {
         }
         if change.is_active == Some(false) {
             let revoked = self.store.revoke_all_sessions(user_id, None, now).await?;
+            self.store.forget_devices(user_id).await?;
             self.sessions_revoked(&revoked).await;
         }
         self.record(

@@ -152,6 +152,25 @@ both_backends! {
         let r = send(&app, &mut old, reqwest::Method::GET, "/api/auth/me", None, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(jar.get("porteiro-session").is_none());
+        // Signing out with a session that already ended still clears the cookie.
+        let r = send(&app, &mut old, reqwest::Method::DELETE, "/api/auth/session", None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(old.get("porteiro-session").is_none());
+
+        // Signing in again over a live browser session ends the previous one.
+        let (mut first, _) = browser_sign_in(&app, &user.username, PASSWORD).await;
+        let csrf = send(&app, &mut first, reqwest::Method::GET, "/api/auth/csrf", None, None).await.data()["csrf_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let before = first.get("porteiro-session").unwrap();
+        let r = send(&app, &mut first, reqwest::Method::POST, "/api/auth/session", Some(&csrf),
+            Some(json!({"username_or_email": user.username, "password": PASSWORD}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let mut stale = Jar::default();
+        stale.0.insert("porteiro-session".to_owned(), before);
+        let r = send(&app, &mut stale, reqwest::Method::GET, "/api/auth/me", None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
 
     async fn a_known_device_is_not_locked_out_by_failures_from_elsewhere(backend: Backend) {
@@ -198,7 +217,17 @@ both_backends! {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         // After the lock duration both locks are over.
         app.clock.advance(chrono::Duration::minutes(6));
-        assert_eq!(from("198.51.100.10", Some(device), PASSWORD).await.status, StatusCode::OK);
-        assert_eq!(from("203.0.113.66", None, PASSWORD).await.status, StatusCode::OK);
+        assert_eq!(from("198.51.100.10", Some(device.clone()), PASSWORD).await.status, StatusCode::OK);
+        let r = from("203.0.113.66", None, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK);
+
+        // "Sign out everywhere" forgets known devices: the cookie no longer exempts anyone.
+        let access = r.data()["access_token"].as_str().unwrap().to_owned();
+        let r = app.post_auth(&format!("/api/auth/revoke-all/{}", user.id), &access, json!({})).await;
+        assert!(r.status.is_success(), "{}", r.text);
+        for _ in 0..5 {
+            from("203.0.113.66", None, "Wrong-passw0rd").await;
+        }
+        assert_eq!(from("198.51.100.10", Some(device), PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     }
 }

@@ -8,9 +8,9 @@
 //! the handler runs. Bearer calls need no CSRF token: a browser never adds that header by itself.
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use porteiro_core::Error;
 use porteiro_core::service::Principal;
@@ -54,7 +54,8 @@ impl FromRequestParts<AppState> for Bearer {
             .authenticate_cookie(&session)
             .await
             .map_err(|e| ApiError(e).into_response())?;
-        if !parts.method.is_safe() && !csrf_ok(parts, state, Some(&session)) {
+        let read_only = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !read_only && !csrf_ok(parts, state, Some(&session)) {
             return Err(csrf_failed());
         }
         Ok(Self(principal))

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::cookies::{CSRF, DEVICE, SESSION};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::auth::{csrf_failed, csrf_ok};
-use crate::extract::{AppJson, Bearer, ClientInfo};
+use crate::extract::{AppJson, ClientInfo};
 use crate::state::AppState;
 use crate::views::{Envelope, UserView, ok};
 
@@ -107,6 +107,15 @@ async fn sign_in(
         .login_browser(&req.username_or_email, &req.password, &ctx)
         .await
         .map_err(|e| ApiError(e).into_response())?;
+    // Signing in over an existing browser session ends that one: one cookie, one session.
+    if let Some(previous) = current.as_deref()
+        && let Ok(p) = s.auth.authenticate_cookie(previous).await
+    {
+        s.auth
+            .logout(&p)
+            .await
+            .map_err(|e| ApiError(e).into_response())?;
+    }
     let mut headers = device_cookie(&s, browser.signed_in.device_token.as_deref());
     let lifetime = s.auth.config().refresh_ttl.num_seconds();
     cookies.set(&mut headers, SESSION, &browser.cookie, Some(lifetime));
@@ -121,15 +130,26 @@ async fn sign_in(
     ))
 }
 
-/// Signs the browser out: revokes its session and clears the cookie (CSRF token required).
+/// Signs the browser out: revokes its session (CSRF token required while it is live) and clears
+/// the cookie — also when the session had already ended.
 #[utoipa::path(delete, path = "/api/auth/session", tag = "auth", security(("cookie" = [])),
-    responses((status = 200, body = Envelope<CsrfToken>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Envelope<CsrfToken>), (status = 403, body = ErrorBody)))]
 async fn sign_out(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
-) -> Result<(HeaderMap, Json<Envelope<CsrfToken>>), ApiError> {
-    s.auth.logout(&p).await?;
+    parts: Parts,
+) -> Result<(HeaderMap, Json<Envelope<CsrfToken>>), Response> {
     let cookies = s.settings.cookies;
+    if let Some(session) = cookies.read(&parts.headers, SESSION)
+        && let Ok(p) = s.auth.authenticate_cookie(&session).await
+    {
+        if !csrf_ok(&parts, &s, Some(&session)) {
+            return Err(csrf_failed());
+        }
+        s.auth
+            .logout(&p)
+            .await
+            .map_err(|e| ApiError(e).into_response())?;
+    }
     let mut headers = HeaderMap::new();
     cookies.clear(&mut headers, SESSION);
     let token = s.auth.csrf_token(None);

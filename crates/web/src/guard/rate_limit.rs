@@ -66,7 +66,7 @@ impl Default for RateLimitSettings {
             enabled: true,
             general,
             strict: Quota::strict_from(general),
-            max_clients: 100_000,
+            max_clients: 50_000,
         }
     }
 }

@@ -333,6 +333,16 @@ pub trait AuditStore: Send + Sync {
     async fn list_audit(&self, filter: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>>;
 }
 
+/// Bulk loading, for seeding benchmarks and imports: many rows per statement or transaction,
+/// no per-row round trip. Rows must be valid already (passwords hashed, names parsed).
+#[async_trait]
+pub trait BulkStore: Send + Sync {
+    /// Inserts accounts; returns how many. A duplicate username or email fails the whole batch.
+    async fn insert_users_bulk(&self, users: &[NewUser]) -> StoreResult<u64>;
+    /// Appends audit events; returns how many.
+    async fn append_audit_bulk(&self, events: &[NewAuditEvent]) -> StoreResult<u64>;
+}
+
 /// A change another instance made that local caches must learn about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
@@ -347,7 +357,14 @@ pub enum StoreEvent {
 /// The whole storage contract.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + RecoveryStore + KeyStore + OutboxStore + AuditStore + BrowserStore
+    UserStore
+    + SessionStore
+    + RecoveryStore
+    + KeyStore
+    + OutboxStore
+    + AuditStore
+    + BrowserStore
+    + BulkStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

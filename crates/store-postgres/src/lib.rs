@@ -9,6 +9,7 @@
 
 mod audit;
 mod browser;
+mod bulk;
 mod migrations;
 mod rows;
 pub mod testing;

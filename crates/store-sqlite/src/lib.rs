@@ -11,6 +11,7 @@
 
 mod audit;
 mod browser;
+mod bulk;
 mod migrations;
 mod rows;
 

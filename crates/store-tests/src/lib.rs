@@ -66,6 +66,7 @@ macro_rules! all_contract_tests {
             audit_events_are_listed_newest_first_with_filters,
             purge_removes_only_what_can_no_longer_matter,
             known_devices_lock_on_their_own_and_are_capped,
+            bulk_loads_are_all_or_nothing,
             reset_token_owner_respects_expiry,
             complete_reset_is_single_use_and_revokes_every_session,
             complete_reset_needs_the_owner,
@@ -871,6 +872,53 @@ pub async fn refresh_token_session_finds_only_live_tokens(store: Arc<dyn Store>)
             .unwrap()
             .is_none()
     );
+}
+
+// ---------------------------------------------------------------- bulk
+
+pub async fn bulk_loads_are_all_or_nothing(store: Arc<dyn Store>) {
+    let batch: Vec<NewUser> = (0..3).map(|i| new_user(&format!("bulk{i}"))).collect();
+    assert_eq!(store.insert_users_bulk(&batch).await.unwrap(), 3);
+    let found = store
+        .user_by_login("bulk2@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id, found.first_name.as_deref()),
+        (batch[2].id, Some("Ana"))
+    );
+    assert_eq!(found.created_at, t0());
+    // One duplicate refuses the whole batch.
+    let clash = vec![new_user("fresh"), new_user("BULK1")];
+    assert!(matches!(
+        store.insert_users_bulk(&clash).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(store.user_by_login("fresh").await.unwrap().is_none());
+    assert_eq!(store.count_users().await.unwrap(), 3);
+
+    let events: Vec<_> = (0..4)
+        .map(|i| porteiro_core::domain::NewAuditEvent {
+            occurred_at: t0() + Duration::seconds(i),
+            event_type: "sign_in.failed",
+            outcome: porteiro_core::domain::Outcome::Failure,
+            user_id: (i % 2 == 0).then_some(found.id),
+            actor_id: None,
+            ip_address: Some(format!("192.0.2.{i}")),
+            user_agent: None,
+            details: serde_json::json!({"n": i}),
+        })
+        .collect();
+    assert_eq!(store.append_audit_bulk(&events).await.unwrap(), 4);
+    let listed = store
+        .list_audit(&porteiro_core::domain::AuditFilter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[0].details["n"], 3);
+    assert_eq!(listed[0].ip_address.as_deref(), Some("192.0.2.3"));
+    assert_eq!(listed[1].user_id, Some(found.id));
 }
 
 // ---------------------------------------------------------------- browsers

@@ -9,6 +9,8 @@ use porteiro_core::clock::SystemClock;
 use porteiro_core::flows::registration::Registration;
 use secrecy::SecretString;
 
+mod bench;
+
 use crate::app::{Application, build_auth, load_master_key, open_store};
 use crate::config::Config;
 
@@ -39,6 +41,9 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Benchmark helpers: bulk seeding and the hashing and rotation ceilings (bench/run.sh).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// `porteiro user …`
@@ -202,6 +207,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("audit event not recorded: {e}"))?;
             println!("new signing key {kid}; previous keys stay valid for verification");
             Ok(())
+        }
+        Command::Bench(cmd) => {
+            let store = open_store(&config).await?;
+            let auth = build_auth(&config, store, Arc::new(SystemClock)).await?;
+            bench::run(auth, cmd).await
         }
         Command::User(cmd) => {
             let store = open_store(&config).await?;

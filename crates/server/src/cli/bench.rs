@@ -1,0 +1,304 @@
+//! `porteiro bench …`: helpers for the benchmark harness (`bench/run.sh`). Seeding loads rows in
+//! bulk (one password hash for every seeded account), and the two ceilings measure what the
+//! hardware allows without HTTP: password verification and the refresh-rotation transaction.
+//! Results are printed as one JSON object on stdout.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::Duration;
+use clap::Subcommand;
+use porteiro_core::Auth;
+use porteiro_core::crypto::{random_token, token_hash};
+use porteiro_core::domain::audit::kind;
+use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
+use porteiro_core::domain::{NewAuditEvent, NewSession, NewUser, Outcome, Username};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+/// `porteiro bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Bulk-create accounts `PREFIX<n>` / `PREFIX<n>@bench.invalid` (n from `--start`), all with
+    /// the password read from stdin, hashed once; optionally sessions and audit rows.
+    Seed {
+        /// Accounts to create.
+        #[arg(long)]
+        users: u64,
+        /// First account number.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Username prefix.
+        #[arg(long, default_value = "bench")]
+        prefix: String,
+        /// Sessions to open, spread over the new accounts.
+        #[arg(long, default_value_t = 0)]
+        sessions: u64,
+        /// Audit events to append, spread over the new accounts.
+        #[arg(long, default_value_t = 0)]
+        audit_rows: u64,
+    },
+    /// Password verifications per second on one thread with the configured parameters, and that
+    /// times the cores: the sign-in ceiling.
+    Hash {
+        /// Verifications to time.
+        #[arg(long, default_value_t = 40)]
+        iterations: u32,
+    },
+    /// Refresh rotations per second through the store (no HTTP), over parallel chains: the
+    /// refresh ceiling.
+    Rotate {
+        /// Rotations per chain.
+        #[arg(long, default_value_t = 2000)]
+        iterations: u32,
+        /// Parallel chains.
+        #[arg(long, default_value_t = 8)]
+        chains: u32,
+    },
+}
+
+const BATCH: usize = 5_000;
+
+fn read_password() -> anyhow::Result<SecretString> {
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)
+        .context("cannot read the password from stdin")?;
+    let password = input.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    Ok(SecretString::from(password))
+}
+
+/// Runs a bench subcommand.
+///
+/// # Errors
+/// On store or hashing failure.
+pub async fn run(auth: Arc<Auth>, cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Seed {
+            users,
+            start,
+            prefix,
+            sessions,
+            audit_rows,
+        } => seed(&auth, users, start, &prefix, sessions, audit_rows).await,
+        BenchCommand::Hash { iterations } => hash_ceiling(&auth, iterations).await,
+        BenchCommand::Rotate { iterations, chains } => {
+            rotate_ceiling(&auth, iterations, chains).await
+        }
+    }
+}
+
+async fn seed(
+    auth: &Auth,
+    users: u64,
+    start: u64,
+    prefix: &str,
+    sessions: u64,
+    audit_rows: u64,
+) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let password = read_password()?;
+    let hash = auth.hasher().hash(&password).await?;
+    let now = auth.now();
+    let store = auth.store();
+    let mut ids = Vec::with_capacity(usize::try_from(users.min(1_000_000))?);
+    let mut batch = Vec::with_capacity(BATCH);
+    for n in start..start + users {
+        let username = Username::parse(&format!("{prefix}{n}"))
+            .map_err(|e| anyhow::anyhow!("bad prefix: {e}"))?;
+        let id = Uuid::now_v7();
+        if ids.len() < ids.capacity() {
+            ids.push(id);
+        }
+        batch.push(NewUser {
+            id,
+            username_key: username.key(),
+            username: username.as_str().to_owned(),
+            email: format!("{prefix}{n}@bench.invalid"),
+            first_name: None,
+            last_name: None,
+            password_hash: hash.clone(),
+            is_admin: false,
+            locale: "en".to_owned(),
+            now,
+        });
+        if batch.len() == BATCH {
+            store.insert_users_bulk(&batch).await?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        store.insert_users_bulk(&batch).await?;
+    }
+    let users_done = began.elapsed();
+    for i in 0..sessions {
+        let user_id = ids[usize::try_from(i)? % ids.len().max(1)];
+        let id = Uuid::new_v4();
+        let expires_at = now + Duration::days(7);
+        store
+            .create_session(
+                &NewSession {
+                    id,
+                    user_id,
+                    now,
+                    expires_at,
+                    ip_address: Some("192.0.2.1".to_owned()),
+                    user_agent: Some("porteiro-bench".to_owned()),
+                    device_name: "bench".to_owned(),
+                    device_type: "desktop".to_owned(),
+                    os: None,
+                    browser: None,
+                },
+                &NewRefreshToken {
+                    token_hash: token_hash(&random_token::<32>()),
+                    session_id: id,
+                    expires_at,
+                    now,
+                },
+            )
+            .await?;
+    }
+    let mut events = Vec::with_capacity(BATCH);
+    for i in 0..audit_rows {
+        events.push(NewAuditEvent {
+            occurred_at: now - Duration::seconds(i64::try_from(audit_rows - i)?),
+            event_type: if i % 3 == 0 {
+                kind::SIGN_IN_FAILED
+            } else {
+                kind::SIGN_IN_SUCCEEDED
+            },
+            outcome: if i % 3 == 0 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
+            user_id: ids.get(usize::try_from(i)? % ids.len().max(1)).copied(),
+            actor_id: None,
+            ip_address: Some("192.0.2.1".to_owned()),
+            user_agent: Some("porteiro-bench".to_owned()),
+            details: serde_json::json!({"seeded": true}),
+        });
+        if events.len() == BATCH {
+            store.append_audit_bulk(&events).await?;
+            events.clear();
+        }
+    }
+    if !events.is_empty() {
+        store.append_audit_bulk(&events).await?;
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "users": users, "sessions": sessions, "audit_rows": audit_rows,
+            "users_secs": users_done.as_secs_f64(), "total_secs": began.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
+}
+
+async fn hash_ceiling(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
+    let password = SecretString::from("Bench-Ceiling-Passw0rd".to_owned());
+    let hash = auth.hasher().hash(&password).await?;
+    auth.hasher().verify(&password, Some(&hash)).await?;
+    let began = Instant::now();
+    for _ in 0..iterations {
+        let v = auth.hasher().verify(&password, Some(&hash)).await?;
+        anyhow::ensure!(v.matches, "verification failed");
+    }
+    let per_verify = began.elapsed().as_secs_f64() / f64::from(iterations.max(1));
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    println!(
+        "{}",
+        serde_json::json!({
+            "verify_ms": per_verify * 1000.0,
+            "cores": cores,
+            "ceiling_rps": cores as f64 / per_verify,
+        })
+    );
+    Ok(())
+}
+
+async fn rotate_ceiling(auth: &Arc<Auth>, iterations: u32, chains: u32) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..chains {
+        let auth = Arc::clone(auth);
+        tasks.push(tokio::spawn(async move {
+            rotate_chain(&auth, iterations).await
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let total = f64::from(iterations) * f64::from(chains);
+    println!(
+        "{}",
+        serde_json::json!({"rotations": total, "rps": total / began.elapsed().as_secs_f64()})
+    );
+    Ok(())
+}
+
+async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
+    let store = auth.store();
+    let now = auth.now();
+    let user_id = Uuid::now_v7();
+    let key = format!("chain{}", user_id.simple());
+    store
+        .insert_users_bulk(&[NewUser {
+            id: user_id,
+            username_key: key.clone(),
+            username: key.clone(),
+            email: format!("{key}@bench.invalid"),
+            first_name: None,
+            last_name: None,
+            password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
+            is_admin: false,
+            locale: "en".to_owned(),
+            now,
+        }])
+        .await?;
+    let session_id = Uuid::new_v4();
+    let expires_at = now + Duration::days(7);
+    let mut current = random_token::<32>();
+    store
+        .create_session(
+            &NewSession {
+                id: session_id,
+                user_id,
+                now,
+                expires_at,
+                ip_address: None,
+                user_agent: None,
+                device_name: "bench".to_owned(),
+                device_type: "desktop".to_owned(),
+                os: None,
+                browser: None,
+            },
+            &NewRefreshToken {
+                token_hash: token_hash(&current),
+                session_id,
+                expires_at,
+                now,
+            },
+        )
+        .await?;
+    for _ in 0..iterations {
+        let next = random_token::<32>();
+        let outcome = store
+            .rotate_refresh_token(
+                &token_hash(&current),
+                &token_hash(&next),
+                expires_at,
+                Some("192.0.2.1"),
+                auth.now(),
+            )
+            .await?;
+        anyhow::ensure!(
+            matches!(outcome, RotateOutcome::Rotated(_)),
+            "rotation refused"
+        );
+        current = next;
+    }
+    Ok(())
+}

@@ -9,7 +9,8 @@
 #
 # The cluster never touches the system one (a Debian install may auto-create and even start
 # "15/main" on 5432): it lives entirely under DIR, listens on a random loopback port, keeps its
-# Unix socket in DIR, trusts every local connection and runs with fsync off, since it holds only
+# Unix socket in DIR, trusts every local connection and runs with fsync off (PG_FSYNC=on for the
+# benchmark, which must measure durable commits), since it holds only
 # disposable test data. Nothing here relies on a service manager: CI machines have none.
 
 # Where the server binaries are; PG_BIN overrides. Picks the newest installed major version so
@@ -115,7 +116,7 @@ pg_start() {
     for attempt in 1 2 3; do
         port=$(pg_free_port)
         if (cd "$dir" && pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=${PG_FSYNC:-off} -c max_connections=300" \
             start >&2); then
             printf '%s\n' "$port" >"$dir/port"
             printf 'postgres://postgres@127.0.0.1:%s/postgres\n' "$port"

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Turns the scenario results of bench/run.sh into <date>-<backend>.json, .md and .svg.
+
+The JSON maps each scenario to an object with rps, p50_ms, p99_ms, peak_rss_kb (and ceiling_rps
+and ratio where a ceiling exists; startup_ms for startup). In smoke mode it only checks that every
+scenario ran and answered without errors, and exits non-zero otherwise.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+
+SCENARIOS = ["baseline", "health", "me", "login", "me-under-login-flood", "refresh", "register",
+             "idle", "startup", "scale"]
+
+TARGETS = {
+    "login": "≥ 0.95 × hashing ceiling",
+    "me": "≥ 0.7 × baseline",
+    "me-under-login-flood": "p99 ≤ 10 ms",
+    "refresh": "≥ 0.8 × raw rotate",
+    "idle": "≤ 15 MB idle, ≤ 64 MB with 100k sessions under load",
+    "startup": "≤ 100 ms",
+    "scale": "1M-user latencies within 10 % of 1k-user ones",
+}
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                record = json.loads(line)
+                out[record.pop("scenario")] = record
+    return out
+
+
+def judge(name, r, data):
+    """(met, explanation) for a scenario's target, or (None, '') without one."""
+    if name == "login":
+        return r["ratio"] >= 0.95, f"{r['ratio']:.2f} × ceiling"
+    if name == "me":
+        ratio = r["rps"] / data["baseline"]["rps"]
+        r["ceiling_rps"], r["ratio"] = data["baseline"]["rps"], round(ratio, 3)
+        return ratio >= 0.7, f"{ratio:.2f} × baseline"
+    if name == "me-under-login-flood":
+        return r["p99_ms"] <= 10, f"p99 {r['p99_ms']:.2f} ms"
+    if name == "refresh":
+        return r["ratio"] >= 0.8, f"{r['ratio']:.2f} × raw rotate"
+    if name == "idle":
+        return (r["rss_kb"] <= 15 * 1024 and r["rss_with_sessions_kb"] <= 64 * 1024,
+                f"{r['rss_kb'] / 1024:.1f} MB idle, {r['rss_with_sessions_kb'] / 1024:.1f} MB with sessions")
+    if name == "startup":
+        return r["startup_ms"] <= 100, f"{r['startup_ms']:.0f} ms"
+    if name == "scale":
+        worst = max(abs(r["me_p50_change"]), abs(r["login_p50_change"]))
+        return worst <= 0.10, (f"p50 change: me {r['me_p50_change'] * 100:+.1f} %, "
+                               f"login {r['login_p50_change'] * 100:+.1f} %")
+    return None, ""
+
+
+def svg_chart(data):
+    """Horizontal bars: throughput per scenario, with its ceiling drawn behind it."""
+    rows = []
+    for name in ["baseline", "health", "me", "me-under-login-flood", "login", "refresh", "register"]:
+        r = data.get(name)
+        if r and "rps" in r:
+            rows.append((name, r["rps"], r.get("ceiling_rps")))
+    if "scale" in data:
+        rows.append(("scale: me (1M users)", data["scale"]["me"]["rps"], data["me"]["rps"]))
+        rows.append(("scale: login (1M users)", data["scale"]["login"]["rps"], data["login"]["rps"]))
+    top = max(max(rps, ceiling or 0) for _, rps, ceiling in rows) or 1
+    width, left, bar_h, gap = 760, 190, 18, 12
+    height = 50 + len(rows) * (bar_h + gap)
+    scale = (width - left - 90) / top
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="20" font-size="14" font-weight="bold">Requests per second '
+        f'(grey: the scenario\'s ceiling)</text>',
+    ]
+    y = 40
+    for name, rps, ceiling in rows:
+        if ceiling:
+            parts.append(f'<rect x="{left}" y="{y}" width="{ceiling * scale:.1f}" height="{bar_h}" '
+                         f'fill="#d0d4da"/>')
+        parts.append(f'<rect x="{left}" y="{y + 4}" width="{max(rps * scale, 1):.1f}" '
+                     f'height="{bar_h - 8}" fill="#2f6fb0"/>')
+        parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end">{name}</text>')
+        label = f"{rps:,.0f}" + (f" / {ceiling:,.0f}" if ceiling else "")
+        end = max(rps, ceiling or 0) * scale
+        parts.append(f'<text x="{left + end + 6:.1f}" y="{y + 13}">{label}</text>')
+        y += bar_h + gap
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--backend", required=True)
+    ap.add_argument("--mode", choices=["full", "smoke"], required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--cores", type=int, required=True)
+    args = ap.parse_args()
+
+    data = load(args.results)
+    missing = [s for s in SCENARIOS if s not in data]
+    failed = [n for n, r in data.items()
+              if r.get("non_2xx", 0) or r.get("socket_errors", 0) or r.get("requests", 1) == 0]
+    if args.mode == "smoke":
+        for name in SCENARIOS:
+            state = "missing" if name in missing else ("ERRORS" if name in failed else "ok")
+            print(f"  {name:<22} {state}")
+        if missing or failed:
+            sys.exit(f"bench smoke: missing {missing}, with errors {failed}")
+        print("bench smoke: every scenario ran")
+        return
+
+    date = datetime.date.today().isoformat()
+    machine = {"cores": args.cores, "cpu": cpu_model(), "kernel": platform.release()}
+    verdicts = {name: judge(name, data[name], data) for name in SCENARIOS if name in data}
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"{date}-{args.backend}")
+    document = {"date": date, "backend": args.backend, "machine": machine, "scenarios": data}
+    with open(stem + ".json", "w") as f:
+        json.dump(document, f, indent=2)
+        f.write("\n")
+    with open(stem + ".svg", "w") as f:
+        f.write(svg_chart(data))
+
+    met = [n for n, (ok, _) in verdicts.items() if ok is True]
+    missed = [n for n, (ok, _) in verdicts.items() if ok is False]
+    lines = [
+        f"# Porteiro benchmark — {args.backend}, {date}",
+        "",
+        f"Machine: {machine['cores']} cores, {machine['cpu']}, Linux {machine['kernel']}. "
+        f"Load generator: wrk on the same machine. Reproduce: `bench/run.sh {args.backend}`.",
+        "",
+        "## Summary",
+        "",
+        f"On this machine Porteiro served {data['me']['rps']:,.0f} authenticated requests per second "
+        f"({data['me']['ratio']:.2f} × the bare axum hello-world), {data['login']['rps']:,.0f} password "
+        f"sign-ins per second ({data['login']['ratio']:.2f} × what the hashing itself allows) and "
+        f"{data['refresh']['rps']:,.0f} refresh rotations per second ({data['refresh']['ratio']:.2f} × "
+        f"the raw store transaction). Targets met: {', '.join(met) or 'none'}; "
+        f"missed: {', '.join(missed) or 'none'} (see Notes).",
+        "",
+        f"![throughput per scenario against its ceiling]({os.path.basename(stem)}.svg)",
+        "",
+        "## Results",
+        "",
+        "| scenario | req/s | p50 ms | p99 ms | peak RSS MB | against its ceiling | target |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for name in SCENARIOS:
+        r = data.get(name)
+        if r is None:
+            continue
+        ok, how = verdicts.get(name, (None, ""))
+        mark = {True: "met", False: "**missed**", None: ""}[ok]
+        target = TARGETS.get(name, "")
+        rps = f"{r['rps']:,.0f}" if "rps" in r else ""
+        p50 = f"{r['p50_ms']:.2f}" if "p50_ms" in r else ""
+        p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else ""
+        peak = f"{r['peak_rss_kb'] / 1024:.1f}" if "peak_rss_kb" in r else ""
+        lines.append(f"| {name} | {rps} | {p50} | {p99} | {peak} | {how} | {target} {mark} |")
+    login, refresh = data["login"], data["refresh"]
+    lines += [
+        "",
+        "## Ceilings",
+        "",
+        f"- **Hashing**: one Argon2id verification takes {login['verify_ms']:.1f} ms on one thread; "
+        f"× {args.cores} cores = {login['ceiling_rps']:,.0f} sign-ins/s (`porteiro bench hash`).",
+        f"- **Raw rotate**: {refresh['ceiling_rps']:,.0f} rotations/s through the store without HTTP "
+        f"(`porteiro bench rotate`).",
+        f"- **Baseline**: {data['baseline']['rps']:,.0f} req/s from a minimal axum server "
+        f"(`bench/baseline`).",
+        "",
+        "## Notes",
+        "",
+        "See bench/README.md for what each scenario does and for the known gaps.",
+        "",
+    ]
+    with open(stem + ".md", "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {stem}.md, .json and .svg")
+
+
+if __name__ == "__main__":
+    main()

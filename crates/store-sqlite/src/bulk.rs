@@ -1,9 +1,11 @@
-//! Bulk loading: one write transaction, one cached prepared statement, many rows.
+//! Bulk loading: a whole batch travels as one JSON array and is inserted by one statement
+//! through `json_each`, so a batch costs one round trip to the database thread, not one per row.
 
 use async_trait::async_trait;
 use porteiro_core::domain::NewUser;
 use porteiro_core::domain::audit::NewAuditEvent;
 use porteiro_core::store::{BulkStore, StoreResult};
+use serde_json::json;
 
 use crate::rows::ms;
 use crate::{SqliteStore, backend, on_unique};
@@ -11,51 +13,70 @@ use crate::{SqliteStore, backend, on_unique};
 #[async_trait]
 impl BulkStore for SqliteStore {
     async fn insert_users_bulk(&self, users: &[NewUser]) -> StoreResult<u64> {
+        let rows: Vec<_> = users
+            .iter()
+            .map(|u| {
+                json!([
+                    u.id.to_string(),
+                    u.username,
+                    u.username_key,
+                    u.email,
+                    u.first_name,
+                    u.last_name,
+                    u.password_hash,
+                    u.is_admin,
+                    u.locale,
+                    ms(u.now)
+                ])
+            })
+            .collect();
         let mut tx = self.write_tx().await?;
-        for u in users {
-            sqlx::query(
-                "insert into users (id, username, username_key, email, first_name, last_name, password_hash, \
-                 is_admin, locale, created_at, updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-            )
-            .bind(u.id.to_string())
-            .bind(&u.username)
-            .bind(&u.username_key)
-            .bind(&u.email)
-            .bind(&u.first_name)
-            .bind(&u.last_name)
-            .bind(&u.password_hash)
-            .bind(u.is_admin)
-            .bind(&u.locale)
-            .bind(ms(u.now))
-            .execute(&mut *tx)
-            .await
-            .map_err(on_unique)?;
-        }
+        let done = sqlx::query(
+            "insert into users (id, username, username_key, email, first_name, last_name, password_hash, \
+             is_admin, locale, created_at, updated_at) \
+             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+                    value ->> 7, value ->> 8, value ->> 9, value ->> 9 \
+             from json_each(?1)",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(on_unique)?
+        .rows_affected();
         tx.commit().await.map_err(backend)?;
-        Ok(users.len() as u64)
+        Ok(done)
     }
 
     async fn append_audit_bulk(&self, events: &[NewAuditEvent]) -> StoreResult<u64> {
+        let rows: Vec<_> = events
+            .iter()
+            .map(|e| {
+                json!([
+                    ms(e.occurred_at),
+                    e.event_type,
+                    e.outcome.as_str(),
+                    e.user_id.map(|u| u.to_string()),
+                    e.actor_id.map(|u| u.to_string()),
+                    e.ip_address,
+                    e.user_agent,
+                    e.details.to_string()
+                ])
+            })
+            .collect();
         let mut tx = self.write_tx().await?;
-        for e in events {
-            sqlx::query(
-                "insert into audit_events \
-                 (occurred_at, event_type, outcome, user_id, actor_id, ip_address, user_agent, details) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .bind(ms(e.occurred_at))
-            .bind(e.event_type)
-            .bind(e.outcome.as_str())
-            .bind(e.user_id.map(|u| u.to_string()))
-            .bind(e.actor_id.map(|u| u.to_string()))
-            .bind(e.ip_address.as_deref())
-            .bind(e.user_agent.as_deref())
-            .bind(e.details.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
+        let done = sqlx::query(
+            "insert into audit_events \
+             (occurred_at, event_type, outcome, user_id, actor_id, ip_address, user_agent, details) \
+             select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+                    value ->> 6, value ->> 7 \
+             from json_each(?1)",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
         tx.commit().await.map_err(backend)?;
-        Ok(events.len() as u64)
+        Ok(done)
     }
 }

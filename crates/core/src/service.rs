@@ -115,6 +115,10 @@ pub struct Auth {
     pub(crate) master: Arc<MasterKey>,
     /// Browser session cookies (hash → session, owner); revocation is still checked per request.
     pub(crate) cookie_sessions: moka::future::Cache<String, (Uuid, Uuid)>,
+    /// Accounts as `GET /api/auth/me` shows them, for one second: a client polling its profile
+    /// does not cost a database read per request. Changes made here drop the entry at once;
+    /// changes made by another instance show within the second. Never used to authorise.
+    pub(crate) profiles: moka::future::Cache<Uuid, User>,
     /// Bounds concurrent background recovery work (look-up, token, mail) under a flood.
     pub(crate) recovery_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -155,6 +159,10 @@ impl Auth {
             cache: SessionCache::new(200_000, access),
             outbox: Outbox::new(store.clone(), master.clone(), clock.clone()),
             master,
+            profiles: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(1))
+                .build(),
             cookie_sessions: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(300))
@@ -240,6 +248,11 @@ impl Auth {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
         }
+    }
+
+    /// Drops the cached profile of an account this instance just changed.
+    pub(crate) async fn profile_changed(&self, user_id: Uuid) {
+        self.profiles.invalidate(&user_id).await;
     }
 
     pub(crate) async fn sessions_revoked(&self, ids: &[Uuid]) {

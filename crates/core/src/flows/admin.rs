@@ -83,6 +83,7 @@ impl Auth {
             .await?
             .ok_or(Error::NotFound)?;
         self.sessions_revoked(&sessions).await;
+        self.profile_changed(user_id).await;
         tracing::info!(%user_id, by = %principal.user_id, "account deleted");
         self.record(
             kind::USER_DELETED,
@@ -106,6 +107,7 @@ impl Auth {
     async fn unlock_by(&self, identifier: &str, actor: Option<&Principal>) -> Result<User, Error> {
         let user = self.find_user(identifier).await?.ok_or(Error::NotFound)?;
         self.store.unlock_user(user.id, self.now()).await?;
+        self.profile_changed(user.id).await;
         tracing::info!(user_id = %user.id, "account unlocked");
         let via = if actor.is_some() { "api" } else { "cli" };
         self.record(

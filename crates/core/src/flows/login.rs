@@ -141,6 +141,7 @@ impl Auth {
             };
             self.sign_in_failed(Some(user.id), reason).await;
             if locked_now {
+                self.profile_changed(user.id).await;
                 tracing::warn!(user_id = %user.id, "account locked after repeated failed sign-ins");
                 self.record(
                     kind::ACCOUNT_LOCKED,

@@ -155,6 +155,7 @@ impl Auth {
             .await?
             .ok_or(Error::InvalidResetToken)?;
         self.store.forget_devices(owner).await?;
+        self.profile_changed(owner).await;
         self.sessions_revoked(&revoked).await;
         tracing::info!(user_id = %owner, revoked_sessions = revoked.len(), "password reset completed");
         self.record(

@@ -81,6 +81,7 @@ impl Auth {
             .change_password(user_id, &hash, keep, self.now())
             .await?;
         self.store.forget_devices(user_id).await?;
+        self.profile_changed(user_id).await;
         self.sessions_revoked(&revoked).await;
         tracing::info!(%user_id, by = %principal.user_id, revoked_sessions = revoked.len(), "password changed");
         self.record(
@@ -112,6 +113,7 @@ impl Auth {
             .change_password(user_id, &hash, None, self.now())
             .await?;
         self.store.forget_devices(user_id).await?;
+        self.profile_changed(user_id).await;
         self.sessions_revoked(&revoked).await;
         self.record(
             kind::PASSWORD_CHANGED,
@@ -129,10 +131,16 @@ impl Auth {
     /// # Errors
     /// `InvalidAccessToken` if the account vanished.
     pub async fn me(&self, principal: &Principal) -> Result<User, Error> {
-        self.store
+        if let Some(user) = self.profiles.get(&principal.user_id).await {
+            return Ok(user);
+        }
+        let user = self
+            .store
             .user_by_id(principal.user_id)
             .await?
-            .ok_or(Error::InvalidAccessToken)
+            .ok_or(Error::InvalidAccessToken)?;
+        self.profiles.insert(user.id, user.clone()).await;
+        Ok(user)
     }
 
     /// One account: the caller's own, or any for an administrator.
@@ -184,6 +192,7 @@ impl Auth {
         };
         let now = self.now();
         let user = self.store.update_profile(user_id, &update, now).await?;
+        self.profile_changed(user_id).await;
         let mut fields = Vec::new();
         for (name, set) in [
             ("first_name", update.first_name.is_some()),

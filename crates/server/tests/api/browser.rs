@@ -133,6 +133,9 @@ both_backends! {
         // With the session's token it works.
         let r = send(&app, &mut jar, reqwest::Method::PUT, &path, Some(&csrf), Some(json!({"first_name": "Cora"}))).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        // The profile cache never hides one's own change.
+        let me = send(&app, &mut jar, reqwest::Method::GET, "/api/auth/me", None, None).await;
+        assert_eq!(me.data()["first_name"], "Cora", "{}", me.text);
 
         // Bearer calls need no CSRF token.
         let tokens = app.sign_in(&user).await;

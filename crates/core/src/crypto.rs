@@ -7,14 +7,18 @@ use aws_lc_rs::{digest, hkdf, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// Fills a buffer from the operating system's CSPRNG.
+/// Fills a buffer from the operating system's CSPRNG (`getrandom(2)`).
+///
+/// The OS generator, rather than aws-lc's user-space DRBG: the latter seeds itself per thread
+/// from CPU jitter, which cost about 90 ms of every start-up and a pause on each thread's first
+/// token.
 ///
 /// # Panics
 /// Only if the OS randomness source fails, in which case no secret can be made safely.
 #[must_use]
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
-    aws_lc_rs::rand::fill(&mut buf).expect("invariant: the OS CSPRNG is available");
+    getrandom::fill(&mut buf).expect("invariant: the OS CSPRNG is available");
     buf
 }
 

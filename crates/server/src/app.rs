@@ -228,6 +228,12 @@ impl Application {
             .map(tls_config)
             .transpose()?
             .map(Arc::new);
+        if tls.is_none() && !config.secure_origin() {
+            tracing::warn!(
+                public_url = %config.public_url,
+                "PUBLIC_URL is plain HTTP on a non-loopback host: browser cookies cannot be Secure or __Host- prefixed; serve HTTPS or set an https PUBLIC_URL behind a TLS proxy"
+            );
+        }
         let settings = WebSettings {
             request_timeout: config.request_timeout,
             introspection_client: config.introspection_client.clone(),

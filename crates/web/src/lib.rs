@@ -103,7 +103,6 @@ pub fn app(state: AppState) -> Router {
     let guard = Arc::new(guard::Guard {
         proxies: settings.trusted_proxies.clone(),
         limiter: guard::RateLimiter::new(&settings.rate_limits),
-        cookies: settings.cookies,
     });
     api_routes
         .merge(routes::docs::router(docs))

@@ -6,6 +6,8 @@
 //! flows do not thread it through every call. Appending is awaited, so an event is readable as
 //! soon as its action has answered; a failure to append is logged and does not undo the action.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -14,19 +16,20 @@ use crate::error::Error;
 use crate::service::{Auth, ClientContext, Principal};
 
 tokio::task_local! {
-    static REQUEST_CLIENT: ClientContext;
+    static REQUEST_CLIENT: Arc<ClientContext>;
 }
 
 impl ClientContext {
-    /// Runs `f` with this context as the current request's client.
-    pub async fn scope<F: Future>(self, f: F) -> F::Output {
+    /// Runs `f` with this context as the current request's client. Shared, so a request pays
+    /// for one context however many readers it has.
+    pub async fn scope<F: Future>(self: Arc<Self>, f: F) -> F::Output {
         REQUEST_CLIENT.scope(self, f).await
     }
 
     /// The current request's client, or an empty context outside a request (CLI, workers).
     #[must_use]
-    pub fn current() -> Self {
-        REQUEST_CLIENT.try_with(Clone::clone).unwrap_or_default()
+    pub fn current() -> Arc<Self> {
+        REQUEST_CLIENT.try_with(Arc::clone).unwrap_or_default()
     }
 }
 
@@ -51,8 +54,8 @@ impl Auth {
             outcome,
             user_id,
             actor_id: actor.map(|p| p.user_id).filter(|a| Some(*a) != user_id),
-            ip_address: client.ip,
-            user_agent: client.user_agent,
+            ip_address: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
             details,
         };
         if let Err(e) = self.store.append_audit(&event).await {

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use chrono::Duration;
 use clap::Subcommand;
 use porteiro_core::Auth;
@@ -60,15 +59,6 @@ pub enum BenchCommand {
 
 const BATCH: usize = 5_000;
 
-fn read_password() -> anyhow::Result<SecretString> {
-    let mut input = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)
-        .context("cannot read the password from stdin")?;
-    let password = input.trim_end_matches(['\r', '\n']).to_owned();
-    anyhow::ensure!(!password.is_empty(), "no password on stdin");
-    Ok(SecretString::from(password))
-}
-
 /// Runs a bench subcommand.
 ///
 /// # Errors
@@ -98,19 +88,17 @@ async fn seed(
     audit_rows: u64,
 ) -> anyhow::Result<()> {
     let began = Instant::now();
-    let password = read_password()?;
+    let password = super::read_password_stdin()?;
     let hash = auth.hasher().hash(&password).await?;
     let now = auth.now();
     let store = auth.store();
-    let mut ids = Vec::with_capacity(usize::try_from(users.min(1_000_000))?);
+    let mut ids = Vec::with_capacity(usize::try_from(users)?);
     let mut batch = Vec::with_capacity(BATCH);
     for n in start..start + users {
         let username = Username::parse(&format!("{prefix}{n}"))
             .map_err(|e| anyhow::anyhow!("bad prefix: {e}"))?;
         let id = Uuid::now_v7();
-        if ids.len() < ids.capacity() {
-            ids.push(id);
-        }
+        ids.push(id);
         batch.push(NewUser {
             id,
             username_key: username.key(),

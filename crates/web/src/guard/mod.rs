@@ -24,18 +24,17 @@ pub struct Guard {
     pub proxies: TrustedProxies,
     /// `None` when rate limiting is disabled.
     pub limiter: Option<RateLimiter>,
-    /// Where the device cookie is read from.
-    pub cookies: crate::cookies::CookiePolicy,
 }
 
 /// Middleware: records [`ClientIp`] in the request, refuses it with `429` when its bucket is
-/// empty, and otherwise runs it with its [`ClientContext`] current (for the audit log).
+/// empty, and otherwise runs it with its [`ClientContext`] current (for the audit log). The
+/// device cookie is not parsed here: only sign-in needs it ([`crate::extract::ClientInfo`]).
 pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
     let mut client = ClientContext {
         ip: None,
         user_agent: header_text(req.headers(), header::USER_AGENT),
         accept_language: header_text(req.headers(), header::ACCEPT_LANGUAGE),
-        device: guard.cookies.read(req.headers(), crate::cookies::DEVICE),
+        device: None,
     };
     if let Some(peer) = client_ip::peer(req.extensions()) {
         let ip = guard.proxies.resolve(peer, req.headers());
@@ -53,7 +52,8 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
         }
     }
     // Handlers read it (ClientInfo); the audit log of whatever the request does records it.
-    req.extensions_mut().insert(client.clone());
+    let client = Arc::new(client);
+    req.extensions_mut().insert(Arc::clone(&client));
     client.scope(next.run(req)).await
 }
 

@@ -17,6 +17,9 @@ pub const CSRF: &str = "porteiro-csrf";
 /// The device that signed in before (HttpOnly, SameSite=Lax, one year).
 pub const DEVICE: &str = "porteiro-device";
 
+/// The hosted UI's record of this browser's recent failed sign-ins (signed, HttpOnly).
+pub const ATTEMPTS: &str = "porteiro-attempts";
+
 /// How cookies are named and flagged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CookiePolicy {
@@ -32,6 +35,7 @@ impl CookiePolicy {
             (true, SESSION) => "__Host-porteiro-session",
             (true, CSRF) => "__Host-porteiro-csrf",
             (true, DEVICE) => "__Host-porteiro-device",
+            (true, ATTEMPTS) => "__Host-porteiro-attempts",
             (_, other) => other,
         }
     }

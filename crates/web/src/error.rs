@@ -62,12 +62,12 @@ pub fn error_response(
     response
 }
 
-struct Mapped {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    field: Option<&'static str>,
-    reasons: Option<Vec<&'static str>>,
+pub(crate) struct Mapped {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) field: Option<&'static str>,
+    pub(crate) reasons: Option<Vec<&'static str>>,
 }
 
 fn simple(status: StatusCode, code: &'static str, message: &str) -> Mapped {
@@ -83,7 +83,7 @@ fn simple(status: StatusCode, code: &'static str, message: &str) -> Mapped {
 const BAD_CREDENTIALS: &str = "Email or password incorrect.";
 
 /// The shared table. Each arm states the status for the `/api` dialect.
-fn map(err: &Error) -> Mapped {
+pub(crate) fn map(err: &Error) -> Mapped {
     match err {
         // 401: unknown user, wrong password and locked account look the same.
         Error::InvalidCredentials => simple(

@@ -13,6 +13,7 @@ pub mod guard;
 pub mod middleware;
 pub mod routes;
 pub mod state;
+pub mod ui;
 pub mod views;
 
 use std::sync::Arc;
@@ -106,6 +107,7 @@ pub fn app(state: AppState) -> Router {
     });
     api_routes
         .merge(routes::docs::router(docs))
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

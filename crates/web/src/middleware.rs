@@ -23,7 +23,7 @@ pub fn request_span(req: &axum::http::Request<Body>) -> Span {
     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
 }
 
-/// Enforces the request timeout, envelopes bare error statuses, and sets `Cache-Control:
+/// Enforces the request timeout, envelopes bare error statuses (not the UI's HTML pages), and sets `Cache-Control:
 /// no-store` (unless a route chose otherwise) and security headers on every response: a CSP
 /// without inline script, `nosniff`, `X-Frame-Options: DENY` and `frame-ancestors 'none'`,
 /// `Referrer-Policy: no-referrer`, `Cross-Origin-Opener-Policy`, and HSTS when serving TLS.
@@ -45,7 +45,11 @@ pub async fn harden(
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"text/html"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json && !is_html {
         // Errors raised below the handlers (body limit, method routing) come as bare text.
         let (code, message) = match status {
             StatusCode::PAYLOAD_TOO_LARGE => {

@@ -155,3 +155,90 @@ impl Auth {
         })
     }
 }
+
+/// Length of the keyed identifier tag in the attempts cookie.
+const ATTEMPT_ID_TAG: usize = 12;
+/// Tag ‖ count ‖ last failure (unix seconds, big-endian).
+const ATTEMPT_BODY: usize = ATTEMPT_ID_TAG + 1 + 8;
+
+/// What one browser's recent failed sign-ins for one identifier say about the lock.
+///
+/// The hosted UI keeps this in a signed cookie so that it can *tell* the person at the keyboard
+/// that the sign-in is locked (seed 003) without the server revealing anything: it only repeats
+/// what this browser itself did. Five consecutive failures for one identifier — account or not —
+/// lock it on the server for the lock duration, and this tracker mirrors that rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptState {
+    /// Consecutive failures this browser made for this identifier.
+    pub failures: u8,
+    /// Whole minutes left of the lock, when this browser's failures locked it.
+    pub locked_minutes: Option<i64>,
+}
+
+impl Auth {
+    fn attempt_tag(&self, identifier: &str) -> [u8; ATTEMPT_ID_TAG] {
+        let login = identifier.trim().to_lowercase();
+        let tag = self.master.sign(&[b"ui-attempts-id", login.as_bytes()]);
+        let mut out = [0u8; ATTEMPT_ID_TAG];
+        out.copy_from_slice(&tag.as_ref()[..ATTEMPT_ID_TAG]);
+        out
+    }
+
+    fn read_attempts(&self, cookie: Option<&str>, identifier: &str) -> (u8, i64) {
+        use base64::Engine as _;
+        let Some(raw) =
+            cookie.and_then(|c| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok())
+        else {
+            return (0, 0);
+        };
+        if raw.len() != ATTEMPT_BODY + CSRF_TAG {
+            return (0, 0);
+        }
+        let (body, tag) = raw.split_at(ATTEMPT_BODY);
+        if !self.master.verify(&[b"ui-attempts", body], tag)
+            || !crate::crypto::ct_eq(&body[..ATTEMPT_ID_TAG], &self.attempt_tag(identifier))
+        {
+            return (0, 0);
+        }
+        let mut at = [0u8; 8];
+        at.copy_from_slice(&body[ATTEMPT_ID_TAG + 1..]);
+        let last = i64::from_be_bytes(at);
+        // Failures further apart than the lock duration do not add up (the server's counter
+        // would have been reset by the lock expiring or gone stale).
+        if self.now().timestamp() - last >= self.config.lockout_duration.num_seconds() {
+            return (0, 0);
+        }
+        (body[ATTEMPT_ID_TAG], last)
+    }
+
+    /// The lock state this browser's attempts cookie records for `identifier`.
+    #[must_use]
+    pub fn attempt_state(&self, cookie: Option<&str>, identifier: &str) -> AttemptState {
+        let (failures, last) = self.read_attempts(cookie, identifier);
+        let threshold = u8::try_from(self.config.lockout_attempts.max(1)).unwrap_or(u8::MAX);
+        let locked_minutes = (failures >= threshold).then(|| {
+            let left = last + self.config.lockout_duration.num_seconds() - self.now().timestamp();
+            (left + 59) / 60
+        });
+        AttemptState {
+            failures,
+            locked_minutes: locked_minutes.filter(|m| *m > 0),
+        }
+    }
+
+    /// The attempts cookie after one more failure for `identifier`, and the state it records.
+    #[must_use]
+    pub fn attempt_failed(&self, cookie: Option<&str>, identifier: &str) -> (String, AttemptState) {
+        use base64::Engine as _;
+        let (failures, _) = self.read_attempts(cookie, identifier);
+        let now = self.now().timestamp();
+        let mut body = self.attempt_tag(identifier).to_vec();
+        body.push(failures.saturating_add(1));
+        body.extend_from_slice(&now.to_be_bytes());
+        let tag = self.master.sign(&[b"ui-attempts", &body]);
+        body.extend_from_slice(&tag.as_ref()[..CSRF_TAG]);
+        let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body);
+        let state = self.attempt_state(Some(&value), identifier);
+        (value, state)
+    }
+}

@@ -24,6 +24,12 @@ use crate::service::Auth;
 /// Reset tokens are 24 random bytes, base64url: 32 characters.
 pub const RESET_TOKEN_LEN: usize = 32;
 
+/// Whether `token` has the shape of a reset token (says nothing about its validity).
+#[must_use]
+pub fn reset_token_shaped(token: &str) -> bool {
+    looks_like_token(token, RESET_TOKEN_LEN)
+}
+
 impl Auth {
     /// Starts recovery for `email`. Returns once the address is validated; the look-up, token and
     /// mail happen in the background so the response does not depend on the account existing.

@@ -47,6 +47,9 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
                 None
             };
             if let Err(wait) = limiter.check(ip, class) {
+                if req.uri().path().starts_with("/ui/") {
+                    return crate::ui::too_many_requests(req.headers(), wait);
+                }
                 return too_many_requests(wait);
             }
         }
@@ -64,11 +67,16 @@ fn header_text(headers: &axum::http::HeaderMap, name: header::HeaderName) -> Opt
         .map(|s| s.chars().take(512).collect())
 }
 
+/// A wait in whole seconds, rounded up, at least 1 (for `Retry-After`).
+#[must_use]
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// `429` with `Retry-After` in whole seconds (at least 1).
 #[must_use]
 pub fn too_many_requests(wait: std::time::Duration) -> Response {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let secs = secs.max(1);
+    let secs = retry_after_secs(wait);
     let mut response = error_response(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_requests",

@@ -1,0 +1,448 @@
+//! The signed-in pages: the account (profile, password, sessions, sign-out) and the
+//! administrators' user list with lock controls.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use porteiro_core::Error;
+use porteiro_core::flows::registration::ensure_confirmed;
+use porteiro_core::flows::settings::ProfileChange;
+use porteiro_core::service::Principal;
+use secrecy::SecretString;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::pages::{CsrfForm, NoticeQuery, message, nav, notice};
+use super::{Chrome, Failure, Messages, Ui, html};
+use crate::state::AppState;
+
+/// Users per admin page.
+const PER_PAGE: u64 = 20;
+
+fn when(t: Messages, at: DateTime<Utc>) -> (String, String) {
+    (
+        at.format(t.get("format.datetime")).to_string(),
+        at.to_rfc3339(),
+    )
+}
+
+struct Profile {
+    username: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+    created: String,
+    created_iso: String,
+}
+
+struct SessionRow {
+    id: Uuid,
+    name: String,
+    detail: String,
+    ip: String,
+    created: String,
+    created_iso: String,
+    active: String,
+    active_iso: String,
+    is_current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "ui/account.html")]
+struct AccountPage {
+    c: Chrome,
+    t: Messages,
+    heading: String,
+    user: Profile,
+    sessions: Vec<SessionRow>,
+    notice: Option<String>,
+    profile_error: Option<String>,
+    password_error: Option<String>,
+    sessions_error: Option<String>,
+}
+
+/// Which form of the account page an error belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Profile,
+    Password,
+    Sessions,
+}
+
+async fn render_account(
+    s: &AppState,
+    ui: &Ui,
+    p: &Principal,
+    notice_text: Option<String>,
+    error: Option<(Section, Failure)>,
+) -> Response {
+    let t = ui.t;
+    let (user, devices) = match (s.auth.me(p).await, s.auth.devices(p).await) {
+        (Ok(u), Ok(d)) => (u, d),
+        (Err(e), _) | (_, Err(e)) => {
+            let f = Failure::from_error(t, &e);
+            return message(s, ui, f.status, f.message);
+        }
+    };
+    let name = user
+        .first_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| user.username.clone());
+    let (created, created_iso) = (
+        user.created_at.format(t.get("format.date")).to_string(),
+        user.created_at.to_rfc3339(),
+    );
+    let sessions = devices
+        .into_iter()
+        .map(|d| {
+            let s = d.session;
+            let (created, created_iso) = when(t, s.created_at);
+            let (active, active_iso) = when(t, s.last_active_at);
+            let detail = [s.browser.clone(), s.os.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · ");
+            SessionRow {
+                id: s.id,
+                name: s.device_name,
+                detail,
+                ip: s
+                    .ip_address
+                    .unwrap_or_else(|| t.get("account.unknown").to_owned()),
+                created,
+                created_iso,
+                active,
+                active_iso,
+                is_current: d.is_current,
+            }
+        })
+        .collect();
+    let status = error.as_ref().map_or(StatusCode::OK, |(_, f)| f.status);
+    let pick = |want: Section| {
+        error
+            .as_ref()
+            .filter(|(section, _)| *section == want)
+            .map(|(_, f)| f.message.clone())
+    };
+    let mut headers = HeaderMap::new();
+    let page = AccountPage {
+        c: ui.chrome(s, &mut headers, nav(p), "account"),
+        t,
+        heading: t.fmt("account.heading", &[("name", &name)]),
+        user: Profile {
+            username: user.username,
+            email: user.email,
+            first_name: user.first_name.unwrap_or_default(),
+            last_name: user.last_name.unwrap_or_default(),
+            created,
+            created_iso,
+        },
+        sessions,
+        notice: notice_text,
+        profile_error: pick(Section::Profile),
+        password_error: pick(Section::Password),
+        sessions_error: pick(Section::Sessions),
+    };
+    html(status, headers, &page)
+}
+
+/// `GET /ui/account`.
+pub(super) async fn account_page(
+    State(s): State<AppState>,
+    Query(q): Query<NoticeQuery>,
+    ui: Ui,
+) -> Response {
+    let Some(p) = ui.principal(&s).await else {
+        return ui.to_login();
+    };
+    render_account(&s, &ui, &p, notice(ui.t, q.notice()), None).await
+}
+
+/// The signed-in caller of a form post whose CSRF token holds, or the answer to give instead.
+async fn form_caller(s: &AppState, ui: &Ui, csrf: &str) -> Result<Principal, Response> {
+    let Some(p) = ui.principal(s).await else {
+        if ui.wants_json {
+            let f = Failure::new(ui.t, StatusCode::UNAUTHORIZED, "invalid_token");
+            let mut f = f;
+            f.message = ui.t.get("notice.session_ended").to_owned();
+            return Err(ui.json_failure(&f, HeaderMap::new()));
+        }
+        return Err(ui.to_login());
+    };
+    if !ui.csrf_ok(s, csrf) {
+        let f = Failure::csrf(ui.t);
+        if ui.wants_json {
+            return Err(ui.json_failure(&f, HeaderMap::new()));
+        }
+        return Err(message(s, ui, f.status, f.message));
+    }
+    Ok(p)
+}
+
+/// The answer to an account form: on to the page with a notice, or the error in its section.
+async fn account_outcome(
+    s: &AppState,
+    ui: &Ui,
+    p: &Principal,
+    result: Result<(), Error>,
+    section: Section,
+    notice_code: &str,
+) -> Response {
+    match result {
+        Ok(()) => ui.done(
+            HeaderMap::new(),
+            &format!("/ui/account?notice={notice_code}"),
+        ),
+        Err(e) => {
+            let f = Failure::from_error(ui.t, &e);
+            if ui.wants_json {
+                ui.json_failure(&f, HeaderMap::new())
+            } else {
+                render_account(s, ui, p, None, Some((section, f))).await
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ProfileForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+}
+
+/// `POST /ui/account/profile`.
+pub(super) async fn save_profile(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<ProfileForm>,
+) -> Response {
+    let p = match form_caller(&s, &ui, &form.csrf_token).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let change = ProfileChange {
+        first_name: Some(form.first_name.trim().to_owned()),
+        last_name: Some(form.last_name.trim().to_owned()),
+        ..ProfileChange::default()
+    };
+    let result = s.auth.update_user(&p, p.user_id, change).await.map(|_| ());
+    account_outcome(&s, &ui, &p, result, Section::Profile, "profile_saved").await
+}
+
+#[derive(Deserialize)]
+pub(super) struct PasswordForm {
+    #[serde(default)]
+    csrf_token: String,
+    current_password: SecretString,
+    password: SecretString,
+    confirm_password: Option<SecretString>,
+}
+
+/// `POST /ui/account/password`: needs the current password; every other session ends.
+pub(super) async fn change_password(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let p = match form_caller(&s, &ui, &form.csrf_token).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let result = match ensure_confirmed(
+        "confirm_password",
+        &form.password,
+        form.confirm_password.as_ref(),
+    ) {
+        Ok(()) => {
+            s.auth
+                .change_password(&p, p.user_id, Some(&form.current_password), &form.password)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    account_outcome(&s, &ui, &p, result, Section::Password, "password_changed").await
+}
+
+/// `POST /ui/account/sessions/{id}/revoke`.
+pub(super) async fn revoke_session(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ui: Ui,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let p = match form_caller(&s, &ui, &form.csrf_token).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let result = match Uuid::parse_str(&id) {
+        Ok(id) => s.auth.revoke_device(&p, id).await,
+        Err(_) => Err(Error::NotFound),
+    };
+    account_outcome(&s, &ui, &p, result, Section::Sessions, "session_revoked").await
+}
+
+struct UserRow {
+    id: Uuid,
+    username: String,
+    email: String,
+    is_admin: bool,
+    is_self: bool,
+    is_active: bool,
+    locked: Option<String>,
+    created: String,
+    created_iso: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/admin.html")]
+struct AdminPage {
+    c: Chrome,
+    t: Messages,
+    users: Vec<UserRow>,
+    total: String,
+    page: u64,
+    pages: u64,
+    page_label: String,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+async fn render_admin(
+    s: &AppState,
+    ui: &Ui,
+    p: &Principal,
+    page: u64,
+    notice_text: Option<String>,
+    error: Option<Failure>,
+) -> Response {
+    let t = ui.t;
+    let listed = match s.auth.list_users(p, page, PER_PAGE).await {
+        Ok(listed) => listed,
+        // Past the last page: show the last one.
+        Err(Error::Validation(_)) => return super::redirect(HeaderMap::new(), "/ui/admin"),
+        Err(e) => {
+            let f = Failure::from_error(t, &e);
+            return message(s, ui, f.status, f.message);
+        }
+    };
+    let now = s.auth.now();
+    let pages = listed.total.div_ceil(PER_PAGE).max(1);
+    let users = listed
+        .users
+        .into_iter()
+        .map(|u| {
+            let (created, created_iso) = (
+                u.created_at.format(t.get("format.date")).to_string(),
+                u.created_at.to_rfc3339(),
+            );
+            UserRow {
+                id: u.id,
+                is_self: u.id == p.user_id,
+                is_admin: u.is_admin,
+                is_active: u.is_active,
+                locked: u.locked_until.filter(|l| *l > now).map(|l| {
+                    t.fmt(
+                        "admin.locked",
+                        &[("time", &l.format(t.get("format.datetime")).to_string())],
+                    )
+                }),
+                username: u.username,
+                email: u.email,
+                created,
+                created_iso,
+            }
+        })
+        .collect();
+    let status = error.as_ref().map_or(StatusCode::OK, |f| f.status);
+    let mut headers = HeaderMap::new();
+    let view = AdminPage {
+        c: ui.chrome(s, &mut headers, nav(p), "admin"),
+        t,
+        users,
+        total: t.fmt("admin.total", &[("total", &listed.total.to_string())]),
+        page: listed.page,
+        pages,
+        page_label: t.fmt(
+            "admin.page",
+            &[
+                ("page", &listed.page.to_string()),
+                ("pages", &pages.to_string()),
+            ],
+        ),
+        notice: notice_text,
+        error: error.map(|f| f.message),
+    };
+    html(status, headers, &view)
+}
+
+/// `GET /ui/admin`: the user list (administrators only).
+pub(super) async fn admin_page(
+    State(s): State<AppState>,
+    Query(q): Query<NoticeQuery>,
+    ui: Ui,
+) -> Response {
+    let Some(p) = ui.principal(&s).await else {
+        return ui.to_login();
+    };
+    render_admin(&s, &ui, &p, q.page(), notice(ui.t, q.notice()), None).await
+}
+
+/// `POST /ui/admin/users/{id}/{unlock|disable|enable}`.
+pub(super) async fn admin_action(
+    State(s): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    Query(q): Query<NoticeQuery>,
+    ui: Ui,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let p = match form_caller(&s, &ui, &form.csrf_token).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Ok(user_id) = Uuid::parse_str(&id) else {
+        return super::pages::not_found(State(s), ui).await;
+    };
+    let (result, done) = match action.as_str() {
+        "unlock" => (
+            s.auth.unlock_as(&p, &user_id.to_string()).await.map(|_| ()),
+            "unlocked",
+        ),
+        "disable" | "enable" => {
+            let change = ProfileChange {
+                is_active: Some(action == "enable"),
+                ..ProfileChange::default()
+            };
+            let done = if action == "enable" {
+                "enabled"
+            } else {
+                "disabled"
+            };
+            (s.auth.update_user(&p, user_id, change).await.map(|_| ()), done)
+        }
+        _ => return super::pages::not_found(State(s), ui).await,
+    };
+    let page = q.page();
+    match result {
+        Ok(()) => ui.done(
+            HeaderMap::new(),
+            &format!("/ui/admin?page={page}&notice={done}"),
+        ),
+        Err(e) => {
+            let f = Failure::from_error(ui.t, &e);
+            if ui.wants_json {
+                ui.json_failure(&f, HeaderMap::new())
+            } else {
+                render_admin(&s, &ui, &p, page, None, Some(f)).await
+            }
+        }
+    }
+}

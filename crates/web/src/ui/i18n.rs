@@ -1,0 +1,189 @@
+//! The hosted UI's words, in English and Brazilian Portuguese.
+//!
+//! Every string a page shows lives in `crates/web/i18n/<lang>.json`, a flat map from key to text
+//! with `{name}` placeholders; templates and handlers only name keys. Both files must have the
+//! same keys (a test checks it, and that every key the templates use exists).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use axum::http::HeaderMap;
+use axum::http::header::{ACCEPT_LANGUAGE, COOKIE};
+use porteiro_core::mail::Locale;
+
+type Catalog = HashMap<String, String>;
+
+fn load(name: &str, source: &str) -> Catalog {
+    serde_json::from_str(source)
+        .unwrap_or_else(|e| panic!("invariant: built-in message file {name} is valid JSON: {e}"))
+}
+
+static EN: LazyLock<Catalog> = LazyLock::new(|| load("en.json", include_str!("../../i18n/en.json")));
+static PT_BR: LazyLock<Catalog> =
+    LazyLock::new(|| load("pt-BR.json", include_str!("../../i18n/pt-BR.json")));
+
+/// The cookie remembering the language chosen with the switch.
+pub const LANG_COOKIE: &str = "porteiro-lang";
+
+/// One language's messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Messages {
+    /// The language.
+    pub locale: Locale,
+    catalog: &'static Catalog,
+}
+
+impl Messages {
+    /// The messages of `locale`.
+    #[must_use]
+    pub fn new(locale: Locale) -> Self {
+        let catalog: &'static Catalog = match locale {
+            Locale::En => &EN,
+            Locale::PtBr => &PT_BR,
+        };
+        Self { locale, catalog }
+    }
+
+    /// The language chosen by the switch (cookie), else `Accept-Language`, else English.
+    #[must_use]
+    pub fn for_request(headers: &HeaderMap) -> Self {
+        let chosen = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| cookie::Cookie::split_parse(v.to_owned()))
+            .filter_map(Result::ok)
+            .find(|c| c.name() == LANG_COOKIE)
+            .map(|c| c.value().to_owned());
+        let tag = chosen.or_else(|| {
+            headers
+                .get(ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+        Self::new(Locale::negotiate(tag.as_deref().unwrap_or("en")))
+    }
+
+    /// The text of `key` (the key itself if missing, which the tests rule out).
+    #[must_use]
+    pub fn get<'a>(&self, key: &'a str) -> &'a str
+    where
+        'static: 'a,
+    {
+        self.catalog.get(key).map_or(key, String::as_str)
+    }
+
+    /// The text of `key` with each `{name}` replaced.
+    #[must_use]
+    pub fn fmt(&self, key: &str, args: &[(&str, &str)]) -> String {
+        let mut text = self.get(key).to_owned();
+        for (name, value) in args {
+            text = text.replace(&format!("{{{name}}}"), value);
+        }
+        text
+    }
+
+    /// The BCP 47 tag (`en`, `pt-BR`).
+    #[must_use]
+    pub fn tag(&self) -> &'static str {
+        self.locale.tag()
+    }
+
+    /// The message for an error code, or the generic one.
+    #[must_use]
+    pub fn error(&self, code: &str) -> String {
+        let key = format!("error.{code}");
+        if self.catalog.contains_key(&key) {
+            self.get_owned(&key)
+        } else {
+            self.get_owned("error.internal_error")
+        }
+    }
+
+    /// The message for an error code, or `fallback` (the API's English text) without one.
+    #[must_use]
+    pub fn error_or(&self, code: &str, fallback: &str) -> String {
+        let key = format!("error.{code}");
+        if self.catalog.contains_key(&key) {
+            self.get_owned(&key)
+        } else {
+            fallback.to_owned()
+        }
+    }
+
+    fn get_owned(&self, key: &str) -> String {
+        self.catalog
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| key.to_owned())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_languages_have_the_same_keys() {
+        let mut en: Vec<_> = EN.keys().collect();
+        let mut pt: Vec<_> = PT_BR.keys().collect();
+        en.sort();
+        pt.sort();
+        assert_eq!(en, pt);
+    }
+
+    #[test]
+    fn every_key_used_in_templates_and_code_exists() {
+        let sources = [
+            include_str!("../../templates/ui/base.html"),
+            include_str!("../../templates/ui/login.html"),
+            include_str!("../../templates/ui/register.html"),
+            include_str!("../../templates/ui/forgot.html"),
+            include_str!("../../templates/ui/reset.html"),
+            include_str!("../../templates/ui/account.html"),
+            include_str!("../../templates/ui/admin.html"),
+            include_str!("../../templates/ui/message.html"),
+            include_str!("../../templates/ui/password_fields.html"),
+            include_str!("mod.rs"),
+            include_str!("pages.rs"),
+            include_str!("account.rs"),
+        ];
+        let mut missing = Vec::new();
+        for source in sources {
+            for (i, _) in source.match_indices('"') {
+                let rest = &source[i + 1..];
+                let Some(end) = rest.find('"') else { continue };
+                let candidate = &rest[..end];
+                let is_key = candidate.split_once('.').is_some_and(|(ns, name)| {
+                    [
+                        "app", "lang", "nav", "form", "format", "error", "notice", "login", "register",
+                        "strength", "forgot", "reset", "account", "admin", "message",
+                    ]
+                    .contains(&ns)
+                        && !name.is_empty()
+                        && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+                if is_key && !EN.contains_key(candidate) {
+                    missing.push(candidate.to_owned());
+                }
+            }
+        }
+        assert!(missing.is_empty(), "keys without a message: {missing:?}");
+    }
+
+    #[test]
+    fn the_switch_wins_over_accept_language() {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT_LANGUAGE, "pt-BR,pt;q=0.9".parse().unwrap());
+        assert_eq!(Messages::for_request(&headers).tag(), "pt-BR");
+        headers.insert(COOKIE, "porteiro-lang=en".parse().unwrap());
+        assert_eq!(Messages::for_request(&headers).tag(), "en");
+        let m = Messages::new(Locale::PtBr);
+        assert_eq!(
+            m.fmt("error.account_locked", &[("minutes", "5")]),
+            "🔒 Muitas tentativas falhas. Conta bloqueada por 5 minutos"
+        );
+        assert_eq!(m.error("no_such_code"), m.get("error.internal_error"));
+    }
+}

@@ -1,0 +1,544 @@
+//! Signing in and out, registration, recovery, the language switch.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use porteiro_core::Error;
+use porteiro_core::flows::registration::{Registration, ensure_confirmed};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{Chrome, Failure, Messages, NavUser, Ui, email_format_ok, html, redirect};
+use crate::cookies::{ATTEMPTS, CSRF, SESSION};
+use crate::extract::ClientInfo;
+use crate::routes::session::device_cookie;
+use crate::state::AppState;
+
+/// Notices a redirect may ask a page to show (`?notice=`); anything else is ignored.
+const NOTICES: &[&str] = &[
+    "registered",
+    "password_reset",
+    "signed_out",
+    "session_ended",
+    "profile_saved",
+    "password_changed",
+    "session_revoked",
+    "unlocked",
+    "disabled",
+    "enabled",
+];
+
+/// The text of a whitelisted notice.
+pub(super) fn notice(t: Messages, code: Option<&str>) -> Option<String> {
+    let code = code?;
+    NOTICES
+        .contains(&code)
+        .then(|| t.get(&format!("notice.{code}")).to_owned())
+        .filter(|text| !text.starts_with("notice."))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct NoticeQuery {
+    notice: Option<String>,
+    page: Option<u64>,
+}
+
+impl NoticeQuery {
+    pub(super) fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+
+    pub(super) fn page(&self) -> u64 {
+        self.page.unwrap_or(1).max(1)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/login.html")]
+struct LoginPage {
+    c: Chrome,
+    t: Messages,
+    identifier: String,
+    error: Option<String>,
+    notice: Option<String>,
+    field: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "ui/register.html")]
+struct RegisterPage {
+    c: Chrome,
+    t: Messages,
+    username: String,
+    email: String,
+    error: Option<String>,
+    notice: Option<String>,
+    field: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "ui/forgot.html")]
+struct ForgotPage {
+    c: Chrome,
+    t: Messages,
+    email: String,
+    sent: bool,
+    error: Option<String>,
+    notice: Option<String>,
+    field: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "ui/reset.html")]
+struct ResetPage {
+    c: Chrome,
+    t: Messages,
+    token: String,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "ui/message.html")]
+pub(super) struct MessagePage {
+    pub c: Chrome,
+    pub t: Messages,
+    pub message: String,
+}
+
+/// A page that only says what went wrong.
+pub(super) fn message(s: &AppState, ui: &Ui, status: StatusCode, message: String) -> Response {
+    let mut headers = HeaderMap::new();
+    let c = ui.chrome(s, &mut headers, None, "");
+    html(status, headers, &MessagePage { c, t: ui.t, message })
+}
+
+/// `/ui/`: the account when signed in, else sign-in.
+pub(super) async fn index(State(s): State<AppState>, ui: Ui) -> Response {
+    if ui.principal(&s).await.is_some() {
+        redirect(HeaderMap::new(), "/ui/account")
+    } else {
+        redirect(HeaderMap::new(), "/ui/login")
+    }
+}
+
+/// Unknown `/ui/` paths.
+pub(super) async fn not_found(State(s): State<AppState>, ui: Ui) -> Response {
+    if ui.wants_json {
+        return ui.json_failure(
+            &Failure::new(ui.t, StatusCode::NOT_FOUND, "not_found"),
+            HeaderMap::new(),
+        );
+    }
+    let text = ui.t.error("not_found");
+    message(&s, &ui, StatusCode::NOT_FOUND, text)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Next {
+    next: Option<String>,
+}
+
+/// Only a path of this UI: no scheme, host, `//` or backslash that could lead elsewhere.
+fn safe_next(next: Option<&str>) -> &str {
+    next.filter(|n| {
+        n.starts_with("/ui/")
+            && !n.contains("//")
+            && !n.contains('\\')
+            && !n.chars().any(char::is_control)
+    })
+    .unwrap_or("/ui/login")
+}
+
+/// The language switch: remembers the choice for a year and goes back.
+pub(super) async fn language(
+    State(s): State<AppState>,
+    Path(tag): Path<String>,
+    Query(q): Query<Next>,
+    ui: Ui,
+) -> Response {
+    if tag != "en" && tag != "pt-BR" {
+        return not_found(State(s), ui).await;
+    }
+    let mut headers = HeaderMap::new();
+    let c = cookie::Cookie::build((super::i18n::LANG_COOKIE, tag))
+        .path("/")
+        .secure(s.settings.cookies.secure)
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .max_age(cookie::time::Duration::days(365))
+        .build();
+    if let Ok(v) = c.to_string().parse() {
+        headers.insert(axum::http::header::SET_COOKIE, v);
+    }
+    redirect(headers, safe_next(q.next.as_deref()))
+}
+
+/// `GET /ui/login`.
+pub(super) async fn login_page(
+    State(s): State<AppState>,
+    Query(q): Query<NoticeQuery>,
+    ui: Ui,
+) -> Response {
+    if ui.principal(&s).await.is_some() {
+        return redirect(HeaderMap::new(), "/ui/account");
+    }
+    let mut headers = HeaderMap::new();
+    let page = LoginPage {
+        c: ui.chrome(&s, &mut headers, None, "login"),
+        t: ui.t,
+        identifier: String::new(),
+        error: None,
+        notice: notice(ui.t, q.notice()),
+        field: "",
+    };
+    html(StatusCode::OK, headers, &page)
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    identifier: String,
+    password: SecretString,
+}
+
+/// `POST /ui/login`: signs the browser in with a cookie session.
+pub(super) async fn login(
+    State(s): State<AppState>,
+    ui: Ui,
+    ClientInfo(ctx): ClientInfo,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let identifier = form.identifier.trim().to_owned();
+    let cookies = s.settings.cookies;
+    let fail = |failure: Failure, mut headers: HeaderMap| {
+        if ui.wants_json {
+            return ui.json_failure(&failure, headers);
+        }
+        let page = LoginPage {
+            c: ui.chrome(&s, &mut headers, None, "login"),
+            t: ui.t,
+            identifier: identifier.clone(),
+            error: Some(failure.message),
+            notice: None,
+            field: failure.field.unwrap_or(""),
+        };
+        html(failure.status, headers, &page)
+    };
+    if !ui.csrf_ok(&s, &form.csrf_token) {
+        return fail(Failure::csrf(ui.t), HeaderMap::new());
+    }
+    if identifier.is_empty() {
+        let f = Failure::new(ui.t, StatusCode::BAD_REQUEST, "invalid_login");
+        return fail(f.on("identifier"), HeaderMap::new());
+    }
+    if identifier.contains('@') && !email_format_ok(&identifier) {
+        let f = Failure::new(ui.t, StatusCode::BAD_REQUEST, "invalid_email");
+        return fail(f.on("identifier"), HeaderMap::new());
+    }
+    let attempts = cookies.read(&ui.headers, ATTEMPTS);
+    if let Some(minutes) = s
+        .auth
+        .attempt_state(attempts.as_deref(), &identifier)
+        .locked_minutes
+    {
+        let mut f = Failure::new(ui.t, StatusCode::TOO_MANY_REQUESTS, "account_locked");
+        f.message = ui
+            .t
+            .fmt("error.account_locked", &[("minutes", &minutes.to_string())]);
+        return fail(f, HeaderMap::new());
+    }
+    match s
+        .auth
+        .login_browser(&identifier, &form.password, &ctx)
+        .await
+    {
+        Ok(browser) => {
+            // One browser, one session: signing in over a live one ends it.
+            if let Some(previous) = ui.principal(&s).await
+                && let Err(e) = s.auth.logout(&previous).await
+            {
+                return fail(Failure::from_error(ui.t, &e), HeaderMap::new());
+            }
+            let mut headers = device_cookie(&s, browser.signed_in.device_token.as_deref());
+            let lifetime = s.auth.config().refresh_ttl.num_seconds();
+            cookies.set(&mut headers, SESSION, &browser.cookie, Some(lifetime));
+            cookies.set(&mut headers, CSRF, &browser.csrf, None);
+            cookies.clear(&mut headers, ATTEMPTS);
+            ui.done(headers, "/ui/account")
+        }
+        Err(Error::InvalidCredentials) => {
+            let (value, _) = s.auth.attempt_failed(attempts.as_deref(), &identifier);
+            let mut headers = HeaderMap::new();
+            let window = s.auth.config().lockout_duration.num_seconds();
+            cookies.set(&mut headers, ATTEMPTS, &value, Some(window));
+            fail(Failure::from_error(ui.t, &Error::InvalidCredentials), headers)
+        }
+        Err(e) => fail(Failure::from_error(ui.t, &e), HeaderMap::new()),
+    }
+}
+
+/// `GET /ui/register`.
+pub(super) async fn register_page(State(s): State<AppState>, ui: Ui) -> Response {
+    let mut headers = HeaderMap::new();
+    let page = RegisterPage {
+        c: ui.chrome(&s, &mut headers, None, "register"),
+        t: ui.t,
+        username: String::new(),
+        email: String::new(),
+        error: None,
+        notice: None,
+        field: "",
+    };
+    html(StatusCode::OK, headers, &page)
+}
+
+#[derive(Deserialize)]
+pub(super) struct RegisterForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+    password: SecretString,
+    confirm_password: Option<SecretString>,
+}
+
+/// `POST /ui/register`: creates the account, then sends the visitor to sign in.
+pub(super) async fn register(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<RegisterForm>,
+) -> Response {
+    let username = form.username.trim().to_owned();
+    let email = form.email.trim().to_owned();
+    let fail = |failure: Failure| {
+        if ui.wants_json {
+            return ui.json_failure(&failure, HeaderMap::new());
+        }
+        let mut headers = HeaderMap::new();
+        let page = RegisterPage {
+            c: ui.chrome(&s, &mut headers, None, "register"),
+            t: ui.t,
+            username: username.clone(),
+            email: email.clone(),
+            error: Some(failure.message),
+            notice: None,
+            field: failure.field.unwrap_or(""),
+        };
+        html(failure.status, headers, &page)
+    };
+    if !ui.csrf_ok(&s, &form.csrf_token) {
+        return fail(Failure::csrf(ui.t));
+    }
+    if !email_format_ok(&email) {
+        return fail(Failure::new(ui.t, StatusCode::BAD_REQUEST, "invalid_email").on("email"));
+    }
+    let input = Registration {
+        username: username.clone(),
+        email: email.clone(),
+        password: form.password,
+        confirm_password: form.confirm_password,
+        first_name: None,
+        last_name: None,
+        locale: Some(ui.t.tag().to_owned()),
+        is_admin: false,
+    };
+    match s.auth.register(input).await {
+        Ok(_) => ui.done(HeaderMap::new(), "/ui/login?notice=registered"),
+        Err(e) => fail(Failure::from_error(ui.t, &e)),
+    }
+}
+
+/// `GET /ui/forgot-password`: the dedicated recovery page.
+pub(super) async fn forgot_page(State(s): State<AppState>, ui: Ui) -> Response {
+    let mut headers = HeaderMap::new();
+    let page = ForgotPage {
+        c: ui.chrome(&s, &mut headers, None, "forgot"),
+        t: ui.t,
+        email: String::new(),
+        sent: false,
+        error: None,
+        notice: None,
+        field: "",
+    };
+    html(StatusCode::OK, headers, &page)
+}
+
+#[derive(Deserialize)]
+pub(super) struct ForgotForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /ui/forgot-password`: the same generic answer whether or not the account exists; back
+/// to sign-in after 3 s.
+pub(super) async fn forgot(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<ForgotForm>,
+) -> Response {
+    let email = form.email.trim().to_owned();
+    let render = |sent: bool, failure: Option<Failure>| {
+        let mut headers = HeaderMap::new();
+        let status = failure.as_ref().map_or(StatusCode::OK, |f| f.status);
+        let field = failure.as_ref().and_then(|f| f.field).unwrap_or("");
+        let page = ForgotPage {
+            c: ui.chrome(&s, &mut headers, None, "forgot"),
+            t: ui.t,
+            email: email.clone(),
+            sent,
+            error: failure.map(|f| f.message),
+            notice: None,
+            field,
+        };
+        html(status, headers, &page)
+    };
+    let failure = if !ui.csrf_ok(&s, &form.csrf_token) {
+        Some(Failure::csrf(ui.t))
+    } else if !email_format_ok(&email) {
+        Some(Failure::new(ui.t, StatusCode::BAD_REQUEST, "invalid_email").on("email"))
+    } else {
+        s.auth
+            .forgot_password(&email)
+            .err()
+            .map(|e| Failure::from_error(ui.t, &e))
+    };
+    match (failure, ui.wants_json) {
+        (Some(f), true) => ui.json_failure(&f, HeaderMap::new()),
+        (Some(f), false) => render(false, Some(f)),
+        (None, true) => ui.done(HeaderMap::new(), "/ui/login"),
+        (None, false) => render(true, None),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct TokenQuery {
+    token: Option<String>,
+}
+
+/// A reset token as it may appear in a link, else nothing (the page then says the link is bad).
+fn plausible_token(token: Option<&str>) -> String {
+    token
+        .map(str::trim)
+        .filter(|t| porteiro_core::flows::recovery::reset_token_shaped(t))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `GET /ui/reset-password?token=…`: the page the recovery mail links to.
+pub(super) async fn reset_page(
+    State(s): State<AppState>,
+    Query(q): Query<TokenQuery>,
+    ui: Ui,
+) -> Response {
+    let mut headers = HeaderMap::new();
+    let page = ResetPage {
+        c: ui.chrome(&s, &mut headers, None, "reset"),
+        t: ui.t,
+        token: plausible_token(q.token.as_deref()),
+        error: None,
+        notice: None,
+    };
+    html(StatusCode::OK, headers, &page)
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResetForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    token: String,
+    password: SecretString,
+    confirm_password: Option<SecretString>,
+}
+
+/// `POST /ui/reset-password`: sets the new password; every session of the account ends.
+pub(super) async fn reset(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<ResetForm>,
+) -> Response {
+    let token = plausible_token(Some(&form.token));
+    let outcome = if !ui.csrf_ok(&s, &form.csrf_token) {
+        Err(Failure::csrf(ui.t))
+    } else if token.is_empty() {
+        Err(Failure::from_error(ui.t, &Error::InvalidResetToken))
+    } else {
+        let confirmed = ensure_confirmed(
+            "confirm_password",
+            &form.password,
+            form.confirm_password.as_ref(),
+        );
+        match confirmed {
+            Ok(()) => s
+                .auth
+                .reset_password(&token, None, &form.password)
+                .await
+                .map_err(|e| Failure::from_error(ui.t, &e)),
+            Err(e) => Err(Failure::from_error(ui.t, &e)),
+        }
+    };
+    match outcome {
+        Ok(()) => ui.done(HeaderMap::new(), "/ui/login?notice=password_reset"),
+        Err(f) if ui.wants_json => ui.json_failure(&f, HeaderMap::new()),
+        Err(f) => {
+            let mut headers = HeaderMap::new();
+            let page = ResetPage {
+                c: ui.chrome(&s, &mut headers, None, "reset"),
+                t: ui.t,
+                token,
+                error: Some(f.message),
+                notice: None,
+            };
+            html(f.status, headers, &page)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    #[serde(default)]
+    pub(super) csrf_token: String,
+}
+
+/// `POST /ui/logout`: ends this browser's session and clears its cookie.
+pub(super) async fn logout(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(p) = ui.principal(&s).await {
+        if !ui.csrf_ok(&s, &form.csrf_token) {
+            let f = Failure::csrf(ui.t);
+            if ui.wants_json {
+                return ui.json_failure(&f, HeaderMap::new());
+            }
+            return message(&s, &ui, f.status, f.message);
+        }
+        if let Err(e) = s.auth.logout(&p).await {
+            let f = Failure::from_error(ui.t, &e);
+            return message(&s, &ui, f.status, f.message);
+        }
+    }
+    let mut headers = HeaderMap::new();
+    s.settings.cookies.clear(&mut headers, SESSION);
+    // A fresh pre-sign-in CSRF token: the old one was bound to the session that just ended.
+    let token = s.auth.csrf_token(None);
+    s.settings.cookies.set(&mut headers, CSRF, &token, None);
+    ui.done(headers, "/ui/login?notice=signed_out")
+}
+
+/// The header's view of a signed-in user.
+pub(super) fn nav(p: &porteiro_core::service::Principal) -> Option<NavUser> {
+    Some(NavUser {
+        is_admin: p.is_admin,
+    })
+}

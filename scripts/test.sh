@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The project's full check, as CI runs it (.ci/run calls this on a fresh machine):
 #   prerequisites -> fmt + clippy -> Rust test suite against a throwaway PostgreSQL
-#   -> JWT interop check against a live server -> cargo audit -> optional bench smoke run.
+#   -> JWT interop check against a live server -> hosted UI in Chromium (playwright-core)
+#   -> cargo audit -> optional bench smoke run.
 # Fails fast: the first failing step stops the run, and the summary says which one it was.
 #
 # Environment:
 #   SKIP_CLIPPY=1     skip cargo fmt --check and clippy (quicker local runs; CI never sets it)
 #   CARGO_TARGET_DIR  honoured when locating the built server binary
 #   PG_BIN            PostgreSQL server bin dir, when not under /usr/lib/postgresql/*/bin
+#   CHROMIUM_BIN      browser for the UI tests (default /usr/bin/chromium, installed if missing)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -100,6 +102,38 @@ step "prerequisites"
 # CI machines start without the PostgreSQL server (the client alone is there); the contract
 # tests need a real one.
 scripts/pg-cluster.sh install
+
+# The UI tests drive Debian's Chromium through playwright-core (never a downloaded browser);
+# the emoji font lets the screenshots show seed 003's message symbols. Node runs the tests.
+apt_install() {
+    local attempt
+    for attempt in $(seq 1 10); do
+        if DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=60 -q update &&
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=60 -q install -y \
+                --no-install-recommends "$@"; then
+            return 0
+        fi
+        echo "apt-get install $* failed (attempt $attempt/10); retrying in 10 s" >&2
+        sleep 10
+    done
+    return 1
+}
+missing=()
+[[ -n "${CHROMIUM_BIN:-}" || -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]] || missing+=(fonts-noto-color-emoji)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if ((${#missing[@]})); then
+    [[ $(id -u) -eq 0 ]] || { echo "missing ${missing[*]} and not root to install them" >&2; exit 1; }
+    apt_install "${missing[@]}"
+fi
+# Exact versions from the lock file; reinstall only when it changes.
+UI_LOCK="$ROOT/tests/ui/package-lock.json"
+want_lock=$(sha256sum "$UI_LOCK" | cut -d' ' -f1)
+if [[ "$(cat "$ROOT/tests/ui/node_modules/.lock.sha256" 2>/dev/null || true)" != "$want_lock" ]]; then
+    (cd "$ROOT/tests/ui" && npm ci --no-audit --no-fund --loglevel=error)
+    printf '%s\n' "$want_lock" >"$ROOT/tests/ui/node_modules/.lock.sha256"
+fi
 
 # A private venv keeps the interop check's Python deps off the system interpreter. Reinstall
 # only when requirements.txt changes, so local reruns stay fast.
@@ -208,6 +242,14 @@ done
 
 "$VENV/bin/python" tests/interop/jwt_interop.py "$BASE_URL" || { server_log; exit 1; }
 stop_server
+step_ok
+
+# ---------------------------------------------------------------------------------------------
+# The hosted UI in a real browser: seed 003's security tests, the account journey, both
+# languages, no-JavaScript use; screenshots land in docs/screenshots/. The suite starts its own
+# server (this debug binary, fresh SQLite file) and SMTP sink.
+step "web ui (chromium + playwright-core)"
+(cd tests/ui && PORTEIRO_BIN="$SERVER_BIN" node --test --test-concurrency=1 --test-reporter=spec)
 step_ok
 
 # ---------------------------------------------------------------------------------------------

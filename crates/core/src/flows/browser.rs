@@ -186,9 +186,11 @@ impl Auth {
 
     fn read_attempts(&self, cookie: Option<&str>, identifier: &str) -> (u8, i64) {
         use base64::Engine as _;
-        let Some(raw) =
-            cookie.and_then(|c| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok())
-        else {
+        let Some(raw) = cookie.and_then(|c| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+        }) else {
             return (0, 0);
         };
         if raw.len() != ATTEMPT_BODY + CSRF_TAG {

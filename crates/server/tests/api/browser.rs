@@ -11,10 +11,10 @@ use crate::helpers::{Options, PASSWORD, Reply, TestApp, spawn_app, spawn_app_wit
 
 /// A minimal cookie jar that sends every cookie (tests run over plain HTTP).
 #[derive(Debug, Default, Clone)]
-struct Jar(BTreeMap<String, String>);
+pub(crate) struct Jar(pub(crate) BTreeMap<String, String>);
 
 impl Jar {
-    fn absorb(&mut self, r: &Reply) {
+    pub(crate) fn absorb(&mut self, r: &Reply) {
         for v in r.headers.get_all("set-cookie") {
             let text = v.to_str().unwrap();
             let pair = text.split(';').next().unwrap();
@@ -27,7 +27,7 @@ impl Jar {
         }
     }
 
-    fn header(&self) -> String {
+    pub(crate) fn header(&self) -> String {
         self.0
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -35,7 +35,7 @@ impl Jar {
             .join("; ")
     }
 
-    fn get(&self, name: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
     }
 }

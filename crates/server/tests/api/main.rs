@@ -20,3 +20,4 @@ mod multi_instance;
 mod recovery;
 mod resilience;
 mod tokens;
+mod ui;

@@ -426,7 +426,10 @@ pub(super) async fn admin_action(
             } else {
                 "disabled"
             };
-            (s.auth.update_user(&p, user_id, change).await.map(|_| ()), done)
+            (
+                s.auth.update_user(&p, user_id, change).await.map(|_| ()),
+                done,
+            )
         }
         _ => return super::pages::not_found(State(s), ui).await,
     };

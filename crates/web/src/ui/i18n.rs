@@ -18,7 +18,8 @@ fn load(name: &str, source: &str) -> Catalog {
         .unwrap_or_else(|e| panic!("invariant: built-in message file {name} is valid JSON: {e}"))
 }
 
-static EN: LazyLock<Catalog> = LazyLock::new(|| load("en.json", include_str!("../../i18n/en.json")));
+static EN: LazyLock<Catalog> =
+    LazyLock::new(|| load("en.json", include_str!("../../i18n/en.json")));
 static PT_BR: LazyLock<Catalog> =
     LazyLock::new(|| load("pt-BR.json", include_str!("../../i18n/pt-BR.json")));
 
@@ -157,8 +158,8 @@ mod tests {
                 let candidate = &rest[..end];
                 let is_key = candidate.split_once('.').is_some_and(|(ns, name)| {
                     [
-                        "app", "lang", "nav", "form", "format", "error", "notice", "login", "register",
-                        "strength", "forgot", "reset", "account", "admin", "message",
+                        "app", "lang", "nav", "form", "format", "error", "notice", "login",
+                        "register", "strength", "forgot", "reset", "account", "admin", "message",
                     ]
                     .contains(&ns)
                         && !name.is_empty()

@@ -58,7 +58,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/assets/porteiro.js", get(js))
         .route("/ui/lang/{tag}", get(pages::language))
         .route("/ui/login", get(pages::login_page).post(pages::login))
-        .route("/ui/register", get(pages::register_page).post(pages::register))
+        .route(
+            "/ui/register",
+            get(pages::register_page).post(pages::register),
+        )
         .route(
             "/ui/forgot-password",
             get(pages::forgot_page).post(pages::forgot),
@@ -225,8 +228,8 @@ impl Ui {
     /// Success: `303` to `to`, or `{"status":"success","redirect":to}` for the enhanced form.
     pub fn done(&self, headers: HeaderMap, to: &str) -> Response {
         if self.wants_json {
-            let mut response = axum::Json(json!({"status": "success", "redirect": to}))
-                .into_response();
+            let mut response =
+                axum::Json(json!({"status": "success", "redirect": to})).into_response();
             response.headers_mut().extend(headers);
             response
         } else {
@@ -269,7 +272,11 @@ pub(crate) fn too_many_requests(headers: &HeaderMap, wait: std::time::Duration) 
             section: "",
             asset_version: ASSET_VERSION.as_str(),
         };
-        let page = pages::MessagePage { c, t, message: text };
+        let page = pages::MessagePage {
+            c,
+            t,
+            message: text,
+        };
         html(StatusCode::TOO_MANY_REQUESTS, HeaderMap::new(), &page)
     };
     let headers = response.headers_mut();
@@ -382,7 +389,9 @@ mod tests {
         for ok in ["ana@example.com", "a.b@c.d", "x@y.z.w"] {
             assert!(email_format_ok(ok), "{ok}");
         }
-        for bad in ["teste@", "teste", "@x.y", "a@b", "a@.b", "a@b.", "a b@c.d", "a@b@c.d"] {
+        for bad in [
+            "teste@", "teste", "@x.y", "a@b", "a@.b", "a@b.", "a b@c.d", "a@b@c.d",
+        ] {
             assert!(!email_format_ok(bad), "{bad}");
         }
     }

@@ -1,10 +1,10 @@
 //! Signing in and out, registration, recovery, the language switch.
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Form;
 use porteiro_core::Error;
 use porteiro_core::flows::registration::{Registration, ensure_confirmed};
 use secrecy::SecretString;
@@ -112,7 +112,15 @@ pub(super) struct MessagePage {
 pub(super) fn message(s: &AppState, ui: &Ui, status: StatusCode, message: String) -> Response {
     let mut headers = HeaderMap::new();
     let c = ui.chrome(s, &mut headers, None, "");
-    html(status, headers, &MessagePage { c, t: ui.t, message })
+    html(
+        status,
+        headers,
+        &MessagePage {
+            c,
+            t: ui.t,
+            message,
+        },
+    )
 }
 
 /// `/ui/`: the account when signed in, else sign-in.
@@ -247,9 +255,8 @@ pub(super) async fn login(
         .locked_minutes
     {
         let mut f = Failure::new(ui.t, StatusCode::TOO_MANY_REQUESTS, "account_locked");
-        f.message = ui
-            .t
-            .fmt("error.account_locked", &[("minutes", &minutes.to_string())]);
+        f.message =
+            ui.t.fmt("error.account_locked", &[("minutes", &minutes.to_string())]);
         return fail(f, HeaderMap::new());
     }
     match s
@@ -276,7 +283,10 @@ pub(super) async fn login(
             let mut headers = HeaderMap::new();
             let window = s.auth.config().lockout_duration.num_seconds();
             cookies.set(&mut headers, ATTEMPTS, &value, Some(window));
-            fail(Failure::from_error(ui.t, &Error::InvalidCredentials), headers)
+            fail(
+                Failure::from_error(ui.t, &Error::InvalidCredentials),
+                headers,
+            )
         }
         Err(e) => fail(Failure::from_error(ui.t, &e), HeaderMap::new()),
     }

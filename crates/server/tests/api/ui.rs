@@ -1,0 +1,320 @@
+//! The hosted UI over plain HTTP, as a browser without JavaScript (and the enhanced form's JSON
+//! answers): CSRF on every form, the cookie session, the lock message, the language switch, the
+//! rate limiter's page, and the headers. The browser suite (tests/ui) covers what needs a browser.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::browser::Jar;
+use crate::helpers::{Options, PASSWORD, Reply, TestApp, spawn_app, spawn_app_with};
+
+async fn get(app: &TestApp, jar: &mut Jar, path: &str, lang: &str) -> Reply {
+    let req = app
+        .client
+        .get(format!("{}{path}", app.url))
+        .header("cookie", jar.header())
+        .header("accept-language", lang);
+    let r = app.request(req).await;
+    jar.absorb(&r);
+    r
+}
+
+/// Posts a form, the enhanced way (`json`) or the plain way.
+async fn post(
+    app: &TestApp,
+    jar: &mut Jar,
+    path: &str,
+    fields: &[(&str, &str)],
+    json: bool,
+) -> Reply {
+    let mut req = app
+        .client
+        .post(format!("{}{path}", app.url))
+        .header("cookie", jar.header())
+        .form(fields);
+    if json {
+        req = req.header("accept", "application/json");
+    }
+    let r = app.request(req).await;
+    jar.absorb(&r);
+    r
+}
+
+/// The CSRF token a page's forms carry.
+fn form_token(page: &Reply) -> String {
+    let text = &page.text;
+    let at = text
+        .find("name=\"csrf_token\" value=\"")
+        .expect("a CSRF field")
+        + 25;
+    text[at..at + text[at..].find('"').unwrap()].to_owned()
+}
+
+async fn login_form(app: &TestApp, jar: &mut Jar) -> String {
+    let page = get(app, jar, "/ui/login", "en").await;
+    assert_eq!(page.status, StatusCode::OK);
+    form_token(&page)
+}
+
+fn location(r: &Reply) -> &str {
+    r.headers.get("location").unwrap().to_str().unwrap()
+}
+
+both_backends! {
+    async fn pages_have_strict_csp_and_no_inline_code(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let mut jar = Jar::default();
+        for path in ["/ui/login", "/ui/register", "/ui/forgot-password", "/ui/reset-password?token=x"] {
+            let r = get(&app, &mut jar, path, "en").await;
+            assert_eq!(r.status, StatusCode::OK, "{path}");
+            assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+            let csp = r.headers["content-security-policy"].to_str().unwrap();
+            assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'") && csp.contains("form-action 'self'"));
+            assert_eq!(r.headers["x-frame-options"], "DENY");
+            for (i, _) in r.text.match_indices("<script") {
+                assert!(r.text[i..i + 60].contains(" src=\"/ui/assets/"), "inline script on {path}");
+            }
+            assert!(!r.text.contains(" style=") && !r.text.contains("<style"), "inline style on {path}");
+            assert!(!r.text.contains(" on") || !r.text.contains("onclick="), "inline handler on {path}");
+            if path != "/ui/reset-password?token=x" {
+                assert!(r.text.contains("name=\"csrf_token\""), "{path} forms carry a CSRF token");
+            }
+        }
+        let css = app.get("/ui/assets/porteiro.css").await;
+        assert_eq!(css.status, StatusCode::OK);
+        assert!(css.headers["content-type"].to_str().unwrap().starts_with("text/css"));
+        let js = app.get("/ui/assets/porteiro.js").await;
+        assert!(js.headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+        let missing = get(&app, &mut jar, "/ui/nothing-here", "pt-BR").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert!(missing.text.contains("Esta página não existe."));
+    }
+
+    async fn sign_in_without_javascript_sets_the_cookie_session(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("uiplain").await;
+        let mut jar = Jar::default();
+        let token = login_form(&app, &mut jar).await;
+        let r = post(&app, &mut jar, "/ui/login",
+            &[("csrf_token", &token), ("identifier", &format!("  {}  ", user.email)), ("password", PASSWORD)], false).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(location(&r), "/ui/account");
+        let set: Vec<_> = r.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        let session = set.iter().find(|c| c.starts_with("porteiro-session=")).expect("session cookie");
+        assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
+        // The same session model as the API: the cookie works there and the session is a device.
+        let me = app.request(app.client.get(format!("{}/api/auth/me", app.url)).header("cookie", jar.header())).await;
+        assert_eq!(me.status, StatusCode::OK);
+        assert_eq!(me.data()["username"], "uiplain");
+        let account = get(&app, &mut jar, "/ui/account", "en").await;
+        assert_eq!(account.status, StatusCode::OK);
+        assert!(account.text.contains("This device"));
+        // Sign out revokes it.
+        let token = form_token(&account);
+        let out = post(&app, &mut jar, "/ui/logout", &[("csrf_token", &token)], false).await;
+        assert_eq!(location(&out), "/ui/login?notice=signed_out");
+        let me = app.request(app.client.get(format!("{}/api/auth/me", app.url))
+            .header("cookie", format!("porteiro-session={}", session.split(['=', ';']).nth(1).unwrap()))).await;
+        assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    }
+
+    async fn every_form_refuses_a_missing_or_foreign_csrf_token(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("uicsrf").await;
+        let mut jar = Jar::default();
+        let _ = login_form(&app, &mut jar).await;
+        let other = {
+            let mut elsewhere = Jar::default();
+            login_form(&app, &mut elsewhere).await
+        };
+        for token in ["", "forged", other.as_str()] {
+            let r = post(&app, &mut jar, "/ui/login",
+                &[("csrf_token", token), ("identifier", &user.email), ("password", PASSWORD)], false).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "token {token:?}");
+            assert!(r.headers.get("location").is_none());
+            assert!(jar.get("porteiro-session").is_none(), "no session without a valid token");
+            let r = post(&app, &mut jar, "/ui/register",
+                &[("csrf_token", token), ("username", "uicsrf2"), ("email", "uicsrf2@example.com"),
+                  ("password", PASSWORD), ("confirm_password", PASSWORD)], true).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN);
+            assert_eq!(r.body["code"], "csrf_failed");
+        }
+        // Nothing changed: no account was created, and the sign-ins were never attempted.
+        assert_eq!(app.post("/api/auth/login", serde_json::json!({"username_or_email": "uicsrf2", "password": PASSWORD})).await.status, StatusCode::UNAUTHORIZED);
+        let u = app.auth.find_user("uicsrf").await.unwrap().unwrap();
+        assert_eq!(u.failed_login_attempts, 0);
+
+        // Signed in, the account forms need the token bound to this session.
+        let token = login_form(&app, &mut jar).await;
+        let r = post(&app, &mut jar, "/ui/login",
+            &[("csrf_token", &token), ("identifier", &user.email), ("password", PASSWORD)], false).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        let r = post(&app, &mut jar, "/ui/account/password",
+            &[("csrf_token", &token), ("current_password", PASSWORD), ("password", "Brand-New-Pass-7"), ("confirm_password", "Brand-New-Pass-7")], true).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "the pre-sign-in token is not this session's");
+        assert_eq!(r.body["code"], "csrf_failed");
+        let r = post(&app, &mut jar, "/ui/logout", &[("csrf_token", "forged")], false).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let me = app.request(app.client.get(format!("{}/api/auth/me", app.url)).header("cookie", jar.header())).await;
+        assert_eq!(me.status, StatusCode::OK, "still signed in");
+    }
+
+    async fn the_lock_message_is_the_same_for_known_and_unknown_accounts(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("uilock").await;
+        let mut answers: Vec<(u16, Value)> = Vec::new();
+        for identifier in [user.email.as_str(), "nobody-here@example.com"] {
+            let mut jar = Jar::default();
+            let token = login_form(&app, &mut jar).await;
+            let mut last = None;
+            for i in 0..6 {
+                let r = post(&app, &mut jar, "/ui/login",
+                    &[("csrf_token", &token), ("identifier", identifier), ("password", &format!("Wrong-pass-{i}"))], true).await;
+                last = Some((r.status.as_u16(), r.body.clone()));
+                if i < 5 {
+                    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+                    assert_eq!(r.body["code"], "invalid_credentials");
+                }
+            }
+            answers.push(last.unwrap());
+        }
+        assert_eq!(answers[0], answers[1], "no difference between an account and no account");
+        assert_eq!(answers[0].0, 429);
+        assert_eq!(answers[0].1["code"], "account_locked");
+        assert_eq!(answers[0].1["message"], "🔒 Too many failed attempts. Account locked for 5 minutes.");
+        // The server's lock is real: the right password is refused through the API too.
+        let r = app.post("/api/auth/login", serde_json::json!({"username_or_email": user.email, "password": PASSWORD})).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    async fn a_tampered_attempts_cookie_is_ignored(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("uitamper").await;
+        let mut jar = Jar::default();
+        let token = login_form(&app, &mut jar).await;
+        let r = post(&app, &mut jar, "/ui/login",
+            &[("csrf_token", &token), ("identifier", &user.email), ("password", "Wrong-pass-1")], true).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let cookie = jar.get("porteiro-attempts").expect("attempts cookie");
+        let mut forged = cookie.clone().into_bytes();
+        let i = forged.len() / 3;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        jar.0.insert("porteiro-attempts".to_owned(), String::from_utf8(forged).unwrap());
+        let r = post(&app, &mut jar, "/ui/login",
+            &[("csrf_token", &token), ("identifier", &user.email), ("password", PASSWORD)], true).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["redirect"], "/ui/account");
+    }
+
+    async fn registration_and_recovery_through_the_forms(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let mut jar = Jar::default();
+        // The language switch's cookie: every answer below is in Portuguese.
+        jar.0.insert("porteiro-lang".to_owned(), "pt-BR".to_owned());
+        let page = get(&app, &mut jar, "/ui/register", "en").await;
+        assert!(page.text.contains("<html lang=\"pt-BR\">"));
+        let token = form_token(&page);
+        let weak = post(&app, &mut jar, "/ui/register",
+            &[("csrf_token", &token), ("username", "uinew"), ("email", "uinew@example.com"), ("password", "123"), ("confirm_password", "123")], false).await;
+        assert_eq!(weak.status, StatusCode::BAD_REQUEST);
+        assert!(weak.text.contains("A senha deve ter no mínimo 8 caracteres"), "{}", weak.text);
+        assert!(weak.text.contains("value=\"uinew@example.com\""), "the form keeps its values");
+        let bad_email = post(&app, &mut jar, "/ui/register",
+            &[("csrf_token", &token), ("username", "uinew"), ("email", "teste@"), ("password", "MinhaS3nha!Forte"), ("confirm_password", "MinhaS3nha!Forte")], true).await;
+        assert_eq!(bad_email.body["message"], "⚠️ Email inválido");
+        let ok = post(&app, &mut jar, "/ui/register",
+            &[("csrf_token", &token), ("username", " uinew "), ("email", " uinew@example.com "), ("password", "MinhaS3nha!Forte"), ("confirm_password", "MinhaS3nha!Forte")], false).await;
+        assert_eq!(location(&ok), "/ui/login?notice=registered");
+
+        let forgot = get(&app, &mut jar, "/ui/forgot-password", "pt-BR").await;
+        let token = form_token(&forgot);
+        let sent = post(&app, &mut jar, "/ui/forgot-password", &[("csrf_token", &token), ("email", "uinew@example.com")], false).await;
+        assert_eq!(sent.status, StatusCode::OK);
+        assert!(sent.text.contains("<meta http-equiv=\"refresh\" content=\"3;url=/ui/login\">"));
+        let unknown = post(&app, &mut jar, "/ui/forgot-password", &[("csrf_token", &token), ("email", "nobody@example.com")], false).await;
+        assert_eq!(sent.text.replace(&token, ""), unknown.text.replace(&token, ""), "same page for an unknown address");
+        let mail = app.smtp.wait_for("uinew@example.com", 1).await;
+        let link = mail[0].link();
+        let path = &link[link.find("/ui/reset-password").unwrap()..];
+        let page = get(&app, &mut jar, path, "pt-BR").await;
+        let token = form_token(&page);
+        let reset_token = &path[path.find("token=").unwrap() + 6..];
+        let mismatch = post(&app, &mut jar, "/ui/reset-password",
+            &[("csrf_token", &token), ("token", reset_token), ("password", "Nova-Senha-42!"), ("confirm_password", "Outra-Senha-42!")], true).await;
+        assert_eq!(mismatch.status, StatusCode::BAD_REQUEST);
+        assert_eq!(mismatch.body["message"], "As senhas não coincidem.");
+        let done = post(&app, &mut jar, "/ui/reset-password",
+            &[("csrf_token", &token), ("token", reset_token), ("password", "Nova-Senha-42!"), ("confirm_password", "Nova-Senha-42!")], false).await;
+        assert_eq!(location(&done), "/ui/login?notice=password_reset");
+        let r = app.post("/api/auth/login", serde_json::json!({"username_or_email": "uinew", "password": "Nova-Senha-42!"})).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+
+    async fn the_language_switch_only_returns_to_ui_pages(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let mut jar = Jar::default();
+        for (next, expect) in [
+            ("%2Fui%2Fregister", "/ui/register"),
+            ("%2F%2Fevil.example", "/ui/login"),
+            ("https%3A%2F%2Fevil.example%2Fui%2F", "/ui/login"),
+            ("%2Fui%2F%2F%2Fevil.example", "/ui/login"),
+            ("%2Fui%2F%5Cevil.example", "/ui/login"),
+        ] {
+            let r = get(&app, &mut jar, &format!("/ui/lang/pt-BR?next={next}"), "en").await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER);
+            assert_eq!(location(&r), expect, "next={next}");
+        }
+        assert_eq!(jar.get("porteiro-lang").as_deref(), Some("pt-BR"));
+        let page = get(&app, &mut jar, "/ui/login", "en").await;
+        assert!(page.text.contains("Bem-vindo de volta"), "the choice beats Accept-Language");
+        let r = get(&app, &mut jar, "/ui/lang/fr", "en").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+
+    async fn account_pages_need_a_session_and_admin_needs_an_admin(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let mut jar = Jar::default();
+        let r = get(&app, &mut jar, "/ui/account", "en").await;
+        assert_eq!(location(&r), "/ui/login");
+        let r = get(&app, &mut jar, "/ui/admin", "en").await;
+        assert_eq!(location(&r), "/ui/login");
+        let user = app.register("uinotadmin").await;
+        let token = login_form(&app, &mut jar).await;
+        post(&app, &mut jar, "/ui/login", &[("csrf_token", &token), ("identifier", &user.username), ("password", PASSWORD)], false).await;
+        let r = get(&app, &mut jar, "/ui/admin", "en").await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let account = get(&app, &mut jar, "/ui/account", "en").await;
+        let token = form_token(&account);
+        let id = user.id.clone();
+        let r = post(&app, &mut jar, &format!("/ui/admin/users/{id}/disable"), &[("csrf_token", &token)], true).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(r.body["code"], "forbidden");
+        assert!(app.auth.find_user(&id).await.unwrap().unwrap().is_active);
+    }
+}
+
+both_backends! {
+    async fn the_rate_limit_page_is_html_in_the_visitors_language(backend: Backend) {
+        let app = spawn_app_with(backend, Options { env: vec![
+            ("RATE_LIMIT_STRICT_CAPACITY", "2".to_owned()),
+            ("RATE_LIMIT_STRICT_REFILL_RATE", "0.01".to_owned()),
+        ] }).await;
+        let mut jar = Jar::default();
+        let token = login_form(&app, &mut jar).await;
+        let mut last = None;
+        for _ in 0..3 {
+            let req = app.client.post(format!("{}/ui/login", app.url))
+                .header("cookie", jar.header())
+                .header("accept-language", "pt-BR")
+                .form(&[("csrf_token", token.as_str()), ("identifier", "x@example.com"), ("password", "Wrong-pass-1")]);
+            last = Some(app.request(req).await);
+        }
+        let r = last.unwrap();
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(r.headers.contains_key("retry-after"));
+        assert!(r.text.contains("Muitas tentativas"), "{}", r.text);
+    }
+}

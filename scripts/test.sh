@@ -127,6 +127,11 @@ if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || { echo "missing ${missing[*]} and not root to install them" >&2; exit 1; }
     apt_install "${missing[@]}"
 fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 20)); then
+    echo "the UI tests need Node.js 20 or newer (playwright-core); found $(node --version)" >&2
+    exit 1
+fi
 # Exact versions from the lock file; reinstall only when it changes.
 UI_LOCK="$ROOT/tests/ui/package-lock.json"
 want_lock=$(sha256sum "$UI_LOCK" | cut -d' ' -f1)
@@ -249,7 +254,7 @@ step_ok
 # languages, no-JavaScript use; screenshots land in docs/screenshots/. The suite starts its own
 # server (this debug binary, fresh SQLite file) and SMTP sink.
 step "web ui (chromium + playwright-core)"
-(cd tests/ui && PORTEIRO_BIN="$SERVER_BIN" node --test --test-concurrency=1 --test-reporter=spec)
+(cd tests/ui && PORTEIRO_BIN="$SERVER_BIN" node --test --test-reporter=spec)
 step_ok
 
 # ---------------------------------------------------------------------------------------------

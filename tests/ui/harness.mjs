@@ -5,14 +5,18 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 import { SMTPServer } from 'smtp-server';
 import { simpleParser } from 'mailparser';
 
+// import.meta.dirname needs node 20.11; Debian 12 ships node 18.
+const HERE = dirname(fileURLToPath(import.meta.url));
+
 export const ADMIN = { username: 'admin', email: 'admin@example.com', password: 'Admin-Passw0rd!' };
-const ROOT = resolve(import.meta.dirname, '..', '..');
+const ROOT = resolve(HERE, '..', '..');
 
 export function freePort() {
   return new Promise((ok, fail) => {

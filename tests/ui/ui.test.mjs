@@ -3,13 +3,15 @@
 // the admin page, and screenshots of every page for docs/screenshots/.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import {
   ADMIN, apiSignIn, launchBrowser, newUser, registerViaApi, startServer, startSmtp,
 } from './harness.mjs';
 
-const SHOTS = resolve(import.meta.dirname, '..', '..', 'docs', 'screenshots');
+const HERE = dirname(fileURLToPath(import.meta.url));
+const SHOTS = resolve(HERE, '..', '..', 'docs', 'screenshots');
 let smtp;
 let server;
 let browser;

@@ -9,8 +9,9 @@
 //! Unknown users are verified against a dummy hash made with the same parameters, so an unknown
 //! identifier costs the same time as a wrong password.
 
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError, bounded};
 
 use std::cell::RefCell;
 
@@ -138,14 +139,41 @@ impl HashScheme {
 }
 
 thread_local! {
-    /// Argon2's working memory (19 MiB by default), kept per hashing thread and reused. Allocating
-    /// it afresh per hash made the allocator keep one copy per thread that ever hashed.
+    /// Argon2's working memory (19 MiB by default), kept per hashing thread and reused while work
+    /// keeps coming; released after [`RELEASE_AFTER_IDLE`] without any.
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A hashing thread that has had no work for this long gives its Argon2 memory back, so an idle
+/// server does not hold 19 MiB per thread. Under load the queue is rarely empty for that long, so
+/// the memory is reused; after a pause the next hash pays for a fresh allocation (a few ms).
+const RELEASE_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// 32 MiB + 1 KiB of blocks: above any mmap threshold glibc adjusts to, so the allocation is
+/// always its own mapping and freeing it always unmaps it.
+const ALWAYS_MAPPED_BLOCKS: usize = 32 * 1024 + 1;
+
+/// Frees this thread's Argon2 memory. The block is far above the allocator's mmap threshold, so
+/// freeing it returns the pages to the operating system.
+fn release_blocks() {
+    BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        if blocks.capacity() > 0 {
+            *blocks = Vec::new();
+        }
+    });
 }
 
 fn with_blocks<T>(count: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
     BLOCKS.with(|cell| {
         let mut blocks = cell.borrow_mut();
+        if blocks.capacity() < count {
+            // Reserve past glibc's largest dynamic mmap threshold (32 MiB): a smaller block, once
+            // freed, raises the threshold and the next one of the same size lands in the heap
+            // arena, where freeing it keeps the pages. Only the `count` blocks written below
+            // become resident; the rest of the reservation is address space.
+            *blocks = Vec::with_capacity(count.max(ALWAYS_MAPPED_BLOCKS));
+        }
         if blocks.len() < count {
             blocks.resize(count, Block::default());
         }
@@ -209,27 +237,27 @@ type Job = Box<dyn FnOnce() + Send>;
 /// A fixed set of hashing threads behind a bounded queue. The threads end when the last
 /// [`PasswordHasher`] clone is dropped (the channel closes).
 struct HashPool {
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
 }
 
 impl HashPool {
     fn new(workers: usize, queue: usize) -> Result<Self, Error> {
-        let (jobs, receiver) = sync_channel::<Job>(queue);
-        let receiver = Arc::new(Mutex::new(receiver));
+        // Every thread waits on the channel itself (no shared lock), so each one notices its
+        // own idleness and releases its own memory.
+        let (jobs, receiver) = bounded::<Job>(queue);
         for i in 0..workers {
-            let receiver: Arc<Mutex<Receiver<Job>>> = Arc::clone(&receiver);
+            let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("porteiro-hash-{i}"))
                 .spawn(move || {
                     loop {
-                        let job = {
-                            let guard = receiver
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            match guard.recv() {
-                                Ok(job) => job,
-                                Err(_) => return,
+                        let job = match receiver.recv_timeout(RELEASE_AFTER_IDLE) {
+                            Ok(job) => job,
+                            Err(RecvTimeoutError::Timeout) => {
+                                release_blocks();
+                                continue;
                             }
+                            Err(RecvTimeoutError::Disconnected) => return,
                         };
                         job();
                     }

@@ -222,6 +222,10 @@ describe('account journey', () => {
     await page.getByRole('button', { name: 'Change password' }).click();
     await page.waitForURL('**/ui/account?notice=password_changed');
     assert.match(await page.textContent('[role="status"]'), /Password changed/);
+    // The account's own security events, newest first.
+    const events = await page.locator('.events li').allTextContents();
+    assert.match(events[0], /Password changed/);
+    assert.ok(events.some((e) => /Signed in/.test(e)), events.join(' | '));
     assert.equal(await apiSignIn(server.base, user.email, 'Brand-New-Pass-7'), 200);
     assert.equal(await apiSignIn(server.base, user.email, user.password), 401);
 

@@ -111,6 +111,8 @@ both_backends! {
         let account = get(&app, &mut jar, "/ui/account", "en").await;
         assert_eq!(account.status, StatusCode::OK);
         assert!(account.text.contains("This device"));
+        assert!(account.text.contains("Recent activity") && account.text.contains("Signed in"),
+            "the account page lists the sign-in among recent events");
         // Sign out revokes it.
         let token = form_token(&account);
         let out = post(&app, &mut jar, "/ui/logout", &[("csrf_token", &token)], false).await;

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use porteiro_core::Error;
+use porteiro_core::domain::audit::AuditFilter;
 use porteiro_core::flows::registration::ensure_confirmed;
 use porteiro_core::flows::settings::ProfileChange;
 use porteiro_core::service::Principal;
@@ -38,6 +39,17 @@ struct Profile {
     created_iso: String,
 }
 
+struct EventRow {
+    at: String,
+    at_iso: String,
+    what: String,
+    failed: bool,
+    ip: String,
+}
+
+/// How many of the account's own security events the page shows.
+const RECENT_EVENTS: u32 = 10;
+
 struct SessionRow {
     id: Uuid,
     name: String,
@@ -58,6 +70,7 @@ struct AccountPage {
     heading: String,
     user: Profile,
     sessions: Vec<SessionRow>,
+    events: Vec<EventRow>,
     notice: Option<String>,
     profile_error: Option<String>,
     password_error: Option<String>,
@@ -80,9 +93,13 @@ async fn render_account(
     error: Option<(Section, Failure)>,
 ) -> Response {
     let t = ui.t;
-    let (user, devices) = match (s.auth.me(p).await, s.auth.devices(p).await) {
-        (Ok(u), Ok(d)) => (u, d),
-        (Err(e), _) | (_, Err(e)) => {
+    let recent = s
+        .auth
+        .my_events(p, AuditFilter::default(), RECENT_EVENTS)
+        .await;
+    let (user, devices, recent) = match (s.auth.me(p).await, s.auth.devices(p).await, recent) {
+        (Ok(u), Ok(d), Ok(r)) => (u, d, r),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             let f = Failure::from_error(t, &e);
             return message(s, ui, f.status, f.message);
         }
@@ -122,6 +139,20 @@ async fn render_account(
             }
         })
         .collect();
+    let events = recent
+        .into_iter()
+        .map(|e| {
+            let (at, at_iso) = when(t, e.occurred_at);
+            EventRow {
+                at,
+                at_iso,
+                what: t.event(&e.event_type),
+                // A failed sign-in says so in its wording; other refusals get a "(failed)" mark.
+                failed: e.outcome != "success" && !e.event_type.ends_with(".failed"),
+                ip: e.ip_address.unwrap_or_default(),
+            }
+        })
+        .collect();
     let status = error.as_ref().map_or(StatusCode::OK, |(_, f)| f.status);
     let pick = |want: Section| {
         error
@@ -143,6 +174,7 @@ async fn render_account(
             created_iso,
         },
         sessions,
+        events,
         notice: notice_text,
         profile_error: pick(Section::Profile),
         password_error: pick(Section::Password),

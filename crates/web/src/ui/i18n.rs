@@ -112,6 +112,17 @@ impl Messages {
         }
     }
 
+    /// How the account page describes an audit event type (`sign_in.succeeded` → key
+    /// `event.sign_in_succeeded`); the type itself when there is no wording for it.
+    #[must_use]
+    pub fn event(&self, event_type: &str) -> String {
+        let key = format!("event.{}", event_type.replace('.', "_"));
+        self.catalog
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| event_type.to_owned())
+    }
+
     fn get_owned(&self, key: &str) -> String {
         self.catalog
             .get(key)
@@ -158,8 +169,9 @@ mod tests {
                 let candidate = &rest[..end];
                 let is_key = candidate.split_once('.').is_some_and(|(ns, name)| {
                     [
-                        "app", "lang", "nav", "form", "format", "error", "notice", "login",
-                        "register", "strength", "forgot", "reset", "account", "admin", "message",
+                        "app", "lang", "nav", "form", "format", "event", "error", "notice",
+                        "login", "register", "strength", "forgot", "reset", "account", "admin",
+                        "message",
                     ]
                     .contains(&ns)
                         && !name.is_empty()
@@ -186,5 +198,12 @@ mod tests {
             "🔒 Muitas tentativas falhas. Conta bloqueada por 5 minutos"
         );
         assert_eq!(m.error("no_such_code"), m.get("error.internal_error"));
+        assert_eq!(m.event("sign_in.succeeded"), "Login realizado");
+        assert_eq!(m.event("made.up"), "made.up");
+        for kind in porteiro_core::domain::audit::kind::ALL {
+            let key = format!("event.{}", kind.replace('.', "_"));
+            let admin_only = ["signing_key.rotated", "server.started"].contains(kind);
+            assert!(admin_only || EN.contains_key(&key), "no wording for {kind}");
+        }
     }
 }

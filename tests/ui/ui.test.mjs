@@ -298,6 +298,26 @@ describe('account journey', () => {
     await ctx.close();
   });
 
+  test('a stale form token heals: after "form expired" the retry goes through', async () => {
+    const user = newUser('stale');
+    await registerViaApi(server.base, user);
+    const ctx = await context('en-US');
+    const page = await ctx.newPage();
+    await page.goto(`${server.base}/ui/login`);
+    // Another tab, opened after the cookies were lost, replaces the CSRF cookie.
+    await ctx.clearCookies();
+    const other = await ctx.newPage();
+    await other.goto(`${server.base}/ui/register`);
+    await other.close();
+    await page.fill('#identifier', user.email);
+    await page.fill('#password', user.password);
+    await page.click('button.primary');
+    await alertText(page).filter({ hasText: 'This form has expired' }).waitFor();
+    await page.click('button.primary');
+    await page.waitForURL('**/ui/account');
+    await ctx.close();
+  });
+
   test('a network failure shows the connection error', async () => {
     const ctx = await context();
     const page = await ctx.newPage();

@@ -164,6 +164,10 @@
       return;
     }
     setBusy(form, false);
+    if (data.csrf_token) {
+      // The page's token had gone stale; the server sent a fresh one for the retry.
+      document.querySelectorAll('input[name="csrf_token"]').forEach((input) => { input.value = data.csrf_token; });
+    }
     let message = data.message;
     if (response.status === 429 && !message) {
       const wait = response.headers.get('Retry-After') || '1';
@@ -192,6 +196,10 @@
   document.querySelectorAll('form[data-enhance]').forEach(enhance);
   // Coming back through the history must not leave buttons disabled.
   window.addEventListener('pageshow', (event) => {
-    if (event.persisted) document.querySelectorAll('form[data-enhance]').forEach((f) => setBusy(f, false));
+    if (!event.persisted) return;
+    document.querySelectorAll('form[data-enhance]').forEach((form) => {
+      setBusy(form, false);
+      form.querySelectorAll('input:disabled').forEach((input) => { input.disabled = false; });
+    });
   });
 })();

@@ -166,7 +166,9 @@ const ATTEMPT_BODY: usize = ATTEMPT_ID_TAG + 1 + 8;
 /// The hosted UI keeps this in a signed cookie so that it can *tell* the person at the keyboard
 /// that the sign-in is locked (seed 003) without the server revealing anything: it only repeats
 /// what this browser itself did. Five consecutive failures for one identifier — account or not —
-/// lock it on the server for the lock duration, and this tracker mirrors that rule.
+/// lock it on the server for the lock duration; this tracker approximates that rule from one
+/// browser's view (one identifier at a time, as typed), so it only ever chooses which message to
+/// show. The server's lock is what refuses sign-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptState {
     /// Consecutive failures this browser made for this identifier.

@@ -143,6 +143,15 @@ both_backends! {
             assert_eq!(r.status, StatusCode::FORBIDDEN);
             assert_eq!(r.body["code"], "csrf_failed");
         }
+        // The enhanced form's refusal carries a working token: the retry goes through.
+        let fresh = post(&app, &mut jar, "/ui/register",
+            &[("csrf_token", "stale"), ("username", "uicsrf3"), ("email", "uicsrf3@example.com"),
+              ("password", PASSWORD), ("confirm_password", PASSWORD)], true).await;
+        let fresh = fresh.body["csrf_token"].as_str().expect("a fresh token").to_owned();
+        let retry = post(&app, &mut jar, "/ui/register",
+            &[("csrf_token", &fresh), ("username", "uicsrf3"), ("email", "uicsrf3@example.com"),
+              ("password", PASSWORD), ("confirm_password", PASSWORD)], true).await;
+        assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
         // Nothing changed: no account was created, and the sign-ins were never attempted.
         assert_eq!(app.post("/api/auth/login", serde_json::json!({"username_or_email": "uicsrf2", "password": PASSWORD})).await.status, StatusCode::UNAUTHORIZED);
         let u = app.auth.find_user("uicsrf").await.unwrap().unwrap();
@@ -159,6 +168,13 @@ both_backends! {
         assert_eq!(r.body["code"], "csrf_failed");
         let r = post(&app, &mut jar, "/ui/logout", &[("csrf_token", "forged")], false).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
+        // A cross-site form sends neither cookie: refused, and no cookie is touched.
+        let r = post(&app, &mut Jar::default(), "/ui/logout", &[("csrf_token", "")], false).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert!(
+            !r.headers.get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("porteiro-session=")),
+            "a refused sign-out leaves the session cookie alone"
+        );
         let me = app.request(app.client.get(format!("{}/api/auth/me", app.url)).header("cookie", jar.header())).await;
         assert_eq!(me.status, StatusCode::OK, "still signed in");
     }
@@ -189,6 +205,28 @@ both_backends! {
         // The server's lock is real: the right password is refused through the API too.
         let r = app.post("/api/auth/login", serde_json::json!({"username_or_email": user.email, "password": PASSWORD})).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    async fn an_unlock_lifts_the_lock_message(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("uiunlock").await;
+        let mut jar = Jar::default();
+        let token = login_form(&app, &mut jar).await;
+        for i in 0..6 {
+            let r = post(&app, &mut jar, "/ui/login",
+                &[("csrf_token", &token), ("identifier", &user.email), ("password", &format!("Wrong-pass-{i}"))], true).await;
+            assert_eq!(r.status, if i < 5 { StatusCode::UNAUTHORIZED } else { StatusCode::TOO_MANY_REQUESTS });
+        }
+        let r = post(&app, &mut jar, "/ui/login",
+            &[("csrf_token", &token), ("identifier", &user.email), ("password", PASSWORD)], true).await;
+        assert_eq!(r.body["code"], "account_locked", "still locked on the server");
+        assert!(r.headers.contains_key("retry-after"));
+        app.auth.unlock(&user.email).await.unwrap();
+        let r = post(&app, &mut jar, "/ui/login",
+            &[("csrf_token", &token), ("identifier", &user.email), ("password", PASSWORD)], true).await;
+        assert_eq!(r.status, StatusCode::OK, "the browser's record does not outlive the lock: {}", r.text);
+        assert_eq!(r.body["redirect"], "/ui/account");
+        assert!(jar.get("porteiro-attempts").is_none(), "cleared on success");
     }
 
     async fn a_tampered_attempts_cookie_is_ignored(backend: Backend) {

@@ -149,7 +149,12 @@ async fn render_account(
                 what: t.event(&e.event_type),
                 // A failed sign-in says so in its wording; other refusals get a "(failed)" mark.
                 failed: e.outcome != "success" && !e.event_type.ends_with(".failed"),
-                ip: e.ip_address.unwrap_or_default(),
+                // An administrator's action on this account: their address is not the user's.
+                ip: if e.actor_id.is_some() {
+                    String::new()
+                } else {
+                    e.ip_address.unwrap_or_default()
+                },
             }
         })
         .collect();
@@ -359,7 +364,6 @@ async fn render_admin(
     let t = ui.t;
     let listed = match s.auth.list_users(p, page, PER_PAGE).await {
         Ok(listed) => listed,
-        // Past the last page: show the last one.
         Err(Error::Validation(_)) => return super::redirect(HeaderMap::new(), "/ui/admin"),
         Err(e) => {
             let f = Failure::from_error(t, &e);
@@ -368,6 +372,10 @@ async fn render_admin(
     };
     let now = s.auth.now();
     let pages = listed.total.div_ceil(PER_PAGE).max(1);
+    if page > pages {
+        // Past the last page (accounts were deleted, or a hand-made link): show the last one.
+        return super::redirect(HeaderMap::new(), &format!("/ui/admin?page={pages}"));
+    }
     let users = listed
         .users
         .into_iter()

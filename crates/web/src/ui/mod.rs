@@ -148,6 +148,7 @@ pub(crate) struct Ui {
     /// Sent by `porteiro.js`: answer JSON instead of a page.
     pub wants_json: bool,
     path_and_query: String,
+    state: AppState,
 }
 
 impl FromRequestParts<AppState> for Ui {
@@ -171,6 +172,7 @@ impl FromRequestParts<AppState> for Ui {
                 .uri
                 .path_and_query()
                 .map_or_else(|| "/ui/".to_owned(), ToString::to_string),
+            state: state.clone(),
         })
     }
 }
@@ -237,14 +239,20 @@ impl Ui {
         }
     }
 
-    /// The JSON answer of a failed enhanced form.
-    pub fn json_failure(&self, failure: &Failure, headers: HeaderMap) -> Response {
-        let body = json!({
+    /// The JSON answer of a failed enhanced form. A CSRF failure carries a token that works
+    /// (and its cookie), so the page can retry without reloading: its own token went stale when
+    /// another tab or a cross-site visit replaced the cookie.
+    pub fn json_failure(&self, failure: &Failure, mut headers: HeaderMap) -> Response {
+        let mut body = json!({
             "status": "error",
             "code": failure.code,
             "message": failure.message,
             "field": failure.field,
         });
+        if failure.code == "csrf_failed" {
+            let c = self.chrome(&self.state, &mut headers, None, "");
+            body["csrf_token"] = json!(c.csrf);
+        }
         let mut response = (failure.status, axum::Json(body)).into_response();
         response.headers_mut().extend(headers);
         response

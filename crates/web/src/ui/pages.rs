@@ -42,7 +42,8 @@ pub(super) fn notice(t: Messages, code: Option<&str>) -> Option<String> {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct NoticeQuery {
     notice: Option<String>,
-    page: Option<u64>,
+    /// Read leniently: a malformed page number is page 1, not an error.
+    page: Option<String>,
 }
 
 impl NoticeQuery {
@@ -51,7 +52,11 @@ impl NoticeQuery {
     }
 
     pub(super) fn page(&self) -> u64 {
-        self.page.unwrap_or(1).max(1)
+        self.page
+            .as_deref()
+            .and_then(|p| p.parse::<u64>().ok())
+            .unwrap_or(1)
+            .max(1)
     }
 }
 
@@ -249,16 +254,13 @@ pub(super) async fn login(
         return fail(f.on("identifier"), HeaderMap::new());
     }
     let attempts = cookies.read(&ui.headers, ATTEMPTS);
-    if let Some(minutes) = s
+    // What this browser's own failures say. The server is still asked: a reset or an unlock
+    // may have lifted the lock, and it answers a locked account exactly like a wrong password.
+    let locked_before = s
         .auth
         .attempt_state(attempts.as_deref(), &identifier)
         .locked_minutes
-    {
-        let mut f = Failure::new(ui.t, StatusCode::TOO_MANY_REQUESTS, "account_locked");
-        f.message =
-            ui.t.fmt("error.account_locked", &[("minutes", &minutes.to_string())]);
-        return fail(f, HeaderMap::new());
-    }
+        .is_some();
     match s
         .auth
         .login_browser(&identifier, &form.password, &ctx)
@@ -279,14 +281,26 @@ pub(super) async fn login(
             ui.done(headers, "/ui/account")
         }
         Err(Error::InvalidCredentials) => {
-            let (value, _) = s.auth.attempt_failed(attempts.as_deref(), &identifier);
+            let (value, state) = s.auth.attempt_failed(attempts.as_deref(), &identifier);
             let mut headers = HeaderMap::new();
             let window = s.auth.config().lockout_duration.num_seconds();
             cookies.set(&mut headers, ATTEMPTS, &value, Some(window));
-            fail(
-                Failure::from_error(ui.t, &Error::InvalidCredentials),
-                headers,
-            )
+            match state.locked_minutes.filter(|_| locked_before) {
+                // Seed 003: the attempt after the fifth failure says the account is locked.
+                Some(minutes) => {
+                    let mut f = Failure::new(ui.t, StatusCode::TOO_MANY_REQUESTS, "account_locked");
+                    f.message =
+                        ui.t.fmt("error.account_locked", &[("minutes", &minutes.to_string())]);
+                    if let Ok(v) = (minutes * 60).to_string().parse() {
+                        headers.insert(axum::http::header::RETRY_AFTER, v);
+                    }
+                    fail(f, headers)
+                }
+                None => fail(
+                    Failure::from_error(ui.t, &Error::InvalidCredentials),
+                    headers,
+                ),
+            }
         }
         Err(e) => fail(Failure::from_error(ui.t, &e), HeaderMap::new()),
     }
@@ -497,7 +511,12 @@ pub(super) async fn reset(
         }
     };
     match outcome {
-        Ok(()) => ui.done(HeaderMap::new(), "/ui/login?notice=password_reset"),
+        Ok(()) => {
+            // A reset lifts the lock: this browser's record of failures goes with it.
+            let mut headers = HeaderMap::new();
+            s.settings.cookies.clear(&mut headers, ATTEMPTS);
+            ui.done(headers, "/ui/login?notice=password_reset")
+        }
         Err(f) if ui.wants_json => ui.json_failure(&f, HeaderMap::new()),
         Err(f) => {
             let mut headers = HeaderMap::new();
@@ -525,18 +544,23 @@ pub(super) async fn logout(
     ui: Ui,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(p) = ui.principal(&s).await {
-        if !ui.csrf_ok(&s, &form.csrf_token) {
-            let f = Failure::csrf(ui.t);
-            if ui.wants_json {
-                return ui.json_failure(&f, HeaderMap::new());
-            }
-            return message(&s, &ui, f.status, f.message);
+    // The token first, session or not: a cross-site form carries neither cookie, and must not
+    // be able to clear this browser's cookies while its session lives on.
+    if !ui.csrf_ok(&s, &form.csrf_token) {
+        let f = Failure::csrf(ui.t);
+        if ui.wants_json {
+            return ui.json_failure(&f, HeaderMap::new());
         }
-        if let Err(e) = s.auth.logout(&p).await {
-            let f = Failure::from_error(ui.t, &e);
-            return message(&s, &ui, f.status, f.message);
+        return message(&s, &ui, f.status, f.message);
+    }
+    if let Some(p) = ui.principal(&s).await
+        && let Err(e) = s.auth.logout(&p).await
+    {
+        let f = Failure::from_error(ui.t, &e);
+        if ui.wants_json {
+            return ui.json_failure(&f, HeaderMap::new());
         }
+        return message(&s, &ui, f.status, f.message);
     }
     let mut headers = HeaderMap::new();
     s.settings.cookies.clear(&mut headers, SESSION);

@@ -234,11 +234,18 @@ impl Auth {
     #[must_use]
     pub fn attempt_failed(&self, cookie: Option<&str>, identifier: &str) -> (String, AttemptState) {
         use base64::Engine as _;
-        let (failures, _) = self.read_attempts(cookie, identifier);
-        let now = self.now().timestamp();
+        let (failures, last) = self.read_attempts(cookie, identifier);
+        let threshold = u8::try_from(self.config.lockout_attempts.max(1)).unwrap_or(u8::MAX);
+        // Like the server, failures during a lock do not extend it: the lock runs from the
+        // failure that started it.
+        let at = if failures >= threshold {
+            last
+        } else {
+            self.now().timestamp()
+        };
         let mut body = self.attempt_tag(identifier).to_vec();
         body.push(failures.saturating_add(1));
-        body.extend_from_slice(&now.to_be_bytes());
+        body.extend_from_slice(&at.to_be_bytes());
         let tag = self.master.sign(&[b"ui-attempts", &body]);
         body.extend_from_slice(&tag.as_ref()[..CSRF_TAG]);
         let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body);

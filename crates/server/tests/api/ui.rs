@@ -221,6 +221,11 @@ both_backends! {
             &[("csrf_token", &token), ("identifier", &user.email), ("password", PASSWORD)], true).await;
         assert_eq!(r.body["code"], "account_locked", "still locked on the server");
         assert!(r.headers.contains_key("retry-after"));
+        // Failures during the lock do not extend it: three minutes on, two are left.
+        app.clock.advance(chrono::Duration::minutes(3));
+        let r = post(&app, &mut jar, "/ui/login",
+            &[("csrf_token", &token), ("identifier", &user.email), ("password", "Wrong-pass-9")], true).await;
+        assert_eq!(r.body["message"], "🔒 Too many failed attempts. Account locked for 2 minutes.");
         app.auth.unlock(&user.email).await.unwrap();
         let r = post(&app, &mut jar, "/ui/login",
             &[("csrf_token", &token), ("identifier", &user.email), ("password", PASSWORD)], true).await;

@@ -186,6 +186,11 @@ impl Auth {
         out
     }
 
+    /// Failures that lock, as the cookie counts them.
+    fn attempt_threshold(&self) -> u8 {
+        u8::try_from(self.config.lockout_attempts.max(1)).unwrap_or(u8::MAX)
+    }
+
     fn read_attempts(&self, cookie: Option<&str>, identifier: &str) -> (u8, i64) {
         use base64::Engine as _;
         let Some(raw) = cookie.and_then(|c| {
@@ -219,8 +224,7 @@ impl Auth {
     #[must_use]
     pub fn attempt_state(&self, cookie: Option<&str>, identifier: &str) -> AttemptState {
         let (failures, last) = self.read_attempts(cookie, identifier);
-        let threshold = u8::try_from(self.config.lockout_attempts.max(1)).unwrap_or(u8::MAX);
-        let locked_minutes = (failures >= threshold).then(|| {
+        let locked_minutes = (failures >= self.attempt_threshold()).then(|| {
             let left = last + self.config.lockout_duration.num_seconds() - self.now().timestamp();
             (left + 59) / 60
         });
@@ -235,10 +239,9 @@ impl Auth {
     pub fn attempt_failed(&self, cookie: Option<&str>, identifier: &str) -> (String, AttemptState) {
         use base64::Engine as _;
         let (failures, last) = self.read_attempts(cookie, identifier);
-        let threshold = u8::try_from(self.config.lockout_attempts.max(1)).unwrap_or(u8::MAX);
         // Like the server, failures during a lock do not extend it: the lock runs from the
         // failure that started it.
-        let at = if failures >= threshold {
+        let at = if failures >= self.attempt_threshold() {
             last
         } else {
             self.now().timestamp()

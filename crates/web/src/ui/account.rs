@@ -16,18 +16,24 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::pages::{CsrfForm, NoticeQuery, message, nav, notice};
+use super::pages::{CsrfForm, NoticeQuery, nav, notice};
 use super::{Chrome, Failure, Messages, Ui, html};
 use crate::state::AppState;
 
 /// Users per admin page.
 const PER_PAGE: u64 = 20;
 
+/// A time as shown (the language's date-time format, UTC) and as `<time datetime>` wants it.
 fn when(t: Messages, at: DateTime<Utc>) -> (String, String) {
     (
         at.format(t.get("format.datetime")).to_string(),
         at.to_rfc3339(),
     )
+}
+
+/// A day as shown, and as `<time datetime>` wants it.
+fn day(t: Messages, at: DateTime<Utc>) -> (String, String) {
+    (at.format(t.get("format.date")).to_string(), at.to_rfc3339())
 }
 
 struct Profile {
@@ -100,8 +106,7 @@ async fn render_account(
     let (user, devices, recent) = match (s.auth.me(p).await, s.auth.devices(p).await, recent) {
         (Ok(u), Ok(d), Ok(r)) => (u, d, r),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            let f = Failure::from_error(t, &e);
-            return message(s, ui, f.status, f.message);
+            return ui.refuse(s, Failure::from_error(t, &e));
         }
     };
     let name = user
@@ -109,10 +114,7 @@ async fn render_account(
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| user.username.clone());
-    let (created, created_iso) = (
-        user.created_at.format(t.get("format.date")).to_string(),
-        user.created_at.to_rfc3339(),
-    );
+    let (created, created_iso) = day(t, user.created_at);
     let sessions = devices
         .into_iter()
         .map(|d| {
@@ -205,18 +207,12 @@ async fn form_caller(s: &AppState, ui: &Ui, csrf: &str) -> Result<Principal, Res
     let Some(p) = ui.principal(s).await else {
         if ui.wants_json {
             let f = Failure::new(ui.t, StatusCode::UNAUTHORIZED, "invalid_token");
-            let mut f = f;
-            f.message = ui.t.get("notice.session_ended").to_owned();
             return Err(ui.json_failure(&f, HeaderMap::new()));
         }
         return Err(ui.to_login());
     };
     if !ui.csrf_ok(s, csrf) {
-        let f = Failure::csrf(ui.t);
-        if ui.wants_json {
-            return Err(ui.json_failure(&f, HeaderMap::new()));
-        }
-        return Err(message(s, ui, f.status, f.message));
+        return Err(ui.refuse(s, Failure::csrf(ui.t)));
     }
     Ok(p)
 }
@@ -365,10 +361,7 @@ async fn render_admin(
     let listed = match s.auth.list_users(p, page, PER_PAGE).await {
         Ok(listed) => listed,
         Err(Error::Validation(_)) => return super::redirect(HeaderMap::new(), "/ui/admin"),
-        Err(e) => {
-            let f = Failure::from_error(t, &e);
-            return message(s, ui, f.status, f.message);
-        }
+        Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),
     };
     let now = s.auth.now();
     let pages = listed.total.div_ceil(PER_PAGE).max(1);
@@ -380,21 +373,16 @@ async fn render_admin(
         .users
         .into_iter()
         .map(|u| {
-            let (created, created_iso) = (
-                u.created_at.format(t.get("format.date")).to_string(),
-                u.created_at.to_rfc3339(),
-            );
+            let (created, created_iso) = day(t, u.created_at);
             UserRow {
                 id: u.id,
                 is_self: u.id == p.user_id,
                 is_admin: u.is_admin,
                 is_active: u.is_active,
-                locked: u.locked_until.filter(|l| *l > now).map(|l| {
-                    t.fmt(
-                        "admin.locked",
-                        &[("time", &l.format(t.get("format.datetime")).to_string())],
-                    )
-                }),
+                locked: u
+                    .locked_until
+                    .filter(|l| *l > now)
+                    .map(|l| t.fmt("admin.locked", &[("time", &when(t, l).0)])),
                 username: u.username,
                 email: u.email,
                 created,

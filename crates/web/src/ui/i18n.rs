@@ -67,10 +67,7 @@ impl Messages {
 
     /// The text of `key` (the key itself if missing, which the tests rule out).
     #[must_use]
-    pub fn get<'a>(&self, key: &'a str) -> &'a str
-    where
-        'static: 'a,
-    {
+    pub fn get<'a>(&self, key: &'a str) -> &'a str {
         self.catalog.get(key).map_or(key, String::as_str)
     }
 
@@ -93,23 +90,17 @@ impl Messages {
     /// The message for an error code, or the generic one.
     #[must_use]
     pub fn error(&self, code: &str) -> String {
-        let key = format!("error.{code}");
-        if self.catalog.contains_key(&key) {
-            self.get_owned(&key)
-        } else {
-            self.get_owned("error.internal_error")
-        }
+        self.error_or(code, self.get("error.internal_error"))
     }
 
     /// The message for an error code, or `fallback` (the API's English text) without one.
     #[must_use]
     pub fn error_or(&self, code: &str, fallback: &str) -> String {
         let key = format!("error.{code}");
-        if self.catalog.contains_key(&key) {
-            self.get_owned(&key)
-        } else {
-            fallback.to_owned()
-        }
+        self.catalog
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| fallback.to_owned())
     }
 
     /// How the account page describes an audit event type (`sign_in.succeeded` → key
@@ -121,13 +112,6 @@ impl Messages {
             .get(&key)
             .cloned()
             .unwrap_or_else(|| event_type.to_owned())
-    }
-
-    fn get_owned(&self, key: &str) -> String {
-        self.catalog
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| key.to_owned())
     }
 }
 

@@ -158,11 +158,7 @@ impl FromRequestParts<AppState> for Ui {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let wants_json = parts
-            .headers
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+        let wants_json = wants_json(&parts.headers);
         Ok(Self {
             t: Messages::for_request(&parts.headers),
             session: state.settings.cookies.read(&parts.headers, SESSION),
@@ -259,17 +255,21 @@ impl Ui {
     }
 }
 
+/// Whether the caller is the enhanced form (`porteiro.js` sends `Accept: application/json`).
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
 /// The rate limiter's `429` for a UI path, in the visitor's language: the JSON answer for the
 /// enhanced form, else a page. Runs before any handler, so it needs no state.
 pub(crate) fn too_many_requests(headers: &HeaderMap, wait: std::time::Duration) -> Response {
     let secs = crate::guard::retry_after_secs(wait);
     let t = Messages::for_request(headers);
     let text = t.fmt("error.too_many_requests", &[("seconds", &secs.to_string())]);
-    let wants_json = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let mut response = if wants_json {
+    let mut response = if wants_json(headers) {
         let body = json!({"status": "error", "code": "too_many_requests", "message": text});
         (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
     } else {

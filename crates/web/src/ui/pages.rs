@@ -113,6 +113,17 @@ pub(super) struct MessagePage {
     pub message: String,
 }
 
+impl Ui {
+    /// A refusal: the JSON failure for the enhanced form, else a page that says what went wrong.
+    pub(super) fn refuse(&self, s: &AppState, f: Failure) -> Response {
+        if self.wants_json {
+            self.json_failure(&f, HeaderMap::new())
+        } else {
+            message(s, self, f.status, f.message)
+        }
+    }
+}
+
 /// A page that only says what went wrong.
 pub(super) fn message(s: &AppState, ui: &Ui, status: StatusCode, message: String) -> Response {
     let mut headers = HeaderMap::new();
@@ -139,14 +150,7 @@ pub(super) async fn index(State(s): State<AppState>, ui: Ui) -> Response {
 
 /// Unknown `/ui/` paths.
 pub(super) async fn not_found(State(s): State<AppState>, ui: Ui) -> Response {
-    if ui.wants_json {
-        return ui.json_failure(
-            &Failure::new(ui.t, StatusCode::NOT_FOUND, "not_found"),
-            HeaderMap::new(),
-        );
-    }
-    let text = ui.t.error("not_found");
-    message(&s, &ui, StatusCode::NOT_FOUND, text)
+    ui.refuse(&s, Failure::new(ui.t, StatusCode::NOT_FOUND, "not_found"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -547,20 +551,12 @@ pub(super) async fn logout(
     // The token first, session or not: a cross-site form carries neither cookie, and must not
     // be able to clear this browser's cookies while its session lives on.
     if !ui.csrf_ok(&s, &form.csrf_token) {
-        let f = Failure::csrf(ui.t);
-        if ui.wants_json {
-            return ui.json_failure(&f, HeaderMap::new());
-        }
-        return message(&s, &ui, f.status, f.message);
+        return ui.refuse(&s, Failure::csrf(ui.t));
     }
     if let Some(p) = ui.principal(&s).await
         && let Err(e) = s.auth.logout(&p).await
     {
-        let f = Failure::from_error(ui.t, &e);
-        if ui.wants_json {
-            return ui.json_failure(&f, HeaderMap::new());
-        }
-        return message(&s, &ui, f.status, f.message);
+        return ui.refuse(&s, Failure::from_error(ui.t, &e));
     }
     let mut headers = HeaderMap::new();
     s.settings.cookies.clear(&mut headers, SESSION);

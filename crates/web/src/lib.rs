@@ -22,11 +22,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -96,6 +97,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 /// The complete application.
+///
+/// The middleware wraps the finished router once, as one service, rather than through
+/// `Router::layer`: that would wrap every route separately, and axum would then clone a chain of
+/// boxed services for each layer on every request (about a hundred allocations for a `404`).
+/// Outermost first: panics become a JSON `500`; every request gets an `x-request-id` (echoed in
+/// the response) and a tracing span; [`middleware::harden`] applies the timeout and security
+/// headers; CORS; the [`guard`] (client address, rate limits, audit context); the body limits.
 pub fn app(state: AppState) -> Router {
     let (api_routes, mut spec) = api();
     spec.info.version = state.settings.version.to_owned();
@@ -105,22 +113,13 @@ pub fn app(state: AppState) -> Router {
         proxies: settings.trusted_proxies.clone(),
         limiter: guard::RateLimiter::new(&settings.rate_limits),
     });
-    api_routes
+    let routes = api_routes
         .merge(routes::docs::router(docs))
         .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
-        .layer(tower::util::option_layer(cors(&settings.cors)))
-        .layer(axum::middleware::from_fn_with_state(
-            settings,
-            middleware::harden,
-        ))
-        .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state);
+    let stack = ServiceBuilder::new()
         .layer(CatchPanicLayer::custom(|_| -> Response {
             error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -128,7 +127,23 @@ pub fn app(state: AppState) -> Router {
                 "Something went wrong.",
             )
         }))
-        .with_state(state)
+        .layer(SetRequestIdLayer::x_request_id(
+            middleware::RequestIds::new(),
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.clone(),
+            middleware::harden,
+        ))
+        .option_layer(cors(&settings.cors))
+        .map_response(IntoResponse::into_response)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
+        .map_response(IntoResponse::into_response)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .service(routes);
+    Router::new().fallback_service(stack)
 }
 
 /// The CORS layer for the configured origins. Without origins it adds nothing, so a browser

@@ -1,16 +1,59 @@
 //! Response hardening applied to every request.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Span;
 
 use crate::error::error_response;
 use crate::state::WebSettings;
+
+/// Request ids: a random prefix chosen at start-up followed by a counter, as 32 hex digits. They
+/// only need to be unique (they are not secrets), so this spares a `getrandom` call per request.
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    prefix: u64,
+    next: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    /// A new sequence with a random prefix.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut prefix = [0u8; 8];
+        // Without the OS generator the ids are still unique within this process.
+        let _ = getrandom::fill(&mut prefix);
+        Self {
+            prefix: u64::from_le_bytes(prefix),
+            next: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 32];
+        for (i, byte) in id.iter_mut().enumerate() {
+            let word = if i < 16 { self.prefix } else { n };
+            *byte = HEX[((word >> ((15 - i % 16) * 4)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
+    }
+}
 
 /// The tracing span of a request, carrying its `x-request-id`. Query strings are not logged
 /// (they could carry a token a client put there by mistake).
@@ -113,4 +156,33 @@ pub async fn harden(
         "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_http::request_id::MakeRequestId as _;
+
+    use super::RequestIds;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_distinct() {
+        let mut ids = RequestIds::new();
+        let req = axum::http::Request::new(());
+        let a = ids.make_request_id(&req).expect("id");
+        let b = ids.make_request_id(&req).expect("id");
+        let (a, b) = (
+            a.header_value().to_str().unwrap(),
+            b.header_value().to_str().unwrap(),
+        );
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+        assert_eq!(a[..16], b[..16], "same process prefix");
+        assert!(b.ends_with('1'));
+    }
 }

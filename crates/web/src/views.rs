@@ -20,9 +20,38 @@ pub struct Envelope<T> {
     pub data: T,
 }
 
+/// A JSON response body. Like `axum::Json`, but serialized into a buffer sized for a typical
+/// answer, which spares the reallocations of growing from 128 bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        let mut body = Vec::with_capacity(1024);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "response serialization failed");
+                crate::error::error_response(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "Something went wrong.",
+                )
+            }
+        }
+    }
+}
+
 /// Wraps `data` in the success envelope.
-pub fn ok<T>(data: T) -> axum::Json<Envelope<T>> {
-    axum::Json(Envelope {
+pub fn ok<T>(data: T) -> Json<Envelope<T>> {
+    Json(Envelope {
         status: "success",
         message: None,
         data,
@@ -30,8 +59,8 @@ pub fn ok<T>(data: T) -> axum::Json<Envelope<T>> {
 }
 
 /// Wraps `data` with a message.
-pub fn ok_with<T>(message: &str, data: T) -> axum::Json<Envelope<T>> {
-    axum::Json(Envelope {
+pub fn ok_with<T>(message: &str, data: T) -> Json<Envelope<T>> {
+    Json(Envelope {
         status: "success",
         message: Some(message.to_owned()),
         data,

@@ -2,7 +2,7 @@
 //! (the caller's own events). Newest first, paginated with a cursor: pass the `next_before` of a
 //! page as `before` to get the next one.
 
-use axum::Json;
+use crate::views::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::AuditFilter;

@@ -1,6 +1,6 @@
 //! `/api/auth`: the seed-004 authentication routes.
 
-use axum::Json;
+use crate::views::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};

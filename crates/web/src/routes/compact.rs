@@ -8,7 +8,7 @@
 //! | `POST /forgot-password` | `200` (same for unknown emails) | `400` malformed email |
 //! | `POST /reset-password` | `200` | `403` bad token, `400` weak |
 
-use axum::Json;
+use crate::views::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use porteiro_core::Error;

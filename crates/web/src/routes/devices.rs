@@ -1,6 +1,6 @@
 //! `/api/auth/devices`: the caller's sessions as devices. No token material is ever shown.
 
-use axum::Json;
+use crate::views::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use utoipa::ToSchema;

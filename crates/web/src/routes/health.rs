@@ -1,6 +1,6 @@
 //! `/api/health`: liveness with a database check, and the version.
 
-use axum::Json;
+use crate::views::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -3,7 +3,7 @@
 //! `SameSite=Lax`, `__Host-`-prefixed and `Secure` under HTTPS; every state-changing call made
 //! with it needs the CSRF token (see [`crate::extract::Bearer`]).
 
-use axum::Json;
+use crate::views::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;

@@ -1,6 +1,6 @@
 //! `/api/users`: accounts. Users see only themselves; administrators see everyone.
 
-use axum::Json;
+use crate::views::Json;
 use axum::extract::State;
 use porteiro_core::flows::registration::ensure_confirmed;
 use porteiro_core::flows::settings::ProfileChange;

@@ -1,6 +1,6 @@
 //! `/.well-known/jwks.json`: the public keys that verify access tokens.
 
-use axum::Json;
+use crate::views::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;

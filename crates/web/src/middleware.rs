@@ -171,8 +171,8 @@ mod tests {
         let a = ids.make_request_id(&req).expect("id");
         let b = ids.make_request_id(&req).expect("id");
         let (a, b) = (
-            a.header_value().to_str().unwrap(),
-            b.header_value().to_str().unwrap(),
+            a.header_value().to_str().expect("ascii"),
+            b.header_value().to_str().expect("ascii"),
         );
         assert_ne!(a, b);
         for id in [a, b] {

@@ -49,9 +49,9 @@ log() { printf '==> %s\n' "$*" >&2; }
 # ---------------------------------------------------------------- parameters
 cores=$(nproc)
 if ((smoke)); then
-    duration=1s small_users=200 large_users=2000 audit_rows=2000 idle_sessions=500 tokens=20
+    warm=1s duration=1s small_users=200 large_users=2000 audit_rows=2000 idle_sessions=500 tokens=20
 else
-    duration=${BENCH_DURATION:-15s} small_users=1000 large_users=1000000 audit_rows=10000000
+    duration=${BENCH_DURATION:-15s} warm=3s small_users=1000 large_users=1000000 audit_rows=10000000
     idle_sessions=100000 tokens=256
 fi
 password='Bench-Passw0rd-1'
@@ -149,6 +149,23 @@ seed() { # users start [sessions] [audit_rows]
         --sessions "${3:-0}" --audit-rows "${4:-0}" >>"$work/seed.log"
 }
 
+# After a bulk seed, let the database catch up before measuring: on PostgreSQL, VACUUM ANALYZE
+# (fresh statistics, visibility map) and a CHECKPOINT, so that neither the small nor the large runs
+# pay for the other's background work.
+settle() {
+    if [[ "$backend" == postgres ]]; then
+        "$(pg_bindir)/psql" -q "$pg_url" -c 'vacuum analyze' -c 'checkpoint' >/dev/null
+    fi
+}
+
+# warm_up URL SCRIPT EXTRA: an unrecorded 3 s run (1 s in smoke mode) so that the
+# small and large databases are both measured warm.
+warm_up() {
+    local lua="$work/warm.lua"
+    { printf '%s\n' "$3"; cat "$root/bench/wrk/common.lua" "$root/bench/wrk/$2"; } >"$lua"
+    wrk -t"$cores" -c64 -d"$warm" -s "$lua" "$1" >/dev/null
+}
+
 # sign_in_tokens COUNT FIELD -> a Lua table of access (or refresh) tokens of distinct users
 sign_in_tokens() {
     python3 - "$url" "$1" "$2" "$password" "$small_users" <<'EOF'
@@ -181,6 +198,7 @@ kill "$base_pid"; wait "$base_pid" 2>/dev/null || true
 # ---------------------------------------------------------------- small database
 log "seeding $small_users accounts"
 seed "$small_users" 0
+settle
 start_server
 
 log "health"
@@ -188,6 +206,7 @@ record health "$(wrk_run health "$server_pid" "$url/api/health" "" 64 "$cores")"
 
 log "me ($tokens users' tokens)"
 me_tokens="tokens = $(sign_in_tokens "$tokens" auth)"
+warm_up "$url" me.lua "$me_tokens"
 record me "$(wrk_run me "$server_pid" "$url" me.lua 64 "$cores" "$me_tokens")"
 
 log "login (and the hashing ceiling)"
@@ -236,6 +255,7 @@ log "scale: seeding $((large_users - small_users)) more accounts, $idle_sessions
 seed_started=$(date +%s)
 seed $((large_users - small_users)) "$small_users" "$idle_sessions" "$audit_rows"
 seed_secs=$(($(date +%s) - seed_started))
+settle
 
 log "startup on the large database"
 # Exec to first successful health check, polled every millisecond; the median of five.
@@ -272,6 +292,7 @@ record startup "$startup"
 
 log "scale: login and me on the large database"
 large_tokens="tokens = $(sign_in_tokens "$tokens" auth)"
+warm_up "$url" me.lua "$large_tokens"
 large_me=$(wrk_run scale-me "$server_pid" "$url" me.lua 64 "$cores" "$large_tokens")
 large_login=$(wrk_run scale-login "$server_pid" "$url" login.lua $((cores * 4)) "$cores" "USERS = $large_users
 PASSWORD = \"$password\"")

@@ -199,8 +199,6 @@ stop_server
 log "baseline: minimal axum server"
 BASELINE_PORT=$base_port "$baseline_bin" &
 base_pid=$!
-sleep 0.2
-kill -0 "$base_pid" 2>/dev/null || { echo "bench/run.sh: the baseline could not start (is port $base_port in use?)" >&2; exit 1; }
 for _ in $(seq 1 200); do curl -fsS "http://127.0.0.1:$base_port/" >/dev/null 2>&1 && break; sleep 0.02; done
 record baseline "$(wrk_run baseline "$base_pid" "http://127.0.0.1:$base_port/" "" 64 "$cores")"
 kill "$base_pid"; wait "$base_pid" 2>/dev/null || true

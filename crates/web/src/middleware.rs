@@ -26,11 +26,8 @@ impl RequestIds {
     /// A new sequence with a random prefix.
     #[must_use]
     pub fn new() -> Self {
-        let mut prefix = [0u8; 8];
-        // Without the OS generator the ids are still unique within this process.
-        let _ = getrandom::fill(&mut prefix);
         Self {
-            prefix: u64::from_le_bytes(prefix),
+            prefix: u64::from_le_bytes(porteiro_core::crypto::random_bytes::<8>()),
             next: Arc::new(AtomicU64::new(0)),
         }
     }

@@ -38,12 +38,7 @@ impl<T: Serialize> axum::response::IntoResponse for Json<T> {
             )
                 .into_response(),
             Err(e) => {
-                tracing::error!(error = %e, "response serialization failed");
-                crate::error::error_response(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "Something went wrong.",
-                )
+                crate::error::ApiError(porteiro_core::Error::Internal(e.into())).into_response()
             }
         }
     }

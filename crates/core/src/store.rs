@@ -154,7 +154,8 @@ pub trait SessionStore: Send + Sync {
     /// Spends the refresh token whose hash is `presented_hash` and stores `next_hash` in the same
     /// family, atomically: of concurrent calls with one token exactly one gets `Rotated`. A token
     /// that was already spent revokes its session (`ReuseDetected`). The session's expiry moves to
-    /// `next_expires_at` and its last activity to `now`.
+    /// `next_expires_at` and its last activity to `now`. `Rotated` carries the session and its
+    /// account as read in the same transaction, so a refresh needs no second look-up.
     async fn rotate_refresh_token(
         &self,
         presented_hash: &str,

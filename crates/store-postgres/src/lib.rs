@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
-use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
+use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use porteiro_core::domain::{
     NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
 };
@@ -656,18 +656,31 @@ impl SessionStore for PgStore {
             .map_err(backend)?;
             match session {
                 Some(row) => {
-                    sqlx::query(
-                        "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
-                         values ($1, $2, $3, $4, $4)",
-                    )
+                    let session = session_from_row(&row)?;
+                    // The next token and the account in one round trip.
+                    let user = sqlx::query(concat!(
+                        "with next as (insert into refresh_tokens \
+                           (token_hash, session_id, expires_at, created_at, updated_at) \
+                           values ($1, $2, $3, $4, $4)) \
+                         select ",
+                        user_cols!(),
+                        " from users where id = $5"
+                    ))
                     .bind(next_hash)
                     .bind(session_id)
                     .bind(next_expires_at)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .bind(session.user_id)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(backend)?;
-                    RotateOutcome::Rotated(session_from_row(&row)?)
+                    match user {
+                        Some(user) => RotateOutcome::Rotated(Box::new(Rotation {
+                            session,
+                            user: user_from_row(&user)?,
+                        })),
+                        None => RotateOutcome::Invalid,
+                    }
                 }
                 None => RotateOutcome::Invalid,
             }

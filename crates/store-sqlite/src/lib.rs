@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
-use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
+use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use porteiro_core::domain::{
     NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
 };
@@ -672,7 +672,23 @@ impl SessionStore for SqliteStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(backend)?;
-                    RotateOutcome::Rotated(session_from_row(&row)?)
+                    let session = session_from_row(&row)?;
+                    let user = sqlx::query(concat!(
+                        "select ",
+                        user_cols!(),
+                        " from users where id = ?1"
+                    ))
+                    .bind(session.user_id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    match user {
+                        Some(user) => RotateOutcome::Rotated(Box::new(Rotation {
+                            session,
+                            user: user_from_row(&user)?,
+                        })),
+                        None => RotateOutcome::Invalid,
+                    }
                 }
                 None => RotateOutcome::Invalid,
             }

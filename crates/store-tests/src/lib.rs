@@ -730,9 +730,13 @@ pub async fn rotation_spends_the_token_and_issues_the_next(store: Arc<dyn Store>
     let u = user(&store, "ana").await;
     let id = session(&store, &u, "r1").await;
     let later = t0() + Duration::minutes(10);
-    let RotateOutcome::Rotated(s) = rotate(&store, "r1", "r2", later).await else {
+    let RotateOutcome::Rotated(rotation) = rotate(&store, "r1", "r2", later).await else {
         panic!("expected rotation")
     };
+    let s = rotation.session;
+    assert_eq!(rotation.user.id, u.id, "the account comes with the session");
+    assert_eq!(rotation.user.username, u.username);
+    assert!(rotation.user.is_active);
     assert_eq!(s.id, id);
     assert_eq!(s.last_active_at, later);
     assert_eq!(s.expires_at, later + Duration::days(1));

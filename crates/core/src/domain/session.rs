@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::user::UserId;
+use super::user::{User, UserId};
 
 /// A stored session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,11 +96,22 @@ pub struct NewRefreshToken {
     pub now: DateTime<Utc>,
 }
 
+/// A successful rotation: the session, moved forward, and its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The session the token belonged to.
+    pub session: Session,
+    /// The session's account.
+    pub user: User,
+}
+
 /// What happened when a refresh token was presented for rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
-    /// The token was live; it is now spent and the new one stored. Carries the session.
-    Rotated(Session),
+    /// The token was live; it is now spent and the new one stored. Carries the session and its
+    /// account as they are after the rotation, read in the same transaction (the caller still
+    /// checks that the account is active).
+    Rotated(Box<Rotation>),
     /// The token had already been spent: the store revoked its whole session (family).
     ReuseDetected {
         /// The revoked session.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::crypto::{random_token, token_hash};
 use crate::domain::audit::{Outcome, kind};
 use crate::domain::device::{clamp_user_agent, describe};
-use crate::domain::session::{NewRefreshToken, RotateOutcome};
+use crate::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use crate::domain::{NewSession, User};
 use crate::error::Error;
 use crate::keys::AccessClaims;
@@ -349,8 +349,8 @@ impl Auth {
                 now,
             )
             .await?;
-        let session = match outcome {
-            RotateOutcome::Rotated(session) => session,
+        let Rotation { session, user } = match outcome {
+            RotateOutcome::Rotated(rotation) => *rotation,
             RotateOutcome::ReuseDetected {
                 session_id,
                 user_id,
@@ -369,12 +369,9 @@ impl Auth {
             }
             RotateOutcome::Invalid => return Err(Error::InvalidRefreshToken),
         };
-        let user = self
-            .store
-            .user_by_id(session.user_id)
-            .await?
-            .filter(|u| u.is_active)
-            .ok_or(Error::InvalidRefreshToken)?;
+        if !user.is_active {
+            return Err(Error::InvalidRefreshToken);
+        }
         let access_token = self
             .keys
             .issue(user.id, session.id, now, self.config.access_ttl)?;

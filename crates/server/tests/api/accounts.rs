@@ -104,6 +104,8 @@ both_backends! {
         let r = app.put_auth(&format!("/api/users/{}", a.id), &admin.access, json!({"is_active": false})).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(app.me_status(&ta.access).await, StatusCode::UNAUTHORIZED);
+        let refresh = app.post("/refresh", json!({"refresh": ta.refresh})).await;
+        assert_eq!(refresh.status, StatusCode::FORBIDDEN, "a disabled account cannot refresh");
         let disabled = app.post("/api/auth/login", json!({"username_or_email": "caio", "password": PASSWORD})).await;
         assert_eq!((disabled.status, disabled.body["code"].as_str()), (StatusCode::FORBIDDEN, Some("account_disabled")));
     }

@@ -93,8 +93,10 @@ def svg_chart(data):
         if r and "rps" in r:
             rows.append((name, r["rps"], r.get("ceiling_rps")))
     if "scale" in data:
-        rows.append(("scale: me (1M users)", data["scale"]["me"]["rps"], data["me"]["rps"]))
-        rows.append(("scale: login (1M users)", data["scale"]["login"]["rps"], data["login"]["rps"]))
+        sc = data["scale"]
+        rows.append(("scale: me (1M users)", sc["me"]["rps"], sc.get("small_me", data["me"])["rps"]))
+        rows.append(("scale: login (1M users)", sc["login"]["rps"],
+                     sc.get("small_login", data["login"])["rps"]))
     top = max(max(rps, ceiling or 0) for _, rps, ceiling in rows) or 1
     width, left, bar_h, gap = 760, 190, 18, 12
     height = 50 + len(rows) * (bar_h + gap)
@@ -192,17 +194,43 @@ def main():
         p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else ""
         peak = f"{r['peak_rss_kb'] / 1024:.1f}" if "peak_rss_kb" in r else ""
         lines.append(f"| {name} | {rps} | {p50} | {p99} | {peak} | {how} | {target} {mark} |")
-    login, refresh = data["login"], data["refresh"]
+    login, refresh, base = data["login"], data["refresh"], data["baseline"]
+
+    def runs(values, unit=""):
+        return ", ".join(f"{v:,.0f}{unit}" for v in values)
+
+    hashing = (f"- **Hashing**: one Argon2id verification takes {login['verify_ms']:.1f} ms on one "
+               f"thread")
+    if "verify_ms_before_after" in login:
+        before, after = login["verify_ms_before_after"]
+        hashing += f" (mean of {before:.1f} ms just before and {after:.1f} ms just after the run)"
+    rotate = (f"- **Raw rotate**: {refresh['ceiling_rps']:,.0f} rotations/s through the store "
+              f"without HTTP (`porteiro bench rotate`")
+    if "ceiling_before_after" in refresh:
+        rotate += f"; mean of {runs(refresh['ceiling_before_after'])} just before and after the run"
+    baseline = (f"- **Baseline**: {base['rps']:,.0f} req/s from a minimal axum server "
+                f"(`bench/baseline`)")
+    if "rounds_rps" in base and "rounds_rps" in data["me"]:
+        baseline += (f", driven by the same wrk script and headers as `me`; the median of "
+                     f"{len(base['rounds_rps'])} rounds alternating with `me` (baseline: "
+                     f"{runs(base['rounds_rps'])} req/s; me: {runs(data['me']['rounds_rps'])} req/s)")
     lines += [
         "",
         "## Ceilings",
         "",
-        f"- **Hashing**: one Argon2id verification takes {login['verify_ms']:.1f} ms on one thread; "
-        f"× {args.cores} cores = {login['ceiling_rps']:,.0f} sign-ins/s (`porteiro bench hash`).",
-        f"- **Raw rotate**: {refresh['ceiling_rps']:,.0f} rotations/s through the store without HTTP "
-        f"(`porteiro bench rotate`).",
-        f"- **Baseline**: {data['baseline']['rps']:,.0f} req/s from a minimal axum server "
-        f"(`bench/baseline`).",
+        hashing + f"; × {args.cores} cores = {login['ceiling_rps']:,.0f} sign-ins/s "
+        f"(`porteiro bench hash`).",
+        rotate + ").",
+        baseline + ".",
+    ]
+    if "scale" in data and "small_me" in data["scale"]:
+        sc = data["scale"]
+        lines.append(
+            f"- **Scale**: one server on {sc['small_users']:,} accounts and one on {sc['users']:,} "
+            f"(with {sc['audit_rows']:,} audit rows), runs alternating between them, medians "
+            f"compared. `me` p50 {sc['small_me']['p50_ms']:.2f} vs {sc['me']['p50_ms']:.2f} ms; "
+            f"`login` p50 {sc['small_login']['p50_ms']:.1f} vs {sc['login']['p50_ms']:.1f} ms.")
+    lines += [
         "",
         "## Notes",
         "",

@@ -10,6 +10,11 @@
 #
 # Scenarios: baseline, health, me, login, me-under-login-flood, refresh, register, idle, startup,
 # scale (login and me on 1k vs 1M accounts with 10M audit rows). See bench/README.md.
+#
+# The machine's speed drifts by several per cent over minutes, so every ratio is taken from runs
+# made side by side: baseline and me alternate (same wrk script and headers), the hashing and
+# rotation ceilings are measured just before and just after their scenario, and scale alternates
+# between a server on the small database and one on the large database.
 set -euo pipefail
 
 backend=sqlite
@@ -30,11 +35,15 @@ chmod 755 "$work"
 results="$work/results.jsonl"
 : >"$results"
 server_pid=""
+large_pid=""
+base_pid=""
 flood_pid=""
 
 cleanup() {
     [[ -n "$flood_pid" ]] && kill "$flood_pid" 2>/dev/null || true
     [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null || true
+    [[ -n "$large_pid" ]] && kill "$large_pid" 2>/dev/null || true
+    [[ -n "$base_pid" ]] && kill "$base_pid" 2>/dev/null || true
     if [[ "$backend" == postgres ]]; then
         # shellcheck source=../scripts/pg-cluster.sh
         source "$root/scripts/pg-cluster.sh"
@@ -50,12 +59,14 @@ log() { printf '==> %s\n' "$*" >&2; }
 cores=$(nproc)
 if ((smoke)); then
     warm=1s duration=1s small_users=200 large_users=2000 audit_rows=2000 idle_sessions=500 tokens=20
+    rounds=1
 else
     duration=${BENCH_DURATION:-15s} warm=3s small_users=1000 large_users=1000000 audit_rows=10000000
-    idle_sessions=100000 tokens=256
+    idle_sessions=100000 tokens=256 rounds=${BENCH_ROUNDS:-3}
 fi
 password='Bench-Passw0rd-1'
 port=18480
+large_port=18481
 base_port=18490
 url="http://127.0.0.1:$port"
 
@@ -78,25 +89,26 @@ bin="$root/target/release/porteiro"
 baseline_bin="$root/target/release/porteiro-bench-baseline"
 
 # ---------------------------------------------------------------- database
-database_url() {
-    if [[ "$backend" == postgres ]]; then
-        printf '%s\n' "$pg_url"
-    else
-        printf '%s\n' "$work/data/porteiro.db"
-    fi
-}
+# Two databases: the small one (1k accounts) and the large one (1M accounts, sessions, audit rows),
+# so that scale can alternate between them.
+mkdir -p "$work/data"
 if [[ "$backend" == postgres ]]; then
     # shellcheck source=../scripts/pg-cluster.sh
     source "$root/scripts/pg-cluster.sh"
     pg_url=$(PG_FSYNC=on pg_start "$work/pg")
+    "$(pg_bindir)/psql" -q "$pg_url" -c 'create database porteiro_large' >/dev/null
+    small_db=$pg_url
+    large_db=${pg_url%/*}/porteiro_large
+else
+    small_db="$work/data/porteiro.db"
+    large_db="$work/data/porteiro-large.db"
 fi
-mkdir -p "$work/data"
 
 export DATABASE_URL DATA_DIR="$work/data" SERVER_HOST=127.0.0.1 SERVER_PORT=$port \
     ADMIN_PASSWORD='Bench-Admin-Passw0rd' EMAIL_ENABLED=false LOG_LEVEL=warn \
     RATE_LIMIT_ENABLED=false DATABASE_MAX_CONNECTIONS=$((cores * 4)) \
     MASTER_KEY=$(head -c 32 /dev/urandom | base64)
-DATABASE_URL=$(database_url)
+DATABASE_URL=$small_db
 
 # ---------------------------------------------------------------- helpers
 record() { # name json...
@@ -106,23 +118,37 @@ print(json.dumps({"scenario": sys.argv[1], **json.loads(sys.argv[2])}))
 EOF
 }
 
-start_server() {
-    "$bin" serve >>"$work/server.log" 2>&1 &
-    server_pid=$!
+# launch PORT DATABASE: starts Porteiro and waits until it is healthy; its pid is in $launched.
+launch() {
+    local p=$1 db=$2 log="$work/server-$1.log"
+    SERVER_PORT=$p DATABASE_URL=$db "$bin" serve >>"$log" 2>&1 &
+    launched=$!
     for _ in $(seq 1 500); do
-        curl -fsS "$url/api/health" >/dev/null 2>&1 && return 0
-        kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; return 1; }
+        curl -fsS "http://127.0.0.1:$p/api/health" >/dev/null 2>&1 && return 0
+        kill -0 "$launched" 2>/dev/null || { cat "$log" >&2; return 1; }
         sleep 0.02
     done
     echo "bench/run.sh: server did not become healthy" >&2
     return 1
 }
 
+start_server() { launch "$port" "$small_db"; server_pid=$launched; }
+
 stop_server() {
     [[ -n "$server_pid" ]] || return 0
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
     server_pid=""
+}
+
+# median RUN_JSON_LINES: the run with the median throughput, plus every run's in "rounds_rps".
+median() {
+    python3 -c '
+import json, sys
+runs = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+pick = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+pick["rounds_rps"] = [r["rps"] for r in runs]
+print(json.dumps(pick))' "$1"
 }
 
 reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
@@ -144,7 +170,7 @@ import json, sys
 r = json.loads(sys.stdin.read()); r["peak_rss_kb"] = int(sys.argv[1]); print(json.dumps(r))' "$peak"
 }
 
-seed() { # users start [sessions] [audit_rows]
+seed() { # users start [sessions] [audit_rows] (into $DATABASE_URL)
     printf '%s\n' "$password" | "$bin" bench seed --users "$1" --start "$2" \
         --sessions "${3:-0}" --audit-rows "${4:-0}" >>"$work/seed.log"
 }
@@ -152,9 +178,9 @@ seed() { # users start [sessions] [audit_rows]
 # After a bulk seed, let the database catch up before measuring: on PostgreSQL, VACUUM ANALYZE
 # (fresh statistics, visibility map) and a CHECKPOINT, so that neither the small nor the large runs
 # pay for the other's background work.
-settle() {
+settle() { # [database]
     if [[ "$backend" == postgres ]]; then
-        "$(pg_bindir)/psql" -q "$pg_url" -c 'vacuum analyze' -c 'checkpoint' >/dev/null
+        "$(pg_bindir)/psql" -q "${1:-$small_db}" -c 'vacuum analyze' -c 'checkpoint' >/dev/null
     fi
 }
 
@@ -166,9 +192,9 @@ warm_up() {
     wrk -t"$cores" -c64 -d"$warm" -s "$lua" "$1" >/dev/null
 }
 
-# sign_in_tokens COUNT FIELD -> a Lua table of access (or refresh) tokens of distinct users
+# sign_in_tokens COUNT FIELD [URL] -> a Lua table of access (or refresh) tokens of distinct users
 sign_in_tokens() {
-    python3 - "$url" "$1" "$2" "$password" "$small_users" <<'EOF'
+    python3 - "${3:-$url}" "$1" "$2" "$password" "$small_users" <<'EOF'
 import json, sys, urllib.request
 url, count, field, password, users = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 out = []
@@ -181,7 +207,7 @@ EOF
 }
 
 # Another process answering on our ports would be measured instead of ours.
-for p in "$port" "$base_port"; do
+for p in "$port" "$large_port" "$base_port"; do
     if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/"; then
         echo "bench/run.sh: something already listens on 127.0.0.1:$p; stop it first" >&2
         exit 1
@@ -195,14 +221,6 @@ sleep 2
 idle_empty=$(rss_kb "$server_pid")
 stop_server
 
-# ---------------------------------------------------------------- baseline
-log "baseline: minimal axum server"
-BASELINE_PORT=$base_port "$baseline_bin" &
-base_pid=$!
-for _ in $(seq 1 200); do curl -fsS "http://127.0.0.1:$base_port/" >/dev/null 2>&1 && break; sleep 0.02; done
-record baseline "$(wrk_run baseline "$base_pid" "http://127.0.0.1:$base_port/" "" 64 "$cores")"
-kill "$base_pid"; wait "$base_pid" 2>/dev/null || true
-
 # ---------------------------------------------------------------- small database
 log "seeding $small_users accounts"
 seed "$small_users" 0
@@ -212,25 +230,53 @@ start_server
 log "health"
 record health "$(wrk_run health "$server_pid" "$url/api/health" "" 64 "$cores")"
 
-log "me ($tokens users' tokens)"
+# me against the baseline: rounds alternate between the two servers, with the same wrk script
+# (the same per-request Lua and the same Authorization headers; the hello-world ignores them), so
+# the load generator costs the same on both sides and drift hits both alike.
+log "me ($tokens users' tokens) against the baseline, $rounds alternating rounds"
 me_tokens="tokens = $(sign_in_tokens "$tokens" auth)"
+BASELINE_PORT=$base_port "$baseline_bin" &
+base_pid=$!
+for _ in $(seq 1 200); do curl -fsS "http://127.0.0.1:$base_port/" >/dev/null 2>&1 && break; sleep 0.02; done
+base_url="http://127.0.0.1:$base_port"
+warm_up "$base_url" me.lua "$me_tokens
+ME_PATH = \"/\""
 warm_up "$url" me.lua "$me_tokens"
-record me "$(wrk_run me "$server_pid" "$url" me.lua 64 "$cores" "$me_tokens")"
+base_runs="" me_runs=""
+for _ in $(seq 1 "$rounds"); do
+    base_runs+=$(wrk_run baseline "$base_pid" "$base_url" me.lua 64 "$cores" "$me_tokens
+ME_PATH = \"/\"")$'\n'
+    me_runs+=$(wrk_run me "$server_pid" "$url" me.lua 64 "$cores" "$me_tokens")$'\n'
+done
+kill "$base_pid"; wait "$base_pid" 2>/dev/null || true
+base_pid=""
+record baseline "$(median "$base_runs")"
+record me "$(median "$me_runs")"
 
-log "login (and the hashing ceiling)"
+# hash_ceiling: `porteiro bench hash` with the server stopped (it would compete for the cores).
+hash_ceiling() { "$bin" bench hash --iterations $((smoke ? 5 : 40)); }
+
+log "login (the hashing ceiling measured just before and just after)"
 login_lua="USERS = $small_users
 PASSWORD = \"$password\""
+stop_server
+ceiling_before=$(hash_ceiling)
+start_server
 login=$(wrk_run login "$server_pid" "$url" login.lua $((cores * 4)) "$cores" "$login_lua")
 stop_server
-ceiling=$("$bin" bench hash --iterations $((smoke ? 5 : 40)))
+ceiling_after=$(hash_ceiling)
 record login "$(python3 -c '
 import json, sys
-r, c = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-r["ceiling_rps"] = round(c["ceiling_rps"], 1); r["verify_ms"] = round(c["verify_ms"], 2)
-r["ratio"] = round(r["rps"] / c["ceiling_rps"], 3); print(json.dumps(r))' "$login" "$ceiling")"
+r, before, after = (json.loads(a) for a in sys.argv[1:4])
+ceiling = (before["ceiling_rps"] + after["ceiling_rps"]) / 2
+r["ceiling_rps"] = round(ceiling, 1)
+r["verify_ms"] = round((before["verify_ms"] + after["verify_ms"]) / 2, 2)
+r["verify_ms_before_after"] = [round(before["verify_ms"], 2), round(after["verify_ms"], 2)]
+r["ratio"] = round(r["rps"] / ceiling, 3); print(json.dumps(r))' "$login" "$ceiling_before" "$ceiling_after")"
 start_server
 
 log "me under a login flood"
+me_tokens="tokens = $(sign_in_tokens "$tokens" auth)" # fresh: access tokens live five minutes
 flood_lua="$work/flood.lua"
 { printf '%s\n' "$login_lua"; cat "$root/bench/wrk/login.lua"; } >"$flood_lua"
 wrk -t1 -c$((cores * 8)) -d"$duration" -s "$flood_lua" "$url" >/dev/null &
@@ -240,34 +286,40 @@ record me-under-login-flood "$(wrk_run flood-me "$server_pid" "$url" me.lua 16 1
 wait "$flood_pid" 2>/dev/null || true
 flood_pid=""
 
-log "refresh (rotation chains)"
+log "refresh (rotation chains; the raw rotation measured just before and just after)"
 chains=$((cores * 4))
 refresh_lua="refresh_tokens = $(sign_in_tokens "$chains" refresh)"
+raw_rotate() { "$bin" bench rotate --iterations $((smoke ? 50 : 2000)) --chains "$chains"; }
+stop_server
+rotate_before=$(raw_rotate)
+start_server
 refresh=$(wrk_run refresh "$server_pid" "$url" refresh.lua "$chains" "$chains" "$refresh_lua")
 stop_server
-rotate=$("$bin" bench rotate --iterations $((smoke ? 50 : 2000)) --chains "$chains")
+rotate_after=$(raw_rotate)
 record refresh "$(python3 -c '
 import json, sys
-r, c = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-r["ceiling_rps"] = round(c["rps"], 1); r["ratio"] = round(r["rps"] / c["rps"], 3)
-print(json.dumps(r))' "$refresh" "$rotate")"
+r, before, after = (json.loads(a) for a in sys.argv[1:4])
+ceiling = (before["rps"] + after["rps"]) / 2
+r["ceiling_rps"] = round(ceiling, 1)
+r["ceiling_before_after"] = [round(before["rps"], 1), round(after["rps"], 1)]
+r["ratio"] = round(r["rps"] / ceiling, 3)
+print(json.dumps(r))' "$refresh" "$rotate_before" "$rotate_after")"
 start_server
 
 log "register"
 record register "$(wrk_run register "$server_pid" "$url" register.lua $((cores * 4)) "$cores" "PASSWORD = \"$password\"")"
-small_login=$(python3 -c 'import json,sys; print(sys.argv[1])' "$login")
-stop_server
 
-# ---------------------------------------------------------------- scale
-log "scale: seeding $((large_users - small_users)) more accounts, $idle_sessions sessions, $audit_rows audit rows"
+# ---------------------------------------------------------------- large database
+log "seeding the large database: $large_users accounts, $idle_sessions sessions, $audit_rows audit rows"
+stop_server
 seed_started=$(date +%s)
-seed $((large_users - small_users)) "$small_users" "$idle_sessions" "$audit_rows"
+DATABASE_URL=$large_db seed "$large_users" 0 "$idle_sessions" "$audit_rows"
 seed_secs=$(($(date +%s) - seed_started))
-settle
+settle "$large_db"
 
 log "startup on the large database"
 # Exec to first successful health check, polled every millisecond; the median of five.
-startup=$(python3 - "$bin" "$port" <<'EOF'
+startup=$(DATABASE_URL=$large_db python3 - "$bin" "$port" <<'EOF'
 import json, socket, subprocess, sys, time
 binary, port = sys.argv[1], int(sys.argv[2])
 def healthy():
@@ -292,33 +344,48 @@ print(json.dumps({"startup_ms": sorted(runs)[2], "runs_ms": runs}))
 EOF
 )
 
-start_server
+launch "$large_port" "$large_db"
+large_pid=$launched
+large_url="http://127.0.0.1:$large_port"
 sleep 2
-idle_sessions_rss=$(rss_kb "$server_pid")
+idle_sessions_rss=$(rss_kb "$large_pid")
 record idle "{\"rss_kb\": $idle_empty, \"peak_rss_kb\": $idle_empty, \"rss_with_sessions_kb\": $idle_sessions_rss, \"sessions\": $idle_sessions}"
 record startup "$startup"
 
-log "scale: login and me on the large database"
-large_tokens="tokens = $(sign_in_tokens "$tokens" auth)"
-warm_up "$url" me.lua "$large_tokens"
-large_me=$(wrk_run scale-me "$server_pid" "$url" me.lua 64 "$cores" "$large_tokens")
-large_login=$(wrk_run scale-login "$server_pid" "$url" login.lua $((cores * 4)) "$cores" "USERS = $large_users
-PASSWORD = \"$password\"")
+# scale: one server on each database, both up; short runs alternate between them and the medians
+# are compared, so that drift over the minutes of a run cancels out.
+log "scale: me and login, $rounds rounds alternating between 1k and 1M accounts"
+start_server
+small_tokens="tokens = $(sign_in_tokens "$tokens" auth)"
+large_tokens="tokens = $(sign_in_tokens "$tokens" auth "$large_url")"
+warm_up "$url" me.lua "$small_tokens"
+warm_up "$large_url" me.lua "$large_tokens"
+small_me="" large_me="" small_login="" large_login=""
+for _ in $(seq 1 "$rounds"); do
+    small_me+=$(wrk_run scale-me-small "$server_pid" "$url" me.lua 64 "$cores" "$small_tokens")$'\n'
+    large_me+=$(wrk_run scale-me-large "$large_pid" "$large_url" me.lua 64 "$cores" "$large_tokens")$'\n'
+done
+for _ in $(seq 1 "$rounds"); do
+    small_login+=$(wrk_run scale-login-small "$server_pid" "$url" login.lua $((cores * 4)) "$cores" "$login_lua")$'\n'
+    large_login+=$(wrk_run scale-login-large "$large_pid" "$large_url" login.lua $((cores * 4)) "$cores" "USERS = $large_users
+PASSWORD = \"$password\"")$'\n'
+done
 record scale "$(python3 -c '
 import json, sys
-small_me, small_login = None, json.loads(sys.argv[3])
-for line in open(sys.argv[4]):
-    r = json.loads(line)
-    if r["scenario"] == "me": small_me = r
-lm, ll = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sm, lm, sl, ll = (json.loads(a) for a in sys.argv[1:5])
 print(json.dumps({
-    "users": int(sys.argv[5]), "audit_rows": int(sys.argv[6]), "seed_secs": int(sys.argv[7]),
-    "rps": lm["rps"], "p50_ms": lm["p50_ms"], "p99_ms": lm["p99_ms"], "peak_rss_kb": max(lm["peak_rss_kb"], ll["peak_rss_kb"]),
-    "me": lm, "login": ll,
-    "me_p50_change": round(lm["p50_ms"] / small_me["p50_ms"] - 1, 3),
-    "login_p50_change": round(ll["p50_ms"] / small_login["p50_ms"] - 1, 3),
-}))' "$large_me" "$large_login" "$small_login" "$results" "$large_users" "$audit_rows" "$seed_secs")"
+    "users": int(sys.argv[5]), "small_users": int(sys.argv[6]), "audit_rows": int(sys.argv[7]),
+    "seed_secs": int(sys.argv[8]),
+    "rps": lm["rps"], "p50_ms": lm["p50_ms"], "p99_ms": lm["p99_ms"],
+    "peak_rss_kb": max(lm["peak_rss_kb"], ll["peak_rss_kb"]),
+    "me": lm, "login": ll, "small_me": sm, "small_login": sl,
+    "me_p50_change": round(lm["p50_ms"] / sm["p50_ms"] - 1, 3),
+    "login_p50_change": round(ll["p50_ms"] / sl["p50_ms"] - 1, 3),
+}))' "$(median "$small_me")" "$(median "$large_me")" "$(median "$small_login")" \
+    "$(median "$large_login")" "$large_users" "$small_users" "$audit_rows" "$seed_secs")"
 stop_server
+kill "$large_pid"; wait "$large_pid" 2>/dev/null || true
+large_pid=""
 
 # ---------------------------------------------------------------- report
 if ((smoke)); then

@@ -8,9 +8,11 @@
 //! thread reuses its buffer while work keeps coming and unmaps it after a second without any.
 //!
 //! Unknown users are verified against a dummy hash made with the same parameters, so an unknown
-//! identifier costs the same time as a wrong password.
+//! identifier costs the same time as a wrong password. The dummy hash is made on a hashing thread
+//! in the background at start-up (the server answers meanwhile); a verification that needs it
+//! before it is ready waits for it on its own hashing thread.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError, bounded};
 
@@ -274,7 +276,25 @@ impl HashPool {
 pub struct PasswordHasher {
     scheme: HashScheme,
     pool: Arc<HashPool>,
-    dummy_hash: Arc<str>,
+    dummy: Arc<DummyHash>,
+}
+
+/// The hash unknown accounts are verified against, made once with the configured scheme.
+struct DummyHash {
+    scheme: HashScheme,
+    value: OnceLock<Option<String>>,
+}
+
+impl DummyHash {
+    /// The hash, making it first if no thread has (others wait meanwhile). Blocking.
+    fn get(&self) -> Option<&str> {
+        self.value
+            .get_or_init(|| {
+                let password = crate::crypto::random_token::<16>();
+                self.scheme.hash_blocking(password.as_bytes()).ok()
+            })
+            .as_deref()
+    }
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -286,29 +306,34 @@ impl std::fmt::Debug for PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// Builds the service: `workers` concurrent hashes, up to `queue` more waiting.
-    /// Blocks while the dummy hash is computed on a pool thread (call from a blocking context).
+    /// Builds the service: `workers` concurrent hashes, up to `queue` more waiting, and starts
+    /// making the dummy hash on a pool thread. May block until a pool thread takes that job (call
+    /// from a blocking context).
     ///
     /// # Errors
     /// When the scheme's parameters are invalid.
     pub fn new(scheme: HashScheme, workers: usize, queue: usize) -> Result<Self, Error> {
+        scheme
+            .validate()
+            .map_err(|e| Error::Internal(anyhow::anyhow!("password hashing parameters: {e}")))?;
         let workers = workers.max(1);
         let pool = HashPool::new(workers, queue)?;
+        let dummy = Arc::new(DummyHash {
+            scheme,
+            value: OnceLock::new(),
+        });
         // Made on a pool thread, so its Argon2 memory is the buffer that thread reuses anyway.
-        let (done, result) = std::sync::mpsc::channel();
+        let making = Arc::clone(&dummy);
         let job: Job = Box::new(move || {
-            let _ = done.send(scheme.hash_blocking(crate::crypto::random_token::<16>().as_bytes()));
+            making.get();
         });
         pool.jobs
             .send(job)
             .map_err(|_| anyhow::anyhow!("hashing threads stopped"))?;
-        let dummy_hash = result
-            .recv()
-            .map_err(|_| anyhow::anyhow!("hashing threads stopped"))??;
         Ok(Self {
             scheme,
             pool: Arc::new(pool),
-            dummy_hash: dummy_hash.into(),
+            dummy,
         })
     }
 
@@ -361,13 +386,22 @@ impl PasswordHasher {
     ) -> Result<Verification, Error> {
         let scheme = self.scheme;
         let pw = password.clone();
-        let (target, real) = match stored {
-            Some(h) => (h.to_owned(), true),
-            None => (self.dummy_hash.to_string(), false),
-        };
+        let stored = stored.map(str::to_owned);
+        let real = stored.is_some();
+        let dummy = Arc::clone(&self.dummy);
         let outcome = self
-            .run(move || scheme.verify_blocking(pw.expose_secret().as_bytes(), &target))
-            .await?;
+            .run(move || {
+                let target = match &stored {
+                    Some(h) => h.as_str(),
+                    None => dummy.get().ok_or_else(|| {
+                        Error::Internal(anyhow::anyhow!(
+                            "the dummy password hash could not be made"
+                        ))
+                    })?,
+                };
+                Ok::<_, Error>(scheme.verify_blocking(pw.expose_secret().as_bytes(), target))
+            })
+            .await??;
         Ok(if real {
             outcome
         } else {
@@ -528,7 +562,12 @@ mod tests {
             p: 1,
         };
         let hasher = PasswordHasher::new(slow, 1, 0).expect("valid");
-        // Let the thread reach its receive loop: with no queue, only a waiting thread accepts.
+        // Wait for the start-up dummy hash, then let the thread reach its receive loop: with no
+        // queue, only a waiting thread accepts.
+        let dummy = Arc::clone(&hasher.dummy);
+        tokio::task::spawn_blocking(move || dummy.get().is_some())
+            .await
+            .expect("join");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let busy = {
             let h = hasher.clone();

@@ -8,9 +8,9 @@
 //! thread reuses its buffer while work keeps coming and unmaps it after a second without any.
 //!
 //! Unknown users are verified against a dummy hash made with the same parameters, so an unknown
-//! identifier costs the same time as a wrong password. The dummy hash is made on a hashing thread
-//! in the background at start-up (the server answers meanwhile); a verification that needs it
-//! before it is ready waits for it on its own hashing thread.
+//! identifier costs the same time as a wrong password. The dummy hash is made in the background at
+//! start-up, on a thread of its own so that the pool is free from the start (the server answers
+//! meanwhile); a verification that needs it before it is ready waits for it on its hashing thread.
 
 use std::sync::{Arc, OnceLock};
 
@@ -307,8 +307,7 @@ impl std::fmt::Debug for PasswordHasher {
 
 impl PasswordHasher {
     /// Builds the service: `workers` concurrent hashes, up to `queue` more waiting, and starts
-    /// making the dummy hash on a pool thread. May block until a pool thread takes that job (call
-    /// from a blocking context).
+    /// making the dummy hash on a short-lived thread (its Argon2 memory is freed when it ends).
     ///
     /// # Errors
     /// When the scheme's parameters are invalid.
@@ -322,14 +321,13 @@ impl PasswordHasher {
             scheme,
             value: OnceLock::new(),
         });
-        // Made on a pool thread, so its Argon2 memory is the buffer that thread reuses anyway.
         let making = Arc::clone(&dummy);
-        let job: Job = Box::new(move || {
-            making.get();
-        });
-        pool.jobs
-            .send(job)
-            .map_err(|_| anyhow::anyhow!("hashing threads stopped"))?;
+        std::thread::Builder::new()
+            .name("porteiro-hash-dummy".to_owned())
+            .spawn(move || {
+                making.get();
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start a hashing thread: {e}"))?;
         Ok(Self {
             scheme,
             pool: Arc::new(pool),
@@ -562,12 +560,7 @@ mod tests {
             p: 1,
         };
         let hasher = PasswordHasher::new(slow, 1, 0).expect("valid");
-        // Wait for the start-up dummy hash, then let the thread reach its receive loop: with no
-        // queue, only a waiting thread accepts.
-        let dummy = Arc::clone(&hasher.dummy);
-        tokio::task::spawn_blocking(move || dummy.get().is_some())
-            .await
-            .expect("join");
+        // Let the thread reach its receive loop: with no queue, only a waiting thread accepts.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let busy = {
             let h = hasher.clone();

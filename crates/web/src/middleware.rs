@@ -41,14 +41,10 @@ impl Default for RequestIds {
 
 impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0u8; 32];
-        for (i, byte) in id.iter_mut().enumerate() {
-            let word = if i < 16 { self.prefix } else { n };
-            *byte = HEX[((word >> ((15 - i % 16) * 4)) & 0xf) as usize];
-        }
-        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
+        HeaderValue::try_from(format!("{:016x}{n:016x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
     }
 }
 

@@ -11,8 +11,12 @@ pub struct AuthConfig {
     pub audience: String,
     /// Access-token lifetime (≤ 5 minutes).
     pub access_ttl: Duration,
-    /// Refresh-token / session lifetime (≥ access lifetime + 15 minutes).
+    /// Refresh-token / session lifetime (≥ access lifetime + 15 minutes); each refresh slides
+    /// the session's expiry this far, up to [`AuthConfig::session_max_lifetime`].
     pub refresh_ttl: Duration,
+    /// Absolute session lifetime from sign-in (`SESSION_MAX_LIFETIME`): no refresh extends a
+    /// session past it.
+    pub session_max_lifetime: Duration,
     /// Password-reset token lifetime.
     pub reset_ttl: Duration,
     /// Most recovery mails per address within [`AuthConfig::recovery_window`]; further requests
@@ -37,6 +41,7 @@ impl Default for AuthConfig {
             audience: "porteiro".to_owned(),
             access_ttl: Duration::minutes(5),
             refresh_ttl: Duration::days(7),
+            session_max_lifetime: Duration::days(30),
             reset_ttl: Duration::minutes(30),
             recovery_mail_limit: 3,
             recovery_window: Duration::minutes(15),
@@ -45,5 +50,14 @@ impl Default for AuthConfig {
             email_base_url: "http://127.0.0.1:8080".to_owned(),
             product_name: "Porteiro".to_owned(),
         }
+    }
+}
+
+impl AuthConfig {
+    /// How long a new session lives before its first refresh: the refresh lifetime, capped by the
+    /// absolute session lifetime.
+    #[must_use]
+    pub fn initial_session_lifetime(&self) -> Duration {
+        self.refresh_ttl.min(self.session_max_lifetime)
     }
 }

@@ -11,6 +11,14 @@
 //! identifier costs the same time as a wrong password. The dummy hash is made in the background at
 //! start-up, on a thread of its own so that the pool is free from the start (the server answers
 //! meanwhile); a verification that needs it before it is ready waits for it on its hashing thread.
+//!
+//! Accounts not yet re-hashed after a change of scheme or parameters (bcrypt-12 after a move to
+//! Argon2id, say) cost what *their* hash costs, which would tell them apart from unknown
+//! identifiers. So the hasher is told which older parameters are still stored
+//! ([`PasswordHasher::calibrate`], from a census of the stored hashes at start-up and by
+//! maintenance), measures a verification under each, and while any is in use pads every
+//! verification — real or dummy — to the slowest of them by waiting (on the async side, not on a
+//! hashing thread). With every account on the current parameters there is no padding at all.
 
 use std::sync::{Arc, OnceLock};
 
@@ -25,7 +33,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use crate::error::Error;
 
 /// The configured hashing scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HashScheme {
     /// Argon2id v1.3 with memory (KiB), iterations and parallelism.
     Argon2id {
@@ -54,6 +62,58 @@ impl Default for HashScheme {
 }
 
 impl HashScheme {
+    /// The start of every hash this scheme makes: the scheme and its parameters, up to the salt
+    /// (`$argon2id$v=19$m=19456,t=2,p=1$`, `$2b$12$`).
+    #[must_use]
+    pub fn phc_prefix(self) -> String {
+        match self {
+            Self::Argon2id { m_kib, t, p } => format!("$argon2id$v=19$m={m_kib},t={t},p={p}$"),
+            Self::Bcrypt { cost } => format!("$2b${cost:02}$"),
+        }
+    }
+
+    /// The scheme and parameters a stored hash (or its first characters, see
+    /// [`crate::store::HASH_PREFIX_CHARS`]) was made with. Argon2i/Argon2d hashes count as
+    /// Argon2id with the same parameters (the same cost). `None` when unrecognisable.
+    #[must_use]
+    pub fn of_stored(stored: &str) -> Option<Self> {
+        let mut fields = stored.split('$');
+        if !fields.next()?.is_empty() {
+            return None;
+        }
+        match fields.next()? {
+            "2a" | "2b" | "2x" | "2y" => {
+                let cost: u32 = fields.next()?.parse().ok()?;
+                let scheme = Self::Bcrypt { cost };
+                scheme.validate().ok().map(|()| scheme)
+            }
+            "argon2id" | "argon2i" | "argon2d" => {
+                let mut params = fields.next()?;
+                if params.starts_with("v=") {
+                    params = fields.next()?;
+                }
+                let (mut m, mut t, mut p) = (None, None, None);
+                for pair in params.split(',') {
+                    let (k, v) = pair.split_once('=')?;
+                    let v: u32 = v.parse().ok()?;
+                    match k {
+                        "m" => m = Some(v),
+                        "t" => t = Some(v),
+                        "p" => p = Some(v),
+                        _ => {}
+                    }
+                }
+                let scheme = Self::Argon2id {
+                    m_kib: m?,
+                    t: t?,
+                    p: p?,
+                };
+                scheme.validate().ok().map(|()| scheme)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this scheme truncates input (bcrypt, 72 bytes), so the policy must cap it.
     #[must_use]
     pub fn is_bcrypt(self) -> bool {
@@ -90,6 +150,24 @@ impl HashScheme {
                     .map_err(|e| Error::Internal(anyhow::anyhow!("bcrypt: {e}")))
             }
         }
+    }
+
+    /// How long one verification under this scheme takes here: the median of three, against a
+    /// hash of a random password. Blocking (and as slow as three verifications).
+    fn verification_cost(self) -> std::time::Duration {
+        let password = crate::crypto::random_token::<16>();
+        let Ok(hash) = self.hash_blocking(password.as_bytes()) else {
+            return std::time::Duration::ZERO;
+        };
+        let mut times: Vec<std::time::Duration> = (0..3)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let _ = self.verify_blocking(b"not-the-password-1", &hash);
+                start.elapsed()
+            })
+            .collect();
+        times.sort_unstable();
+        times[1]
     }
 
     /// Verifies synchronously and says whether the stored hash should be replaced.
@@ -226,6 +304,51 @@ fn bcrypt_cost(stored: &str) -> Option<u32> {
     stored.split('$').nth(2)?.parse().ok()
 }
 
+/// Which password-hashing parameters the stored accounts use (`porteiro user rehash-status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HashStatus {
+    /// Accounts in all.
+    pub total: u64,
+    /// Accounts hashed with other parameters than the configured ones (re-hashed at their next
+    /// sign-in).
+    pub stale: u64,
+    /// The other parameters found, with how many accounts use each. Counted over at most
+    /// [`CENSUS_LIMIT`] stale accounts.
+    pub stale_schemes: Vec<(HashScheme, u64)>,
+    /// Stale hashes whose scheme is not recognised at all (they can never verify).
+    pub unrecognised: u64,
+}
+
+/// Most stale accounts whose parameters a census reads.
+pub const CENSUS_LIMIT: u32 = 100_000;
+
+/// Counts the stored hashes by scheme and parameters, against the configured `scheme`.
+///
+/// # Errors
+/// On store failure.
+pub async fn hash_status(
+    store: &dyn crate::store::Store,
+    scheme: HashScheme,
+) -> Result<HashStatus, Error> {
+    let census = store
+        .password_hash_census(&scheme.phc_prefix(), CENSUS_LIMIT)
+        .await?;
+    let mut counts = std::collections::BTreeMap::<HashScheme, u64>::new();
+    let mut unrecognised = 0;
+    for prefix in &census.stale_prefixes {
+        match HashScheme::of_stored(prefix) {
+            Some(s) => *counts.entry(s).or_default() += 1,
+            None => unrecognised += 1,
+        }
+    }
+    Ok(HashStatus {
+        total: census.total,
+        stale: census.stale,
+        stale_schemes: counts.into_iter().collect(),
+        unrecognised,
+    })
+}
+
 /// Outcome of a verification.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Verification {
@@ -277,6 +400,9 @@ pub struct PasswordHasher {
     scheme: HashScheme,
     pool: Arc<HashPool>,
     dummy: Arc<DummyHash>,
+    /// Every verification takes at least this long, in microseconds (0: no padding); see
+    /// [`PasswordHasher::calibrate`].
+    floor_micros: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The hash unknown accounts are verified against, made once with the configured scheme.
@@ -332,7 +458,59 @@ impl PasswordHasher {
             scheme,
             pool: Arc::new(pool),
             dummy,
+            floor_micros: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
+    }
+
+    /// Sets the verification floor from the schemes other than the configured one that stored
+    /// hashes still use: a verification under each (and under the configured scheme) is timed —
+    /// the median of three, on a thread of its own — and the slowest becomes the time every
+    /// verification takes at least. With no other scheme in use the floor is removed. Returns it.
+    ///
+    /// # Errors
+    /// When the measuring thread cannot run.
+    pub async fn calibrate(&self, stale: &[HashScheme]) -> Result<std::time::Duration, Error> {
+        let mut schemes: Vec<HashScheme> = stale
+            .iter()
+            .copied()
+            .filter(|s| *s != self.scheme)
+            .collect();
+        schemes.sort_unstable();
+        schemes.dedup();
+        let floor = if schemes.is_empty() {
+            std::time::Duration::ZERO
+        } else {
+            schemes.push(self.scheme);
+            let (done, result) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("porteiro-hash-calibrate".to_owned())
+                .spawn(move || {
+                    let slowest = schemes
+                        .iter()
+                        .map(|s| s.verification_cost())
+                        .max()
+                        .unwrap_or_default();
+                    release_blocks();
+                    let _ = done.send(slowest);
+                })
+                .map_err(|e| anyhow::anyhow!("cannot start a hashing thread: {e}"))?;
+            result
+                .await
+                .map_err(|_| anyhow::anyhow!("hash calibration thread failed"))?
+        };
+        self.floor_micros.store(
+            u64::try_from(floor.as_micros()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(floor)
+    }
+
+    /// The current verification floor (zero when every stored hash uses the configured scheme).
+    #[must_use]
+    pub fn floor(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(
+            self.floor_micros.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The configured scheme.
@@ -382,6 +560,7 @@ impl PasswordHasher {
         password: &SecretString,
         stored: Option<&str>,
     ) -> Result<Verification, Error> {
+        let started = std::time::Instant::now();
         let scheme = self.scheme;
         let pw = password.clone();
         let stored = stored.map(str::to_owned);
@@ -400,6 +579,10 @@ impl PasswordHasher {
                 Ok::<_, Error>(scheme.verify_blocking(pw.expose_secret().as_bytes(), target))
             })
             .await??;
+        let floor = self.floor();
+        if let Some(rest) = floor.checked_sub(started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
         Ok(if real {
             outcome
         } else {

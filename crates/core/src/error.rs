@@ -26,6 +26,11 @@ pub enum Error {
     /// Unknown identifier, wrong password, locked or disabled account: indistinguishable.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The credential verified for a sign-in stopped being current before its session was
+    /// created (changed, reset, disabled or all sessions revoked meanwhile). Answered like
+    /// [`Error::InvalidCredentials`].
+    #[error("credential changed during sign-in")]
+    CredentialChanged,
     /// The current password given to confirm a change is wrong.
     #[error("current password is incorrect")]
     IncorrectPassword,

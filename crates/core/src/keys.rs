@@ -1,8 +1,12 @@
 //! Token-signing keys and access-token JWTs.
 //!
 //! Keys are Ed25519 (JOSE `EdDSA`), generated with aws-lc-rs and stored with the private half
-//! sealed under the master key. The newest key signs; every stored key verifies, so tokens signed
-//! before `porteiro keys rotate` stay valid until they expire. Public keys are published as a JWKS.
+//! sealed under the master key. The newest key signs; older keys keep verifying, so tokens signed
+//! before `porteiro keys rotate` stay valid until they expire — but only that long: once a newer
+//! key has existed for an access-token lifetime plus [`SUCCESSION_GRACE`], nothing signed by the
+//! old key can still be alive, so it stops verifying and leaves the JWKS at once, and maintenance
+//! marks it retired and erases its private half ([`KeyRing::retire_superseded`]).
+//! `porteiro keys retire KID` retires a key immediately. Public keys are published as a JWKS.
 //!
 //! Verification is strict: the header must name `EdDSA` and one of our `kid`s and carry no key
 //! references (`jku`, `jwk`, `x5u`, `x5c`, `x5t`) or `crit`; `alg: none`, HMAC and RSA tokens are
@@ -30,6 +34,9 @@ pub const ACCESS_TOKEN_TYPE: &str = "access";
 const LEEWAY_SECS: i64 = 5;
 /// Minimum interval between key reloads triggered by an unknown `kid`.
 const RELOAD_INTERVAL: StdDuration = StdDuration::from_secs(5);
+/// How long after a newer key appears an instance may still sign with the older one: the
+/// SQLite key reload interval (60 s) plus clock skew, with margin.
+pub const SUCCESSION_GRACE: chrono::Duration = chrono::Duration::minutes(2);
 
 /// Claims of an access token (PRODUCT.md §3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,8 +89,10 @@ pub struct Jwks {
 struct KeySet {
     signing_kid: String,
     signing: EncodingKey,
-    verifying: HashMap<String, DecodingKey>,
-    jwks: Jwks,
+    /// Each verifying key, and the time after which it no longer verifies (superseded keys).
+    verifying: HashMap<String, (DecodingKey, Option<DateTime<Utc>>)>,
+    /// Published keys, with the same end of validity.
+    jwks: Vec<(Jwk, Option<DateTime<Utc>>)>,
 }
 
 /// The in-memory key ring, reloadable from the store.
@@ -92,6 +101,10 @@ pub struct KeyRing {
     master: Arc<MasterKey>,
     issuer: String,
     audience: String,
+    /// Access-token lifetime plus [`SUCCESSION_GRACE`]: how long a superseded key verifies.
+    superseded_validity: chrono::Duration,
+    /// Set by a reload that found a key gone (retired elsewhere); see [`KeyRing::take_key_lost`].
+    key_lost: std::sync::atomic::AtomicBool,
     set: RwLock<Arc<KeySet>>,
     last_reload: std::sync::Mutex<Instant>,
 }
@@ -130,9 +143,79 @@ pub async fn generate_key(
             public_key: public,
             private_key_enc: sealed,
             created_at: crate::clock::to_millis_precision(now),
+            retired_at: None,
         })
         .await?;
     Ok(kid)
+}
+
+/// One stored key as `porteiro keys status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// Key id.
+    pub kid: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// `signing`, `verifying` (superseded, until `verifies_until`) or `retired`.
+    pub state: &'static str,
+    /// For a superseded key: when it stops verifying.
+    pub verifies_until: Option<DateTime<Utc>>,
+    /// For a retired key: when.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// Every stored key and its state at `now`, newest first.
+///
+/// # Errors
+/// On store failure.
+pub async fn key_status(
+    store: &dyn Store,
+    access_ttl: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<KeyStatus>, Error> {
+    let stored = store.signing_keys().await?;
+    let live = KeyRing::live_keys(&stored, access_ttl + SUCCESSION_GRACE);
+    Ok(stored
+        .iter()
+        .map(|k| {
+            let until = live.iter().find(|(l, _)| l.kid == k.kid).map(|(_, u)| *u);
+            let state = match until {
+                None => "retired",
+                Some(None) => "signing",
+                Some(Some(t)) if t > now => "verifying",
+                Some(Some(_)) => "expired",
+            };
+            KeyStatus {
+                kid: k.kid.clone(),
+                created_at: k.created_at,
+                state,
+                verifies_until: until.flatten(),
+                retired_at: k.retired_at,
+            }
+        })
+        .collect())
+}
+
+/// Retires one key at once (`porteiro keys retire KID`): it stops verifying — on every instance
+/// at its next key reload — leaves the JWKS, and its private half is erased. The signing key
+/// cannot be retired; rotate first.
+///
+/// # Errors
+/// `NotFound` for an unknown or already retired key; `Validation` for the signing key.
+pub async fn retire_key(store: &dyn Store, kid: &str, now: DateTime<Utc>) -> Result<(), Error> {
+    let stored = store.signing_keys().await?;
+    let signing = stored.iter().find(|k| k.retired_at.is_none());
+    if signing.is_some_and(|k| k.kid == kid) {
+        return Err(Error::validation(
+            "kid",
+            "signing_key_in_use",
+            "This key signs new tokens; run `porteiro keys rotate` first, then retire it.",
+        ));
+    }
+    if !store.retire_signing_key(kid, now).await? {
+        return Err(Error::NotFound);
+    }
+    Ok(())
 }
 
 impl KeyRing {
@@ -145,50 +228,115 @@ impl KeyRing {
         master: Arc<MasterKey>,
         issuer: String,
         audience: String,
+        access_ttl: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<Self, Error> {
-        if store.signing_keys().await?.is_empty() {
+        if !store
+            .signing_keys()
+            .await?
+            .iter()
+            .any(|k| k.retired_at.is_none())
+        {
             generate_key(store.as_ref(), &master, now).await?;
         }
-        let set = Self::build(store.as_ref(), &master).await?;
+        let superseded_validity = access_ttl + SUCCESSION_GRACE;
+        let set = Self::build(store.as_ref(), &master, superseded_validity).await?;
         Ok(Self {
             store,
             master,
             issuer,
             audience,
+            superseded_validity,
+            key_lost: std::sync::atomic::AtomicBool::new(false),
             set: RwLock::new(Arc::new(set)),
             last_reload: std::sync::Mutex::new(Instant::now()),
         })
     }
 
-    async fn build(store: &dyn Store, master: &MasterKey) -> Result<KeySet, Error> {
+    /// The live keys, newest first, each with the time it stops verifying (`None`: the signing
+    /// key). A key is superseded once a newer key exists; it verifies for `validity` after that.
+    fn live_keys(
+        stored: &[StoredKey],
+        validity: chrono::Duration,
+    ) -> Vec<(&StoredKey, Option<DateTime<Utc>>)> {
+        let mut live = Vec::new();
+        let mut successor: Option<DateTime<Utc>> = None;
+        for key in stored.iter().filter(|k| k.retired_at.is_none()) {
+            live.push((key, successor.map(|t| t + validity)));
+            successor = Some(key.created_at);
+        }
+        live
+    }
+
+    async fn build(
+        store: &dyn Store,
+        master: &MasterKey,
+        validity: chrono::Duration,
+    ) -> Result<KeySet, Error> {
         let stored = store.signing_keys().await?;
-        let newest = stored
+        let live = Self::live_keys(&stored, validity);
+        let newest = live
             .first()
-            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+            .map(|(k, _)| *k)
+            .ok_or_else(|| anyhow::anyhow!("no signing key that is not retired"))?;
         let pkcs8 = master.open(newest.kid.as_bytes(), &newest.private_key_enc).map_err(|e| {
             anyhow::anyhow!("cannot open signing key {}: {e} (is MASTER_KEY the one the keys were made with?)", newest.kid)
         })?;
         let mut verifying = HashMap::new();
         let mut keys = Vec::new();
-        for key in stored.iter().filter(|k| k.algorithm == "EdDSA") {
+        for (key, until) in live.into_iter().filter(|(k, _)| k.algorithm == "EdDSA") {
             let x = URL_SAFE_NO_PAD.encode(&key.public_key);
-            verifying.insert(key.kid.clone(), DecodingKey::from_ed_der(&key.public_key));
-            keys.push(Jwk {
-                kty: "OKP".to_owned(),
-                crv: "Ed25519".to_owned(),
-                x,
-                kid: key.kid.clone(),
-                use_: "sig".to_owned(),
-                alg: "EdDSA".to_owned(),
-            });
+            verifying.insert(
+                key.kid.clone(),
+                (DecodingKey::from_ed_der(&key.public_key), until),
+            );
+            keys.push((
+                Jwk {
+                    kty: "OKP".to_owned(),
+                    crv: "Ed25519".to_owned(),
+                    x,
+                    kid: key.kid.clone(),
+                    use_: "sig".to_owned(),
+                    alg: "EdDSA".to_owned(),
+                },
+                until,
+            ));
         }
         Ok(KeySet {
             signing_kid: newest.kid.clone(),
             signing: EncodingKey::from_ed_der(&pkcs8),
             verifying,
-            jwks: Jwks { keys },
+            jwks: keys,
         })
+    }
+
+    /// Marks retired (erasing the private half) every key superseded for longer than an access
+    /// token can live, then reloads. Returns the retired `kid`s. Run by maintenance.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn retire_superseded(&self, now: DateTime<Utc>) -> Result<Vec<String>, Error> {
+        let stored = self.store.signing_keys().await?;
+        let mut retired = Vec::new();
+        for (key, until) in Self::live_keys(&stored, self.superseded_validity) {
+            if until.is_some_and(|t| t <= now)
+                && self.store.retire_signing_key(&key.kid, now).await?
+            {
+                retired.push(key.kid.clone());
+            }
+        }
+        if !retired.is_empty() {
+            self.reload().await?;
+        }
+        Ok(retired)
+    }
+
+    /// True once after a reload found that a key which verified before no longer does (retired
+    /// elsewhere): tokens verified earlier must then be checked again. A plain load when nothing
+    /// happened, so it is cheap enough to ask on every request.
+    pub fn take_key_lost(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.key_lost.load(Ordering::Relaxed) && self.key_lost.swap(false, Ordering::AcqRel)
     }
 
     /// Re-reads the keys from the store (after a rotation elsewhere).
@@ -196,7 +344,12 @@ impl KeyRing {
     /// # Errors
     /// On store failure.
     pub async fn reload(&self) -> Result<(), Error> {
-        let set = Self::build(self.store.as_ref(), &self.master).await?;
+        let set = Self::build(self.store.as_ref(), &self.master, self.superseded_validity).await?;
+        let before = self.current();
+        let lost_key = before
+            .verifying
+            .keys()
+            .any(|kid| !set.verifying.contains_key(kid));
         *self
             .set
             .write()
@@ -205,6 +358,10 @@ impl KeyRing {
             .last_reload
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        if lost_key {
+            self.key_lost
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         Ok(())
     }
 
@@ -215,10 +372,19 @@ impl KeyRing {
             .clone()
     }
 
-    /// The public key set.
+    /// The public key set at `now`: the signing key and superseded keys still within their
+    /// validity.
     #[must_use]
-    pub fn jwks(&self) -> Jwks {
-        self.current().jwks.clone()
+    pub fn jwks(&self, now: DateTime<Utc>) -> Jwks {
+        Jwks {
+            keys: self
+                .current()
+                .jwks
+                .iter()
+                .filter(|(_, until)| until.is_none_or(|t| t > now))
+                .map(|(jwk, _)| jwk.clone())
+                .collect(),
+        }
     }
 
     /// Mints an access token for `user_id` in session `session_id`.
@@ -251,11 +417,17 @@ impl KeyRing {
             .map_err(|e| Error::Internal(anyhow::anyhow!("signing: {e}")))
     }
 
-    /// Verifies an access token's header, signature and claims.
+    /// Verifies an access token's header, signature and claims. Also returns when its signing key
+    /// stops verifying (`None`: the current signing key), which bounds how long the verdict may
+    /// be cached.
     ///
     /// # Errors
     /// `InvalidAccessToken` for anything but a valid, current token of ours.
-    pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, Error> {
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(AccessClaims, Option<DateTime<Utc>>), Error> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidAccessToken)?;
         let refuses_key_references = header.jku.is_some()
             || header.jwk.is_some()
@@ -277,7 +449,10 @@ impl KeyRing {
             }
             set = self.current();
         }
-        let key = set.verifying.get(&kid).ok_or(Error::InvalidAccessToken)?;
+        let (key, key_until) = match set.verifying.get(&kid) {
+            Some((key, until)) if until.is_none_or(|t| t > now) => (key, *until),
+            _ => return Err(Error::InvalidAccessToken),
+        };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.validate_exp = false; // checked below against the injected clock
         validation.validate_nbf = false;
@@ -294,7 +469,7 @@ impl KeyRing {
         {
             return Err(Error::InvalidAccessToken);
         }
-        Ok(claims)
+        Ok((claims, key_until))
     }
 
     /// Claims the right to reload now: true at most once per [`RELOAD_INTERVAL`], however many

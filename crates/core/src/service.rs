@@ -148,6 +148,7 @@ impl Auth {
             master.clone(),
             config.issuer.clone(),
             config.audience.clone(),
+            config.access_ttl,
             clock.now(),
         )
         .await?;
@@ -210,11 +211,7 @@ impl Auth {
     pub async fn apply_event(&self, event: StoreEvent) {
         match event {
             StoreEvent::SessionsRevoked(ids) => self.cache.revoked(&ids).await,
-            StoreEvent::KeysChanged => {
-                if let Err(e) = self.keys.reload().await {
-                    tracing::error!(error = %e, "reloading signing keys failed");
-                }
-            }
+            StoreEvent::KeysChanged => self.reload_keys().await,
             StoreEvent::Resync => self.cache.clear(),
         }
     }
@@ -236,9 +233,7 @@ impl Auth {
                 }
                 Ok(None) => loop {
                     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-                    if let Err(e) = self.keys.reload().await {
-                        tracing::warn!(error = %e, "reloading signing keys failed");
-                    }
+                    self.reload_keys().await;
                 },
                 Err(e) => {
                     tracing::error!(error = %e, "subscribing to store events failed; retrying")
@@ -248,6 +243,65 @@ impl Auth {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
         }
+    }
+
+    /// Re-reads the signing keys. When one was retired, the next authentication forgets the
+    /// tokens verified so far (see [`Auth::authenticate_claims`]).
+    pub async fn reload_keys(&self) {
+        if let Err(e) = self.keys.reload().await {
+            tracing::error!(error = %e, "reloading signing keys failed");
+        }
+    }
+
+    /// Retires signing keys superseded for longer than any token they signed can live (run by
+    /// maintenance), recording each in the audit log.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn retire_superseded_keys(&self) -> Result<Vec<String>, Error> {
+        let retired = self.keys.retire_superseded(self.now()).await?;
+        for kid in &retired {
+            tracing::info!(%kid, "superseded signing key retired");
+            self.record(
+                crate::domain::audit::kind::SIGNING_KEY_RETIRED,
+                crate::domain::audit::Outcome::Success,
+                None,
+                None,
+                serde_json::json!({"kid": kid, "via": "automatic"}),
+            )
+            .await;
+        }
+        Ok(retired)
+    }
+
+    /// Takes a census of the stored password hashes and sets the hasher's verification floor from
+    /// the older parameters still in use (see [`PasswordHasher::calibrate`]). Run at start-up and
+    /// by maintenance.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn calibrate_password_hashing(
+        &self,
+    ) -> Result<crate::credentials::HashStatus, Error> {
+        let status =
+            crate::credentials::hash_status(self.store.as_ref(), self.hasher.scheme()).await?;
+        let stale: Vec<_> = status.stale_schemes.iter().map(|(s, _)| *s).collect();
+        let before = self.hasher.floor();
+        let floor = self.hasher.calibrate(&stale).await?;
+        if floor != before {
+            if floor.is_zero() {
+                tracing::info!(
+                    "every password hash uses the configured parameters: no verification padding"
+                );
+            } else {
+                tracing::warn!(
+                    stale_accounts = status.stale,
+                    floor_ms = floor.as_millis(),
+                    "accounts with older password-hash parameters remain: every verification is padded to the slowest (see `porteiro user rehash-status`)"
+                );
+            }
+        }
+        Ok(status)
     }
 
     /// Drops the cached profile of an account this instance just changed.

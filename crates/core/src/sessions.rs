@@ -29,7 +29,18 @@ const STATE_TTL: Duration = Duration::from_secs(60);
 pub struct SessionCache {
     states: Cache<Uuid, SessionAuthState>,
     tombstones: Cache<Uuid, ()>,
-    verified: Cache<Arc<str>, Arc<AccessClaims>>,
+    verified: Cache<Arc<str>, VerifiedToken>,
+}
+
+/// A token whose signature and claims were checked, and until when that check holds (Unix
+/// seconds, exclusive): its expiry plus the leeway, or sooner when its signing key stops
+/// verifying (superseded, see [`crate::keys`]).
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// The verified claims.
+    pub claims: Arc<AccessClaims>,
+    /// The check holds while the time in seconds is below this.
+    pub until: i64,
 }
 
 impl std::fmt::Debug for SessionCache {
@@ -101,13 +112,18 @@ impl SessionCache {
         self.verified.invalidate_all();
     }
 
-    /// A previously verified token's claims.
-    pub async fn verified_claims(&self, token: &str) -> Option<Arc<AccessClaims>> {
+    /// Forgets every verified token (keys were retired: each must be checked again).
+    pub fn forget_verified(&self) {
+        self.verified.invalidate_all();
+    }
+
+    /// A previously verified token.
+    pub async fn verified_claims(&self, token: &str) -> Option<VerifiedToken> {
         self.verified.get(token).await
     }
 
     /// Remembers a verified token.
-    pub async fn remember_verified(&self, token: &str, claims: Arc<AccessClaims>) {
-        self.verified.insert(Arc::from(token), claims).await;
+    pub async fn remember_verified(&self, token: &str, verified: VerifiedToken) {
+        self.verified.insert(Arc::from(token), verified).await;
     }
 }

@@ -35,6 +35,22 @@ pub enum StoreError {
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How the stored password hashes compare with the configured parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HashCensus {
+    /// Accounts in all.
+    pub total: u64,
+    /// Accounts whose hash does not start with the configured parameters.
+    pub stale: u64,
+    /// The first characters (scheme and parameters, then part of the salt) of up to `limit` of
+    /// those stale hashes — never a whole hash.
+    pub stale_prefixes: Vec<String>,
+}
+
+/// Characters of a stale hash that [`UserStore::password_hash_census`] returns: enough for any
+/// scheme and parameter string, never the digest.
+pub const HASH_PREFIX_CHARS: usize = 48;
+
 /// Accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
@@ -67,6 +83,14 @@ pub trait UserStore: Send + Sync {
         old_hash: &str,
         new_hash: &str,
     ) -> StoreResult<bool>;
+    /// Counts the accounts whose password hash does not begin with `current_prefix` (the
+    /// configured scheme and parameters), with the first [`HASH_PREFIX_CHARS`] characters of up
+    /// to `limit` of them, so the hasher can tell which older parameters are still in use.
+    async fn password_hash_census(
+        &self,
+        current_prefix: &str,
+        limit: u32,
+    ) -> StoreResult<HashCensus>;
     /// Counts a failed sign-in. When the count reaches `max_attempts` the account is locked until
     /// `lock_until`. Failures while locked neither count nor extend the lock. Returns whether this
     /// failure set the lock.
@@ -99,26 +123,34 @@ pub trait UserStore: Send + Sync {
     async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Clears the lock and the failure count. Returns false for an unknown user.
     async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool>;
-    /// Sets a new password hash and revokes every session of the user except `keep`, atomically.
-    /// Returns the revoked session ids. `NotFound` when the user does not exist.
+    /// Sets a new password hash, moves the credential epoch forward and revokes every session of
+    /// the user except `keep`, atomically. With `expected_epoch` (the epoch read before the
+    /// current password was verified) nothing changes unless the epoch is still that one, so of
+    /// concurrent changes made with one current password exactly one wins. Returns the revoked
+    /// session ids, or `None` when nothing changed (no such user, or the epoch moved).
     async fn change_password(
         &self,
         id: UserId,
         new_hash: &str,
         keep: Option<Uuid>,
+        expected_epoch: Option<i64>,
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<Uuid>>;
+    ) -> StoreResult<Option<Vec<Uuid>>>;
 }
 
 /// Sessions and their refresh-token families.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Creates a session together with the first refresh token of its family.
+    /// Creates a session together with the first refresh token of its family — only if the owner
+    /// is active and its credential epoch is still `session.credential_epoch`, checked in the
+    /// same transaction as the insert (PostgreSQL: under a share lock on the account row), so a
+    /// session never outlives a password change, reset, disable or "revoke all" that committed
+    /// after its credential was verified. `None` when that check failed.
     async fn create_session(
         &self,
         session: &NewSession,
         refresh: &NewRefreshToken,
-    ) -> StoreResult<Session>;
+    ) -> StoreResult<Option<Session>>;
     /// Looks up a session, active or not.
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>>;
     /// Session and owner state, for checking an access token.
@@ -144,7 +176,9 @@ pub trait SessionStore: Send + Sync {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Revokes every active session of the user except `keep`. Returns the revoked ids.
+    /// Revokes every active session of the user except `keep`, and moves the user's credential
+    /// epoch forward so that no sign-in verified before this call can still open a session.
+    /// Returns the revoked ids.
     async fn revoke_all_sessions(
         &self,
         user_id: UserId,
@@ -154,13 +188,16 @@ pub trait SessionStore: Send + Sync {
     /// Spends the refresh token whose hash is `presented_hash` and stores `next_hash` in the same
     /// family, atomically: of concurrent calls with one token exactly one gets `Rotated`. A token
     /// that was already spent revokes its session (`ReuseDetected`). The session's expiry moves to
-    /// `next_expires_at` and its last activity to `now`. `Rotated` carries the session and its
-    /// account as read in the same transaction, so a refresh needs no second look-up.
+    /// `next_expires_at`, but never past its creation plus `max_lifetime` (the absolute session
+    /// lifetime), and its last activity to `now`; the next token expires with the session.
+    /// `Rotated` carries the session and its account as read in the same transaction, so a
+    /// refresh needs no second look-up.
     async fn rotate_refresh_token(
         &self,
         presented_hash: &str,
         next_hash: &str,
         next_expires_at: DateTime<Utc>,
+        max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<RotateOutcome>;
@@ -195,8 +232,9 @@ pub trait RecoveryStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<UserId>>;
     /// Atomically: spends the token (which must be live and owned by `owner`), sets the new hash,
-    /// clears any lock and revokes every session. Returns the revoked session ids, or `None` when
-    /// the token was not live (already spent by a concurrent call, say).
+    /// clears any lock, moves the credential epoch forward and revokes every session. Returns the
+    /// revoked session ids, or `None` (and changes nothing) when the token was not live (already
+    /// spent by a concurrent call, say) or the account is disabled.
     async fn complete_reset(
         &self,
         token_hash: &str,
@@ -219,6 +257,9 @@ pub struct StoredKey {
     pub private_key_enc: Vec<u8>,
     /// Creation time; the newest key signs.
     pub created_at: DateTime<Utc>,
+    /// Set once retired: the key no longer verifies, is not published, and its private half is
+    /// erased.
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 /// Token-signing keys.
@@ -226,8 +267,11 @@ pub struct StoredKey {
 pub trait KeyStore: Send + Sync {
     /// Adds a key. Older keys are kept for verification.
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
-    /// Every key, newest first.
+    /// Every key, retired ones included, newest first.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Retires a key: marks it retired at `now` and erases its sealed private half. Returns false
+    /// when there is no such key or it was already retired.
+    async fn retire_signing_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool>;
 }
 
 /// A queued outgoing mail; the payload is sealed because it may carry a one-time link.

@@ -312,14 +312,17 @@ impl Application {
     }
 }
 
-/// Purges expired rows every ten minutes (see [`Store::purge_expired`]). Anything older than a
-/// day is past every lock and token lifetime the configuration allows; device cookies live a
-/// year.
+/// Every ten minutes (and at start-up): purges expired rows (see [`Store::purge_expired`]) —
+/// anything older than a day is past every lock and token lifetime the configuration allows;
+/// device cookies live a year — and retires signing keys that no live token can need.
 async fn maintenance(auth: Arc<Auth>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if let Err(e) = auth.calibrate_password_hashing().await {
+            tracing::warn!(error = %e, "maintenance: password-hash census failed");
+        }
         let now = auth.now();
         let (before, devices_before) = (
             now - chrono::Duration::days(1),
@@ -329,6 +332,9 @@ async fn maintenance(auth: Arc<Auth>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "maintenance: expired rows purged"),
             Err(e) => tracing::warn!(error = %e, "maintenance purge failed"),
+        }
+        if let Err(e) = auth.retire_superseded_keys().await {
+            tracing::warn!(error = %e, "maintenance: retiring superseded signing keys failed");
         }
     }
 }
@@ -347,6 +353,7 @@ fn startup_facts(config: &Config) -> serde_json::Value {
         },
         "access_ttl_secs": config.access_ttl.num_seconds(),
         "refresh_ttl_secs": config.refresh_ttl.num_seconds(),
+        "session_max_lifetime_secs": config.session_max_lifetime.num_seconds(),
         "lockout": {"attempts": config.lockout_attempts, "duration_secs": config.lockout_duration.num_seconds()},
         "rate_limits": {
             "enabled": config.rate_limits.enabled,

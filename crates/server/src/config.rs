@@ -93,6 +93,8 @@ pub struct Config {
     pub access_ttl: Duration,
     /// Refresh lifetime.
     pub refresh_ttl: Duration,
+    /// Absolute session lifetime (`SESSION_MAX_LIFETIME`): refreshes never extend past it.
+    pub session_max_lifetime: Duration,
     /// Password hashing.
     pub hash_scheme: HashScheme,
     /// Concurrent hashes.
@@ -289,6 +291,15 @@ impl Config {
         if refresh_ttl > Duration::days(365) {
             return Err(err("JWT_REFRESH_EXPIRATION_DAYS", "at most 365 days"));
         }
+        let session_max_lifetime = env.duration("SESSION_MAX_LIFETIME", Duration::days(30))?;
+        if session_max_lifetime < access_ttl + Duration::minutes(15)
+            || session_max_lifetime > Duration::days(365)
+        {
+            return Err(err(
+                "SESSION_MAX_LIFETIME",
+                "must be between the access-token lifetime plus 15 minutes and 365 days",
+            ));
+        }
 
         let bcrypt = match env
             .get("PASSWORD_HASH")
@@ -395,6 +406,7 @@ impl Config {
             audience,
             access_ttl,
             refresh_ttl,
+            session_max_lifetime,
             hash_scheme,
             hash_workers,
             hash_queue,
@@ -447,6 +459,11 @@ impl Config {
             "RATE_LIMIT_STRICT_REFILL_RATE",
             Quota::strict_from(general),
         )?;
+        let introspection = quota(
+            "RATE_LIMIT_INTROSPECTION_CAPACITY",
+            "RATE_LIMIT_INTROSPECTION_REFILL_RATE",
+            Quota::introspection_from(general),
+        )?;
         let max_clients: u64 =
             env.parse("RATE_LIMIT_MAX_CLIENTS", defaults.max_clients, "a number")?;
         if max_clients < 1_000 {
@@ -456,6 +473,7 @@ impl Config {
             enabled: env.bool("RATE_LIMIT_ENABLED", true)?,
             general,
             strict,
+            introspection,
             max_clients,
         })
     }
@@ -605,6 +623,7 @@ impl Config {
             audience: self.audience.clone(),
             access_ttl: self.access_ttl,
             refresh_ttl: self.refresh_ttl,
+            session_max_lifetime: self.session_max_lifetime,
             reset_ttl: Duration::minutes(30),
             recovery_mail_limit: 3,
             recovery_window: Duration::minutes(15),
@@ -657,6 +676,7 @@ mod tests {
         assert_eq!(c.database_url, "./data/porteiro.db");
         assert_eq!(c.access_ttl, Duration::minutes(5));
         assert_eq!(c.refresh_ttl, Duration::days(7));
+        assert_eq!(c.session_max_lifetime, Duration::days(30));
         assert_eq!(
             c.hash_scheme,
             HashScheme::Argon2id {
@@ -691,6 +711,8 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS", "https://a.example.com/path"),
             ("CORS_ALLOWED_ORIGINS", "https://a.example.com, *"),
             ("TLS_CERT_FILE", "/nonexistent/cert.pem"),
+            ("SESSION_MAX_LIFETIME", "10m"),
+            ("SESSION_MAX_LIFETIME", "400d"),
         ] {
             let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
             assert_eq!(e.var, var, "{e}");

@@ -24,8 +24,8 @@ use porteiro_core::domain::{
     NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
 };
 use porteiro_core::store::{
-    KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError, StoreEvent,
-    StoreResult, StoredKey, UserStore,
+    HashCensus, KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError,
+    StoreEvent, StoreResult, StoredKey, UserStore,
 };
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row as _, Transaction};
@@ -41,7 +41,7 @@ const IDS_PER_NOTICE: usize = 100;
 macro_rules! user_cols {
     () => {
         "id, username, email, first_name, last_name, password_hash, is_active, is_admin, email_verified, \
-         failed_login_attempts, locked_until, locale, created_at, updated_at"
+         failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at"
     };
 }
 macro_rules! session_cols {
@@ -142,6 +142,18 @@ fn parse_event(payload: &str) -> Option<StoreEvent> {
         Some(("k", _)) => Some(StoreEvent::KeysChanged),
         _ => None,
     }
+}
+
+/// Moves the user's credential epoch forward (see [`SessionStore::create_session`]). It must run
+/// before the sessions are revoked: the row lock it takes makes a concurrent session insert wait
+/// and then see the new epoch, or else finish first and be revoked with the rest.
+async fn bump_epoch(tx: &mut Transaction<'static, Postgres>, user_id: UserId) -> StoreResult<()> {
+    sqlx::query("update users set credential_epoch = credential_epoch + 1 where id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
 }
 
 async fn revoke_where_user(
@@ -333,6 +345,38 @@ impl UserStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn password_hash_census(
+        &self,
+        current_prefix: &str,
+        limit: u32,
+    ) -> StoreResult<HashCensus> {
+        let total = self.count_users().await?;
+        let stale: i64 = sqlx::query_scalar(
+            "select count(*) from users where substr(password_hash, 1, $2) <> $1",
+        )
+        .bind(current_prefix)
+        .bind(i32::try_from(current_prefix.chars().count()).unwrap_or(i32::MAX))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let stale_prefixes: Vec<String> = sqlx::query_scalar(
+            "select substr(password_hash, 1, $3) from users \
+             where substr(password_hash, 1, $2) <> $1 limit $4",
+        )
+        .bind(current_prefix)
+        .bind(i32::try_from(current_prefix.chars().count()).unwrap_or(i32::MAX))
+        .bind(i32::try_from(porteiro_core::store::HASH_PREFIX_CHARS).unwrap_or(48))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(HashCensus {
+            total,
+            stale: u64::try_from(stale).unwrap_or(0),
+            stale_prefixes,
+        })
+    }
+
     async fn record_failed_login(
         &self,
         id: UserId,
@@ -447,19 +491,25 @@ impl UserStore for PgStore {
         id: UserId,
         new_hash: &str,
         keep: Option<Uuid>,
+        expected_epoch: Option<i64>,
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<Uuid>> {
+    ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
-        let updated =
-            sqlx::query("update users set password_hash = $2, updated_at = $3 where id = $1")
-                .bind(id)
-                .bind(new_hash)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+        // Under READ COMMITTED a concurrent change blocks on the row lock, then re-checks the
+        // epoch against the committed row: the second of two racing changes matches nothing.
+        let updated = sqlx::query(
+            "update users set password_hash = $2, credential_epoch = credential_epoch + 1, updated_at = $3 \
+             where id = $1 and ($4::bigint is null or credential_epoch = $4)",
+        )
+        .bind(id)
+        .bind(new_hash)
+        .bind(now)
+        .bind(expected_epoch)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return Ok(None);
         }
         sqlx::query("delete from password_reset_tokens where user_id = $1")
             .bind(id)
@@ -468,18 +518,25 @@ impl UserStore for PgStore {
             .map_err(backend)?;
         let revoked = revoke_where_user(&mut tx, id, keep, "password_change", now).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(revoked)
+        Ok(Some(revoked))
     }
 }
 
 #[async_trait]
 impl SessionStore for PgStore {
-    async fn create_session(&self, s: &NewSession, r: &NewRefreshToken) -> StoreResult<Session> {
+    async fn create_session(
+        &self,
+        s: &NewSession,
+        r: &NewRefreshToken,
+    ) -> StoreResult<Option<Session>> {
         let mut tx = self.write_tx().await?;
+        // FOR SHARE: an epoch change in flight (its row lock) makes this wait and then re-check
+        // the committed row; one that starts later waits for this insert and then revokes it.
         let row = sqlx::query(concat!(
             "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
              device_type, os, browser, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $3, $3) returning ",
+             select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $3, $3 from users \
+             where id = $2 and is_active and credential_epoch = $11 for share returning ",
             session_cols!()
         ))
         .bind(s.id)
@@ -492,9 +549,13 @@ impl SessionStore for PgStore {
         .bind(&s.device_type)
         .bind(&s.os)
         .bind(&s.browser)
-        .fetch_one(&mut *tx)
+        .bind(s.credential_epoch)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
         sqlx::query(
             "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
              values ($1, $2, $3, $4, $4)",
@@ -507,7 +568,7 @@ impl SessionStore for PgStore {
         .await
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        session_from_row(&row)
+        session_from_row(&row).map(Some)
     }
 
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>> {
@@ -616,6 +677,7 @@ impl SessionStore for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.write_tx().await?;
+        bump_epoch(&mut tx, user_id).await?;
         let revoked = revoke_where_user(&mut tx, user_id, keep, "revoked_all", now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(revoked)
@@ -626,6 +688,7 @@ impl SessionStore for PgStore {
         presented_hash: &str,
         next_hash: &str,
         next_expires_at: DateTime<Utc>,
+        max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<RotateOutcome> {
@@ -642,8 +705,9 @@ impl SessionStore for PgStore {
         let outcome = if let Some(row) = spent {
             let session_id: Uuid = row.try_get("session_id").map_err(backend)?;
             let session = sqlx::query(concat!(
-                "update sessions set last_active_at = $2, expires_at = $3, ip_address = coalesce($4, ip_address), \
-                   updated_at = $2 \
+                "update sessions set last_active_at = $2, \
+                   expires_at = least($3, created_at + $5 * interval '1 millisecond'), \
+                   ip_address = coalesce($4, ip_address), updated_at = $2 \
                  where id = $1 and revoked_at is null and expires_at > $2 returning ",
                 session_cols!()
             ))
@@ -651,6 +715,7 @@ impl SessionStore for PgStore {
             .bind(now)
             .bind(next_expires_at)
             .bind(ip_address)
+            .bind(max_lifetime.num_milliseconds())
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
@@ -668,7 +733,7 @@ impl SessionStore for PgStore {
                     ))
                     .bind(next_hash)
                     .bind(session_id)
-                    .bind(next_expires_at)
+                    .bind(session.expires_at)
                     .bind(now)
                     .bind(session.user_id)
                     .fetch_optional(&mut *tx)
@@ -836,9 +901,11 @@ impl RecoveryStore for PgStore {
         if spent.rows_affected() != 1 {
             return Ok(None);
         }
-        sqlx::query(
-            "update users set password_hash = $2, failed_login_attempts = 0, locked_until = null, updated_at = $3 \
-             where id = $1",
+        // A disabled account cannot complete a reset issued before it was disabled.
+        let updated = sqlx::query(
+            "update users set password_hash = $2, failed_login_attempts = 0, locked_until = null, \
+               credential_epoch = credential_epoch + 1, updated_at = $3 \
+             where id = $1 and is_active",
         )
         .bind(owner)
         .bind(new_hash)
@@ -846,6 +913,9 @@ impl RecoveryStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if updated.rows_affected() != 1 {
+            return Ok(None);
+        }
         let revoked = revoke_where_user(&mut tx, owner, None, "password_reset", now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
@@ -879,7 +949,7 @@ impl KeyStore for PgStore {
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
         let rows = sqlx::query(
-            "select kid, algorithm, public_key, private_key_enc, created_at from signing_keys \
+            "select kid, algorithm, public_key, private_key_enc, created_at, retired_at from signing_keys \
              order by created_at desc, kid desc",
         )
         .fetch_all(&self.pool)
@@ -893,9 +963,34 @@ impl KeyStore for PgStore {
                     public_key: r.try_get("public_key").map_err(backend)?,
                     private_key_enc: r.try_get("private_key_enc").map_err(backend)?,
                     created_at: rows::time(r, "created_at")?,
+                    retired_at: r.try_get("retired_at").map_err(backend)?,
                 })
             })
             .collect()
+    }
+
+    async fn retire_signing_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "update signing_keys set retired_at = $2, private_key_enc = ''::bytea, updated_at = $2 \
+             where kid = $1 and retired_at is null",
+        )
+        .bind(kid)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let retired = done.rows_affected() == 1;
+        if retired {
+            // Other instances reload their keys, as after a rotation.
+            sqlx::query("select pg_notify($1, 'k:')")
+                .bind(CHANNEL)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(retired)
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) fn user_from_row(r: &PgRow) -> StoreResult<User> {
         failed_login_attempts: r.try_get("failed_login_attempts").map_err(backend)?,
         locked_until: r.try_get("locked_until").map_err(backend)?,
         locale: r.try_get("locale").map_err(backend)?,
+        credential_epoch: r.try_get("credential_epoch").map_err(backend)?,
         created_at: time(r, "created_at")?,
         updated_at: time(r, "updated_at")?,
     })

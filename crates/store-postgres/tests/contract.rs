@@ -67,6 +67,7 @@ async fn revocations_are_announced_to_subscribers() {
                 device_type: "pc".to_owned(),
                 os: None,
                 browser: None,
+                credential_epoch: 0,
             },
             &NewRefreshToken {
                 token_hash: "x".repeat(64),

@@ -27,8 +27,8 @@ use porteiro_core::domain::{
     NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
 };
 use porteiro_core::store::{
-    KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError, StoreEvent,
-    StoreResult, StoredKey, UserStore,
+    HashCensus, KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError,
+    StoreEvent, StoreResult, StoredKey, UserStore,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -41,7 +41,7 @@ use crate::rows::{ms, opt_ms, session_from_row, user_from_row};
 macro_rules! user_cols {
     () => {
         "id, username, email, first_name, last_name, password_hash, is_active, is_admin, email_verified, \
-         failed_login_attempts, locked_until, locale, created_at, updated_at"
+         failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at"
     };
 }
 macro_rules! session_cols {
@@ -159,6 +159,16 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Moves the user's credential epoch forward (see [`SessionStore::create_session`]).
+async fn bump_epoch(tx: &mut Transaction<'static, Sqlite>, user_id: UserId) -> StoreResult<()> {
+    sqlx::query("update users set credential_epoch = credential_epoch + 1 where id = ?1")
+        .bind(user_id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
 }
 
 async fn revoke_where_user(
@@ -345,6 +355,38 @@ impl UserStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn password_hash_census(
+        &self,
+        current_prefix: &str,
+        limit: u32,
+    ) -> StoreResult<HashCensus> {
+        let total = self.count_users().await?;
+        let stale: i64 = sqlx::query_scalar(
+            "select count(*) from users where substr(password_hash, 1, ?2) <> ?1",
+        )
+        .bind(current_prefix)
+        .bind(i64::try_from(current_prefix.chars().count()).unwrap_or(i64::MAX))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        let stale_prefixes: Vec<String> = sqlx::query_scalar(
+            "select substr(password_hash, 1, ?3) from users \
+             where substr(password_hash, 1, ?2) <> ?1 limit ?4",
+        )
+        .bind(current_prefix)
+        .bind(i64::try_from(current_prefix.chars().count()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(porteiro_core::store::HASH_PREFIX_CHARS).unwrap_or(48))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(HashCensus {
+            total,
+            stale: u64::try_from(stale).unwrap_or(0),
+            stale_prefixes,
+        })
+    }
+
     async fn record_failed_login(
         &self,
         id: UserId,
@@ -458,19 +500,23 @@ impl UserStore for SqliteStore {
         id: UserId,
         new_hash: &str,
         keep: Option<Uuid>,
+        expected_epoch: Option<i64>,
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<Uuid>> {
+    ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
-        let updated =
-            sqlx::query("update users set password_hash = ?2, updated_at = ?3 where id = ?1")
-                .bind(id.to_string())
-                .bind(new_hash)
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+        let updated = sqlx::query(
+            "update users set password_hash = ?2, credential_epoch = credential_epoch + 1, updated_at = ?3 \
+             where id = ?1 and (?4 is null or credential_epoch = ?4)",
+        )
+        .bind(id.to_string())
+        .bind(new_hash)
+        .bind(ms(now))
+        .bind(expected_epoch)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return Ok(None);
         }
         sqlx::query("delete from password_reset_tokens where user_id = ?1")
             .bind(id.to_string())
@@ -479,18 +525,24 @@ impl UserStore for SqliteStore {
             .map_err(backend)?;
         let revoked = revoke_where_user(&mut tx, id, keep, "password_change", now).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(revoked)
+        Ok(Some(revoked))
     }
 }
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, s: &NewSession, r: &NewRefreshToken) -> StoreResult<Session> {
+    async fn create_session(
+        &self,
+        s: &NewSession,
+        r: &NewRefreshToken,
+    ) -> StoreResult<Option<Session>> {
+        // The single writer connection serialises this with every epoch change.
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(concat!(
             "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
              device_type, os, browser, created_at, updated_at) \
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?3, ?3) returning ",
+             select ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?3, ?3 from users \
+             where id = ?2 and is_active and credential_epoch = ?11 returning ",
             session_cols!()
         ))
         .bind(s.id.to_string())
@@ -503,9 +555,13 @@ impl SessionStore for SqliteStore {
         .bind(&s.device_type)
         .bind(&s.os)
         .bind(&s.browser)
-        .fetch_one(&mut *tx)
+        .bind(s.credential_epoch)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
         sqlx::query(
             "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
              values (?1, ?2, ?3, ?4, ?4)",
@@ -518,7 +574,7 @@ impl SessionStore for SqliteStore {
         .await
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        session_from_row(&row)
+        session_from_row(&row).map(Some)
     }
 
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>> {
@@ -621,6 +677,7 @@ impl SessionStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.write_tx().await?;
+        bump_epoch(&mut tx, user_id).await?;
         let revoked = revoke_where_user(&mut tx, user_id, keep, "revoked_all", now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(revoked)
@@ -631,6 +688,7 @@ impl SessionStore for SqliteStore {
         presented_hash: &str,
         next_hash: &str,
         next_expires_at: DateTime<Utc>,
+        max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<RotateOutcome> {
@@ -647,8 +705,8 @@ impl SessionStore for SqliteStore {
         let outcome = if let Some(row) = spent {
             let session_id: String = row.try_get("session_id").map_err(backend)?;
             let session = sqlx::query(concat!(
-                "update sessions set last_active_at = ?2, expires_at = ?3, ip_address = coalesce(?4, ip_address), \
-                   updated_at = ?2 \
+                "update sessions set last_active_at = ?2, expires_at = min(?3, created_at + ?5), \
+                   ip_address = coalesce(?4, ip_address), updated_at = ?2 \
                  where id = ?1 and revoked_at is null and expires_at > ?2 returning ",
                 session_cols!()
             ))
@@ -656,23 +714,24 @@ impl SessionStore for SqliteStore {
             .bind(ms(now))
             .bind(ms(next_expires_at))
             .bind(ip_address)
+            .bind(max_lifetime.num_milliseconds())
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
             match session {
                 Some(row) => {
+                    let session = session_from_row(&row)?;
                     sqlx::query(
                         "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
                          values (?1, ?2, ?3, ?4, ?4)",
                     )
                     .bind(next_hash)
                     .bind(&session_id)
-                    .bind(ms(next_expires_at))
+                    .bind(ms(session.expires_at))
                     .bind(ms(now))
                     .execute(&mut *tx)
                     .await
                     .map_err(backend)?;
-                    let session = session_from_row(&row)?;
                     let user = sqlx::query(concat!(
                         "select ",
                         user_cols!(),
@@ -835,9 +894,11 @@ impl RecoveryStore for SqliteStore {
         if spent.rows_affected() != 1 {
             return Ok(None);
         }
-        sqlx::query(
-            "update users set password_hash = ?2, failed_login_attempts = 0, locked_until = null, updated_at = ?3 \
-             where id = ?1",
+        // A disabled account cannot complete a reset issued before it was disabled.
+        let updated = sqlx::query(
+            "update users set password_hash = ?2, failed_login_attempts = 0, locked_until = null, \
+               credential_epoch = credential_epoch + 1, updated_at = ?3 \
+             where id = ?1 and is_active",
         )
         .bind(owner.to_string())
         .bind(new_hash)
@@ -845,6 +906,9 @@ impl RecoveryStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if updated.rows_affected() != 1 {
+            return Ok(None);
+        }
         let revoked = revoke_where_user(&mut tx, owner, None, "password_reset", now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
@@ -871,7 +935,7 @@ impl KeyStore for SqliteStore {
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
         let rows = sqlx::query(
-            "select kid, algorithm, public_key, private_key_enc, created_at from signing_keys \
+            "select kid, algorithm, public_key, private_key_enc, created_at, retired_at from signing_keys \
              order by created_at desc, kid desc",
         )
         .fetch_all(&self.reader)
@@ -885,9 +949,23 @@ impl KeyStore for SqliteStore {
                     public_key: r.try_get("public_key").map_err(backend)?,
                     private_key_enc: r.try_get("private_key_enc").map_err(backend)?,
                     created_at: rows::time(r, "created_at")?,
+                    retired_at: rows::opt_time(r, "retired_at")?,
                 })
             })
             .collect()
+    }
+
+    async fn retire_signing_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update signing_keys set retired_at = ?2, private_key_enc = x'', updated_at = ?2 \
+             where kid = ?1 and retired_at is null",
+        )
+        .bind(kid)
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_devices_cookies",
         include_str!("../migrations/0003_audit_devices_cookies.sql"),
     ),
+    (
+        4,
+        "credential_epoch",
+        include_str!("../migrations/0004_credential_epoch.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

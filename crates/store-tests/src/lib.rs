@@ -14,6 +14,9 @@ use porteiro_core::domain::{NewSession, NewUser, ProfileUpdate, User};
 use porteiro_core::store::{Store, StoreError, StoredKey};
 use uuid::Uuid;
 
+mod credentials;
+pub use credentials::*;
+
 /// Generates one `#[tokio::test]` per contract function. `$make` is an async expression
 /// producing a fresh `Arc<dyn Store>`, or `None` to skip (with a notice) when the backend is
 /// not available.
@@ -71,6 +74,14 @@ macro_rules! all_contract_tests {
             complete_reset_is_single_use_and_revokes_every_session,
             complete_reset_needs_the_owner,
             signing_keys_are_listed_newest_first,
+            sessions_need_the_credential_epoch_they_were_verified_at,
+            every_credential_event_moves_the_epoch,
+            concurrent_password_changes_with_one_epoch_have_one_winner,
+            sign_ins_racing_a_reset_never_leave_a_live_session,
+            disabled_accounts_cannot_complete_a_reset,
+            refresh_never_extends_a_session_past_its_maximum_lifetime,
+            retired_keys_are_marked_and_erased_once,
+            census_counts_hashes_with_other_parameters,
             outbox_claims_due_mail_once_per_lease,
             outbox_sent_mail_is_erased,
             outbox_failed_mail_is_retried_or_abandoned,
@@ -106,34 +117,54 @@ fn hash(label: &str) -> String {
     format!("{label:0>64}")
 }
 
-/// Creates a session for `user` with refresh token hash `refresh`, expiring a day after `t0`.
-async fn session(store: &Arc<dyn Store>, user: &User, refresh: &str) -> Uuid {
+/// A new session of `user` created at `now`, expiring a day later, bound to credential `epoch`.
+fn new_session(
+    user: &User,
+    refresh: &str,
+    now: DateTime<Utc>,
+    epoch: i64,
+) -> (NewSession, NewRefreshToken) {
     let id = Uuid::new_v4();
-    let expires_at = t0() + Duration::days(1);
-    store
-        .create_session(
-            &NewSession {
-                id,
-                user_id: user.id,
-                now: t0(),
-                expires_at,
-                ip_address: Some("192.0.2.1".to_owned()),
-                user_agent: Some("test-agent".to_owned()),
-                device_name: "Firefox on Linux".to_owned(),
-                device_type: "pc".to_owned(),
-                os: Some("Linux".to_owned()),
-                browser: Some("Firefox".to_owned()),
-            },
-            &NewRefreshToken {
-                token_hash: hash(refresh),
-                session_id: id,
-                expires_at,
-                now: t0(),
-            },
-        )
+    let expires_at = now + Duration::days(1);
+    (
+        NewSession {
+            id,
+            user_id: user.id,
+            now,
+            expires_at,
+            ip_address: Some("192.0.2.1".to_owned()),
+            user_agent: Some("test-agent".to_owned()),
+            device_name: "Firefox on Linux".to_owned(),
+            device_type: "pc".to_owned(),
+            os: Some("Linux".to_owned()),
+            browser: Some("Firefox".to_owned()),
+            credential_epoch: epoch,
+        },
+        NewRefreshToken {
+            token_hash: hash(refresh),
+            session_id: id,
+            expires_at,
+            now,
+        },
+    )
+}
+
+/// Creates a session for `user` (at its current credential epoch) with refresh token hash
+/// `refresh`, expiring a day after `t0`.
+async fn session(store: &Arc<dyn Store>, user: &User, refresh: &str) -> Uuid {
+    let epoch = store
+        .user_by_id(user.id)
         .await
-        .unwrap();
-    id
+        .unwrap()
+        .expect("user exists")
+        .credential_epoch;
+    let (s, r) = new_session(user, refresh, t0(), epoch);
+    store
+        .create_session(&s, &r)
+        .await
+        .unwrap()
+        .expect("session created at the current epoch");
+    s.id
 }
 
 async fn rotate(
@@ -147,6 +178,7 @@ async fn rotate(
             &hash(presented),
             &hash(next),
             at + Duration::days(1),
+            Duration::days(30),
             Some("198.51.100.7"),
             at,
         )
@@ -501,8 +533,9 @@ pub async fn change_password_revokes_other_sessions_and_reset_tokens(store: Arc<
         .await
         .unwrap();
     let revoked = store
-        .change_password(u.id, "h2", Some(keep), t0())
+        .change_password(u.id, "h2", Some(keep), None, t0())
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(revoked, vec![gone]);
     assert_eq!(
@@ -543,12 +576,19 @@ pub async fn change_password_revokes_other_sessions_and_reset_tokens(store: Arc<
             .unwrap()
             .is_none()
     );
-    let all = store.change_password(u.id, "h3", None, t0()).await.unwrap();
+    let all = store
+        .change_password(u.id, "h3", None, None, t0())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(all, vec![keep]);
-    assert!(matches!(
-        store.change_password(Uuid::new_v4(), "h", None, t0()).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_eq!(
+        store
+            .change_password(Uuid::new_v4(), "h", None, None, t0())
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 // ---------------------------------------------------------------- sessions
@@ -1401,6 +1441,7 @@ pub async fn signing_keys_are_listed_newest_first(store: Arc<dyn Store>) {
                 public_key: vec![1, 2, 3],
                 private_key_enc: vec![4, 5, 6, i as u8],
                 created_at: t0() + Duration::seconds(i as i64),
+                retired_at: None,
             })
             .await
             .unwrap();

@@ -86,7 +86,7 @@ const BAD_CREDENTIALS: &str = "Email or password incorrect.";
 pub(crate) fn map(err: &Error) -> Mapped {
     match err {
         // 401: unknown user, wrong password and locked account look the same.
-        Error::InvalidCredentials => simple(
+        Error::InvalidCredentials | Error::CredentialChanged => simple(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
             BAD_CREDENTIALS,
@@ -239,11 +239,13 @@ impl<E: Into<Error>> From<E> for CompactError {
 impl IntoResponse for CompactError {
     fn into_response(self) -> Response {
         let mapped = match &self.0 {
-            Error::InvalidCredentials | Error::AccountDisabled => simple(
-                StatusCode::FORBIDDEN,
-                "invalid_credentials",
-                BAD_CREDENTIALS,
-            ),
+            Error::InvalidCredentials | Error::CredentialChanged | Error::AccountDisabled => {
+                simple(
+                    StatusCode::FORBIDDEN,
+                    "invalid_credentials",
+                    BAD_CREDENTIALS,
+                )
+            }
             Error::IncorrectPassword => simple(
                 StatusCode::FORBIDDEN,
                 "incorrect_password",

@@ -36,6 +36,8 @@ pub mod kind {
     pub const USER_DELETED: &str = "user.deleted";
     /// A new token-signing key was made current.
     pub const SIGNING_KEY_ROTATED: &str = "signing_key.rotated";
+    /// A token-signing key was retired: it no longer verifies and its private half is erased.
+    pub const SIGNING_KEY_RETIRED: &str = "signing_key.retired";
     /// The server started (`details` holds the security-relevant configuration).
     pub const SERVER_STARTED: &str = "server.started";
 
@@ -55,6 +57,7 @@ pub mod kind {
         USER_UPDATED,
         USER_DELETED,
         SIGNING_KEY_ROTATED,
+        SIGNING_KEY_RETIRED,
         SERVER_STARTED,
     ];
 }

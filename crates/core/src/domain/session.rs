@@ -68,6 +68,9 @@ pub struct NewSession {
     pub os: Option<String>,
     /// Derived browser.
     pub browser: Option<String>,
+    /// The owner's credential epoch as read before the credential was verified: the session is
+    /// only created if it is still current and the account still active.
+    pub credential_epoch: i64,
 }
 
 /// What a request needs to know to accept an access token: joined session + user state.

@@ -33,6 +33,10 @@ pub struct User {
     pub locked_until: Option<DateTime<Utc>>,
     /// Preferred language for mail (`en` or `pt-BR`).
     pub locale: String,
+    /// Moves forward, in the same transaction, with every change that must end all sessions
+    /// (password change or reset, disabling, "revoke all"). A session is only created while the
+    /// epoch still equals the one read before the credential was verified.
+    pub credential_epoch: i64,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last modification time.

@@ -94,6 +94,6 @@ impl Auth {
     /// The public signing keys.
     #[must_use]
     pub fn jwks(&self) -> crate::keys::Jwks {
-        self.keys.jwks()
+        self.keys.jwks(self.now())
     }
 }

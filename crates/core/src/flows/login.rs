@@ -198,7 +198,15 @@ impl Auth {
         if needs_rehash {
             self.upgrade_hash_in_background(&user, password.clone());
         }
-        let mut out = self.start_session(user, ctx).await?;
+        let user_id = user.id;
+        let mut out = match self.start_session(user, ctx).await {
+            Err(Error::CredentialChanged) => {
+                self.sign_in_failed(Some(user_id), "credential_changed")
+                    .await;
+                return Err(Error::InvalidCredentials);
+            }
+            other => other?,
+        };
         out.device_token = if ctx.ip.is_some() { device_token } else { None };
         tracing::info!(user_id = %out.user.id, session_id = %out.session_id, "signed in");
         self.record(
@@ -243,10 +251,13 @@ impl Auth {
         });
     }
 
-    /// Creates a session (device) for `user` and issues its first token pair.
+    /// Creates a session (device) for `user` and issues its first token pair. `user` must be the
+    /// account as read before its credential was verified: the session is only created if its
+    /// credential epoch is still current (see [`crate::store::SessionStore::create_session`]).
     ///
     /// # Errors
-    /// On store failure.
+    /// `CredentialChanged` when the epoch moved or the account was disabled meanwhile; store
+    /// failures.
     pub async fn start_session(
         &self,
         user: User,
@@ -256,7 +267,7 @@ impl Auth {
         let user_agent = ctx.user_agent.as_deref().map(clamp_user_agent);
         let device = describe(user_agent.as_deref());
         let session_id = Uuid::new_v4();
-        let expires_at = now + self.config.refresh_ttl;
+        let expires_at = now + self.config.initial_session_lifetime();
         let refresh_token = random_token::<32>();
         let session = NewSession {
             id: session_id,
@@ -269,6 +280,7 @@ impl Auth {
             device_type: device.device_type,
             os: device.os,
             browser: device.browser,
+            credential_epoch: user.credential_epoch,
         };
         let refresh = NewRefreshToken {
             token_hash: token_hash(&refresh_token),
@@ -276,7 +288,16 @@ impl Auth {
             expires_at,
             now,
         };
-        self.store.create_session(&session, &refresh).await?;
+        if self
+            .store
+            .create_session(&session, &refresh)
+            .await?
+            .is_none()
+        {
+            // The password (or other credential) verified for this sign-in is no longer current:
+            // a change, reset, disable or "revoke all" committed meanwhile.
+            return Err(Error::CredentialChanged);
+        }
         let access_token = self
             .keys
             .issue(user.id, session_id, now, self.config.access_ttl)?;
@@ -345,6 +366,7 @@ impl Auth {
                 &presented_hash,
                 &token_hash(&next),
                 now + self.config.refresh_ttl,
+                self.config.session_max_lifetime,
                 ctx.ip.as_deref(),
                 now,
             )
@@ -402,15 +424,29 @@ impl Auth {
         token: &str,
     ) -> Result<(Principal, Arc<AccessClaims>), Error> {
         let now = self.now();
+        if self.keys.take_key_lost() {
+            self.cache.forget_verified();
+        }
         let claims = match self.cache.verified_claims(token).await {
-            Some(claims) if claims.exp + 5 > now.timestamp() => claims,
+            Some(verified) if verified.until > now.timestamp() => verified.claims,
             Some(_) => return Err(Error::InvalidAccessToken),
             None => {
                 if token.len() > 4096 {
                     return Err(Error::InvalidAccessToken);
                 }
-                let claims = Arc::new(self.keys.verify(token, now).await?);
-                self.cache.remember_verified(token, claims.clone()).await;
+                let (claims, key_until) = self.keys.verify(token, now).await?;
+                let claims = Arc::new(claims);
+                let expiry = claims.exp + 5;
+                let until = key_until.map_or(expiry, |t| expiry.min(t.timestamp()));
+                self.cache
+                    .remember_verified(
+                        token,
+                        crate::sessions::VerifiedToken {
+                            claims: claims.clone(),
+                            until,
+                        },
+                    )
+                    .await;
                 claims
             }
         };

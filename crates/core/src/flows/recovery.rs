@@ -146,6 +146,7 @@ impl Auth {
             .store
             .user_by_id(owner)
             .await?
+            .filter(|u| u.is_active)
             .ok_or(Error::InvalidResetToken)?;
         if let Some(email) = email {
             let email = Email::parse(email).map_err(|_| Error::InvalidResetToken)?;

@@ -75,11 +75,29 @@ impl Auth {
         }
         self.check_password_policy(new, Some(&user.username), Some(&user.email))?;
         let hash = self.hasher.hash(new).await?;
-        let keep = (principal.user_id == user_id).then_some(principal.session_id);
-        let revoked = self
+        let own = principal.user_id == user_id;
+        let keep = own.then_some(principal.session_id);
+        // A change confirmed with the current password only lands if that password is still the
+        // current one: of two concurrent changes with the same current password, one wins.
+        let expected = own.then_some(user.credential_epoch);
+        let Some(revoked) = self
             .store
-            .change_password(user_id, &hash, keep, self.now())
-            .await?;
+            .change_password(user_id, &hash, keep, expected, self.now())
+            .await?
+        else {
+            if !own {
+                return Err(Error::NotFound);
+            }
+            self.record(
+                kind::PASSWORD_CHANGED,
+                Outcome::Failure,
+                Some(user_id),
+                None,
+                json!({"reason": "credential_changed"}),
+            )
+            .await;
+            return Err(Error::IncorrectPassword);
+        };
         self.store.forget_devices(user_id).await?;
         self.profile_changed(user_id).await;
         self.sessions_revoked(&revoked).await;
@@ -110,8 +128,9 @@ impl Auth {
         let hash = self.hasher.hash(new).await?;
         let revoked = self
             .store
-            .change_password(user_id, &hash, None, self.now())
-            .await?;
+            .change_password(user_id, &hash, None, None, self.now())
+            .await?
+            .ok_or(Error::NotFound)?;
         self.store.forget_devices(user_id).await?;
         self.profile_changed(user_id).await;
         self.sessions_revoked(&revoked).await;

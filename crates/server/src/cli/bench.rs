@@ -137,6 +137,7 @@ async fn seed(
                     device_type: "desktop".to_owned(),
                     os: None,
                     browser: None,
+                    credential_epoch: 0,
                 },
                 &NewRefreshToken {
                     token_hash: token_hash(&random_token::<32>()),
@@ -266,6 +267,7 @@ async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
                 device_type: "desktop".to_owned(),
                 os: None,
                 browser: None,
+                credential_epoch: 0,
             },
             &NewRefreshToken {
                 token_hash: token_hash(&current),
@@ -282,6 +284,7 @@ async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
                 &token_hash(&current),
                 &token_hash(&next),
                 expires_at,
+                Duration::days(30),
                 Some("192.0.2.1"),
                 auth.now(),
             )

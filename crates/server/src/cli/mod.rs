@@ -74,6 +74,9 @@ pub enum UserCommand {
         /// User id, username or email.
         user: String,
     },
+    /// How many accounts still use older password-hash parameters (they are re-hashed at their
+    /// next sign-in; until then every verification is padded to the slowest of them).
+    RehashStatus,
 }
 
 /// Arguments of `user create`.
@@ -102,8 +105,17 @@ pub struct CreateUser {
 /// `porteiro keys …`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Generate a new signing key; older keys keep verifying tokens they signed.
+    /// Generate a new signing key; older keys keep verifying the tokens they signed until those
+    /// expire, then are retired automatically.
     Rotate,
+    /// Retire a key at once (e.g. leaked): it stops verifying, leaves the JWKS and its private
+    /// half is erased. The current signing key cannot be retired: rotate first.
+    Retire {
+        /// The key id (`kid`), as `keys status` lists it.
+        kid: String,
+    },
+    /// List the signing keys and their state.
+    Status,
 }
 
 /// `porteiro config …`
@@ -175,6 +187,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             println!("  issuer:        {}", config.issuer);
             println!("  access token:  {} s", config.access_ttl.num_seconds());
             println!("  refresh token: {} s", config.refresh_ttl.num_seconds());
+            println!(
+                "  session max:   {} s",
+                config.session_max_lifetime.num_seconds()
+            );
             println!("  password hash: {:?}", config.hash_scheme);
             match &config.mail.smtp {
                 Some(s) => println!("  mail:          smtp {}:{} ({:?})", s.host, s.port, s.tls),
@@ -205,7 +221,62 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("audit event not recorded: {e}"))?;
-            println!("new signing key {kid}; previous keys stay valid for verification");
+            println!(
+                "new signing key {kid}; previous keys verify the tokens they signed until those expire, then are retired"
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Retire { kid }) => {
+            let store = open_store(&config).await?;
+            let now = chrono::Utc::now();
+            porteiro_core::keys::retire_key(store.as_ref(), &kid, now)
+                .await
+                .map_err(|e| match e {
+                    porteiro_core::Error::NotFound => {
+                        anyhow::anyhow!("no signing key {kid:?} that is not already retired")
+                    }
+                    other => domain_error(other),
+                })?;
+            store
+                .append_audit(&porteiro_core::domain::NewAuditEvent {
+                    occurred_at: now,
+                    event_type: porteiro_core::domain::audit::kind::SIGNING_KEY_RETIRED,
+                    outcome: porteiro_core::domain::Outcome::Success,
+                    user_id: None,
+                    actor_id: None,
+                    ip_address: None,
+                    user_agent: None,
+                    details: serde_json::json!({"kid": kid, "via": "cli"}),
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("audit event not recorded: {e}"))?;
+            println!(
+                "signing key {kid} retired: it no longer verifies tokens and its private half is erased"
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Status) => {
+            let store = open_store(&config).await?;
+            let keys = porteiro_core::keys::key_status(
+                store.as_ref(),
+                config.access_ttl,
+                chrono::Utc::now(),
+            )
+            .await
+            .map_err(domain_error)?;
+            for k in keys {
+                let detail = match (k.verifies_until, k.retired_at) {
+                    (_, Some(at)) => format!("retired {}", at.to_rfc3339()),
+                    (Some(until), None) => format!("verifies until {}", until.to_rfc3339()),
+                    (None, None) => String::new(),
+                };
+                println!(
+                    "{}  {:<9}  created {}  {detail}",
+                    k.kid,
+                    k.state,
+                    k.created_at.to_rfc3339()
+                );
+            }
             Ok(())
         }
         Command::Bench(cmd) => {
@@ -223,6 +294,34 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 
 async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
+        UserCommand::RehashStatus => {
+            let scheme = auth.hasher().scheme();
+            let status = porteiro_core::credentials::hash_status(auth.store().as_ref(), scheme)
+                .await
+                .map_err(domain_error)?;
+            println!("configured: {}", scheme.phc_prefix());
+            println!(
+                "accounts:   {} ({} on the configured parameters, {} to re-hash at their next sign-in)",
+                status.total,
+                status.total.saturating_sub(status.stale),
+                status.stale
+            );
+            for (scheme, count) in &status.stale_schemes {
+                println!("  {count:>10}  {}", scheme.phc_prefix());
+            }
+            if status.unrecognised > 0 {
+                println!(
+                    "  {:>10}  unrecognised hashes (these accounts cannot sign in; reset their passwords)",
+                    status.unrecognised
+                );
+            }
+            if status.stale > u64::from(porteiro_core::credentials::CENSUS_LIMIT) {
+                println!(
+                    "  (parameters read from the first {} stale accounts)",
+                    porteiro_core::credentials::CENSUS_LIMIT
+                );
+            }
+        }
         UserCommand::Create(args) => {
             let (password, generated) = if args.password_stdin {
                 (read_password_stdin()?, None)

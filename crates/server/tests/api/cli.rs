@@ -188,3 +188,75 @@ fn users_and_keys_are_managed_from_the_command_line() {
         "{first} {second}"
     );
 }
+
+#[test]
+fn old_keys_are_retired_and_stale_hashes_counted_from_the_command_line() {
+    let cli = Cli::new();
+    cli.ok(&["migrate"], None);
+    let first = cli.ok(&["keys", "rotate"], None);
+    let first_kid = first
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_end_matches(';')
+        .to_owned();
+    // The signing key cannot be retired: that would leave nothing to sign with.
+    let refused = cli.run(&["keys", "retire", &first_kid], &[], None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("keys rotate` first"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    cli.ok(&["keys", "rotate"], None);
+    let retired = cli.ok(&["keys", "retire", &first_kid], None);
+    assert!(retired.contains("retired"), "{retired}");
+    assert!(
+        !cli.run(&["keys", "retire", &first_kid], &[], None)
+            .status
+            .success()
+    );
+    assert!(
+        !cli.run(&["keys", "retire", "no-such-kid"], &[], None)
+            .status
+            .success()
+    );
+    let status = cli.ok(&["keys", "status"], None);
+    let line = status.lines().find(|l| l.starts_with(&first_kid)).unwrap();
+    assert!(line.contains("retired"), "{status}");
+    assert_eq!(
+        status.lines().filter(|l| l.contains("signing")).count(),
+        1,
+        "{status}"
+    );
+
+    cli.ok(
+        &[
+            "user",
+            "create",
+            "--username",
+            "ana",
+            "--email",
+            "ana@example.com",
+            "--password-stdin",
+        ],
+        Some("MinhaS3nha!Forte\n"),
+    );
+    let report = cli.ok(&["user", "rehash-status"], None);
+    assert!(
+        report.contains("accounts:   1 (1 on the configured parameters, 0 to re-hash"),
+        "{report}"
+    );
+    // The same database under stronger parameters: the account is now stale.
+    let out = cli.run(
+        &["user", "rehash-status"],
+        &[("ARGON2_ITERATIONS", "2")],
+        None,
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("0 on the configured parameters, 1 to re-hash"),
+        "{report}"
+    );
+    assert!(report.contains("$argon2id$v=19$m=256,t=1,p=1$"), "{report}");
+}

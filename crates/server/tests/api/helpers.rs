@@ -394,6 +394,13 @@ impl TestApp {
         }
     }
 
+    /// The status of a compact sign-in (`POST /auth`).
+    pub async fn sign_in_as_status(&self, login: &str, password: &str) -> StatusCode {
+        self.post("/auth", json!({"login": login, "password": password}))
+            .await
+            .status
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.send(self.client.post(format!("{}{path}", self.url)).json(&body))

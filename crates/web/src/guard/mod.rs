@@ -52,6 +52,10 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
                 }
                 return too_many_requests(wait);
             }
+            if class == Some(RateClass::Introspection) {
+                // The handler charges failed caller authentications to the sign-in bucket.
+                req.extensions_mut().insert(Arc::clone(&guard));
+            }
         }
     }
     // Handlers read it (ClientInfo); the audit log of whatever the request does records it.

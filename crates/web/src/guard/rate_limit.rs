@@ -4,7 +4,10 @@
 //! Every request takes a token from the client's general bucket; sign-in, refresh, recovery and
 //! registration requests also take one from a stricter bucket of their own class. An empty bucket
 //! answers `429` with `Retry-After` before any handler runs, so the answer cannot depend on whether
-//! an account exists.
+//! an account exists. Token introspection is called by resource servers, often once per request
+//! they serve, so it has a generous class of its own instead of the general bucket; what guards it
+//! against secret guessing is that each *failed* caller authentication costs a sign-in token, and
+//! an empty sign-in bucket refuses the caller before its credentials are checked.
 //!
 //! Memory is bounded: each class keeps at most `max_clients` buckets (least recently used evicted
 //! first), and a bucket idle long enough to have refilled completely is dropped — forgetting it is
@@ -37,6 +40,15 @@ impl Quota {
         }
     }
 
+    /// The introspection quota derived from the general one: ten times the burst and the rate.
+    #[must_use]
+    pub fn introspection_from(general: Self) -> Self {
+        Self {
+            capacity: general.capacity.saturating_mul(10),
+            refill_per_sec: general.refill_per_sec * 10.0,
+        }
+    }
+
     fn full_after(self) -> Duration {
         let secs = f64::from(self.capacity) / self.refill_per_sec;
         Duration::from_secs_f64(secs.clamp(1.0, 86_400.0))
@@ -52,6 +64,8 @@ pub struct RateLimitSettings {
     pub general: Quota,
     /// Sign-in, refresh, recovery and registration, each class in its own buckets.
     pub strict: Quota,
+    /// Token introspection (instead of the general bucket).
+    pub introspection: Quota,
     /// Most buckets kept per class.
     pub max_clients: u64,
 }
@@ -66,6 +80,7 @@ impl Default for RateLimitSettings {
             enabled: true,
             general,
             strict: Quota::strict_from(general),
+            introspection: Quota::introspection_from(general),
             max_clients: 50_000,
         }
     }
@@ -82,6 +97,8 @@ pub enum RateClass {
     Recovery,
     /// Account creation.
     Register,
+    /// Token introspection by resource servers: its own generous bucket, not the general one.
+    Introspection,
 }
 
 impl RateClass {
@@ -89,12 +106,9 @@ impl RateClass {
     #[must_use]
     pub fn of(path: &str) -> Option<Self> {
         Some(match path {
-            "/auth"
-            | "/api/auth/login"
-            | "/api/auth/session"
-            | "/api/auth/introspect"
-            | "/ui/login"
+            "/auth" | "/api/auth/login" | "/api/auth/session" | "/ui/login"
             | "/change-password" => Self::SignIn,
+            "/api/auth/introspect" => Self::Introspection,
             p if p.starts_with("/api/users/") && p.ends_with("/change-password") => Self::SignIn,
             "/ui/account/password" => Self::SignIn,
             "/refresh" | "/api/auth/refresh" | "/api/auth/token/rotate" => Self::Refresh,
@@ -133,6 +147,26 @@ impl Buckets {
         }
     }
 
+    /// Whether a token is available, without taking it.
+    fn peek(&self, key: IpAddr, now: Instant) -> Result<(), Duration> {
+        let Some(cell) = self.cells.get(&key) else {
+            return Ok(());
+        };
+        let bucket = cell
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        let tokens = elapsed
+            .mul_add(self.quota.refill_per_sec, bucket.tokens)
+            .min(f64::from(self.quota.capacity));
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            let wait = (1.0 - tokens) / self.quota.refill_per_sec;
+            Err(Duration::from_secs_f64(wait.min(86_400.0)))
+        }
+    }
+
     /// Takes a token, or says how long until one is available.
     fn take(&self, key: IpAddr, now: Instant) -> Result<(), Duration> {
         let capacity = f64::from(self.quota.capacity);
@@ -167,6 +201,7 @@ pub struct RateLimiter {
     refresh: Buckets,
     recovery: Buckets,
     register: Buckets,
+    introspection: Buckets,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -190,6 +225,7 @@ impl RateLimiter {
                 refresh: strict(),
                 recovery: strict(),
                 register: strict(),
+                introspection: Buckets::new(settings.introspection, settings.max_clients),
             }
         })
     }
@@ -204,14 +240,31 @@ impl RateLimiter {
 
     fn check_at(&self, ip: IpAddr, class: Option<RateClass>, now: Instant) -> Result<(), Duration> {
         let key = bucket_key(ip);
+        if class == Some(RateClass::Introspection) {
+            return self.introspection.take(key, now);
+        }
         self.general.take(key, now)?;
         match class {
-            None => Ok(()),
+            None | Some(RateClass::Introspection) => Ok(()),
             Some(RateClass::SignIn) => self.sign_in.take(key, now),
             Some(RateClass::Refresh) => self.refresh.take(key, now),
             Some(RateClass::Recovery) => self.recovery.take(key, now),
             Some(RateClass::Register) => self.register.take(key, now),
         }
+    }
+
+    /// Whether `ip` still has a sign-in token, without taking it: callers that check a secret
+    /// after the guard (introspection's client authentication) ask before checking it.
+    ///
+    /// # Errors
+    /// The time until the sign-in bucket holds a token again.
+    pub fn sign_in_available(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.sign_in.peek(bucket_key(ip), Instant::now())
+    }
+
+    /// Charges one failed secret check to `ip`'s sign-in bucket.
+    pub fn charge_sign_in_failure(&self, ip: IpAddr) {
+        let _ = self.sign_in.take(bucket_key(ip), Instant::now());
     }
 
     /// Buckets currently held by the general class (tests of the memory bound).
@@ -247,6 +300,7 @@ mod tests {
             enabled: true,
             general,
             strict: Quota::strict_from(general),
+            introspection: Quota::introspection_from(general),
             max_clients,
         })
         .unwrap()
@@ -332,5 +386,40 @@ mod tests {
             Some(RateClass::Register)
         );
         assert_eq!(RateClass::of("/api/auth/me"), None);
+        assert_eq!(
+            RateClass::of("/api/auth/introspect"),
+            Some(RateClass::Introspection)
+        );
+    }
+
+    #[test]
+    fn introspection_has_its_own_generous_bucket_and_failures_cost_sign_in_tokens() {
+        let limiter = limiter(100, 10.0, 100);
+        let t0 = Instant::now();
+        let a = ip("203.0.113.9");
+        // Far beyond the general burst (100) and the strict one (10).
+        for _ in 0..1_000 {
+            assert!(
+                limiter
+                    .check_at(a, Some(RateClass::Introspection), t0)
+                    .is_ok()
+            );
+        }
+        assert!(
+            limiter
+                .check_at(a, Some(RateClass::Introspection), t0)
+                .is_err()
+        );
+        // The general bucket was not touched.
+        assert!(limiter.check_at(a, None, t0).is_ok());
+        // Failed authentications drain the sign-in bucket; peeking never does.
+        for _ in 0..100 {
+            assert!(limiter.sign_in_available(a).is_ok());
+        }
+        for _ in 0..10 {
+            limiter.charge_sign_in_failure(a);
+        }
+        assert!(limiter.sign_in_available(a).is_err());
+        assert!(limiter.check_at(a, Some(RateClass::SignIn), t0).is_err());
     }
 }

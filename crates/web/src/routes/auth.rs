@@ -370,10 +370,29 @@ async fn unlock(
     responses((status = 200, body = IntrospectResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn introspect(
     State(s): State<AppState>,
+    guard: Option<axum::Extension<std::sync::Arc<crate::guard::Guard>>>,
+    client_ip: Option<axum::Extension<crate::guard::ClientIp>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    authorize_introspection(&s, &headers).await?;
+    // Introspection has a generous bucket of its own; guessing the caller's credentials is what
+    // must stay slow, so each failure costs a sign-in token and an empty sign-in bucket refuses
+    // the caller before its credentials are looked at.
+    let limiter = guard
+        .as_ref()
+        .and_then(|g| g.limiter.as_ref())
+        .zip(client_ip.map(|ip| ip.0.0));
+    if let Some((limiter, ip)) = limiter
+        && let Err(wait) = limiter.sign_in_available(ip)
+    {
+        return Ok(crate::guard::too_many_requests(wait));
+    }
+    if let Err(e) = authorize_introspection(&s, &headers).await {
+        if let Some((limiter, ip)) = limiter {
+            limiter.charge_sign_in_failure(ip);
+        }
+        return Err(e);
+    }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -117,7 +117,7 @@ async fn sign_in(
             .map_err(|e| ApiError(e).into_response())?;
     }
     let mut headers = device_cookie(&s, browser.signed_in.device_token.as_deref());
-    let lifetime = s.auth.config().refresh_ttl.num_seconds();
+    let lifetime = s.auth.config().initial_session_lifetime().num_seconds();
     cookies.set(&mut headers, SESSION, &browser.cookie, Some(lifetime));
     cookies.set(&mut headers, CSRF, &browser.csrf, None);
     Ok((

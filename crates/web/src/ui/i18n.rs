@@ -186,7 +186,12 @@ mod tests {
         assert_eq!(m.event("made.up"), "made.up");
         for kind in porteiro_core::domain::audit::kind::ALL {
             let key = format!("event.{}", kind.replace('.', "_"));
-            let admin_only = ["signing_key.rotated", "server.started"].contains(kind);
+            let admin_only = [
+                "signing_key.rotated",
+                "signing_key.retired",
+                "server.started",
+            ]
+            .contains(kind);
             assert!(admin_only || EN.contains_key(&key), "no wording for {kind}");
         }
     }

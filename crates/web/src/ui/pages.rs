@@ -278,7 +278,7 @@ pub(super) async fn login(
                 return fail(Failure::from_error(ui.t, &e), HeaderMap::new());
             }
             let mut headers = device_cookie(&s, browser.signed_in.device_token.as_deref());
-            let lifetime = s.auth.config().refresh_ttl.num_seconds();
+            let lifetime = s.auth.config().initial_session_lifetime().num_seconds();
             cookies.set(&mut headers, SESSION, &browser.cookie, Some(lifetime));
             cookies.set(&mut headers, CSRF, &browser.csrf, None);
             cookies.clear(&mut headers, ATTEMPTS);

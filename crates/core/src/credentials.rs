@@ -474,6 +474,18 @@ impl PasswordHasher {
             .iter()
             .copied()
             .filter(|s| *s != self.scheme)
+            .filter(|s| {
+                // Parameters no deployment uses would make the floor (and the measurement) a
+                // denial of service; such hashes are reported by rehash-status, not padded to.
+                let plausible = match *s {
+                    HashScheme::Bcrypt { cost } => cost <= 16,
+                    HashScheme::Argon2id { m_kib, t, p } => m_kib <= 262_144 && t <= 16 && p <= 16,
+                };
+                if !plausible {
+                    tracing::warn!(scheme = ?s, "stored password hashes with implausible parameters are not padded to");
+                }
+                plausible
+            })
             .collect();
         schemes.sort_unstable();
         schemes.dedup();

@@ -14,6 +14,7 @@ mod cli;
 mod compact;
 mod devices;
 mod hardening;
+mod hostile_input;
 mod http;
 mod jwt;
 mod multi_instance;

@@ -101,12 +101,10 @@ impl Auth {
             "{}/ui/reset-password?token={token}",
             self.config.email_base_url
         );
-        let name = user.first_name.as_deref().unwrap_or(&user.username);
         let message = render(
             MailKind::PasswordReset { link: &link },
             Locale::negotiate(&user.locale),
             &user.email,
-            name,
             &self.config.product_name,
         )?;
         self.outbox.queue(&message).await?;
@@ -177,12 +175,10 @@ impl Auth {
     }
 
     pub(crate) async fn notify_password_changed(&self, user: &crate::domain::User) {
-        let name = user.first_name.as_deref().unwrap_or(&user.username);
         let queued = match render(
             MailKind::PasswordChanged,
             Locale::negotiate(&user.locale),
             &user.email,
-            name,
             &self.config.product_name,
         ) {
             Ok(message) => self.outbox.queue(&message).await,

@@ -1,9 +1,54 @@
 //! Hostile input found by the outside penetration test: confusable email addresses and
 //! usernames, text an account holder chose inside security mail, forged request ids.
 
+use reqwest::StatusCode;
+use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::both_backends;
+use crate::helpers::{Backend, PASSWORD, ReceivedMail, TestApp, spawn_app};
+
+/// The decoded text and HTML parts and the raw message, for "contains nowhere" checks.
+fn every_rendering(mail: &ReceivedMail) -> [String; 3] {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(mail.raw.as_bytes())
+        .expect("parsable mail");
+    [
+        mail.text(),
+        parsed.body_html(0).expect("html part").into_owned(),
+        mail.raw.clone(),
+    ]
+}
+
+both_backends! {
+    async fn security_mail_carries_no_text_the_account_holder_chose(backend: Backend) {
+        let app = spawn_app(backend).await;
+        // Arrange: anyone can register under someone else's address and ask for a reset.
+        let r = app.post("/api/auth/register", json!({
+            "username": "verify-at-evil.test", "email": "victim@example.com", "password": PASSWORD,
+            "first_name": "URGENT - verify at https://evil.test/x", "last_name": "Call the Helpdesk",
+        })).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        // Act: the reset mail, then the password-changed notice.
+        app.post("/api/auth/forgot-password", json!({"email": "victim@example.com"})).await;
+        let reset = app.smtp.wait_for("victim@example.com", 1).await.remove(0);
+        let link = reset.link();
+        let token = link.split("token=").nth(1).unwrap();
+        let done = app.post("/api/auth/reset-password", json!({"token": token, "password": "Nova-S3nha-Boa"})).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+        let notice = app.smtp.wait_for("victim@example.com", 2).await.remove(1);
+        // Assert
+        for (kind, mail) in [("reset", &reset), ("password changed", &notice)] {
+            for rendering in every_rendering(mail) {
+                for planted in ["URGENT", "evil.test", "verify", "Helpdesk"] {
+                    assert!(!rendering.contains(planted), "{kind} mail contains {planted:?}:\n{rendering}");
+                }
+            }
+            assert!(mail.text().starts_with("Hello,"), "{kind}: {}", mail.text());
+        }
+        assert!(reset.text().contains("https://id.example.com/ui/reset-password?token="));
+    }
+}
 
 /// Sends `head` (request line and headers, without the blank line) on a fresh connection and
 /// returns the response head.

@@ -342,6 +342,7 @@ fn startup_facts(config: &Config) -> serde_json::Value {
         "tls": config.tls.is_some(),
         "public_url": config.public_url,
         "allow_insecure_cookies": config.allow_insecure_cookies,
+        "email_allow_unicode": config.email_allow_unicode,
         "password_hash": match config.hash_scheme {
             porteiro_core::credentials::HashScheme::Argon2id { m_kib, t, p } =>
                 format!("argon2id m={m_kib} t={t} p={p}"),

@@ -105,6 +105,8 @@ pub struct Config {
     pub lockout_duration: Duration,
     /// Mail.
     pub mail: MailConfig,
+    /// Accept non-ASCII local parts in new email addresses (`EMAIL_ALLOW_UNICODE`).
+    pub email_allow_unicode: bool,
     /// First administrator's email.
     pub admin_email: String,
     /// First administrator's username.
@@ -365,9 +367,15 @@ impl Config {
         }
 
         let mail = Self::mail(&env, &data_dir, &public_url)?;
+        let email_allow_unicode = env.bool("EMAIL_ALLOW_UNICODE", false)?;
         let admin_email = env.string("ADMIN_EMAIL", "admin@example.com");
-        porteiro_core::domain::Email::parse(&admin_email)
-            .map_err(|_| err("ADMIN_EMAIL", "is not a valid email address"))?;
+        porteiro_core::domain::Email::parse(
+            &admin_email,
+            porteiro_core::domain::EmailPolicy {
+                allow_unicode: email_allow_unicode,
+            },
+        )
+        .map_err(|e| err("ADMIN_EMAIL", e.to_string()))?;
         let admin_username = env.string("ADMIN_USERNAME", "admin");
         porteiro_core::domain::Username::parse(&admin_username)
             .map_err(|e| err("ADMIN_USERNAME", e.to_string()))?;
@@ -429,6 +437,7 @@ impl Config {
             lockout_attempts,
             lockout_duration: Duration::seconds(lockout_secs),
             mail,
+            email_allow_unicode,
             admin_email,
             admin_username,
             admin_password: env.secret("ADMIN_PASSWORD"),
@@ -641,6 +650,9 @@ impl Config {
             lockout_duration: self.lockout_duration,
             email_base_url: self.mail.base_url.clone(),
             product_name: self.mail.from_name.clone(),
+            email_policy: porteiro_core::domain::EmailPolicy {
+                allow_unicode: self.email_allow_unicode,
+            },
         }
     }
 
@@ -712,7 +724,10 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS", "https://a.example.com/path"),
             ("CORS_ALLOWED_ORIGINS", "https://a.example.com, *"),
             ("TLS_CERT_FILE", "/nonexistent/cert.pem"),
+            ("EMAIL_ALLOW_UNICODE", "maybe"),
             ("ALLOW_INSECURE_COOKIES", "sometimes"),
+            ("ADMIN_EMAIL", "j\u{00F6}rg@example.com"),
+            ("ADMIN_EMAIL", "\u{0430}dmin@example.com"),
             ("PUBLIC_URL", "http://id.example.com"),
         ] {
             let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
@@ -838,6 +853,18 @@ mod tests {
             ("TLS_KEY_FILE", file),
         ]))
         .expect("TLS");
+    }
+
+    #[test]
+    fn email_allow_unicode_reaches_the_domain_settings() {
+        let strict = Config::from_env(&HashMap::new()).expect("defaults");
+        assert!(!strict.auth_config().email_policy.allow_unicode);
+        let open = Config::from_env(&env(&[
+            ("EMAIL_ALLOW_UNICODE", "true"),
+            ("ADMIN_EMAIL", "j\u{00F6}rg@example.com"),
+        ]))
+        .expect("valid");
+        assert!(open.auth_config().email_policy.allow_unicode);
     }
 
     #[test]

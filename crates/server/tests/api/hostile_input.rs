@@ -6,7 +6,17 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::both_backends;
-use crate::helpers::{Backend, PASSWORD, ReceivedMail, TestApp, spawn_app};
+use crate::helpers::{
+    Backend, Options, PASSWORD, ReceivedMail, TestApp, spawn_app, spawn_app_with,
+};
+
+async fn register(app: &TestApp, username: &str, email: &str) -> crate::helpers::Reply {
+    app.post(
+        "/api/auth/register",
+        json!({"username": username, "email": email, "password": PASSWORD}),
+    )
+    .await
+}
 
 /// The decoded text and HTML parts and the raw message, for "contains nowhere" checks.
 fn every_rendering(mail: &ReceivedMail) -> [String; 3] {
@@ -21,6 +31,98 @@ fn every_rendering(mail: &ReceivedMail) -> [String; 3] {
 }
 
 both_backends! {
+    async fn one_mailbox_is_one_account_whatever_the_spelling(backend: Backend) {
+        let app = spawn_app(backend).await;
+        // Arrange: the punycode spelling first.
+        let first = register(&app, "alice", "alice@xn--exmple-cua.test").await;
+        assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+        assert_eq!(first.data()["email"], "alice@xn--exmple-cua.test");
+        // Act + Assert: the Unicode spellings of that mailbox are the same account.
+        for spelling in [
+            "alice@ex\u{00E4}mple.test",
+            "ALICE@EX\u{00C4}MPLE.TEST",
+            "alice@exa\u{0308}mple.test",
+        ] {
+            let r = register(&app, "alice2", spelling).await;
+            assert_eq!(
+                (r.status, r.body["code"].as_str()),
+                (StatusCode::CONFLICT, Some("email_taken")),
+                "{spelling:?}: {}",
+                r.text
+            );
+        }
+        // Sign-in and recovery find it under the user's own spelling.
+        app.sign_in_as("Alice@Ex\u{00C4}mple.test", PASSWORD).await;
+        let r = app
+            .post("/api/auth/login", json!({"username_or_email": "alice@exa\u{0308}mple.test", "password": PASSWORD}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let r = app.post("/api/auth/forgot-password", json!({"email": "alice@ex\u{00E4}mple.test"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        app.smtp.wait_for("alice@xn--exmple-cua.test", 1).await;
+    }
+
+    async fn look_alike_addresses_and_usernames_are_refused(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let alice = register(&app, "alice", "alice@example.test").await;
+        assert_eq!(alice.status, StatusCode::CREATED, "{}", alice.text);
+        let users_before = app.auth.store().count_users().await.unwrap();
+        for (n, email) in [
+            "al\u{200B}ice@example.test",        // zero-width space
+            "\u{202E}alice@example.test",        // right-to-left override
+            "alice\u{2066}@example.test",        // bidi isolate
+            "\u{0430}lice@example.test",         // Cyrillic а
+            "\u{FF41}lice@example.test",         // fullwidth ａ
+            "alic\u{0335}e@example.test",        // combining short stroke overlay
+            "ali\u{0307}ce@example.test",        // i + combining dot above
+            "alice@ex\u{0430}mple.test",         // Cyrillic а in the domain
+            "alice@xn--exmple-4nf.test",         // … spelled as punycode
+            "alice@\u{FF45}xample.test",         // fullwidth ｅ in the domain
+            "j\u{00F6}rg@example.test",          // non-ASCII local part (EMAIL_ALLOW_UNICODE off)
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let r = register(&app, &format!("lookalike{n}"), email).await;
+            assert_eq!(
+                (r.status, r.body["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_email")),
+                "{email:?}: {}",
+                r.text
+            );
+        }
+        for username in ["\u{0430}lice", "\u{FF41}lice", "al\u{200B}ice", "al\u{00EF}ce", "alice\u{202E}"] {
+            let r = register(&app, username, "fresh@example.test").await;
+            assert_eq!(
+                (r.status, r.body["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_username")),
+                "{username:?}: {}",
+                r.text
+            );
+        }
+        assert_eq!(app.auth.store().count_users().await.unwrap(), users_before, "nothing was created");
+        // Odd sign-in identifiers are unknown accounts, never a server error.
+        for login in ["\u{202E}alice@example.test", "alice@\u{0}", "a@xn--", "@", "\u{0130}@\u{0130}"] {
+            let r = app.post("/api/auth/login", json!({"username_or_email": login, "password": PASSWORD})).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{login:?}: {}", r.text);
+        }
+        let r = app.post("/api/auth/forgot-password", json!({"email": "\u{202E}alice@example.test"})).await;
+        assert_eq!(r.body["code"], "invalid_email", "{}", r.text);
+    }
+
+    async fn unicode_local_parts_are_accepted_and_delivered_when_allowed(backend: Backend) {
+        let app = spawn_app_with(backend, Options { env: vec![("EMAIL_ALLOW_UNICODE", "true".to_owned())] }).await;
+        let r = register(&app, "jorg", "J\u{00D6}RG@ex\u{00E4}mple.test").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert_eq!(r.data()["email"], "j\u{00F6}rg@xn--exmple-cua.test");
+        let mixed = register(&app, "jorg2", "j\u{00F6}rg\u{0430}@example.test").await;
+        assert_eq!(mixed.body["code"], "invalid_email", "mixed scripts stay refused: {}", mixed.text);
+        // The mailer accepts what registration accepted (the sink speaks SMTPUTF8).
+        app.sign_in_as("jo\u{0308}rg@xn--exmple-cua.test", PASSWORD).await;
+        app.post("/api/auth/forgot-password", json!({"email": "j\u{00F6}rg@ex\u{00E4}mple.test"})).await;
+        app.smtp.wait_for("j\u{00F6}rg@xn--exmple-cua.test", 1).await;
+    }
+
     async fn security_mail_carries_no_text_the_account_holder_chose(backend: Backend) {
         let app = spawn_app(backend).await;
         // Arrange: anyone can register under someone else's address and ask for a reset.

@@ -2,6 +2,8 @@
 
 use chrono::Duration;
 
+use crate::domain::EmailPolicy;
+
 /// Domain settings.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -32,6 +34,8 @@ pub struct AuthConfig {
     pub email_base_url: String,
     /// Product name shown in mail.
     pub product_name: String,
+    /// What new email addresses may contain (`EMAIL_ALLOW_UNICODE`).
+    pub email_policy: EmailPolicy,
 }
 
 impl Default for AuthConfig {
@@ -49,6 +53,7 @@ impl Default for AuthConfig {
             lockout_duration: Duration::minutes(5),
             email_base_url: "http://127.0.0.1:8080".to_owned(),
             product_name: "Porteiro".to_owned(),
+            email_policy: EmailPolicy::default(),
         }
     }
 }

@@ -5,6 +5,12 @@
 //! queued messages through a [`MailTransport`] (SMTP or a directory of `.eml` files, supplied by the
 //! server) and retries with backoff, so a slow or broken mail server never delays a response.
 //! Links are built from `EMAIL_BASE_URL`, never from a request's `Host` header.
+//!
+//! Every message here is an account-security message, so it carries only our own words, the
+//! link and the product name: no name, username or other text an account holder chose. Anyone
+//! can register an account under someone else's address and ask for a reset, and a first name
+//! such as `URGENT - verify at https://evil.test/x` must not reach that inbox inside a genuine
+//! mail. [`render`] therefore takes no free text and greets generically.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -132,7 +138,6 @@ const CHANGED_PT: Wording = Wording {
 #[template(path = "mail/message.txt")]
 struct TextMail<'a> {
     c: Wording,
-    name: &'a str,
     link: Option<&'a str>,
     product: &'a str,
 }
@@ -141,7 +146,6 @@ struct TextMail<'a> {
 #[template(path = "mail/message.html")]
 struct HtmlMail<'a> {
     c: Wording,
-    name: &'a str,
     link: Option<&'a str>,
     product: &'a str,
     lang: &'a str,
@@ -159,7 +163,8 @@ pub enum MailKind<'a> {
     PasswordChanged,
 }
 
-/// Renders a message for `to` in `locale`.
+/// Renders a message for `to` in `locale`. There is deliberately no parameter for the
+/// recipient's name (see the module documentation).
 ///
 /// # Errors
 /// Only if a template fails to render, which would be a bug.
@@ -167,7 +172,6 @@ pub fn render(
     kind: MailKind<'_>,
     locale: Locale,
     to: &str,
-    name: &str,
     product: &str,
 ) -> Result<MailMessage, Error> {
     let (copy, link) = match (kind, locale) {
@@ -178,7 +182,6 @@ pub fn render(
     };
     let text = TextMail {
         c: copy,
-        name,
         link,
         product,
     }
@@ -186,7 +189,6 @@ pub fn render(
     .map_err(|e| anyhow::anyhow!("mail template: {e}"))?;
     let html = HtmlMail {
         c: copy,
-        name,
         link,
         product,
         lang: locale.tag(),

@@ -229,9 +229,10 @@ impl Application {
             .transpose()?
             .map(Arc::new);
         if tls.is_none() && !config.secure_origin() {
+            // Only reachable with ALLOW_INSECURE_COOKIES=true: configuration refuses it otherwise.
             tracing::warn!(
                 public_url = %config.public_url,
-                "PUBLIC_URL is plain HTTP on a non-loopback host: browser cookies cannot be Secure or __Host- prefixed; serve HTTPS or set an https PUBLIC_URL behind a TLS proxy"
+                "ALLOW_INSECURE_COOKIES: PUBLIC_URL is plain HTTP on a non-loopback host, so browser cookies cannot be Secure or __Host- prefixed and sign-in is open to login CSRF by cookie tossing; serve HTTPS or set an https PUBLIC_URL behind a TLS proxy"
             );
         }
         let settings = WebSettings {
@@ -346,6 +347,8 @@ fn startup_facts(config: &Config) -> serde_json::Value {
         "backend": if config.is_postgres() { "postgres" } else { "sqlite" },
         "tls": config.tls.is_some(),
         "public_url": config.public_url,
+        "allow_insecure_cookies": config.allow_insecure_cookies,
+        "email_allow_unicode": config.email_allow_unicode,
         "password_hash": match config.hash_scheme {
             porteiro_core::credentials::HashScheme::Argon2id { m_kib, t, p } =>
                 format!("argon2id m={m_kib} t={t} p={p}"),

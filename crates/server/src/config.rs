@@ -107,6 +107,8 @@ pub struct Config {
     pub lockout_duration: Duration,
     /// Mail.
     pub mail: MailConfig,
+    /// Accept non-ASCII local parts in new email addresses (`EMAIL_ALLOW_UNICODE`).
+    pub email_allow_unicode: bool,
     /// First administrator's email.
     pub admin_email: String,
     /// First administrator's username.
@@ -131,6 +133,8 @@ pub struct Config {
     pub cors: CorsOrigins,
     /// `TLS_CERT_FILE` and `TLS_KEY_FILE` (PEM): serve HTTPS directly.
     pub tls: Option<TlsFiles>,
+    /// `ALLOW_INSECURE_COOKIES`: serve a plain-HTTP, non-loopback `PUBLIC_URL` anyway.
+    pub allow_insecure_cookies: bool,
 }
 
 /// Certificate chain and private key for HTTPS.
@@ -214,6 +218,19 @@ fn parse_duration(v: &str) -> Option<Duration> {
         "d" => Duration::try_days(n),
         _ => None,
     }
+}
+
+/// Whether browsers treat `url` as a secure origin: HTTPS, or a loopback host.
+fn is_secure_origin(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.scheme() == "https"
+            || match u.host() {
+                Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    })
 }
 
 fn is_http_url(v: &str) -> bool {
@@ -361,9 +378,15 @@ impl Config {
         }
 
         let mail = Self::mail(&env, &data_dir, &public_url)?;
+        let email_allow_unicode = env.bool("EMAIL_ALLOW_UNICODE", false)?;
         let admin_email = env.string("ADMIN_EMAIL", "admin@example.com");
-        porteiro_core::domain::Email::parse(&admin_email)
-            .map_err(|_| err("ADMIN_EMAIL", "is not a valid email address"))?;
+        porteiro_core::domain::Email::parse(
+            &admin_email,
+            porteiro_core::domain::EmailPolicy {
+                allow_unicode: email_allow_unicode,
+            },
+        )
+        .map_err(|e| err("ADMIN_EMAIL", e.to_string()))?;
         let admin_username = env.string("ADMIN_USERNAME", "admin");
         porteiro_core::domain::Username::parse(&admin_username)
             .map_err(|e| err("ADMIN_USERNAME", e.to_string()))?;
@@ -394,6 +417,19 @@ impl Config {
                 ));
             }
         };
+        let tls = Self::tls(&env)?;
+        let allow_insecure_cookies = env.bool("ALLOW_INSECURE_COOKIES", false)?;
+        if tls.is_none() && !is_secure_origin(&public_url) && !allow_insecure_cookies {
+            // Without `Secure`, a cookie set over plain HTTP (by anyone on the path, or by a
+            // sibling host) is sent back to us: an attacker can toss a pre-sign-in CSRF pair of
+            // their own into a victim's browser and sign it in to the attacker's account.
+            return Err(err(
+                "PUBLIC_URL",
+                format!(
+                    "{public_url:?} is plain HTTP on a non-loopback host, where cookies cannot be Secure; use an https PUBLIC_URL (TLS here or at a proxy), or set ALLOW_INSECURE_COOKIES=true to accept the risk"
+                ),
+            ));
+        }
         Ok(Self {
             host,
             port,
@@ -413,6 +449,7 @@ impl Config {
             lockout_attempts,
             lockout_duration: Duration::seconds(lockout_secs),
             mail,
+            email_allow_unicode,
             admin_email,
             admin_username,
             admin_password: env.secret("ADMIN_PASSWORD"),
@@ -425,7 +462,8 @@ impl Config {
                 .map_err(|m| err("TRUSTED_PROXIES", m))?,
             rate_limits: Self::rate_limits(&env)?,
             cors: Self::cors(&env)?,
-            tls: Self::tls(&env)?,
+            tls,
+            allow_insecure_cookies,
         })
     }
 
@@ -631,6 +669,9 @@ impl Config {
             lockout_duration: self.lockout_duration,
             email_base_url: self.mail.base_url.clone(),
             product_name: self.mail.from_name.clone(),
+            email_policy: porteiro_core::domain::EmailPolicy {
+                allow_unicode: self.email_allow_unicode,
+            },
         }
     }
 
@@ -638,15 +679,7 @@ impl Config {
     /// cookies can be `Secure` and `__Host-`-prefixed.
     #[must_use]
     pub fn secure_origin(&self) -> bool {
-        url::Url::parse(&self.public_url).is_ok_and(|u| {
-            u.scheme() == "https"
-                || match u.host() {
-                    Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    None => false,
-                }
-        })
+        is_secure_origin(&self.public_url)
     }
 
     /// Whether the database is PostgreSQL.
@@ -713,6 +746,11 @@ mod tests {
             ("TLS_CERT_FILE", "/nonexistent/cert.pem"),
             ("SESSION_MAX_LIFETIME", "10m"),
             ("SESSION_MAX_LIFETIME", "400d"),
+            ("EMAIL_ALLOW_UNICODE", "maybe"),
+            ("ALLOW_INSECURE_COOKIES", "sometimes"),
+            ("ADMIN_EMAIL", "j\u{00F6}rg@example.com"),
+            ("ADMIN_EMAIL", "\u{0430}dmin@example.com"),
+            ("PUBLIC_URL", "http://id.example.com"),
         ] {
             let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
             assert_eq!(e.var, var, "{e}");
@@ -786,6 +824,69 @@ mod tests {
         assert_eq!(any.cors, CorsOrigins::Any);
         let half = Config::from_env(&env(&[("TLS_KEY_FILE", "/etc/hostname")])).expect_err("half");
         assert_eq!(half.var, "TLS_CERT_FILE");
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_allow_insecure_cookies() {
+        for url in [
+            "http://id.example.com",
+            "http://192.168.1.10:8080",
+            "http://[2001:db8::1]:8080/",
+            "http://localhost.example.com",
+        ] {
+            let e = Config::from_env(&env(&[("PUBLIC_URL", url)])).expect_err(url);
+            assert_eq!(e.var, "PUBLIC_URL", "{e}");
+            let line = e.to_string();
+            assert!(
+                line.contains("ALLOW_INSECURE_COOKIES") && !line.contains('\n'),
+                "{line}"
+            );
+            let c = Config::from_env(&env(&[
+                ("PUBLIC_URL", url),
+                ("ALLOW_INSECURE_COOKIES", "true"),
+            ]))
+            .expect(url);
+            assert!(c.allow_insecure_cookies && !c.secure_origin());
+        }
+        // Listening on every interface with no PUBLIC_URL defaults to http://0.0.0.0:8080.
+        let any = Config::from_env(&env(&[("SERVER_HOST", "0.0.0.0")])).expect_err("0.0.0.0");
+        assert_eq!(any.var, "PUBLIC_URL");
+        // The zero-configuration start, loopback names and HTTPS are unaffected.
+        assert!(
+            !Config::from_env(&HashMap::new())
+                .expect("defaults")
+                .allow_insecure_cookies
+        );
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://localhost:3000",
+            "http://app.localhost",
+            "http://[::1]:8080",
+            "https://id.example.com",
+        ] {
+            Config::from_env(&env(&[("PUBLIC_URL", url)])).expect(url);
+        }
+        // So is serving TLS here, whatever PUBLIC_URL says.
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        Config::from_env(&env(&[
+            ("PUBLIC_URL", "http://id.example.com"),
+            ("TLS_CERT_FILE", file),
+            ("TLS_KEY_FILE", file),
+        ]))
+        .expect("TLS");
+    }
+
+    #[test]
+    fn email_allow_unicode_reaches_the_domain_settings() {
+        let strict = Config::from_env(&HashMap::new()).expect("defaults");
+        assert!(!strict.auth_config().email_policy.allow_unicode);
+        let open = Config::from_env(&env(&[
+            ("EMAIL_ALLOW_UNICODE", "true"),
+            ("ADMIN_EMAIL", "j\u{00F6}rg@example.com"),
+        ]))
+        .expect("valid");
+        assert!(open.auth_config().email_policy.allow_unicode);
     }
 
     #[test]

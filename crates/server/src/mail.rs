@@ -6,17 +6,20 @@ use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use porteiro_core::mail::{MailMessage, MailTransport};
 use secrecy::ExposeSecret as _;
 
 use crate::config::{MailConfig, SmtpConfig, SmtpTls};
 
 fn build_message(from: &Mailbox, message: &MailMessage) -> Result<Message, String> {
-    let to: Mailbox = message
+    // A bare address, parsed as `Address` exactly like `porteiro_core::domain::Email` parses
+    // every address it accepts, so a stored address never fails here for its syntax.
+    let to: Address = message
         .to
         .parse()
         .map_err(|e| format!("bad recipient: {e}"))?;
+    let to = Mailbox::new(None, to);
     Message::builder()
         .from(from.clone())
         .to(to)

@@ -101,8 +101,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The middleware wraps the finished router once, as one service, rather than through
 /// `Router::layer`: that would wrap every route separately, and axum would then clone a chain of
 /// boxed services for each layer on every request (about a hundred allocations for a `404`).
-/// Outermost first: panics become a JSON `500`; every request gets an `x-request-id` (echoed in
-/// the response) and a tracing span; [`middleware::harden`] applies the timeout and security
+/// Outermost first: panics become a JSON `500`; every request gets an `x-request-id` of ours
+/// (echoed in the response; a client's own is only kept aside, see [`middleware`]) and a
+/// tracing span; [`middleware::harden`] applies the timeout and security
 /// headers; CORS; the [`guard`] (client address, rate limits, audit context); the body limits.
 pub fn app(state: AppState) -> Router {
     let (api_routes, mut spec) = api();
@@ -127,6 +128,8 @@ pub fn app(state: AppState) -> Router {
                 "Something went wrong.",
             )
         }))
+        // The client's id goes aside first, so the id layer always makes ours.
+        .map_request(middleware::take_client_request_id::<axum::body::Body>)
         .layer(SetRequestIdLayer::x_request_id(
             middleware::RequestIds::new(),
         ))

@@ -1,4 +1,11 @@
-//! Response hardening applied to every request.
+//! Request ids, the request's tracing span, and response hardening applied to every request.
+//!
+//! Request ids are always ours: a client's `x-request-id` is taken out of the request before the
+//! id layer runs, so the id in the response and in every log line of the request is one the
+//! server generated. The client's value survives only as [`ClientRequestId`], capped at
+//! [`CLIENT_REQUEST_ID_MAX`] bytes. Values a client chose (its id, the path) are recorded as
+//! strings, which the log formatters quote and escape (text) or encode (JSON): they cannot start
+//! a line or a field of their own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +20,28 @@ use tracing::Span;
 
 use crate::error::error_response;
 use crate::state::WebSettings;
+
+/// The most bytes of a client's `x-request-id` kept (and logged).
+pub const CLIENT_REQUEST_ID_MAX: usize = 64;
+
+/// The `x-request-id` a client sent, truncated to [`CLIENT_REQUEST_ID_MAX`] bytes (invalid
+/// UTF-8 replaced). A request extension; only ever logged as an escaped string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequestId(pub String);
+
+/// Moves a client's `x-request-id` out of the headers into a [`ClientRequestId`] extension, so
+/// the id layer after it always generates the request's id.
+pub fn take_client_request_id<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    if let Some(value) = req.headers_mut().remove(X_REQUEST_ID) {
+        let bytes = value.as_bytes();
+        let kept = &bytes[..bytes.len().min(CLIENT_REQUEST_ID_MAX)];
+        let id = ClientRequestId(String::from_utf8_lossy(kept).into_owned());
+        req.extensions_mut().insert(id);
+    }
+    req
+}
+
+const X_REQUEST_ID: &str = "x-request-id";
 
 /// Request ids: a random prefix chosen at start-up followed by a counter, as 32 hex digits. They
 /// only need to be unique (they are not secrets), so this spares a `getrandom` call per request.
@@ -48,15 +77,27 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-/// The tracing span of a request, carrying its `x-request-id`. Query strings are not logged
-/// (they could carry a token a client put there by mistake).
+/// The tracing span of a request, carrying its (server-generated) `x-request-id` and, apart,
+/// the client's. Query strings are not logged (they could carry a token a client put there by
+/// mistake). The path and the client's id are recorded as `&str`, not with `%`: formatters
+/// quote and escape string values, while `%` would write a client's bytes out raw.
 pub fn request_span(req: &axum::http::Request<Body>) -> Span {
     let id = req
         .headers()
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+    let client_id = req
+        .extensions()
+        .get::<ClientRequestId>()
+        .map(|c| c.0.as_str());
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = req.uri().path(),
+        request_id = id,
+        client_request_id = client_id,
+    )
 }
 
 /// Enforces the request timeout, envelopes bare error statuses (not the UI's HTML pages), and sets `Cache-Control:
@@ -153,9 +194,99 @@ pub async fn harden(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::{HeaderValue, Request};
     use tower_http::request_id::MakeRequestId as _;
 
-    use super::RequestIds;
+    use super::{
+        CLIENT_REQUEST_ID_MAX, ClientRequestId, RequestIds, request_span, take_client_request_id,
+    };
+
+    /// Everything a text-format subscriber writes, for one closure.
+    fn text_log_of(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .expect("not poisoned")
+                    .extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().expect("not poisoned").clone();
+        String::from_utf8(bytes).expect("UTF-8 log")
+    }
+
+    /// A request as the id layer leaves it: the client's id set aside, ours in the header.
+    fn received(client_id: &[u8]) -> Request<Body> {
+        let mut req = Request::builder()
+            .uri("/api/health")
+            .header(
+                "x-request-id",
+                HeaderValue::from_bytes(client_id).expect("header value"),
+            )
+            .body(Body::empty())
+            .expect("request");
+        req = take_client_request_id(req);
+        assert!(
+            req.headers().get("x-request-id").is_none(),
+            "the client's id is removed"
+        );
+        let ours = RequestIds::new()
+            .make_request_id(&req)
+            .expect("id")
+            .into_header_value();
+        req.headers_mut().insert("x-request-id", ours);
+        req
+    }
+
+    #[test]
+    fn a_client_request_id_cannot_forge_log_fields_or_lines() {
+        // Arrange: spaces and `key=value` pairs, the way to forge fields in a text log line,
+        // and bytes that are not UTF-8.
+        let req = received(b"abc request_id=forged level=ERROR message=\"pwned\" \xff");
+        // Act
+        let log = text_log_of(|| {
+            let span = request_span(&req);
+            let _entered = span.enter();
+            tracing::info!("handled");
+        });
+        // Assert: one line; the client's value is one quoted field, apart from our id.
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(
+            log.contains(
+                "client_request_id=\"abc request_id=forged level=ERROR message=\\\"pwned\\\" \u{fffd}\""
+            ),
+            "{log}"
+        );
+        let ours = req.headers()["x-request-id"].to_str().expect("ascii");
+        assert!(log.contains(&format!("request_id=\"{ours}\"")), "{log}");
+        assert!(log.contains(r#"path="/api/health""#), "{log}");
+    }
+
+    #[test]
+    fn a_client_request_id_is_capped() {
+        let req = received("x".repeat(10_000).as_bytes());
+        let kept = req
+            .extensions()
+            .get::<ClientRequestId>()
+            .expect("kept aside");
+        assert_eq!(kept.0, "x".repeat(CLIENT_REQUEST_ID_MAX));
+    }
 
     #[test]
     fn request_ids_are_32_hex_digits_and_distinct() {

@@ -10,7 +10,7 @@ pub mod user;
 pub mod username;
 
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent, Outcome};
-pub use email::Email;
+pub use email::{Email, EmailPolicy, login_key};
 pub use password::{PasswordIssue, Strength, StrengthLevel};
 pub use session::{NewSession, Session, SessionAuthState};
 pub use user::{NewUser, ProfileUpdate, User, UserId};

@@ -78,4 +78,22 @@ mod tests {
             assert!(Username::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
+
+    #[test]
+    fn confusable_and_non_ascii_usernames_are_refused() {
+        // Usernames are ASCII only, so no look-alike of an existing one can be registered.
+        for bad in [
+            "\u{0430}lice",  // Cyrillic а
+            "\u{FF41}lice",  // fullwidth ａ
+            "al\u{200B}ice", // zero-width space
+            "alice\u{202E}", // right-to-left override
+            "ali\u{0307}ce", // combining dot above
+            "al\u{0131}ce",  // dotless ı
+            "\u{212A}ate",   // Kelvin sign (lower-cases to an ASCII k)
+            "alice\u{FE0F}", // variation selector
+            "\u{0391}lice",  // Greek capital alpha
+        ] {
+            assert!(Username::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
 }

@@ -145,7 +145,10 @@ impl Auth {
         if let Ok(id) = Uuid::parse_str(identifier) {
             return Ok(self.store.user_by_id(id).await?);
         }
-        Ok(self.store.user_by_login(&identifier.to_lowercase()).await?)
+        Ok(self
+            .store
+            .user_by_login(&crate::domain::login_key(identifier))
+            .await?)
     }
 
     /// Creates the first administrator when the database has no users. Returns the password when

@@ -179,7 +179,8 @@ pub struct AttemptState {
 
 impl Auth {
     fn attempt_tag(&self, identifier: &str) -> [u8; ATTEMPT_ID_TAG] {
-        let login = identifier.trim().to_lowercase();
+        // The key the sign-in looks the account up by: two spellings of one address count together.
+        let login = crate::domain::login_key(identifier);
         let tag = self.master.sign(&[b"ui-attempts-id", login.as_bytes()]);
         let mut out = [0u8; ATTEMPT_ID_TAG];
         out.copy_from_slice(&tag.as_ref()[..ATTEMPT_ID_TAG]);

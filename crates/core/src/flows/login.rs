@@ -44,7 +44,7 @@ impl Auth {
         password: &SecretString,
         ctx: &ClientContext,
     ) -> Result<Authenticated, Error> {
-        let login = identifier.trim().to_lowercase();
+        let login = crate::domain::login_key(identifier);
         if login.is_empty() || login.len() > 254 {
             return Err(Error::validation(
                 "login",

@@ -14,8 +14,8 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::crypto::{random_token, token_hash};
-use crate::domain::Email;
 use crate::domain::audit::{Outcome, kind};
+use crate::domain::{Email, EmailPolicy};
 use crate::error::Error;
 use crate::flows::login::looks_like_token;
 use crate::mail::{Locale, MailKind, render};
@@ -37,7 +37,13 @@ impl Auth {
     /// # Errors
     /// `Validation` (`invalid_email`) for a malformed address only.
     pub fn forgot_password(self: &Arc<Self>, email: &str) -> Result<(), Error> {
-        let email = Email::parse(email)?;
+        // EMAIL_ALLOW_UNICODE governs new addresses; an account may predate it being off.
+        let email = Email::parse(
+            email,
+            EmailPolicy {
+                allow_unicode: true,
+            },
+        )?;
         let this = Arc::clone(self);
         let client = crate::service::ClientContext::current();
         tokio::spawn(client.scope(async move {
@@ -101,12 +107,10 @@ impl Auth {
             "{}/ui/reset-password?token={token}",
             self.config.email_base_url
         );
-        let name = user.first_name.as_deref().unwrap_or(&user.username);
         let message = render(
             MailKind::PasswordReset { link: &link },
             Locale::negotiate(&user.locale),
             &user.email,
-            name,
             &self.config.product_name,
         )?;
         self.outbox.queue(&message).await?;
@@ -149,8 +153,8 @@ impl Auth {
             .filter(|u| u.is_active)
             .ok_or(Error::InvalidResetToken)?;
         if let Some(email) = email {
-            let email = Email::parse(email).map_err(|_| Error::InvalidResetToken)?;
-            if !crate::crypto::ct_eq(email.as_str().as_bytes(), user.email.as_bytes()) {
+            let email = Email::lookup_key(email);
+            if !crate::crypto::ct_eq(email.as_bytes(), user.email.as_bytes()) {
                 return Err(Error::InvalidResetToken);
             }
         }
@@ -178,12 +182,10 @@ impl Auth {
     }
 
     pub(crate) async fn notify_password_changed(&self, user: &crate::domain::User) {
-        let name = user.first_name.as_deref().unwrap_or(&user.username);
         let queued = match render(
             MailKind::PasswordChanged,
             Locale::negotiate(&user.locale),
             &user.email,
-            name,
             &self.config.product_name,
         ) {
             Ok(message) => self.outbox.queue(&message).await,

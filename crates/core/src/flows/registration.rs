@@ -67,7 +67,7 @@ impl Auth {
     /// `Validation`, `WeakPassword`, `Conflict { field }`, or `Overloaded`.
     pub async fn register(&self, input: Registration) -> Result<User, Error> {
         let username = Username::parse(&input.username)?;
-        let email = Email::parse(&input.email)?;
+        let email = Email::parse(&input.email, self.config.email_policy)?;
         let first_name = parse_optional_name("first_name", input.first_name.as_deref())?;
         let last_name = parse_optional_name("last_name", input.last_name.as_deref())?;
         ensure_confirmed(

@@ -64,6 +64,8 @@ fn invalid_configuration_stops_with_one_line_naming_the_variable() {
         ("SERVER_PORT", "http"),
         ("JWT_EXPIRATION", "15m"),
         ("EMAIL_SMTP_TLS", "sometimes"),
+        // Plain HTTP off loopback without ALLOW_INSECURE_COOKIES=true.
+        ("PUBLIC_URL", "http://id.example.com"),
     ] {
         let out = cli.run(&["config", "check"], &[(var, value)], None);
         assert_eq!(out.status.code(), Some(2), "{var}");

@@ -282,6 +282,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         ("DATABASE_URL", database_url),
         ("DATA_DIR", dir.to_string_lossy().into_owned()),
         ("PUBLIC_URL", "http://porteiro.test".to_owned()),
+        // A plain-HTTP, non-loopback public URL, as the cookie tests want (no `__Host-`, no
+        // `Secure`): refused at start-up unless explicitly allowed.
+        ("ALLOW_INSECURE_COOKIES", "true".to_owned()),
         ("EMAIL_BASE_URL", "https://id.example.com".to_owned()),
         ("EMAIL_SMTP_SERVER", "127.0.0.1".to_owned()),
         ("EMAIL_SMTP_PORT", smtp.port.to_string()),

@@ -15,6 +15,7 @@ mod compact;
 mod credentials;
 mod devices;
 mod hardening;
+mod hostile_input;
 mod http;
 mod jwt;
 mod multi_instance;

@@ -363,3 +363,40 @@ both_backends! {
         assert!(r.text.contains("Muitas tentativas"), "{}", r.text);
     }
 }
+
+/// `next` cannot climb out of `/ui/` with dot segments, however they are spelled (pentest
+/// finding 11: `/ui/lang/en?next=/ui/./%2e%2e/%2e%2e/x` went to `/x`). The query is decoded
+/// once by the server, so `%25` below reaches `next` as `%`. Storage plays no part: SQLite alone.
+#[tokio::test]
+async fn the_language_switch_refuses_dot_segments_in_next() {
+    let app = spawn_app(crate::helpers::Backend::Sqlite).await;
+    let mut jar = Jar::default();
+    for next in [
+        "/ui/./%2e%2e/%2e%2e/x",
+        "/ui/../x",
+        "/ui/..",
+        "/ui/./account",
+        "/ui/%252e%252e/x",
+        "/ui/%252E%252E/%252e%252E/x",
+        "/ui/.%252e/x",
+        "/ui/%252e./x",
+        "/ui/%25252e%25252e/x",
+        "/ui/%5C..%5Cx",
+        "/ui/%255c..%255cx",
+        "/ui/%252f%252fevil.example",
+        "/ui/a/..?next=/ui/account",
+    ] {
+        let r = get(&app, &mut jar, &format!("/ui/lang/en?next={next}"), "en").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "next={next}");
+        assert_eq!(location(&r), "/ui/login", "next={next}");
+    }
+    // Dots inside a segment, and dot segments in the query, are ordinary.
+    for (next, expect) in [
+        ("/ui/register", "/ui/register"),
+        ("/ui/login%3Fnotice%3D..", "/ui/login?notice=.."),
+        ("/ui/a.b/..c", "/ui/a.b/..c"),
+    ] {
+        let r = get(&app, &mut jar, &format!("/ui/lang/en?next={next}"), "en").await;
+        assert_eq!(location(&r), expect, "next={next}");
+    }
+}

@@ -158,15 +158,37 @@ pub(super) struct Next {
     next: Option<String>,
 }
 
-/// Only a path of this UI: no scheme, host, `//` or backslash that could lead elsewhere.
+/// Only a path of this UI: no scheme, host, `//` or backslash that could lead elsewhere, and
+/// no `.` or `..` segment that a browser would resolve out of `/ui/`.
 fn safe_next(next: Option<&str>) -> &str {
-    next.filter(|n| {
-        n.starts_with("/ui/")
-            && !n.contains("//")
-            && !n.contains('\\')
-            && !n.chars().any(char::is_control)
-    })
-    .unwrap_or("/ui/login")
+    next.filter(|n| is_ui_path(n)).unwrap_or("/ui/login")
+}
+
+fn is_ui_path(next: &str) -> bool {
+    if !next.starts_with("/ui/") || next.chars().any(char::is_control) {
+        return false;
+    }
+    // Browsers resolve `%2e` like `.` in dot segments (WHATWG URL) and `\` like `/`; decoding
+    // until nothing changes also catches a doubly encoded `%252e` or `%5c` for whatever
+    // decodes once more behind us. Only the path counts: `?` and `#` end it.
+    let path = next.split(['?', '#']).next().unwrap_or_default();
+    let mut decoded = path.to_owned();
+    for _ in 0..4 {
+        let once = percent_encoding::percent_decode_str(&decoded)
+            .decode_utf8_lossy()
+            .into_owned();
+        if once == decoded {
+            break;
+        }
+        decoded = once;
+    }
+    [path, decoded.as_str(), next]
+        .iter()
+        .all(|p| !p.contains("//") && !p.contains('\\') && !p.chars().any(char::is_control))
+        && decoded
+            .split('/')
+            .all(|segment| segment != "." && segment != "..")
+        && decoded.starts_with("/ui/")
 }
 
 /// The language switch: remembers the choice for a year and goes back.

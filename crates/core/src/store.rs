@@ -62,6 +62,18 @@ pub trait UserStore: Send + Sync {
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>>;
     /// Looks up by (lower-cased) email.
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Accounts whose stored email has a character outside printable ASCII: written before
+    /// addresses had one canonical form, they may need rewriting to it.
+    async fn users_with_non_ascii_email(&self) -> StoreResult<Vec<(UserId, String)>>;
+    /// Replaces an account's email if it is still `old`. Returns whether it was replaced;
+    /// `Conflict { field: "email" }` when another account has `new`.
+    async fn rewrite_email(
+        &self,
+        id: UserId,
+        old: &str,
+        new: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// One page of users ordered by creation, and the total count.
     async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)>;
     /// Number of accounts.

@@ -220,6 +220,12 @@ impl Application {
             );
         }
         tokio::spawn(Arc::clone(&auth).follow_store_events());
+        let canonicalizing = Arc::clone(&auth);
+        tokio::spawn(async move {
+            if let Err(e) = canonicalizing.canonicalize_stored_emails().await {
+                tracing::warn!(error = %e, "rewriting stored emails to their canonical form failed");
+            }
+        });
         tokio::spawn(maintenance(Arc::clone(&auth)));
 
         let tls = config

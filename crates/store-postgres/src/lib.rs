@@ -245,6 +245,38 @@ impl UserStore for PgStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    async fn users_with_non_ascii_email(&self) -> StoreResult<Vec<(UserId, String)>> {
+        let rows = sqlx::query(
+            "select id, email from users where email ~ '[^ -~]' order by created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| Ok((rows::uuid(r, "id")?, r.try_get("email").map_err(backend)?)))
+            .collect()
+    }
+
+    async fn rewrite_email(
+        &self,
+        id: UserId,
+        old: &str,
+        new: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update users set email = $3, updated_at = $4 where id = $1 and email = $2",
+        )
+        .bind(id)
+        .bind(old)
+        .bind(new)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(on_unique)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)> {
         let rows = sqlx::query(concat!(
             "select ",

@@ -15,7 +15,9 @@ use porteiro_core::store::{Store, StoreError, StoredKey};
 use uuid::Uuid;
 
 mod credentials;
+mod emails;
 pub use credentials::*;
+pub use emails::*;
 
 /// Generates one `#[tokio::test]` per contract function. `$make` is an async expression
 /// producing a fresh `Arc<dyn Store>`, or `None` to skip (with a notice) when the backend is
@@ -82,6 +84,7 @@ macro_rules! all_contract_tests {
             refresh_never_extends_a_session_past_its_maximum_lifetime,
             retired_keys_are_marked_and_erased_once,
             census_counts_hashes_with_other_parameters,
+            legacy_emails_are_found_and_rewritten_without_collisions,
             outbox_claims_due_mail_once_per_lease,
             outbox_sent_mail_is_erased,
             outbox_failed_mail_is_retried_or_abandoned,

@@ -151,6 +151,53 @@ impl Auth {
             .await?)
     }
 
+    /// Rewrites emails stored before addresses had one canonical form (NFC, lower case, IDNA
+    /// A-label domain) into it, so those accounts are found under either spelling. When the
+    /// canonical form is another account's email (one mailbox, two accounts) both are left as they
+    /// are and a warning names them: an administrator must decide. Run once at start-up. Returns
+    /// how many were rewritten and how many collided.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn canonicalize_stored_emails(&self) -> Result<(usize, usize), Error> {
+        let (mut rewritten, mut collided) = (0, 0);
+        for (id, stored) in self.store.users_with_non_ascii_email().await? {
+            let canonical = crate::domain::Email::lookup_key(&stored);
+            if canonical == stored {
+                continue;
+            }
+            match self
+                .store
+                .rewrite_email(id, &stored, &canonical, self.now())
+                .await
+            {
+                Ok(true) => {
+                    rewritten += 1;
+                    self.profile_changed(id).await;
+                    self.record(
+                        kind::USER_UPDATED,
+                        Outcome::Success,
+                        Some(id),
+                        None,
+                        json!({"fields": ["email"], "reason": "canonical_form"}),
+                    )
+                    .await;
+                }
+                Ok(false) => {}
+                Err(crate::store::StoreError::Conflict { .. }) => {
+                    collided += 1;
+                    let other = self.store.user_by_email(&canonical).await?.map(|u| u.id);
+                    tracing::warn!(user_id = %id, other_user_id = ?other, "two accounts have one mailbox once their emails are in canonical form; left unchanged: merge or change one of them");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if rewritten > 0 {
+            tracing::info!(rewritten, "stored emails rewritten to their canonical form");
+        }
+        Ok((rewritten, collided))
+    }
+
     /// Creates the first administrator when the database has no users. Returns the password when
     /// it was generated (to be printed once), `None` when one was given or users already exist.
     ///

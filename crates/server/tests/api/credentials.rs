@@ -287,4 +287,19 @@ both_backends! {
         }
         assert!(app.auth.hasher().floor().is_zero());
     }
+
+    async fn emails_stored_before_the_canonical_form_are_rewritten_to_it(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("legado").await;
+        let id = uuid::Uuid::parse_str(&user.id).unwrap();
+        // As an older version stored it: the domain in Unicode.
+        let legacy = "legado@ex\u{e4}mple.test";
+        assert!(app.auth.store().rewrite_email(id, &user.email, legacy, app.auth.now()).await.unwrap());
+        assert_eq!(app.sign_in_as_status(legacy, &user.password).await, StatusCode::FORBIDDEN, "unreachable by email until rewritten");
+        assert_eq!(app.auth.canonicalize_stored_emails().await.unwrap(), (1, 0));
+        for spelling in [legacy, "legado@xn--exmple-cua.test", "Legado@EX\u{c4}MPLE.test"] {
+            assert_eq!(app.sign_in_as_status(spelling, &user.password).await, StatusCode::OK, "{spelling}");
+        }
+        assert_eq!(app.auth.canonicalize_stored_emails().await.unwrap(), (0, 0));
+    }
 }

@@ -12,6 +12,7 @@ mod audit;
 mod browser;
 mod cli;
 mod compact;
+mod connections;
 mod devices;
 mod hardening;
 mod http;

@@ -9,6 +9,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
+use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -471,4 +473,144 @@ async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_client
         "the server exited under the flood"
     );
     drop(flood);
+}
+
+#[tokio::test]
+async fn refusals_that_leave_a_body_unread_keep_the_connection_usable() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default()).await;
+    let to = socket_addr(&app);
+    // Arrange: a refusal that never reads the body (no credentials), with the body sent a
+    // moment after the head, as a slow client or a busy network would.
+    let body = json!({"old_password": "x", "new_password": "y".repeat(1000)}).to_string();
+    let head = format!(
+        "POST /change-password HTTP/1.1\r\nHost: porteiro.test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = connect_from("127.0.0.1", to).await;
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await; // pacing the client, not waiting for the server
+    stream.write_all(body.as_bytes()).await.unwrap();
+    // Act + assert: the refusal, then a second request on the same connection.
+    let (status, head) = read_response(&mut stream).await.expect("an answer");
+    assert_eq!(status, 401, "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(
+        health_on(&mut stream).await,
+        Some(200),
+        "the connection was closed after the refusal"
+    );
+}
+
+#[tokio::test]
+async fn many_refusals_with_large_unread_bodies_keep_one_connection_usable() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default()).await;
+    let mut stream = connect_from("127.0.0.1", socket_addr(&app)).await;
+    // The whole request in one write, with a body larger than one read of the server's, many
+    // times over on one connection: the compact API's and the bearer check's refusals in turn.
+    let body = json!({"refresh_token": "r".repeat(48 * 1024)}).to_string();
+    for i in 0..50 {
+        let (path, auth) = if i % 2 == 0 {
+            ("/change-password", "")
+        } else {
+            (
+                "/api/auth/token/rotate",
+                "Authorization: Bearer not-a-token\r\n",
+            )
+        };
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: porteiro.test\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_response(&mut stream).await.map(|(status, _)| status);
+        assert_eq!(answer, Some(401), "refusal #{i}");
+        assert_eq!(
+            health_on(&mut stream).await,
+            Some(200),
+            "after refusal #{i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_refused_with_connection_close() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default()).await;
+    let to = socket_addr(&app);
+    // Declared in Content-Length: refused before anything is read.
+    let mut big = connect_from("127.0.0.1", to).await;
+    big.write_all(b"POST /auth HTTP/1.1\r\nHost: porteiro.test\r\nContent-Type: application/json\r\nContent-Length: 70000\r\n\r\n{")
+        .await
+        .unwrap();
+    let (status, head) = read_response(&mut big).await.expect("an answer");
+    assert_eq!(status, 413, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut chunked = connect_from("127.0.0.1", to).await;
+    // 64 KiB in one chunk, then one byte too many (and no final chunk).
+    let over = format!(
+        "POST /auth HTTP/1.1\r\nHost: porteiro.test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n{}\r\n1\r\na\r\n",
+        "a".repeat(0x10000)
+    );
+    chunked.write_all(over.as_bytes()).await.unwrap();
+    let (status, head) = read_response(&mut chunked).await.expect("an answer");
+    assert_eq!(status, 413, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_client_sees_no_connection_errors_after_refusals() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default()).await;
+    // One client, one connection pool; a body large enough (48 KiB, within the 64 KiB limit)
+    // to arrive over more than one read.
+    let body =
+        json!({"refresh_token": "r".repeat(48 * 1024), "old_password": "x", "new_password": "y"});
+    let mut failures = Vec::new();
+    for i in 0..200 {
+        let refusals = [
+            // 401 from the bearer check, before the JSON body is read.
+            app.client
+                .post(format!("{}/api/auth/token/rotate", app.url))
+                .bearer_auth("not-a-token")
+                .json(&body),
+            // 401 from the compact API without credentials.
+            app.client
+                .post(format!("{}/change-password", app.url))
+                .json(&body),
+        ];
+        let health = app.client.get(format!("{}/api/health", app.url));
+        let expected = [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::OK,
+        ];
+        for (request, expected) in refusals.into_iter().chain([health]).zip(expected) {
+            // Each answer is read to its end, so its connection goes back to the pool.
+            let answer = match request.send().await {
+                Ok(r) => {
+                    r.status().to_string()
+                        + &r.text()
+                            .await
+                            .map_or_else(|e| e.to_string(), |_| String::new())
+                }
+                Err(e) => e.to_string(),
+            };
+            if answer != expected.to_string() {
+                failures.push(format!("#{i}: expected {expected}, got {answer}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures: {failures:?}",
+        failures.len()
+    );
 }

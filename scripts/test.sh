@@ -123,6 +123,8 @@ missing=()
 [[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]] || missing+=(fonts-noto-color-emoji)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# prlimit runs the server under a small descriptor limit (tests/api/connections.rs).
+command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || { echo "missing ${missing[*]} and not root to install them" >&2; exit 1; }
     apt_install "${missing[@]}"

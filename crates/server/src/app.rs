@@ -19,10 +19,9 @@ use porteiro_web::{AppState, WebSettings};
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 
-use axum_server::tls_rustls::RustlsConfig;
-
 use crate::config::{Config, TlsFiles};
 use crate::mail::{DirectoryTransport, SmtpMailTransport};
+use crate::serve;
 
 /// Opens the configured database, applying migrations.
 ///
@@ -179,6 +178,7 @@ pub struct Application {
     auth: Arc<Auth>,
     router: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    serving: serve::Settings,
 }
 
 impl std::fmt::Debug for Application {
@@ -257,6 +257,7 @@ impl Application {
             auth: Arc::clone(&auth),
             settings: Arc::new(settings),
         });
+        let serving = serving_settings(&config);
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -266,6 +267,7 @@ impl Application {
             auth,
             router,
             tls,
+            serving,
         })
     }
 
@@ -286,7 +288,7 @@ impl Application {
         Arc::clone(&self.auth)
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves (see [`serve::run`]).
     ///
     /// # Errors
     /// On a fatal socket error.
@@ -295,27 +297,37 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let addr = self.local_addr();
-        let make_service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let Some(tls) = self.tls else {
-            tracing::info!(addr = %format!("http://{addr}"), "listening");
-            return axum::serve(self.listener, make_service)
-                .with_graceful_shutdown(shutdown)
-                .await;
-        };
-        tracing::info!(addr = %format!("https://{addr}"), "listening (TLS)");
-        let handle = axum_server::Handle::new();
-        let stopper = handle.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-        });
-        let listener = self.listener.into_std()?;
-        axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))?
-            .handle(handle)
-            .serve(make_service)
-            .await
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %format!("{scheme}://{addr}"), "listening");
+        serve::run(self.listener, self.router, self.tls, self.serving, shutdown).await
+    }
+}
+
+/// Raises the descriptor limit and derives the connection caps and deadlines from the
+/// configuration.
+fn serving_settings(config: &Config) -> serve::Settings {
+    let limits = config.connections;
+    let descriptors = serve::raise_descriptor_limit();
+    let caps = serve::Caps::effective(&limits, descriptors, config.database_max_connections);
+    tracing::info!(
+        max_connections = caps.total,
+        max_connections_per_ip = caps.per_ip,
+        descriptor_limit = descriptors,
+        header_read_timeout_secs = limits.header_read_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        "connection limits"
+    );
+    if limits.idle_timeout < config.request_timeout {
+        tracing::warn!(
+            "IDLE_TIMEOUT is shorter than REQUEST_TIMEOUT: a request whose handler works longer than IDLE_TIMEOUT without the connection moving a byte is cut off"
+        );
+    }
+    serve::Settings {
+        header_read_timeout: limits.header_read_timeout,
+        idle_timeout: limits.idle_timeout,
+        caps,
+        trusted_proxies: config.trusted_proxies.clone(),
+        shutdown_grace: config.request_timeout,
     }
 }
 

@@ -135,6 +135,25 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// `ALLOW_INSECURE_COOKIES`: serve a plain-HTTP, non-loopback `PUBLIC_URL` anyway.
     pub allow_insecure_cookies: bool,
+    /// Connection deadlines and caps (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`, `MAX_CONNECTIONS`,
+    /// `MAX_CONNECTIONS_PER_IP`).
+    pub connections: ConnectionLimits,
+}
+
+/// Connection deadlines and caps as configured. The caps in force also depend on the descriptor
+/// limit: see [`crate::serve::Caps::effective`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a new connection may take to deliver its first request head (TLS handshake
+    /// included), and an HTTP/1 keep-alive connection its next one.
+    pub header_read_timeout: StdDuration,
+    /// A connection on which no byte moves in either direction for this long is closed.
+    pub idle_timeout: StdDuration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (an IPv6 /64), except from
+    /// `TRUSTED_PROXIES`.
+    pub max_connections_per_ip: usize,
 }
 
 /// Certificate chain and private key for HTTPS.
@@ -464,6 +483,33 @@ impl Config {
             cors: Self::cors(&env)?,
             tls,
             allow_insecure_cookies,
+            connections: Self::connections(&env)?,
+        })
+    }
+
+    fn connections(env: &Env<'_>) -> Result<ConnectionLimits, ConfigError> {
+        let seconds = |var, default: i64, max: i64| -> Result<StdDuration, ConfigError> {
+            let value = env.duration(var, Duration::seconds(default))?;
+            if value < Duration::seconds(1) || value > Duration::seconds(max) {
+                return Err(err(
+                    var,
+                    format!("must be between 1 second and {max} seconds"),
+                ));
+            }
+            Ok(value.to_std().unwrap_or(StdDuration::from_secs(1)))
+        };
+        let count = |var, default: usize| -> Result<usize, ConfigError> {
+            let value: usize = env.parse(var, default, "a number of connections")?;
+            if !(1..=1_000_000).contains(&value) {
+                return Err(err(var, "must be between 1 and 1000000"));
+            }
+            Ok(value)
+        };
+        Ok(ConnectionLimits {
+            header_read_timeout: seconds("HEADER_READ_TIMEOUT", 10, 300)?,
+            idle_timeout: seconds("IDLE_TIMEOUT", 60, 86_400)?,
+            max_connections: count("MAX_CONNECTIONS", 4096)?,
+            max_connections_per_ip: count("MAX_CONNECTIONS_PER_IP", 256)?,
         })
     }
 
@@ -751,6 +797,16 @@ mod tests {
             ("ADMIN_EMAIL", "j\u{00F6}rg@example.com"),
             ("ADMIN_EMAIL", "\u{0430}dmin@example.com"),
             ("PUBLIC_URL", "http://id.example.com"),
+            ("HEADER_READ_TIMEOUT", "0"),
+            ("HEADER_READ_TIMEOUT", "1h"),
+            ("HEADER_READ_TIMEOUT", "soon"),
+            ("IDLE_TIMEOUT", "0s"),
+            ("IDLE_TIMEOUT", "2d"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "many"),
+            ("MAX_CONNECTIONS", "-1"),
+            ("MAX_CONNECTIONS_PER_IP", "0"),
+            ("MAX_CONNECTIONS_PER_IP", "2000000"),
         ] {
             let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
             assert_eq!(e.var, var, "{e}");
@@ -887,6 +943,36 @@ mod tests {
         ]))
         .expect("valid");
         assert!(open.auth_config().email_policy.allow_unicode);
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_accept_units() {
+        let defaults = Config::from_env(&HashMap::new()).expect("defaults are valid");
+        assert_eq!(
+            defaults.connections,
+            ConnectionLimits {
+                header_read_timeout: StdDuration::from_secs(10),
+                idle_timeout: StdDuration::from_secs(60),
+                max_connections: 4096,
+                max_connections_per_ip: 256,
+            }
+        );
+        let c = Config::from_env(&env(&[
+            ("HEADER_READ_TIMEOUT", "2"),
+            ("IDLE_TIMEOUT", "5m"),
+            ("MAX_CONNECTIONS", " 100 "),
+            ("MAX_CONNECTIONS_PER_IP", "10"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.connections.header_read_timeout, StdDuration::from_secs(2));
+        assert_eq!(c.connections.idle_timeout, StdDuration::from_secs(300));
+        assert_eq!(
+            (
+                c.connections.max_connections,
+                c.connections.max_connections_per_ip
+            ),
+            (100, 10)
+        );
     }
 
     #[test]

@@ -103,8 +103,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// boxed services for each layer on every request (about a hundred allocations for a `404`).
 /// Outermost first: panics become a JSON `500`; every request gets an `x-request-id` of ours
 /// (echoed in the response; a client's own is only kept aside, see [`middleware`]) and a
-/// tracing span; [`middleware::harden`] applies the timeout and security
-/// headers; CORS; the [`guard`] (client address, rate limits, audit context); the body limits.
+/// tracing span; [`middleware::harden`] reads any request body into memory
+/// ([`middleware::buffer_body`]) and runs the rest within the request timeout, then adds the
+/// security headers; CORS; the [`guard`] (client address, rate limits, audit context); the body
+/// limits.
 pub fn app(state: AppState) -> Router {
     let (api_routes, mut spec) = api();
     spec.info.version = state.settings.version.to_owned();

@@ -1,4 +1,5 @@
-//! Request ids, the request's tracing span, and response hardening applied to every request.
+//! Request ids, the request's tracing span, response hardening applied to every request, and
+//! the reading of request bodies before the rest of the stack runs.
 //!
 //! Request ids are always ours: a client's `x-request-id` is taken out of the request before the
 //! id layer runs, so the id in the response and in every log line of the request is one the
@@ -10,14 +11,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Span;
 
+use crate::MAX_BODY_BYTES;
 use crate::error::error_response;
 use crate::state::WebSettings;
 
@@ -100,7 +103,66 @@ pub fn request_span(req: &axum::http::Request<Body>) -> Span {
     )
 }
 
-/// Enforces the request timeout, envelopes bare error statuses (not the UI's HTML pages), and sets `Cache-Control:
+/// Reads the body of a request that has one (a `Content-Length` above zero, or chunked) into
+/// memory, up to [`MAX_BODY_BYTES`], before the guard or a handler sees the request.
+///
+/// Why: a route that refuses a request before reading its body (`401`, `403 csrf_failed`,
+/// `429`) would leave the body on the connection, and hyper then closes a keep-alive
+/// connection without saying so; a pooled client sometimes sends its next request on it and
+/// fails. Once the body is read, the connection stays usable whatever the answer. Requests
+/// without a body pass straight through, at the cost of one check.
+///
+/// A body over the limit gets `413`, and an unreadable one (broken chunking, the client gone)
+/// `400`; both with `Connection: close` on HTTP/1, since the rest of the body is still unread.
+///
+/// # Errors
+/// The response to send instead of running the request.
+pub async fn buffer_body(req: Request) -> Result<Request, Response> {
+    if req.body().is_end_stream() {
+        return Ok(req);
+    }
+    let version = req.version();
+    if req.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large(version));
+    }
+    let (parts, body) = req.into_parts();
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large(version)),
+        Err(_) => Err(closing(
+            version,
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "The request body could not be read.",
+            ),
+        )),
+    }
+}
+
+fn too_large(version: Version) -> Response {
+    closing(
+        version,
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The request body exceeds 64 KiB.",
+        ),
+    )
+}
+
+/// Adds `Connection: close` on HTTP/1 (HTTP/2 has no such header: hyper would drop it).
+fn closing(version: Version, mut response: Response) -> Response {
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Reads the request body ([`buffer_body`]) and runs the request, both within the request
+/// timeout; envelopes bare error statuses (not the UI's HTML pages), and sets `Cache-Control:
 /// no-store` (unless a route chose otherwise) and security headers on every response: a CSP
 /// without inline script, `nosniff`, `X-Frame-Options: DENY` and `frame-ancestors 'none'`,
 /// `Referrer-Policy: no-referrer`, `Cross-Origin-Opener-Policy`, and HSTS when serving TLS.
@@ -109,12 +171,23 @@ pub async fn harden(
     req: Request,
     next: Next,
 ) -> Response {
-    let mut response = match tokio::time::timeout(settings.request_timeout, next.run(req)).await {
+    let version = req.version();
+    let work = async move {
+        match buffer_body(req).await {
+            Ok(req) => next.run(req).await,
+            Err(refusal) => refusal,
+        }
+    };
+    let mut response = match tokio::time::timeout(settings.request_timeout, work).await {
         Ok(response) => response,
-        Err(_) => error_response(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "The request took too long.",
+        // The body may be partly unread: the connection cannot be reused.
+        Err(_) => closing(
+            version,
+            error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request took too long.",
+            ),
         ),
     };
     let status = response.status();

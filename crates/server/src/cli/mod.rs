@@ -192,6 +192,27 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 config.session_max_lifetime.num_seconds()
             );
             println!("  password hash: {:?}", config.hash_scheme);
+            let limits = config.connections;
+            let descriptors = crate::serve::descriptor_limit_when_serving();
+            let caps = crate::serve::Caps::effective(
+                &limits,
+                descriptors,
+                config.database_max_connections,
+            );
+            println!(
+                "  connections:   at most {} open, {} per client address (MAX_CONNECTIONS {}, MAX_CONNECTIONS_PER_IP {}, open-file limit {})",
+                caps.total,
+                caps.per_ip,
+                limits.max_connections,
+                limits.max_connections_per_ip,
+                descriptors.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+            );
+            println!(
+                "  deadlines:     request head {} s, idle {} s, request {} s",
+                limits.header_read_timeout.as_secs(),
+                limits.idle_timeout.as_secs(),
+                config.request_timeout.as_secs()
+            );
             match &config.mail.smtp {
                 Some(s) => println!("  mail:          smtp {}:{} ({:?})", s.host, s.port, s.tls),
                 None => println!(

@@ -12,6 +12,7 @@ mod audit;
 mod browser;
 mod cli;
 mod compact;
+mod connections;
 mod credentials;
 mod devices;
 mod hardening;

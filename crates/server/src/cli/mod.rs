@@ -139,6 +139,28 @@ fn generated_password() -> String {
     format!("{}-7a", porteiro_core::crypto::random_token::<18>())
 }
 
+/// Appends a key event done from the command line to the audit log.
+async fn record_key_event(
+    store: &dyn porteiro_core::store::Store,
+    event_type: &'static str,
+    kid: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    store
+        .append_audit(&porteiro_core::domain::NewAuditEvent {
+            occurred_at: now,
+            event_type,
+            outcome: porteiro_core::domain::Outcome::Success,
+            user_id: None,
+            actor_id: None,
+            ip_address: None,
+            user_agent: None,
+            details: serde_json::json!({"kid": kid, "via": "cli"}),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("audit event not recorded: {e}"))
+}
+
 fn domain_error(e: porteiro_core::Error) -> anyhow::Error {
     match e {
         porteiro_core::Error::WeakPassword(issues) => {
@@ -229,19 +251,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let kid = porteiro_core::keys::generate_key(store.as_ref(), &master, now)
                 .await
                 .map_err(domain_error)?;
-            store
-                .append_audit(&porteiro_core::domain::NewAuditEvent {
-                    occurred_at: now,
-                    event_type: porteiro_core::domain::audit::kind::SIGNING_KEY_ROTATED,
-                    outcome: porteiro_core::domain::Outcome::Success,
-                    user_id: None,
-                    actor_id: None,
-                    ip_address: None,
-                    user_agent: None,
-                    details: serde_json::json!({"kid": kid, "via": "cli"}),
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("audit event not recorded: {e}"))?;
+            record_key_event(
+                store.as_ref(),
+                porteiro_core::domain::audit::kind::SIGNING_KEY_ROTATED,
+                &kid,
+                now,
+            )
+            .await?;
             println!(
                 "new signing key {kid}; previous keys verify the tokens they signed until those expire, then are retired"
             );
@@ -258,19 +274,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     }
                     other => domain_error(other),
                 })?;
-            store
-                .append_audit(&porteiro_core::domain::NewAuditEvent {
-                    occurred_at: now,
-                    event_type: porteiro_core::domain::audit::kind::SIGNING_KEY_RETIRED,
-                    outcome: porteiro_core::domain::Outcome::Success,
-                    user_id: None,
-                    actor_id: None,
-                    ip_address: None,
-                    user_agent: None,
-                    details: serde_json::json!({"kid": kid, "via": "cli"}),
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("audit event not recorded: {e}"))?;
+            record_key_event(
+                store.as_ref(),
+                porteiro_core::domain::audit::kind::SIGNING_KEY_RETIRED,
+                &kid,
+                now,
+            )
+            .await?;
             println!(
                 "signing key {kid} retired: it no longer verifies tokens and its private half is erased"
             );

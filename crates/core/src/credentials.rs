@@ -17,8 +17,10 @@
 //! identifiers. So the hasher is told which older parameters are still stored
 //! ([`PasswordHasher::calibrate`], from a census of the stored hashes at start-up and by
 //! maintenance), measures a verification under each, and while any is in use pads every
-//! verification — real or dummy — to the slowest of them by waiting (on the async side, not on a
-//! hashing thread). With every account on the current parameters there is no padding at all.
+//! verification — real or dummy — by waiting (on the async side, not on a hashing thread) to what
+//! the slowest of them costs at the machine's current load: the measured cost times a moving
+//! average of observed over measured hashing times. With every account on the current parameters
+//! there is no padding at all.
 
 use std::sync::{Arc, OnceLock};
 
@@ -400,9 +402,42 @@ pub struct PasswordHasher {
     scheme: HashScheme,
     pool: Arc<HashPool>,
     dummy: Arc<DummyHash>,
-    /// Every verification takes at least this long, in microseconds (0: no padding); see
-    /// [`PasswordHasher::calibrate`].
-    floor_micros: Arc<std::sync::atomic::AtomicU64>,
+    /// The measured cost of each scheme in use, when more than one is (see
+    /// [`PasswordHasher::calibrate`]); empty means no padding.
+    costs: Arc<std::sync::RwLock<Arc<Calibration>>>,
+}
+
+/// What [`PasswordHasher::calibrate`] measured: each scheme's verification time on an unloaded
+/// thread, the slowest of them, and how much slower than that verifications run lately.
+#[derive(Debug, Default)]
+struct Calibration {
+    costs: Vec<(HashScheme, std::time::Duration)>,
+    slowest: std::time::Duration,
+    /// Moving average of (observed hashing time / measured cost), as `f64` bits: the machine's
+    /// current load factor, learnt from every verification.
+    slowdown: std::sync::atomic::AtomicU64,
+}
+
+impl Calibration {
+    fn slowdown(&self) -> f64 {
+        f64::from_bits(self.slowdown.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Learns from one verification under `scheme` that took `took` on its hashing thread, and
+    /// returns how long it must take in all: what the slowest scheme costs at the current load.
+    fn target(&self, scheme: Option<HashScheme>, took: std::time::Duration) -> std::time::Duration {
+        let cost = scheme.and_then(|s| self.costs.iter().find(|(c, _)| *c == s).map(|c| c.1));
+        let mut slowdown = self.slowdown();
+        if let Some(cost) = cost.filter(|c| !c.is_zero()) {
+            // One sample moves the average a little, and a single preempted hash cannot move it
+            // far: a load factor is learnt, not one request's bad luck.
+            let sample = (took.as_secs_f64() / cost.as_secs_f64()).clamp(0.5, 8.0);
+            slowdown = 0.95f64.mul_add(slowdown, 0.05 * sample);
+            self.slowdown
+                .store(slowdown.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+        self.slowest.mul_f64(slowdown.max(1.0))
+    }
 }
 
 /// The hash unknown accounts are verified against, made once with the configured scheme.
@@ -458,14 +493,17 @@ impl PasswordHasher {
             scheme,
             pool: Arc::new(pool),
             dummy,
-            floor_micros: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            costs: Arc::new(std::sync::RwLock::new(Arc::new(Calibration::default()))),
         })
     }
 
-    /// Sets the verification floor from the schemes other than the configured one that stored
+    /// Sets the verification padding from the schemes other than the configured one that stored
     /// hashes still use: a verification under each (and under the configured scheme) is timed —
-    /// the median of three, on a thread of its own — and the slowest becomes the time every
-    /// verification takes at least. With no other scheme in use the floor is removed. Returns it.
+    /// the median of three, on a thread of its own. From then on every verification lasts, by
+    /// waiting after its hashing, at least what the slowest scheme costs times the machine's
+    /// current load factor, a moving average of observed hashing time over measured cost, so the
+    /// padding follows load as the slow scheme's real hashing does. With no other scheme in use
+    /// the padding is removed. Returns the slowest cost (zero: no padding).
     ///
     /// # Errors
     /// When the measuring thread cannot run.
@@ -489,40 +527,52 @@ impl PasswordHasher {
             .collect();
         schemes.sort_unstable();
         schemes.dedup();
-        let floor = if schemes.is_empty() {
-            std::time::Duration::ZERO
+        let calibration = if schemes.is_empty() {
+            Calibration::default()
         } else {
             schemes.push(self.scheme);
             let (done, result) = tokio::sync::oneshot::channel();
             std::thread::Builder::new()
                 .name("porteiro-hash-calibrate".to_owned())
                 .spawn(move || {
-                    let slowest = schemes
+                    let costs: Vec<_> = schemes
                         .iter()
-                        .map(|s| s.verification_cost())
-                        .max()
-                        .unwrap_or_default();
+                        .map(|s| (*s, s.verification_cost()))
+                        .collect();
                     release_blocks();
-                    let _ = done.send(slowest);
+                    let _ = done.send(costs);
                 })
                 .map_err(|e| anyhow::anyhow!("cannot start a hashing thread: {e}"))?;
-            result
+            let costs = result
                 .await
-                .map_err(|_| anyhow::anyhow!("hash calibration thread failed"))?
+                .map_err(|_| anyhow::anyhow!("hash calibration thread failed"))?;
+            let slowest = costs.iter().map(|(_, c)| *c).max().unwrap_or_default();
+            Calibration {
+                costs,
+                slowest,
+                slowdown: std::sync::atomic::AtomicU64::new(1.0f64.to_bits()),
+            }
         };
-        self.floor_micros.store(
-            u64::try_from(floor.as_micros()).unwrap_or(u64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        Ok(floor)
+        let slowest = calibration.slowest;
+        *self
+            .costs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(calibration);
+        Ok(slowest)
     }
 
-    /// The current verification floor (zero when every stored hash uses the configured scheme).
+    /// The slowest verification cost in use that others are padded to (zero when every stored
+    /// hash uses the configured scheme: no padding).
     #[must_use]
     pub fn floor(&self) -> std::time::Duration {
-        std::time::Duration::from_micros(
-            self.floor_micros.load(std::sync::atomic::Ordering::Relaxed),
-        )
+        self.calibration().slowest
+    }
+
+    fn calibration(&self) -> Arc<Calibration> {
+        self.costs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The configured scheme.
@@ -572,13 +622,14 @@ impl PasswordHasher {
         password: &SecretString,
         stored: Option<&str>,
     ) -> Result<Verification, Error> {
-        let started = std::time::Instant::now();
         let scheme = self.scheme;
         let pw = password.clone();
         let stored = stored.map(str::to_owned);
         let real = stored.is_some();
         let dummy = Arc::clone(&self.dummy);
-        let outcome = self
+        let calibration = self.calibration();
+        let padding = !calibration.costs.is_empty();
+        let (outcome, hashing, used) = self
             .run(move || {
                 let target = match &stored {
                     Some(h) => h.as_str(),
@@ -588,12 +639,23 @@ impl PasswordHasher {
                         ))
                     })?,
                 };
-                Ok::<_, Error>(scheme.verify_blocking(pw.expose_secret().as_bytes(), target))
+                let started = std::time::Instant::now();
+                let outcome = scheme.verify_blocking(pw.expose_secret().as_bytes(), target);
+                let used = if padding {
+                    HashScheme::of_stored(target)
+                } else {
+                    None
+                };
+                Ok::<_, Error>((outcome, started.elapsed(), used))
             })
             .await??;
-        let floor = self.floor();
-        if let Some(rest) = floor.checked_sub(started.elapsed()) {
-            tokio::time::sleep(rest).await;
+        if padding {
+            // Wait until this verification has cost what one under the slowest scheme in use
+            // costs at the machine's current load (a real one of those waits only if it was
+            // unusually quick).
+            if let Some(rest) = calibration.target(used, hashing).checked_sub(hashing) {
+                tokio::time::sleep(rest).await;
+            }
         }
         Ok(if real {
             outcome

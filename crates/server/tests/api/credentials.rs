@@ -204,6 +204,9 @@ both_backends! {
         let app = spawn_app_with(backend, Options { env: vec![
             ("RATE_LIMIT_CAPACITY", "100".to_owned()),
             ("RATE_LIMIT_REFILL_RATE", "10".to_owned()),
+            // A burst of ten sign-in tokens that does not refill while the test runs.
+            ("RATE_LIMIT_STRICT_CAPACITY", "10".to_owned()),
+            ("RATE_LIMIT_STRICT_REFILL_RATE", "0.001".to_owned()),
             ("INTROSPECTION_CLIENT_ID", "gateway".to_owned()),
             ("INTROSPECTION_CLIENT_SECRET", "gateway-secret-123".to_owned()),
         ] }).await;

@@ -184,6 +184,22 @@ async fn a_request_head_trickling_in_is_closed_by_the_head_deadline() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_by_the_head_deadline() {
+    let app = spawn_app_with(Backend::Sqlite, short_deadlines(&[])).await;
+    let mut kept = connect_from("127.0.0.1", socket_addr(&app)).await;
+    assert_eq!(health_on(&mut kept).await, Some(200));
+    // After a response, an HTTP/1 connection has the head deadline again to send the next head.
+    let closed = read_until_closed(&mut kept, Duration::from_secs(10))
+        .await
+        .expect("the server closes an idle keep-alive connection");
+    assert!(
+        closed.after >= Duration::from_millis(900) && closed.after < Duration::from_millis(2500),
+        "closed {:?} after the response: the head deadline is 1 s (the idle one 3 s)",
+        closed.after
+    );
+}
+
+#[tokio::test]
 async fn a_request_body_that_stalls_is_closed_by_the_idle_deadline() {
     // The request timeout (30 s) would be far too late: the idle deadline cuts the stall.
     let app = spawn_app_with(Backend::Sqlite, short_deadlines(&[])).await;

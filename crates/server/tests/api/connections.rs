@@ -630,3 +630,70 @@ async fn a_pooled_client_sees_no_connection_errors_after_refusals() {
         failures.len()
     );
 }
+
+#[tokio::test]
+async fn shutdown_finishes_requests_under_way_closes_idle_connections_and_returns() {
+    // Arrange: an application of our own, to hold its shutdown trigger.
+    let dir = std::env::temp_dir().join(format!("porteiro-stop-{}", uuid::Uuid::new_v4().simple()));
+    let env: std::collections::HashMap<String, String> = [
+        ("DATA_DIR", dir.to_string_lossy().into_owned()),
+        ("SERVER_PORT", "0".to_owned()),
+        ("ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD.to_owned()),
+        ("ARGON2_MEMORY_KIB", "256".to_owned()),
+        ("ARGON2_ITERATIONS", "1".to_owned()),
+        ("EMAIL_ENABLED", "false".to_owned()),
+        ("LOG_LEVEL", "off".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = porteiro::config::Config::from_env(&env).unwrap();
+    let app = porteiro::app::Application::build(config).await.unwrap();
+    let to = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let mut kept = connect_from("127.0.0.1", to).await;
+    assert_eq!(health_on(&mut kept).await, Some(200));
+    // A request under way: the server has its head (it says so with 100 Continue when it starts
+    // reading the body) and part of its body.
+    let body = br#"{"login": "nobody", "password": "wrong-password"}"#;
+    let mut busy = connect_from("127.0.0.1", to).await;
+    let head = format!(
+        "POST /auth HTTP/1.1\r\nHost: porteiro.test\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    busy.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(
+        read_response(&mut busy).await.map(|(status, _)| status),
+        Some(100)
+    );
+    busy.write_all(&body[..10]).await.unwrap();
+
+    // Act: stop, and once the listener is gone, send the rest of the body.
+    stop.send(()).unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(to).await.is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(5), "still accepting");
+    }
+    busy.write_all(&body[10..]).await.unwrap();
+
+    // Assert: the request under way is answered (the compact API refuses bad credentials with
+    // 403), then its connection closes; the idle keep-alive connection is closed; the server
+    // returns.
+    let answer = read_response(&mut busy).await.map(|(status, _)| status);
+    assert_eq!(answer, Some(403));
+    assert!(
+        read_until_closed(&mut busy, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let closed = read_until_closed(&mut kept, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "the idle connection is still open");
+    let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        matches!(finished, Ok(Ok(Ok(())))),
+        "run_until should return soon after shutdown: {finished:?}"
+    );
+}

@@ -404,9 +404,9 @@ impl Drop for Reaper {
     }
 }
 
-#[tokio::test]
-async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_clients() {
-    // Arrange: the real binary with 128 descriptors (soft and hard, so it cannot raise them).
+/// The real binary on a fresh SQLite database under `prlimit --nofile=LIMIT:LIMIT` (soft and
+/// hard, so it cannot raise them), and its JSON log lines.
+fn spawn_binary_with_descriptors(limit: u32) -> (Reaper, std::sync::mpsc::Receiver<String>) {
     let probe = std::process::Command::new("prlimit")
         .arg("--version")
         .output();
@@ -418,7 +418,7 @@ async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_client
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = std::process::Command::new("prlimit")
         .args([
-            "--nofile=128:128",
+            &format!("--nofile={limit}:{limit}"),
             "--",
             env!("CARGO_BIN_EXE_porteiro"),
             "serve",
@@ -440,7 +440,6 @@ async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_client
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let mut server = Reaper(child);
     let (send, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
@@ -453,6 +452,23 @@ async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_client
             }
         }
     });
+    (Reaper(child), lines)
+}
+
+/// The address in the child's `listening` log line.
+fn listening_addr(lines: &std::sync::mpsc::Receiver<String>) -> SocketAddr {
+    let listening = log_line(lines, "listening");
+    listening["addr"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("http://"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{listening}"))
+}
+
+#[tokio::test]
+async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_clients() {
+    // Arrange: the real binary with 128 descriptors.
+    let (mut server, lines) = spawn_binary_with_descriptors(128);
     let limits = log_line(&lines, "connection limits");
     assert_eq!(limits["descriptor_limit"], 128, "{limits}");
     // Half the descriptors kept back for the database and the rest, a quarter of the slots per address.
@@ -464,12 +480,7 @@ async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_client
         (Some(64), Some(16)),
         "{limits}"
     );
-    let listening = log_line(&lines, "listening");
-    let to: SocketAddr = listening["addr"]
-        .as_str()
-        .and_then(|a| a.strip_prefix("http://"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("{listening}"));
+    let to = listening_addr(&lines);
 
     // Act: 200 idle sockets from one address, more than the process has descriptors.
     let mut flood = Vec::new();
@@ -696,4 +707,68 @@ async fn shutdown_finishes_requests_under_way_closes_idle_connections_and_return
         matches!(finished, Ok(Ok(Ok(())))),
         "run_until should return soon after shutdown: {finished:?}"
     );
+}
+
+#[tokio::test]
+async fn when_descriptors_run_out_accept_errors_are_logged_once_a_second_and_survived() {
+    // Arrange: so few descriptors (24) that the reserve for everything else (half of them)
+    // cannot cover what the process already holds (about 17 when idle), and the connections the
+    // caps admit (12) use up the rest.
+    let (mut server, lines) = spawn_binary_with_descriptors(24);
+    let to = listening_addr(&lines);
+
+    // Act: idle sockets from eleven addresses, three each.
+    let mut flood = Vec::new();
+    for host in 1..=11 {
+        for _ in 0..3 {
+            flood.push(connect_from(&format!("127.0.0.{host}"), to).await);
+        }
+    }
+
+    // Assert: accept fails (EMFILE) and says so; over the next 2.5 s it keeps failing, ten times
+    // a second, but logs one line a second, counting the ones it left out.
+    let first = log_line(&lines, "cannot accept a connection; retrying");
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("os error 24"),
+        "{first}"
+    );
+    let window = Instant::now() + Duration::from_millis(2500);
+    let mut later = Vec::new();
+    while let Some(left) = window.checked_duration_since(Instant::now()) {
+        let Ok(line) = lines.recv_timeout(left) else {
+            break;
+        };
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+            && value["message"] == "cannot accept a connection; retrying"
+        {
+            later.push(value);
+        }
+    }
+    assert!(
+        (1..=3).contains(&later.len()),
+        "expected one line a second, got {}",
+        later.len()
+    );
+    assert!(
+        later.iter().all(|l| l["skipped"].as_u64() >= Some(5)),
+        "{later:?}"
+    );
+    assert!(server.0.try_wait().unwrap().is_none(), "the server exited");
+
+    // Once the flood lets go, the server serves again.
+    drop(flood);
+    let start = Instant::now();
+    loop {
+        let mut client = connect_from("127.0.0.60", to).await;
+        if health_on(&mut client).await == Some(200) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the server did not recover after the flood"
+        );
+    }
 }

@@ -11,15 +11,21 @@
 //!   from the total. A socket over a cap is closed as soon as it is accepted. The total follows
 //!   the descriptor limit, which start-up raises to the hard limit ([`raise_descriptor_limit`]).
 //! - **Head deadline**: a connection must deliver its first complete request head within
-//!   `HEADER_READ_TIMEOUT` of being accepted, TLS handshake included. For every later HTTP/1
-//!   request, hyper's header timer applies the same bound from the moment the connection waits
-//!   for the next head, so it also closes an HTTP/1 keep-alive connection idle that long.
+//!   `HEADER_READ_TIMEOUT` of being accepted, TLS handshake included; an HTTP/1 connection
+//!   likewise its next head within `HEADER_READ_TIMEOUT` of the previous response, so that bound
+//!   also closes an HTTP/1 keep-alive connection idle that long.
 //! - **Idle deadline**: a connection on which no byte has moved in either direction for
 //!   `IDLE_TIMEOUT` is closed: a request body that stalls, a client that stops reading the
 //!   response, an idle HTTP/2 connection. HTTP/2 keep-alive pings stay off: the server's own
 //!   pings would count as traffic and keep every idle connection open.
 //! - **Accept errors** (`EMFILE` and the like) never end the loop: it logs at most once a
 //!   second and waits briefly before accepting again, so it neither dies nor spins.
+//!
+//! Both deadlines are kept by one watchdog per connection, fed by an IO wrapper (last byte
+//! moved) and by the service (request heads arrived, responses finished). hyper's own HTTP/1
+//! header timer would do the head part too, but it allocates and registers a timer and makes an
+//! extra read on every request; the watchdog's work is per connection, and per request only a
+//! few atomic stores.
 //!
 //! Every request reaches the router with `ConnectInfo<SocketAddr>` (the guard takes the client
 //! address from it). The router is the single stack `porteiro_web::app` built; each connection
@@ -31,7 +37,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,7 +45,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
+use axum::http::{Request, Response, Version};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -161,10 +168,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The watchdog keeps the head deadline (see the module documentation), so hyper's per-request
+    // header timer stays off.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout);
+        .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     let shared = Arc::new(Shared {
         router,
@@ -280,15 +289,19 @@ async fn serve_connection<I>(
         io,
         activity: Arc::clone(&activity),
     });
-    let requests = Arc::clone(&activity);
+    let (requests, responses) = (Arc::clone(&activity), Arc::clone(&activity));
     let service = shared
         .router
         .clone()
-        .map_request(move |req: axum::http::Request<Incoming>| {
-            requests.requested.store(true, Ordering::Relaxed);
+        .map_request(move |req: Request<Incoming>| {
+            requests.request_started(req.version());
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
             req
+        })
+        .map_response(move |response: Response<Body>| {
+            let activity = Arc::clone(&responses);
+            response.map(|body| Finishing { body, activity })
         });
     let connection = watcher.watch(
         shared
@@ -324,6 +337,12 @@ struct Activity {
     last_ms: AtomicU64,
     /// Whether a complete request head has arrived.
     requested: AtomicBool,
+    /// Whether the requests are HTTP/1 (one at a time, each head awaited afresh).
+    http1: AtomicBool,
+    /// Requests whose response has not finished.
+    in_flight: AtomicUsize,
+    /// Milliseconds after `accepted` at which the last response finished.
+    finished_ms: AtomicU64,
 }
 
 impl Activity {
@@ -332,24 +351,82 @@ impl Activity {
             accepted,
             last_ms: AtomicU64::new(0),
             requested: AtomicBool::new(false),
+            http1: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            finished_ms: AtomicU64::new(0),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn touch(&self) {
-        let ms = u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn request_started(&self, version: Version) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if !self.requested.load(Ordering::Relaxed) {
+            self.http1
+                .store(version < Version::HTTP_2, Ordering::Relaxed);
+            self.requested.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn response_finished(&self) {
+        self.finished_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// When the connection is to be closed unless something happens: `idle` after the last
-    /// byte, and until the first request head has arrived, `head` after the accept at the latest.
+    /// byte; and at the latest `head` after the accept until the first request head has
+    /// arrived, or on HTTP/1, `head` after the last response until the next head.
     fn deadline(&self, head: Duration, idle: Duration) -> Instant {
-        let quiet = self.accepted + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        let idle_deadline = quiet + idle;
-        if self.requested.load(Ordering::Relaxed) {
-            idle_deadline
+        let millis = |at: &AtomicU64| Duration::from_millis(at.load(Ordering::Relaxed));
+        let quiet = self.accepted + millis(&self.last_ms) + idle;
+        let awaiting_head = if !self.requested.load(Ordering::Relaxed) {
+            Some(self.accepted)
+        } else if self.http1.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Relaxed) == 0
+        {
+            Some(self.accepted + millis(&self.finished_ms))
         } else {
-            idle_deadline.min(self.accepted + head)
-        }
+            None
+        };
+        awaiting_head.map_or(quiet, |since| quiet.min(since + head))
+    }
+}
+
+/// A response body that tells [`Activity`] when the response is done with (hyper drops the body
+/// once it has sent it, or when the connection ends).
+struct Finishing {
+    body: Body,
+    activity: Arc<Activity>,
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        self.activity.response_finished();
+    }
+}
+
+impl hyper::body::Body for Finishing {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

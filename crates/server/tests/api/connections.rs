@@ -184,6 +184,22 @@ async fn a_request_head_trickling_in_is_closed_by_the_head_deadline() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_by_the_head_deadline() {
+    let app = spawn_app_with(Backend::Sqlite, short_deadlines(&[])).await;
+    let mut kept = connect_from("127.0.0.1", socket_addr(&app)).await;
+    assert_eq!(health_on(&mut kept).await, Some(200));
+    // After a response, an HTTP/1 connection has the head deadline again to send the next head.
+    let closed = read_until_closed(&mut kept, Duration::from_secs(10))
+        .await
+        .expect("the server closes an idle keep-alive connection");
+    assert!(
+        closed.after >= Duration::from_millis(900) && closed.after < Duration::from_millis(2500),
+        "closed {:?} after the response: the head deadline is 1 s (the idle one 3 s)",
+        closed.after
+    );
+}
+
+#[tokio::test]
 async fn a_request_body_that_stalls_is_closed_by_the_idle_deadline() {
     // The request timeout (30 s) would be far too late: the idle deadline cuts the stall.
     let app = spawn_app_with(Backend::Sqlite, short_deadlines(&[])).await;
@@ -388,9 +404,9 @@ impl Drop for Reaper {
     }
 }
 
-#[tokio::test]
-async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_clients() {
-    // Arrange: the real binary with 128 descriptors (soft and hard, so it cannot raise them).
+/// The real binary on a fresh SQLite database under `prlimit --nofile=LIMIT:LIMIT` (soft and
+/// hard, so it cannot raise them), and its JSON log lines.
+fn spawn_binary_with_descriptors(limit: u32) -> (Reaper, std::sync::mpsc::Receiver<String>) {
     let probe = std::process::Command::new("prlimit")
         .arg("--version")
         .output();
@@ -402,7 +418,7 @@ async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_client
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = std::process::Command::new("prlimit")
         .args([
-            "--nofile=128:128",
+            &format!("--nofile={limit}:{limit}"),
             "--",
             env!("CARGO_BIN_EXE_porteiro"),
             "serve",
@@ -424,7 +440,6 @@ async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_client
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let mut server = Reaper(child);
     let (send, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
@@ -437,6 +452,23 @@ async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_client
             }
         }
     });
+    (Reaper(child), lines)
+}
+
+/// The address in the child's `listening` log line.
+fn listening_addr(lines: &std::sync::mpsc::Receiver<String>) -> SocketAddr {
+    let listening = log_line(lines, "listening");
+    listening["addr"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("http://"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{listening}"))
+}
+
+#[tokio::test]
+async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_clients() {
+    // Arrange: the real binary with 128 descriptors.
+    let (mut server, lines) = spawn_binary_with_descriptors(128);
     let limits = log_line(&lines, "connection limits");
     assert_eq!(limits["descriptor_limit"], 128, "{limits}");
     // Half the descriptors kept back for the database and the rest, a quarter of the slots per address.
@@ -448,12 +480,7 @@ async fn under_a_small_descriptor_limit_an_idle_flood_does_not_stop_other_client
         (Some(64), Some(16)),
         "{limits}"
     );
-    let listening = log_line(&lines, "listening");
-    let to: SocketAddr = listening["addr"]
-        .as_str()
-        .and_then(|a| a.strip_prefix("http://"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("{listening}"));
+    let to = listening_addr(&lines);
 
     // Act: 200 idle sockets from one address, more than the process has descriptors.
     let mut flood = Vec::new();
@@ -613,4 +640,135 @@ async fn a_pooled_client_sees_no_connection_errors_after_refusals() {
         "{} failures: {failures:?}",
         failures.len()
     );
+}
+
+#[tokio::test]
+async fn shutdown_finishes_requests_under_way_closes_idle_connections_and_returns() {
+    // Arrange: an application of our own, to hold its shutdown trigger.
+    let dir = std::env::temp_dir().join(format!("porteiro-stop-{}", uuid::Uuid::new_v4().simple()));
+    let env: std::collections::HashMap<String, String> = [
+        ("DATA_DIR", dir.to_string_lossy().into_owned()),
+        ("SERVER_PORT", "0".to_owned()),
+        ("ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD.to_owned()),
+        ("ARGON2_MEMORY_KIB", "256".to_owned()),
+        ("ARGON2_ITERATIONS", "1".to_owned()),
+        ("EMAIL_ENABLED", "false".to_owned()),
+        ("LOG_LEVEL", "off".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = porteiro::config::Config::from_env(&env).unwrap();
+    let app = porteiro::app::Application::build(config).await.unwrap();
+    let to = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let mut kept = connect_from("127.0.0.1", to).await;
+    assert_eq!(health_on(&mut kept).await, Some(200));
+    // A request under way: the server has its head (it says so with 100 Continue when it starts
+    // reading the body) and part of its body.
+    let body = br#"{"login": "nobody", "password": "wrong-password"}"#;
+    let mut busy = connect_from("127.0.0.1", to).await;
+    let head = format!(
+        "POST /auth HTTP/1.1\r\nHost: porteiro.test\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    busy.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(
+        read_response(&mut busy).await.map(|(status, _)| status),
+        Some(100)
+    );
+    busy.write_all(&body[..10]).await.unwrap();
+
+    // Act: stop, and once the listener is gone, send the rest of the body.
+    stop.send(()).unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(to).await.is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(5), "still accepting");
+    }
+    busy.write_all(&body[10..]).await.unwrap();
+
+    // Assert: the request under way is answered (the compact API refuses bad credentials with
+    // 403), then its connection closes; the idle keep-alive connection is closed; the server
+    // returns.
+    let answer = read_response(&mut busy).await.map(|(status, _)| status);
+    assert_eq!(answer, Some(403));
+    assert!(
+        read_until_closed(&mut busy, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let closed = read_until_closed(&mut kept, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "the idle connection is still open");
+    let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        matches!(finished, Ok(Ok(Ok(())))),
+        "run_until should return soon after shutdown: {finished:?}"
+    );
+}
+
+#[tokio::test]
+async fn when_descriptors_run_out_accept_errors_are_logged_once_a_second_and_survived() {
+    // Arrange: so few descriptors (24) that the reserve for everything else (half of them)
+    // cannot cover what the process already holds (about 17 when idle), and the connections the
+    // caps admit (12) use up the rest.
+    let (mut server, lines) = spawn_binary_with_descriptors(24);
+    let to = listening_addr(&lines);
+
+    // Act: idle sockets from eleven addresses, three each.
+    let mut flood = Vec::new();
+    for host in 1..=11 {
+        for _ in 0..3 {
+            flood.push(connect_from(&format!("127.0.0.{host}"), to).await);
+        }
+    }
+
+    // Assert: accept fails (EMFILE) and says so; over the next 2.5 s it keeps failing, ten times
+    // a second, but logs one line a second, counting the ones it left out.
+    let first = log_line(&lines, "cannot accept a connection; retrying");
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("os error 24"),
+        "{first}"
+    );
+    let window = Instant::now() + Duration::from_millis(2500);
+    let mut later = Vec::new();
+    while let Some(left) = window.checked_duration_since(Instant::now()) {
+        let Ok(line) = lines.recv_timeout(left) else {
+            break;
+        };
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+            && value["message"] == "cannot accept a connection; retrying"
+        {
+            later.push(value);
+        }
+    }
+    assert!(
+        (1..=3).contains(&later.len()),
+        "expected one line a second, got {}",
+        later.len()
+    );
+    assert!(
+        later.iter().all(|l| l["skipped"].as_u64() >= Some(5)),
+        "{later:?}"
+    );
+    assert!(server.0.try_wait().unwrap().is_none(), "the server exited");
+
+    // Once the flood lets go, the server serves again.
+    drop(flood);
+    let start = Instant::now();
+    loop {
+        let mut client = connect_from("127.0.0.60", to).await;
+        if health_on(&mut client).await == Some(200) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the server did not recover after the flood"
+        );
+    }
 }

@@ -259,10 +259,19 @@ impl KeyRing {
         stored: &[StoredKey],
         validity: chrono::Duration,
     ) -> Vec<(&StoredKey, Option<DateTime<Utc>>)> {
-        let mut live = Vec::new();
+        let mut live: Vec<(&StoredKey, Option<DateTime<Utc>>)> = Vec::new();
         let mut successor: Option<DateTime<Utc>> = None;
-        for key in stored.iter().filter(|k| k.retired_at.is_none()) {
-            live.push((key, successor.map(|t| t + validity)));
+        for key in stored {
+            // A key is superseded by the next newer key, retired or not: retiring that one must
+            // not give an older key a second life. The newest key that is not retired signs.
+            if key.retired_at.is_none() {
+                let until = if live.is_empty() {
+                    None
+                } else {
+                    successor.map(|t| t + validity)
+                };
+                live.push((key, until));
+            }
             successor = Some(key.created_at);
         }
         live

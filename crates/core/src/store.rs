@@ -188,9 +188,9 @@ pub trait SessionStore: Send + Sync {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Revokes every active session of the user except `keep`, and moves the user's credential
-    /// epoch forward so that no sign-in verified before this call can still open a session.
-    /// Returns the revoked ids.
+    /// Revokes every active session of the user except `keep`, moves the user's credential epoch
+    /// forward so that no sign-in verified before this call can still open a session, and deletes
+    /// outstanding reset tokens. Returns the revoked ids.
     async fn revoke_all_sessions(
         &self,
         user_id: UserId,

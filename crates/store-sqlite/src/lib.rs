@@ -168,6 +168,13 @@ async fn bump_epoch(tx: &mut Transaction<'static, Sqlite>, user_id: UserId) -> S
         .execute(&mut **tx)
         .await
         .map_err(backend)?;
+    // Outstanding reset links end with the sessions: a link asked for before a disable or a
+    // "revoke all" must not work after it.
+    sqlx::query("delete from password_reset_tokens where user_id = ?1")
+        .bind(user_id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
     Ok(())
 }
 

@@ -87,9 +87,18 @@ pub async fn every_credential_event_moves_the_epoch(store: Arc<dyn Store>) {
         .unwrap();
     expected += 1;
     assert_eq!(epoch(&store, u.id).await, expected);
+    issue_reset(&store, u.id, "before-revoke").await;
     store.revoke_all_sessions(u.id, None, t0()).await.unwrap();
     expected += 1;
     assert_eq!(epoch(&store, u.id).await, expected);
+    // A reset link asked for before "revoke all" (or a disable, which revokes all) is dead.
+    assert!(
+        store
+            .reset_token_owner(&hash("before-revoke"), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
     issue_reset(&store, u.id, "reset").await;
     store
         .complete_reset(&hash("reset"), u.id, "h3", t0())

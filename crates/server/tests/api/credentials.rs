@@ -126,9 +126,12 @@ both_backends! {
         assert_eq!(reset.status, StatusCode::FORBIDDEN, "{}", reset.text);
         let api = app.post("/api/auth/reset-password", json!({"token": token, "password": "Nova-S3nha-Boa"})).await;
         assert_eq!(api.body["code"], "invalid_reset_token", "{}", api.text);
-        // Nothing changed: once re-enabled, the old password still works.
+        // Nothing changed: once re-enabled, the old password still works — and the link asked
+        // for before the disable stays dead.
         app.put_auth(&format!("/api/users/{}", user.id), &admin.access, json!({"is_active": true})).await;
         assert_eq!(app.sign_in_as_status(&user.username, &user.password).await, StatusCode::OK);
+        let late = app.post("/reset-password", json!({"email": user.email, "token": token, "password": "Nova-S3nha-Boa"})).await;
+        assert_eq!(late.status, StatusCode::FORBIDDEN, "{}", late.text);
     }
 
     async fn refreshing_never_extends_a_session_past_its_maximum_lifetime(backend: Backend) {
@@ -189,6 +192,13 @@ both_backends! {
         claims["nbf"] = json!(now);
         claims["exp"] = json!(now + 60);
         assert_eq!(app.me_status(&forge(&claims)).await, StatusCode::UNAUTHORIZED);
+        assert!(!kids(app.get("/.well-known/jwks.json").await.body).contains(&old.kid));
+        // Retiring the key that superseded it (after another rotation) gives it no second life.
+        let successor = app.auth.store().signing_keys().await.unwrap().remove(0).kid;
+        porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, app.auth.now()).await.unwrap();
+        porteiro_core::keys::retire_key(app.auth.store().as_ref(), &successor, app.auth.now()).await.unwrap();
+        app.auth.reload_keys().await;
+        assert_eq!(app.me_status(&forged).await, StatusCode::UNAUTHORIZED);
         assert!(!kids(app.get("/.well-known/jwks.json").await.body).contains(&old.kid));
         let fresh = app.sign_in(&user).await;
         assert_eq!(app.me_status(&fresh.access).await, StatusCode::OK);

@@ -58,6 +58,9 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+/// Concurrent HTTP/2 streams (requests) per connection.
+const MAX_H2_STREAMS: u32 = 16;
+
 use crate::config::ConnectionLimits;
 
 /// How long the loop waits after an accept error other than a peer giving up (which is retried
@@ -174,7 +177,12 @@ pub async fn run(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None);
-    builder.http2().timer(TokioTimer::new());
+    // An identity API needs few parallel requests per connection; hyper's default of 200 streams
+    // would let one connection hold 200 request bodies (see porteiro_web::body_budget).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS);
     let shared = Arc::new(Shared {
         router,
         builder,

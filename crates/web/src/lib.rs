@@ -6,6 +6,7 @@
 //! any bare error status into the JSON envelope and sets `Cache-Control: no-store` and security
 //! headers.
 
+pub mod body_budget;
 pub mod cookies;
 pub mod error;
 pub mod extract;

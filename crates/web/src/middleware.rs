@@ -117,17 +117,38 @@ pub fn request_span(req: &axum::http::Request<Body>) -> Span {
 ///
 /// # Errors
 /// The response to send instead of running the request.
-pub async fn buffer_body(req: Request) -> Result<Request, Response> {
+pub async fn buffer_body(
+    req: Request,
+    settings: &WebSettings,
+) -> Result<(Request, Option<crate::body_budget::Reservation>), Response> {
     if req.body().is_end_stream() {
-        return Ok(req);
+        return Ok((req, None));
     }
     let version = req.version();
-    if req.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
+    let declared = req.body().size_hint().exact();
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large(version));
     }
+    // Reserve the body's memory first (its declared size, else the limit): see `body_budget`.
+    let reservation = match crate::guard::client_ip::peer(req.extensions()) {
+        Some(peer) => {
+            let client = settings.trusted_proxies.resolve(peer, req.headers());
+            let bytes = declared.map_or(MAX_BODY_BYTES, |n| {
+                usize::try_from(n).unwrap_or(MAX_BODY_BYTES)
+            });
+            match settings.body_budget.reserve(client, bytes.max(1)) {
+                Some(r) => Some(r),
+                None => return Err(busy(version)),
+            }
+        }
+        None => None,
+    };
     let (parts, body) = req.into_parts();
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
+        Ok(collected) => Ok((
+            Request::from_parts(parts, Body::from(collected.to_bytes())),
+            reservation,
+        )),
         Err(e) if e.is::<LengthLimitError>() => Err(too_large(version)),
         Err(_) => Err(closing(
             version,
@@ -138,6 +159,19 @@ pub async fn buffer_body(req: Request) -> Result<Request, Response> {
             ),
         )),
     }
+}
+
+/// `503` with `Retry-After`: the memory for request bodies (or this client's share) is in use.
+fn busy(version: Version) -> Response {
+    let mut response = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+        "Too many requests with bodies are in progress. Try again shortly.",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    closing(version, response)
 }
 
 fn too_large(version: Version) -> Response {
@@ -172,9 +206,14 @@ pub async fn harden(
     next: Next,
 ) -> Response {
     let version = req.version();
+    let budget_settings = Arc::clone(&settings);
     let work = async move {
-        match buffer_body(req).await {
-            Ok(req) => next.run(req).await,
+        match buffer_body(req, &budget_settings).await {
+            Ok((req, reservation)) => {
+                let response = next.run(req).await;
+                drop(reservation);
+                response
+            }
             Err(refusal) => refusal,
         }
     };

@@ -40,6 +40,8 @@ pub struct WebSettings {
     pub tls: bool,
     /// Cookie names and flags.
     pub cookies: crate::cookies::CookiePolicy,
+    /// Memory that request bodies read ahead of the handlers may hold.
+    pub body_budget: Arc<crate::body_budget::BodyBudget>,
 }
 
 impl Default for WebSettings {
@@ -53,6 +55,7 @@ impl Default for WebSettings {
             cors: CorsOrigins::None,
             tls: false,
             cookies: crate::cookies::CookiePolicy { secure: true },
+            body_budget: Arc::default(),
         }
     }
 }

@@ -772,3 +772,76 @@ async fn when_descriptors_run_out_accept_errors_are_logged_once_a_second_and_sur
         );
     }
 }
+
+/// Many half-sent bodies from one address cannot pin the server's memory: each body reserves its
+/// size from a per-address share (2 MiB) before it is read, so the 33rd 64 KiB body from one
+/// address is refused at once with `503`, while another address is served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_sent_bodies_from_one_address_cannot_pin_the_servers_memory() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default()).await;
+    let to = socket_addr(&app);
+    let body_head = |len: usize| {
+        format!(
+            "POST /auth HTTP/1.1\r\nHost: porteiro.test\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        let mut stream = connect_from("127.0.0.1", to).await;
+        stream
+            .write_all(body_head(65_000).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&[b' '; 1000]).await.unwrap();
+        held.push(stream);
+    }
+    // The share is spent only once the server has read those heads; wait for a refusal.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refusal = loop {
+        let mut extra = connect_from("127.0.0.1", to).await;
+        extra.write_all(body_head(65_000).as_bytes()).await.unwrap();
+        extra.write_all(&[b' '; 1000]).await.unwrap();
+        let answered =
+            tokio::time::timeout(Duration::from_millis(500), read_response(&mut extra)).await;
+        if let Ok(Some((status, head))) = answered {
+            break (status, head);
+        }
+        held.push(extra);
+        assert!(
+            Instant::now() < deadline,
+            "no refusal after {} half-sent bodies",
+            held.len()
+        );
+    };
+    assert_eq!(refusal.0, 503, "{}", refusal.1);
+    assert!(
+        refusal.1.to_ascii_lowercase().contains("retry-after"),
+        "{}",
+        refusal.1
+    );
+    // Another address still gets its bodies read and answered.
+    let mut other = connect_from("127.0.0.2", to).await;
+    let body = json!({"login": "nobody", "password": "Wrong-pass-1"}).to_string();
+    other
+        .write_all(body_head(body.len()).as_bytes())
+        .await
+        .unwrap();
+    other.write_all(body.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut other).await.map(|r| r.0), Some(403));
+    // Once the held requests end, the share is given back.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = connect_from("127.0.0.1", to).await;
+        again
+            .write_all(body_head(body.len()).as_bytes())
+            .await
+            .unwrap();
+        again.write_all(body.as_bytes()).await.unwrap();
+        if read_response(&mut again).await.map(|r| r.0) == Some(403) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the share was not given back");
+        tokio::task::yield_now().await;
+    }
+}

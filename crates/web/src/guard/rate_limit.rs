@@ -276,7 +276,7 @@ impl RateLimiter {
 }
 
 /// IPv4 addresses as they are; IPv6 addresses by their /64 network.
-fn bucket_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn bucket_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {

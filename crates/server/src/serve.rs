@@ -16,7 +16,9 @@
 //!   also closes an HTTP/1 keep-alive connection idle that long.
 //! - **Idle deadline**: a connection on which no byte has moved in either direction for
 //!   `IDLE_TIMEOUT` is closed: a request body that stalls, a client that stops reading the
-//!   response, an idle HTTP/2 connection. HTTP/2 keep-alive pings stay off: the server's own
+//!   response, an idle HTTP/2 connection. An HTTP/2 connection with no request in flight is also
+//!   closed `IDLE_TIMEOUT` after its last response, however often the client sends PING frames
+//!   (traffic, but not requests). HTTP/2 keep-alive pings stay off: the server's own
 //!   pings would count as traffic and keep every idle connection open.
 //! - **Accept errors** (`EMFILE` and the like) never end the loop: it logs at most once a
 //!   second and waits briefly before accepting again, so it neither dies nor spins.
@@ -389,19 +391,24 @@ impl Activity {
 
     /// When the connection is to be closed unless something happens: `idle` after the last
     /// byte; and at the latest `head` after the accept until the first request head has
-    /// arrived, or on HTTP/1, `head` after the last response until the next head.
+    /// arrived, or, with no request in flight, `head` (HTTP/1: the next head) or `idle`
+    /// (HTTP/2, whose PING frames are traffic but not requests) after the last response.
     fn deadline(&self, head: Duration, idle: Duration) -> Instant {
         let millis = |at: &AtomicU64| Duration::from_millis(at.load(Ordering::Relaxed));
         let quiet = self.accepted + millis(&self.last_ms) + idle;
-        let awaiting_head = if !self.requested.load(Ordering::Relaxed) {
-            Some(self.accepted)
-        } else if self.http1.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Relaxed) == 0
-        {
-            Some(self.accepted + millis(&self.finished_ms))
-        } else {
-            None
-        };
-        awaiting_head.map_or(quiet, |since| quiet.min(since + head))
+        if !self.requested.load(Ordering::Relaxed) {
+            return quiet.min(self.accepted + head);
+        }
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
+            let since = self.accepted + millis(&self.finished_ms);
+            let wait = if self.http1.load(Ordering::Relaxed) {
+                head
+            } else {
+                idle
+            };
+            return quiet.min(since + wait);
+        }
+        quiet
     }
 }
 

@@ -234,10 +234,9 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-#[tokio::test]
-async fn an_idle_http2_connection_is_closed_by_the_idle_deadline() {
-    let app = spawn_app_with(Backend::Sqlite, short_deadlines(&[])).await;
-    let mut h2 = connect_from("127.0.0.1", socket_addr(&app)).await;
+/// An HTTP/2 (prior knowledge) connection that has had one request answered.
+async fn http2_after_one_request(app: &TestApp) -> TcpStream {
+    let mut h2 = connect_from("127.0.0.1", socket_addr(app)).await;
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     hello.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS
     // HEADERS, END_STREAM | END_HEADERS: GET http://x/api/health, HPACK by static table index
@@ -278,6 +277,13 @@ async fn an_idle_http2_connection_is_closed_by_the_idle_deadline() {
     })
     .await;
     assert!(answered.is_ok(), "no HTTP/2 answer within 10 s");
+    h2
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_by_the_idle_deadline() {
+    let app = spawn_app_with(Backend::Sqlite, short_deadlines(&[])).await;
+    let mut h2 = http2_after_one_request(&app).await;
     let closed = read_until_closed(&mut h2, Duration::from_secs(10))
         .await
         .expect("the server closes an idle HTTP/2 connection");
@@ -285,6 +291,37 @@ async fn an_idle_http2_connection_is_closed_by_the_idle_deadline() {
         closed.quiet >= Duration::from_millis(2500) && closed.quiet < Duration::from_secs(6),
         "closed after {:?} of silence: the idle deadline is 3 s",
         closed.quiet
+    );
+}
+
+/// PING frames are traffic, but not requests: an HTTP/2 connection with no request in flight
+/// is closed the idle deadline after its last response, however often the client pings.
+#[tokio::test]
+async fn pings_do_not_keep_an_http2_connection_without_requests_open() {
+    let app = spawn_app_with(Backend::Sqlite, short_deadlines(&[])).await;
+    let mut h2 = http2_after_one_request(&app).await;
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let closed_after = loop {
+        if h2
+            .write_all(&h2_frame(0x6, 0, 0, b"porteiro"))
+            .await
+            .is_err()
+        {
+            break start.elapsed();
+        }
+        match tokio::time::timeout(Duration::from_millis(500), h2.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break start.elapsed(),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still open after 10 s of pings"
+        );
+    };
+    assert!(
+        closed_after >= Duration::from_millis(2000) && closed_after < Duration::from_secs(6),
+        "closed {closed_after:?} after the answer: the idle deadline is 3 s"
     );
 }
 

@@ -27,8 +27,10 @@ use crate::state::WebSettings;
 /// The most bytes of a client's `x-request-id` kept (and logged).
 pub const CLIENT_REQUEST_ID_MAX: usize = 64;
 
-/// The `x-request-id` a client sent, truncated to [`CLIENT_REQUEST_ID_MAX`] bytes (invalid
-/// UTF-8 replaced). A request extension; only ever logged as an escaped string.
+/// The `x-request-id` a client sent, truncated to [`CLIENT_REQUEST_ID_MAX`] bytes, every byte
+/// outside printable ASCII written as `\xNN` (so neither format of the log carries a control,
+/// bidi or line-separator character a client chose). A request extension; only ever logged as
+/// a string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientRequestId(pub String);
 
@@ -38,7 +40,7 @@ pub fn take_client_request_id<B>(mut req: axum::http::Request<B>) -> axum::http:
     if let Some(value) = req.headers_mut().remove(X_REQUEST_ID) {
         let bytes = value.as_bytes();
         let kept = &bytes[..bytes.len().min(CLIENT_REQUEST_ID_MAX)];
-        let id = ClientRequestId(String::from_utf8_lossy(kept).into_owned());
+        let id = ClientRequestId(kept.escape_ascii().to_string());
         req.extensions_mut().insert(id);
     }
     req
@@ -381,13 +383,25 @@ mod tests {
         assert_eq!(log.lines().count(), 1, "{log}");
         assert!(
             log.contains(
-                "client_request_id=\"abc request_id=forged level=ERROR message=\\\"pwned\\\" \u{fffd}\""
+                r#"client_request_id="abc request_id=forged level=ERROR message=\\\"pwned\\\" \\xff""#
             ),
             "{log}"
         );
         let ours = req.headers()["x-request-id"].to_str().expect("ascii");
         assert!(log.contains(&format!("request_id=\"{ours}\"")), "{log}");
         assert!(log.contains(r#"path="/api/health""#), "{log}");
+    }
+
+    #[test]
+    fn a_client_request_id_keeps_no_character_outside_printable_ascii() {
+        // A line separator and a right-to-left override would be kept raw inside a JSON string.
+        let req = received("a\u{2028}b\u{202e}c".as_bytes());
+        let kept = req
+            .extensions()
+            .get::<ClientRequestId>()
+            .expect("kept aside");
+        assert_eq!(kept.0, r"a\xe2\x80\xa8b\xe2\x80\xaec");
+        assert!(kept.0.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
     }
 
     #[test]

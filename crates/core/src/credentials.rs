@@ -503,7 +503,8 @@ impl PasswordHasher {
     /// waiting after its hashing, at least what the slowest scheme costs times the machine's
     /// current load factor, a moving average of observed hashing time over measured cost, so the
     /// padding follows load as the slow scheme's real hashing does. With no other scheme in use
-    /// the padding is removed. Returns the slowest cost (zero: no padding).
+    /// the padding is removed; with the same schemes as last time nothing is measured again.
+    /// Returns the slowest cost (zero: no padding).
     ///
     /// # Errors
     /// When the measuring thread cannot run.
@@ -527,6 +528,18 @@ impl PasswordHasher {
             .collect();
         schemes.sort_unstable();
         schemes.dedup();
+        let current = self.calibration();
+        let measured: Vec<HashScheme> = current
+            .costs
+            .iter()
+            .map(|(s, _)| *s)
+            .filter(|s| *s != self.scheme)
+            .collect();
+        if measured == schemes {
+            // The same schemes as last time: their costs stand, and the load factor learnt
+            // since then keeps following the machine. Nothing to measure again.
+            return Ok(current.slowest);
+        }
         let calibration = if schemes.is_empty() {
             Calibration::default()
         } else {

@@ -390,14 +390,6 @@ impl UserStore for PgStore {
         limit: u32,
     ) -> StoreResult<HashCensus> {
         let total = self.count_users().await?;
-        let stale: i64 = sqlx::query_scalar(
-            "select count(*) from users where substr(password_hash, 1, $2) <> $1",
-        )
-        .bind(current_prefix)
-        .bind(i32::try_from(current_prefix.chars().count()).unwrap_or(i32::MAX))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
         let stale_prefixes: Vec<String> = sqlx::query_scalar(
             "select substr(password_hash, 1, $3) from users \
              where substr(password_hash, 1, $2) <> $1 limit $4",
@@ -409,6 +401,21 @@ impl UserStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
+        // Fewer than `limit` stale rows: they are all here, so counting them needs no second
+        // scan of the table.
+        let stale = if stale_prefixes.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+            i64::try_from(stale_prefixes.len()).unwrap_or(i64::MAX)
+        } else {
+            let n: i64 = sqlx::query_scalar(
+                "select count(*) from users where substr(password_hash, 1, $2) <> $1",
+            )
+            .bind(current_prefix)
+            .bind(i32::try_from(current_prefix.chars().count()).unwrap_or(i32::MAX))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+            n
+        };
         Ok(HashCensus {
             total,
             stale: u64::try_from(stale).unwrap_or(0),

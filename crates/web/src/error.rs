@@ -25,8 +25,8 @@ pub struct ErrorBody {
     /// `invalid_token`, `invalid_refresh_token`, `invalid_reset_token`, `csrf_failed`,
     /// `forbidden`, `not_found`, `invalid_event_type`, `cannot_disable_self`,
     /// `cannot_delete_self`, `invalid_json`, `invalid_request`, `invalid_path`, `invalid_query`,
-    /// `unsupported_media_type`, `payload_too_large`, `method_not_allowed`, `request_timeout`,
-    /// `service_unavailable` (with `Retry-After`), `internal_error`.
+    /// `unsupported_media_type`, `payload_too_large`, `method_not_allowed`, `bad_request`,
+    /// `request_timeout`, `service_unavailable` (with `Retry-After`), `internal_error`.
     #[schema(example = "invalid_credentials")]
     pub code: &'static str,
     /// Human-readable explanation.

@@ -208,9 +208,9 @@ pub async fn harden(
     next: Next,
 ) -> Response {
     let version = req.version();
-    let budget_settings = Arc::clone(&settings);
+    let body_settings: &WebSettings = &settings;
     let work = async move {
-        match buffer_body(req, &budget_settings).await {
+        match buffer_body(req, body_settings).await {
             Ok((req, reservation)) => {
                 let response = next.run(req).await;
                 drop(reservation);

@@ -1,7 +1,5 @@
 //! Registration, sign-in through `/api`, users and administration, sign-in timing.
 
-use std::time::{Duration, Instant};
-
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -142,30 +140,8 @@ both_backends! {
             ("SECURITY_LOCKOUT_ATTEMPTS", "100".to_owned()),
         ] }).await;
         app.register("gil").await;
-        let time = |login: &'static str| {
-            let app = &app;
-            async move {
-                let start = Instant::now();
-                let r = app.post("/auth", json!({"login": login, "password": "Wrong-pass-1"})).await;
-                assert_eq!(r.status, StatusCode::FORBIDDEN);
-                start.elapsed()
-            }
-        };
-        time("gil").await;
-        time("nobody").await;
-        let mut wrong = Vec::new();
-        let mut unknown = Vec::new();
-        // Forty interleaved pairs: the median then shrugs off a few samples slowed by whatever
-        // else the machine is doing (a full suite shares it with PostgreSQL and the build).
-        for _ in 0..40 {
-            wrong.push(time("gil").await);
-            unknown.push(time("nobody").await);
-        }
-        let median = |v: &mut Vec<Duration>| {
-            v.sort();
-            v[v.len() / 2]
-        };
-        let (w, u) = (median(&mut wrong).as_secs_f64(), median(&mut unknown).as_secs_f64());
+        // Forty interleaved pairs (a full suite shares the machine with PostgreSQL and the build).
+        let (w, u) = app.median_failed_sign_in_secs("gil", "nobody", 40).await;
         let ratio = u / w;
         eprintln!("sign-in timing: unknown {u:.4}s vs wrong password {w:.4}s (ratio {ratio:.2})");
         assert!((0.8..=1.2).contains(&ratio), "unknown {u:.4}s vs wrong {w:.4}s (ratio {ratio:.2})");

@@ -397,6 +397,38 @@ impl TestApp {
         }
     }
 
+    /// Median seconds of a failed compact sign-in as `first` and as `second`: one warm-up each,
+    /// then `pairs` interleaved tries, so the medians shrug off samples slowed by whatever else
+    /// the machine is doing.
+    pub async fn median_failed_sign_in_secs(
+        &self,
+        first: &str,
+        second: &str,
+        pairs: usize,
+    ) -> (f64, f64) {
+        let time = |login: &str| {
+            let body = json!({"login": login, "password": "Wrong-pass-1"});
+            async move {
+                let start = std::time::Instant::now();
+                let r = self.post("/auth", body).await;
+                assert_eq!(r.status, StatusCode::FORBIDDEN);
+                start.elapsed()
+            }
+        };
+        time(first).await;
+        time(second).await;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..pairs {
+            a.push(time(first).await);
+            b.push(time(second).await);
+        }
+        let median = |v: &mut Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2].as_secs_f64()
+        };
+        (median(&mut a), median(&mut b))
+    }
+
     /// The status of a compact sign-in (`POST /auth`).
     pub async fn sign_in_as_status(&self, login: &str, password: &str) -> StatusCode {
         self.post("/auth", json!({"login": login, "password": password}))

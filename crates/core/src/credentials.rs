@@ -22,6 +22,7 @@
 //! average of observed over measured hashing times. With every account on the current parameters
 //! there is no padding at all.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError, bounded};
@@ -366,6 +367,9 @@ type Job = Box<dyn FnOnce() + Send>;
 /// [`PasswordHasher`] clone is dropped (the channel closes).
 struct HashPool {
     jobs: Sender<Job>,
+    workers: usize,
+    /// Threads running a job right now (for the metrics; relaxed, a snapshot).
+    busy: Arc<AtomicUsize>,
 }
 
 impl HashPool {
@@ -373,8 +377,10 @@ impl HashPool {
         // Every thread waits on the channel itself (no shared lock), so each one notices its
         // own idleness and releases its own memory.
         let (jobs, receiver) = bounded::<Job>(queue);
+        let busy = Arc::new(AtomicUsize::new(0));
         for i in 0..workers {
             let receiver = receiver.clone();
+            let running = Arc::clone(&busy);
             std::thread::Builder::new()
                 .name(format!("porteiro-hash-{i}"))
                 .spawn(move || {
@@ -387,13 +393,45 @@ impl HashPool {
                             }
                             Err(RecvTimeoutError::Disconnected) => return,
                         };
+                        let _busy = Busy::start(&running);
                         job();
                     }
                 })
                 .map_err(|e| anyhow::anyhow!("cannot start a hashing thread: {e}"))?;
         }
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            workers,
+            busy,
+        })
     }
+}
+
+/// Counts a thread as busy while it lives, so a job that panics is not counted forever.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the hashing pool, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashPoolStats {
+    /// Hashing threads.
+    pub workers: usize,
+    /// Threads hashing right now.
+    pub busy: usize,
+    /// Jobs waiting for a thread.
+    pub queued: usize,
 }
 
 /// Hashing service with a bounded queue.
@@ -586,6 +624,16 @@ impl PasswordHasher {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// How busy the hashing threads are (two relaxed loads: cheap enough for every scrape).
+    #[must_use]
+    pub fn stats(&self) -> HashPoolStats {
+        HashPoolStats {
+            workers: self.pool.workers,
+            busy: self.pool.busy.load(Ordering::Relaxed),
+            queued: self.pool.jobs.len(),
+        }
     }
 
     /// The configured scheme.

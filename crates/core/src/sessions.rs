@@ -11,6 +11,7 @@
 //! session check still runs on every request.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -30,6 +31,25 @@ pub struct SessionCache {
     states: Cache<Uuid, SessionAuthState>,
     tombstones: Cache<Uuid, ()>,
     verified: Cache<Arc<str>, VerifiedToken>,
+    /// Session-state look-ups answered from the cache, and those that asked the store.
+    lookups: Arc<Lookups>,
+}
+
+#[derive(Debug, Default)]
+struct Lookups {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// A snapshot of the session-state cache, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCacheStats {
+    /// Session states held (approximate: Moka counts lazily).
+    pub entries: u64,
+    /// Look-ups answered from the cache since start-up.
+    pub hits: u64,
+    /// Look-ups that asked the store since start-up.
+    pub misses: u64,
 }
 
 /// A token whose signature and claims were checked, and until when that check holds (Unix
@@ -68,6 +88,7 @@ impl SessionCache {
                 .max_capacity(capacity)
                 .time_to_live(access_ttl)
                 .build(),
+            lookups: Arc::default(),
         }
     }
 
@@ -84,8 +105,10 @@ impl SessionCache {
             return Ok(None);
         }
         if let Some(state) = self.states.get(&sid).await {
+            self.lookups.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(state));
         }
+        self.lookups.misses.fetch_add(1, Ordering::Relaxed);
         let Some(state) = store.session_auth_state(sid).await? else {
             return Ok(None);
         };
@@ -96,6 +119,16 @@ impl SessionCache {
             return Ok(None);
         }
         Ok(Some(state))
+    }
+
+    /// Entries and hit counts (relaxed loads: a snapshot for the metrics).
+    #[must_use]
+    pub fn stats(&self) -> SessionCacheStats {
+        SessionCacheStats {
+            entries: self.states.entry_count(),
+            hits: self.lookups.hits.load(Ordering::Relaxed),
+            misses: self.lookups.misses.load(Ordering::Relaxed),
+        }
     }
 
     /// Records that these sessions are revoked. Call after the store committed the revocation.

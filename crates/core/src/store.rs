@@ -439,4 +439,21 @@ pub trait Store:
     /// Changes made by other instances, when the backend can tell (PostgreSQL LISTEN/NOTIFY).
     /// `None` when this backend has no cross-instance feed.
     async fn subscribe(&self) -> StoreResult<Option<BoxStream<'static, StoreEvent>>>;
+    /// Connection pools and their use, for the metrics (none by default).
+    fn pool_stats(&self) -> Vec<PoolStats> {
+        Vec::new()
+    }
+}
+
+/// One connection pool's use at a moment, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Which pool (`main`; SQLite has `writer` and `reader`): a fixed name, used as a label.
+    pub pool: &'static str,
+    /// Connections open.
+    pub open: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
 }

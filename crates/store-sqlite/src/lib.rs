@@ -1154,4 +1154,21 @@ impl Store for SqliteStore {
     async fn subscribe(&self) -> StoreResult<Option<BoxStream<'static, StoreEvent>>> {
         Ok(None)
     }
+    fn pool_stats(&self) -> Vec<porteiro_core::store::PoolStats> {
+        vec![
+            pool_stats("writer", &self.writer),
+            pool_stats("reader", &self.reader),
+        ]
+    }
+}
+
+/// The use of one connection pool, for the metrics.
+fn pool_stats<DB: sqlx::Database>(pool: &'static str, of: &sqlx::Pool<DB>) -> porteiro_core::store::PoolStats {
+    let open = of.size();
+    porteiro_core::store::PoolStats {
+        pool,
+        open,
+        idle: u32::try_from(of.num_idle()).unwrap_or(open).min(open),
+        max: of.options().get_max_connections(),
+    }
 }

@@ -394,6 +394,7 @@ impl Auth {
         if !user.is_active {
             return Err(Error::InvalidRefreshToken);
         }
+        crate::metrics::refresh_rotated();
         let access_token = self
             .keys
             .issue(user.id, session.id, now, self.config.access_ttl)?;

@@ -11,6 +11,7 @@ pub mod cookies;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod metrics;
 pub mod middleware;
 pub mod routes;
 pub mod state;
@@ -34,7 +35,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-pub use state::{AppState, CorsOrigins, WebSettings};
+pub use state::{AppState, CorsOrigins, MetricsAccess, WebSettings};
 
 use crate::error::error_response;
 
@@ -56,7 +57,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "users", description = "Accounts (self or administrators)."),
         (name = "audit", description = "The security event log: administrators see every event, users their own."),
         (name = "tokens", description = "Public keys for verifying access tokens."),
-        (name = "health", description = "Liveness and version.")
+        (name = "health", description = "Liveness and version."),
+        (name = "metrics", description = "Prometheus metrics (`METRICS_TOKEN`, `METRICS_ADDR`).")
     )
 )]
 struct ApiDoc;
@@ -77,6 +79,10 @@ impl Modify for SecuritySchemes {
             ))),
         );
         components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
             "basic",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
         );
@@ -94,6 +100,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::session::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())
+        .merge(routes::metrics::router())
         .split_for_parts()
 }
 
@@ -120,10 +127,13 @@ pub fn app(state: AppState) -> Router {
     let routes = api_routes
         .merge(routes::docs::router(docs))
         .merge(ui::router())
+        // Matched routes tell the HTTP metrics their template; the fallbacks stay unwrapped.
+        .route_layer(metrics::RouteTagLayer)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let stack = ServiceBuilder::new()
+        .layer(metrics::HttpMetricsLayer)
         .layer(CatchPanicLayer::custom(|_| -> Response {
             error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -148,6 +158,32 @@ pub fn app(state: AppState) -> Router {
         .map_response(IntoResponse::into_response)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .service(routes);
+    Router::new().fallback_service(stack)
+}
+
+/// The application of the separate metrics listener (`METRICS_ADDR`): `/metrics` alone, with
+/// the request timeout and the security headers of [`middleware::harden`]; anything else is a
+/// JSON `404`.
+pub fn metrics_app(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let routes = routes::metrics::dedicated_router()
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    let stack = ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(|_| -> Response {
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Something went wrong.",
+            )
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            settings,
+            middleware::harden,
+        ))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .service(routes);
     Router::new().fallback_service(stack)
 }

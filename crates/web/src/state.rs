@@ -42,6 +42,19 @@ pub struct WebSettings {
     pub cookies: crate::cookies::CookiePolicy,
     /// Memory that request bodies read ahead of the handlers may hold.
     pub body_budget: Arc<crate::body_budget::BodyBudget>,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
+    /// Run before each `/metrics` scrape renders (extra scrape-time gauges).
+    pub scrape_hooks: crate::metrics::ScrapeHooks,
+}
+
+/// Who may read `/metrics` (see [`crate::routes::metrics`]).
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    /// `METRICS_TOKEN`: the bearer token every scrape must present.
+    pub token: Option<SecretString>,
+    /// `METRICS_ADDR` is set: `/metrics` is served on that listener only.
+    pub separate_listener: bool,
 }
 
 impl Default for WebSettings {
@@ -56,6 +69,8 @@ impl Default for WebSettings {
             tls: false,
             cookies: crate::cookies::CookiePolicy { secure: true },
             body_budget: Arc::default(),
+            metrics: MetricsAccess::default(),
+            scrape_hooks: crate::metrics::ScrapeHooks::default(),
         }
     }
 }

@@ -241,15 +241,15 @@ impl RateLimiter {
     fn check_at(&self, ip: IpAddr, class: Option<RateClass>, now: Instant) -> Result<(), Duration> {
         let key = bucket_key(ip);
         if class == Some(RateClass::Introspection) {
-            return self.introspection.take(key, now);
+            return counted(self.introspection.take(key, now), "introspection");
         }
-        self.general.take(key, now)?;
+        counted(self.general.take(key, now), "general")?;
         match class {
             None | Some(RateClass::Introspection) => Ok(()),
-            Some(RateClass::SignIn) => self.sign_in.take(key, now),
-            Some(RateClass::Refresh) => self.refresh.take(key, now),
-            Some(RateClass::Recovery) => self.recovery.take(key, now),
-            Some(RateClass::Register) => self.register.take(key, now),
+            Some(RateClass::SignIn) => counted(self.sign_in.take(key, now), "sign_in"),
+            Some(RateClass::Refresh) => counted(self.refresh.take(key, now), "refresh"),
+            Some(RateClass::Recovery) => counted(self.recovery.take(key, now), "recovery"),
+            Some(RateClass::Register) => counted(self.register.take(key, now), "register"),
         }
     }
 
@@ -259,7 +259,7 @@ impl RateLimiter {
     /// # Errors
     /// The time until the sign-in bucket holds a token again.
     pub fn sign_in_available(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.sign_in.peek(bucket_key(ip), Instant::now())
+        counted(self.sign_in.peek(bucket_key(ip), Instant::now()), "sign_in")
     }
 
     /// Charges one failed secret check to `ip`'s sign-in bucket.
@@ -273,6 +273,24 @@ impl RateLimiter {
         self.general.cells.run_pending_tasks();
         self.general.cells.entry_count()
     }
+}
+
+/// The limiter classes as the `class` label of `porteiro_rate_limited_total`.
+pub const CLASS_LABELS: &[&str] = &[
+    "general",
+    "sign_in",
+    "refresh",
+    "recovery",
+    "register",
+    "introspection",
+];
+
+/// Counts a refusal by `class` (one of [`CLASS_LABELS`]).
+fn counted(result: Result<(), Duration>, class: &'static str) -> Result<(), Duration> {
+    if result.is_err() {
+        metrics::counter!(crate::metrics::RATE_LIMITED, "class" => class).increment(1);
+    }
+    result
 }
 
 /// IPv4 addresses as they are; IPv6 addresses by their /64 network.
@@ -370,6 +388,46 @@ mod tests {
             "{}",
             limiter.tracked_clients()
         );
+    }
+
+    #[test]
+    fn refusals_are_counted_by_class() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let limiter = limiter(10, 1.0, 100);
+            let t0 = Instant::now();
+            let a = ip("192.0.2.77");
+            for _ in 0..3 {
+                let _ = limiter.check_at(a, Some(RateClass::SignIn), t0);
+            }
+            for _ in 0..20 {
+                let _ = limiter.check_at(a, None, t0);
+            }
+        });
+        let mut counts: Vec<(String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(n) => {
+                    let labels: Vec<_> = key.key().labels().map(|l| l.value().to_owned()).collect();
+                    assert_eq!(key.key().name(), crate::metrics::RATE_LIMITED);
+                    Some((labels.join(","), n))
+                }
+                _ => None,
+            })
+            .collect();
+        counts.sort();
+        // The strict bucket (1 token) refused two sign-ins; the general one (10) then ten more.
+        assert_eq!(
+            counts,
+            vec![("general".to_owned(), 13), ("sign_in".to_owned(), 2)]
+        );
+        for (class, _) in &counts {
+            assert!(CLASS_LABELS.contains(&class.as_str()));
+        }
     }
 
     #[test]

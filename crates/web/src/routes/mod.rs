@@ -6,6 +6,7 @@ pub mod compact;
 pub mod devices;
 pub mod docs;
 pub mod health;
+pub mod metrics;
 pub mod session;
 pub mod users;
 pub mod well_known;

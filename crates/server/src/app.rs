@@ -179,6 +179,8 @@ pub struct Application {
     router: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     serving: serve::Settings,
+    /// The separate metrics listener (`METRICS_ADDR`) and its router.
+    metrics: Option<(TcpListener, axum::Router)>,
 }
 
 impl std::fmt::Debug for Application {
@@ -227,6 +229,7 @@ impl Application {
             }
         });
         tokio::spawn(maintenance(Arc::clone(&auth)));
+        tokio::spawn(porteiro_web::metrics::upkeep());
 
         let tls = config
             .tls
@@ -251,12 +254,28 @@ impl Application {
             cookies: porteiro_web::cookies::CookiePolicy {
                 secure: tls.is_some() || config.secure_origin(),
             },
+            metrics: porteiro_web::MetricsAccess {
+                token: config.metrics_token.clone(),
+                separate_listener: config.metrics_addr.is_some(),
+            },
+            // Extra scrape-time gauges are added here (`scrape_hooks.add(..)`).
+            scrape_hooks: porteiro_web::metrics::ScrapeHooks::default(),
             ..WebSettings::default()
         };
-        let router = porteiro_web::app(AppState {
+        let state = AppState {
             auth: Arc::clone(&auth),
             settings: Arc::new(settings),
-        });
+        };
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on METRICS_ADDR {addr}"))?;
+                Some((listener, porteiro_web::metrics_app(state.clone())))
+            }
+            None => None,
+        };
+        let router = porteiro_web::app(state);
         let serving = serving_settings(&config);
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
@@ -268,7 +287,16 @@ impl Application {
             router,
             tls,
             serving,
+            metrics,
         })
+    }
+
+    /// The bound address of the separate metrics listener (`METRICS_ADDR`), if any.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The bound address.
@@ -299,7 +327,50 @@ impl Application {
         let addr = self.local_addr();
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(addr = %format!("{scheme}://{addr}"), "listening");
-        serve::run(self.listener, self.router, self.tls, self.serving, shutdown).await
+        let Some((listener, router)) = self.metrics else {
+            return serve::run(self.listener, self.router, self.tls, self.serving, shutdown).await;
+        };
+        // One shutdown signal for both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        if let Ok(metrics_addr) = listener.local_addr() {
+            tracing::info!(addr = %format!("http://{metrics_addr}/metrics"), "metrics listening");
+        }
+        // The metrics listener is for a scraper or two: small caps, the same deadlines.
+        let metrics_serving = serve::Settings {
+            caps: serve::Caps {
+                total: 64,
+                per_ip: 16,
+            },
+            ..self.serving.clone()
+        };
+        let metrics = tokio::spawn(serve::run(
+            listener,
+            router,
+            None,
+            metrics_serving,
+            until(stopped.clone()),
+        ));
+        let main = serve::run(
+            self.listener,
+            self.router,
+            self.tls,
+            self.serving,
+            until(stopped),
+        )
+        .await;
+        match metrics.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the metrics listener failed"),
+            Err(e) => tracing::warn!(error = %e, "the metrics listener task failed"),
+            Ok(Ok(())) => {}
+        }
+        main
     }
 }
 
@@ -391,6 +462,12 @@ fn startup_facts(config: &Config) -> serde_json::Value {
         },
         "mail": if !config.mail.enabled { "disabled" } else if config.mail.smtp.is_some() { "smtp" } else { "files" },
         "introspection_client": config.introspection_client.is_some(),
+        "metrics": match (config.metrics_addr.is_some(), config.metrics_token.is_some()) {
+            (true, true) => "separate listener, token",
+            (true, false) => "separate listener",
+            (false, true) => "token",
+            (false, false) => "loopback only",
+        },
     })
 }
 

@@ -138,6 +138,10 @@ pub struct Config {
     /// Connection deadlines and caps (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`, `MAX_CONNECTIONS`,
     /// `MAX_CONNECTIONS_PER_IP`).
     pub connections: ConnectionLimits,
+    /// `METRICS_TOKEN`: the bearer token `/metrics` requires.
+    pub metrics_token: Option<SecretString>,
+    /// `METRICS_ADDR`: serve `/metrics` on this address (plain HTTP) instead of the main one.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Connection deadlines and caps as configured. The caps in force also depend on the descriptor
@@ -449,6 +453,36 @@ impl Config {
                 ),
             ));
         }
+        let metrics_token = env.secret("METRICS_TOKEN");
+        if let Some(token) = &metrics_token {
+            use secrecy::ExposeSecret as _;
+            let token = token.expose_secret();
+            if token.chars().count() < 16 || !token.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(err(
+                    "METRICS_TOKEN",
+                    "must be at least 16 printable ASCII characters without spaces",
+                ));
+            }
+        }
+        let metrics_addr = match env.get("METRICS_ADDR") {
+            None => None,
+            Some(v) => Some(v.parse::<std::net::SocketAddr>().map_err(|_| {
+                err(
+                    "METRICS_ADDR",
+                    format!("{v:?} is not an address and port (e.g. 127.0.0.1:9090, [::1]:9090)"),
+                )
+            })?),
+        };
+        if let Some(addr) = metrics_addr
+            && addr.ip() == host
+            && addr.port() == port
+            && port != 0
+        {
+            return Err(err(
+                "METRICS_ADDR",
+                "must differ from SERVER_HOST:SERVER_PORT",
+            ));
+        }
         Ok(Self {
             host,
             port,
@@ -484,6 +518,8 @@ impl Config {
             tls,
             allow_insecure_cookies,
             connections: Self::connections(&env)?,
+            metrics_token,
+            metrics_addr,
         })
     }
 
@@ -807,6 +843,11 @@ mod tests {
             ("MAX_CONNECTIONS", "-1"),
             ("MAX_CONNECTIONS_PER_IP", "0"),
             ("MAX_CONNECTIONS_PER_IP", "2000000"),
+            ("METRICS_TOKEN", "short"),
+            ("METRICS_TOKEN", "a token with spaces in it"),
+            ("METRICS_ADDR", "9090"),
+            ("METRICS_ADDR", "metrics.local:9090"),
+            ("METRICS_ADDR", "127.0.0.1:8080"),
         ] {
             let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
             assert_eq!(e.var, var, "{e}");
@@ -973,6 +1014,19 @@ mod tests {
             ),
             (100, 10)
         );
+    }
+
+    #[test]
+    fn metrics_access_settings() {
+        let defaults = Config::from_env(&HashMap::new()).expect("defaults are valid");
+        assert!(defaults.metrics_token.is_none() && defaults.metrics_addr.is_none());
+        let c = Config::from_env(&env(&[
+            ("METRICS_TOKEN", "0123456789abcdef-scrape"),
+            ("METRICS_ADDR", "[::1]:9090"),
+        ]))
+        .expect("valid");
+        assert!(c.metrics_token.is_some());
+        assert_eq!(c.metrics_addr, Some("[::1]:9090".parse().expect("addr")));
     }
 
     #[test]

@@ -235,6 +235,15 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 limits.idle_timeout.as_secs(),
                 config.request_timeout.as_secs()
             );
+            println!(
+                "  metrics:       {}",
+                match (&config.metrics_addr, &config.metrics_token) {
+                    (Some(addr), Some(_)) => format!("http://{addr}/metrics, bearer token"),
+                    (Some(addr), None) => format!("http://{addr}/metrics"),
+                    (None, Some(_)) => "/metrics, bearer token".to_owned(),
+                    (None, None) => "/metrics, loopback clients only".to_owned(),
+                }
+            );
             match &config.mail.smtp {
                 Some(s) => println!("  mail:          smtp {}:{} ({:?})", s.host, s.port, s.tls),
                 None => println!(

@@ -326,11 +326,7 @@ mod tests {
             );
             refresh_rotated();
         });
-        assert!(got.contains(&(
-            name::LOCKOUTS.to_owned(),
-            labels(&[("scope", "device")]),
-            1
-        )));
+        assert!(got.contains(&(name::LOCKOUTS.to_owned(), labels(&[("scope", "device")]), 1)));
         assert!(got.contains(&(name::REFRESH_TOKEN_REUSE.to_owned(), vec![], 1)));
         assert!(got.contains(&(name::REFRESH_ROTATIONS.to_owned(), vec![], 1)));
     }
@@ -367,9 +363,9 @@ mod tests {
                 );
             }
         }
-        assert!(got.iter().any(|(_, l, _)| l.contains(&(
-            "type".to_owned(),
-            OTHER.to_owned()
-        ))));
+        assert!(
+            got.iter()
+                .any(|(_, l, _)| l.contains(&("type".to_owned(), OTHER.to_owned())))
+        );
     }
 }

@@ -1202,14 +1202,15 @@ impl Store for PgStore {
         Ok(Some(Box::pin(events)))
     }
     fn pool_stats(&self) -> Vec<porteiro_core::store::PoolStats> {
-        vec![
-            pool_stats("main", &self.pool),
-        ]
+        vec![pool_stats("main", &self.pool)]
     }
 }
 
 /// The use of one connection pool, for the metrics.
-fn pool_stats<DB: sqlx::Database>(pool: &'static str, of: &sqlx::Pool<DB>) -> porteiro_core::store::PoolStats {
+fn pool_stats<DB: sqlx::Database>(
+    pool: &'static str,
+    of: &sqlx::Pool<DB>,
+) -> porteiro_core::store::PoolStats {
     let open = of.size();
     porteiro_core::store::PoolStats {
         pool,

@@ -1163,7 +1163,10 @@ impl Store for SqliteStore {
 }
 
 /// The use of one connection pool, for the metrics.
-fn pool_stats<DB: sqlx::Database>(pool: &'static str, of: &sqlx::Pool<DB>) -> porteiro_core::store::PoolStats {
+fn pool_stats<DB: sqlx::Database>(
+    pool: &'static str,
+    of: &sqlx::Pool<DB>,
+) -> porteiro_core::store::PoolStats {
     let open = of.size();
     porteiro_core::store::PoolStats {
         pool,

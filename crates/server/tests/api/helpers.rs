@@ -248,6 +248,8 @@ pub struct TestApp {
     pub env: HashMap<String, String>,
     /// Temporary directory holding its data.
     pub dir: std::path::PathBuf,
+    /// Base URL of the separate metrics listener, when `METRICS_ADDR` is set.
+    pub metrics_url: Option<String>,
 }
 
 /// Options for [`spawn_app_with`].
@@ -339,6 +341,7 @@ async fn start(env: HashMap<String, String>, dir: std::path::PathBuf, smtp: Smtp
     };
     let url = format!("{scheme}://{}", app.local_addr());
     let auth = app.auth();
+    let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
     tokio::spawn(app.run_until(std::future::pending()));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -352,6 +355,7 @@ async fn start(env: HashMap<String, String>, dir: std::path::PathBuf, smtp: Smtp
         clock,
         env,
         dir,
+        metrics_url,
     }
 }
 

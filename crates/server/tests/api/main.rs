@@ -19,6 +19,7 @@ mod hardening;
 mod hostile_input;
 mod http;
 mod jwt;
+mod metrics;
 mod multi_instance;
 mod recovery;
 mod resilience;

@@ -88,10 +88,9 @@ async fn scrape_dedicated(State(state): State<AppState>, req: Request) -> Respon
 async fn respond(state: &AppState) -> Response {
     let body = crate::metrics::render(&state.auth, &state.settings.scrape_hooks).await;
     let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     response
 }
 

@@ -235,9 +235,11 @@ mod tests {
 
     use super::*;
 
-    /// Runs `f` under a fresh recorder and returns every counter as
-    /// `(name, sorted labels, value)`.
-    fn counters(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>, u64)> {
+    /// A counter as `(name, sorted labels, value)`.
+    type Count = (String, Vec<(String, String)>, u64);
+
+    /// Runs `f` under a fresh recorder and returns every counter.
+    fn counters(f: impl FnOnce()) -> Vec<Count> {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, f);

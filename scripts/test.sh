@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's full check, as CI runs it (.ci/run calls this on a fresh machine):
 #   prerequisites -> fmt + clippy -> Rust test suite against a throwaway PostgreSQL
-#   -> JWT interop check against a live server -> hosted UI in Chromium (playwright-core)
+#   -> JWT and metrics interop checks against a live server -> hosted UI in Chromium (playwright-core)
 #   -> cargo audit -> optional bench smoke run.
 # Fails fast: the first failing step stops the run, and the summary says which one it was.
 #
@@ -190,7 +190,7 @@ step_ok
 # ---------------------------------------------------------------------------------------------
 # An independent client (PyJWT) must accept our tokens through our JWKS alone; the Rust tests
 # can't show that, since they verify with the same library that signs.
-step "jwt interop (PyJWT vs live server)"
+step "interop (PyJWT and prometheus-client vs live server)"
 cargo build -p porteiro --bin porteiro
 INTEROP_DIR=$(mktemp -d /tmp/porteiro-interop.XXXXXX)
 SERVER_PORT=$(free_port)
@@ -248,6 +248,9 @@ until healthy "$BASE_URL/api/health"; do
 done
 
 "$VENV/bin/python" tests/interop/jwt_interop.py "$BASE_URL" || { server_log; exit 1; }
+# The same server, default metrics access (loopback only): Prometheus' reference parser
+# (prometheus-client) must accept /metrics, after the traffic the JWT check made.
+"$VENV/bin/python" tests/interop/metrics_interop.py "$BASE_URL" || { server_log; exit 1; }
 stop_server
 step_ok
 

@@ -132,8 +132,15 @@ pub fn refresh_rotated() {
     counter!(name::REFRESH_ROTATIONS).increment(1);
 }
 
-/// Describes this module's metrics (the `# HELP` lines). Call once, after installing a recorder.
+/// Describes this module's metrics (the `# HELP` lines) and makes the unlabelled counters and
+/// the lockout scopes exist at zero, so that alerts on them work before their first event. Call
+/// once, after installing a recorder.
 pub fn describe() {
+    counter!(name::REFRESH_ROTATIONS).absolute(0);
+    counter!(name::REFRESH_TOKEN_REUSE).absolute(0);
+    for scope in LOCKOUT_SCOPES {
+        counter!(name::LOCKOUTS, "scope" => *scope).absolute(0);
+    }
     describe_counter!(
         name::SECURITY_EVENTS,
         "Security events recorded, by event type and outcome."

@@ -99,6 +99,9 @@ fn installed() -> &'static Installed {
             RATE_LIMITED,
             "Requests refused by a rate limit, by limiter class."
         );
+        for class in crate::guard::rate_limit::CLASS_LABELS {
+            counter!(RATE_LIMITED, "class" => *class).absolute(0);
+        }
         Installed { handle, process }
     })
 }

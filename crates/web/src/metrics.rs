@@ -4,8 +4,10 @@
 //! Prometheus exporter, without its HTTP listener: `/metrics` is a route of ours) the first time
 //! it is asked for, and every later caller — each application a test process starts — shares it.
 //!
-//! **HTTP metrics** cost a few atomic operations per request and no allocation once a route has
-//! been seen: [`HttpMetricsLayer`] (outermost) times the request and counts it; the route
+//! **HTTP metrics** cost a few atomic operations per request and no allocation of ours once a
+//! route has been seen (the route layer below does make axum clone one more boxed service and box
+//! one more future per matched request): [`HttpMetricsLayer`] (outermost) times the request and
+//! counts it; the route
 //! template comes from axum's `MatchedPath`, which only exists inside the router, so
 //! [`RouteTagLayer`] (a route layer) hands it out through a task-local slot the outer layer
 //! opened. Requests no route matched are labelled `unmatched`, never with their path. Counter

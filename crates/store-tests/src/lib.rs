@@ -16,8 +16,10 @@ use uuid::Uuid;
 
 mod credentials;
 mod emails;
+mod events;
 pub use credentials::*;
 pub use emails::*;
+pub use events::*;
 
 /// An event to hand to store calls that take one, when the test is not about events.
 pub(crate) fn ev() -> porteiro_core::domain::NewAuditEvent {
@@ -112,6 +114,11 @@ macro_rules! all_contract_tests {
             outbox_sent_mail_is_erased,
             outbox_failed_mail_is_retried_or_abandoned,
             ping_answers,
+            events_commit_with_their_change,
+            calls_that_change_nothing_write_no_event,
+            a_refused_change_takes_its_events_with_it,
+            lock_events_are_written_only_by_the_failure_that_locks,
+            reuse_of_a_spent_token_writes_its_event_with_the_revocation,
         );
     };
 }

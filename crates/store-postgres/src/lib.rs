@@ -12,8 +12,8 @@ mod browser;
 mod bulk;
 mod migrations;
 mod rows;
-mod webhooks;
 pub mod testing;
+mod webhooks;
 
 use std::time::Duration;
 

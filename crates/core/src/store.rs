@@ -5,6 +5,12 @@
 //! atomic (rotation, password change, reset) are single store calls so that each backend can run
 //! them in one transaction. Times are passed in, never read from the database clock, so a fixed
 //! test clock works against both backends. All times are stored with millisecond precision.
+//!
+//! Security events are written in the same transaction as the change they describe: every
+//! mutating call that has an event takes it as `events` and writes it (and the webhook
+//! deliveries it fans out to, see [`WebhookStore`]) only if, and exactly when, its change
+//! commits. A call that changes nothing writes no event. [`AuditStore::append_audit`] is for
+//! events that stand alone (a refused request that changes nothing).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,6 +19,10 @@ use uuid::Uuid;
 
 use crate::domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
 use crate::domain::session::{NewRefreshToken, RotateOutcome};
+use crate::domain::webhook::{
+    AttemptResult, ClaimedDelivery, NewWebhookEndpoint, Replay, WebhookDelivery, WebhookEndpoint,
+    WebhookUpdate,
+};
 use crate::domain::{NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId};
 
 /// Store-level failure.
@@ -55,7 +65,7 @@ pub const HASH_PREFIX_CHARS: usize = 48;
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Creates an account. `Conflict { field }` when the username key or email exists.
-    async fn insert_user(&self, user: &NewUser) -> StoreResult<User>;
+    async fn insert_user(&self, user: &NewUser, events: &[NewAuditEvent]) -> StoreResult<User>;
     /// Looks up by id.
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
     /// Looks up by username key or email; `login` is already lower-cased.
@@ -73,6 +83,7 @@ pub trait UserStore: Send + Sync {
         old: &str,
         new: &str,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<bool>;
     /// One page of users ordered by creation, and the total count.
     async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)>;
@@ -84,9 +95,14 @@ pub trait UserStore: Send + Sync {
         id: UserId,
         update: &ProfileUpdate,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<User>;
     /// Deletes an account and everything it owns. Returns the ids of the sessions it had.
-    async fn delete_user(&self, id: UserId) -> StoreResult<Option<Vec<Uuid>>>;
+    async fn delete_user(
+        &self,
+        id: UserId,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<Vec<Uuid>>>;
     /// Replaces the hash only if it is still `old_hash` (re-hash on sign-in must not undo a
     /// concurrent password change). Returns whether it was replaced.
     async fn upgrade_password_hash(
@@ -105,13 +121,16 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<HashCensus>;
     /// Counts a failed sign-in. When the count reaches `max_attempts` the account is locked until
     /// `lock_until`. Failures while locked neither count nor extend the lock. Returns whether this
-    /// failure set the lock.
+    /// failure set the lock. Writes `failed` always and `locked` only when this failure set the
+    /// lock.
     async fn record_failed_login(
         &self,
         id: UserId,
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
+        failed: &NewAuditEvent,
+        locked: &NewAuditEvent,
     ) -> StoreResult<bool>;
     /// Counts a failed sign-in for an identifier that matches no account (by the SHA-256 of the
     /// normalised identifier), with the same lock rule as [`UserStore::record_failed_login`], so
@@ -122,6 +141,7 @@ pub trait UserStore: Send + Sync {
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<()>;
     /// Failure state of an unknown identifier: consecutive failures and the end of its lock.
     async fn unknown_login_state(
@@ -134,7 +154,12 @@ pub trait UserStore: Send + Sync {
     /// of concurrent guesses from slipping a right one past a lock set meanwhile.
     async fn record_successful_login(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Clears the lock and the failure count. Returns false for an unknown user.
-    async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn unlock_user(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
     /// Sets a new password hash, moves the credential epoch forward and revokes every session of
     /// the user except `keep`, atomically. With `expected_epoch` (the epoch read before the
     /// current password was verified) nothing changes unless the epoch is still that one, so of
@@ -147,6 +172,7 @@ pub trait UserStore: Send + Sync {
         keep: Option<Uuid>,
         expected_epoch: Option<i64>,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>>;
 }
 
@@ -162,6 +188,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         session: &NewSession,
         refresh: &NewRefreshToken,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Option<Session>>;
     /// Looks up a session, active or not.
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>>;
@@ -187,15 +214,18 @@ pub trait SessionStore: Send + Sync {
         user_id: UserId,
         id: Uuid,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<bool>;
     /// Revokes every active session of the user except `keep`, moves the user's credential epoch
     /// forward so that no sign-in verified before this call can still open a session, and deletes
-    /// outstanding reset tokens. Returns the revoked ids.
+    /// outstanding reset tokens. Returns the revoked ids. `events` are written whatever the
+    /// count (the epoch moves even with no session to revoke).
     async fn revoke_all_sessions(
         &self,
         user_id: UserId,
         keep: Option<Uuid>,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Vec<Uuid>>;
     /// Spends the refresh token whose hash is `presented_hash` and stores `next_hash` in the same
     /// family, atomically: of concurrent calls with one token exactly one gets `Rotated`. A token
@@ -203,7 +233,9 @@ pub trait SessionStore: Send + Sync {
     /// `next_expires_at`, but never past its creation plus `max_lifetime` (the absolute session
     /// lifetime), and its last activity to `now`; the next token expires with the session.
     /// `Rotated` carries the session and its account as read in the same transaction, so a
-    /// refresh needs no second look-up.
+    /// refresh needs no second look-up. On `ReuseDetected`, the event `on_reuse(user, session)`
+    /// makes is written with the revocation.
+    #[allow(clippy::too_many_arguments)]
     async fn rotate_refresh_token(
         &self,
         presented_hash: &str,
@@ -212,6 +244,7 @@ pub trait SessionStore: Send + Sync {
         max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
+        on_reuse: &(dyn Fn(UserId, Uuid) -> NewAuditEvent + Send + Sync),
     ) -> StoreResult<RotateOutcome>;
     /// The session of a live (unspent, unexpired) refresh token, if any.
     async fn refresh_token_session(
@@ -228,6 +261,7 @@ pub trait RecoveryStore: Send + Sync {
     /// tokens were already issued after `window_start`, in which case nothing changes and `false`
     /// is returned. Concurrent calls for one user are serialised, so the limit is exact. Tokens
     /// issued before the window are deleted.
+    #[allow(clippy::too_many_arguments)]
     async fn replace_reset_token(
         &self,
         user_id: UserId,
@@ -236,6 +270,7 @@ pub trait RecoveryStore: Send + Sync {
         now: DateTime<Utc>,
         window_start: DateTime<Utc>,
         limit: u32,
+        events: &[NewAuditEvent],
     ) -> StoreResult<bool>;
     /// The owner of a live reset token, without spending it.
     async fn reset_token_owner(
@@ -253,6 +288,7 @@ pub trait RecoveryStore: Send + Sync {
         owner: UserId,
         new_hash: &str,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>>;
 }
 
@@ -278,12 +314,21 @@ pub struct StoredKey {
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Adds a key. Older keys are kept for verification.
-    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+    async fn insert_signing_key(
+        &self,
+        key: &StoredKey,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<()>;
     /// Every key, retired ones included, newest first.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
     /// Retires a key: marks it retired at `now` and erases its sealed private half. Returns false
     /// when there is no such key or it was already retired.
-    async fn retire_signing_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn retire_signing_key(
+        &self,
+        kid: &str,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
 }
 
 /// A queued outgoing mail; the payload is sealed because it may carry a one-time link.
@@ -366,6 +411,8 @@ pub trait BrowserStore: Send + Sync {
     ) -> StoreResult<Option<KnownDevice>>;
     /// Counts a failed sign-in from a known device, with the account lock's rule (lock at
     /// `max_attempts`, never extended while locked). Returns whether this failure set the lock.
+    /// Writes `failed` always and `locked` only when this failure set the lock.
+    #[allow(clippy::too_many_arguments)]
     async fn record_device_failure(
         &self,
         user_id: UserId,
@@ -373,6 +420,8 @@ pub trait BrowserStore: Send + Sync {
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
+        failed: &NewAuditEvent,
+        locked: &NewAuditEvent,
     ) -> StoreResult<bool>;
     /// Makes a session reachable by a browser cookie (hash).
     async fn attach_session_cookie(&self, session_id: Uuid, cookie_hash: &str) -> StoreResult<()>;
@@ -388,6 +437,99 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
     /// Events matching `filter`, newest first, at most `limit`.
     async fn list_audit(&self, filter: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Webhook endpoints and the delivery queue. Deliveries are added by the event writes of every
+/// other store call (one per enabled endpoint subscribing to the event's type, in the same
+/// transaction); this trait manages endpoints and lets workers lease and finish attempts.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Adds an endpoint.
+    async fn insert_webhook(
+        &self,
+        endpoint: &NewWebhookEndpoint,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<WebhookEndpoint>;
+    /// Looks up an endpoint.
+    async fn webhook_by_id(&self, id: Uuid) -> StoreResult<Option<WebhookEndpoint>>;
+    /// Every endpoint, oldest first.
+    async fn list_webhooks(&self) -> StoreResult<Vec<WebhookEndpoint>>;
+    /// Applies an update. `None` when there is no such endpoint.
+    async fn update_webhook(
+        &self,
+        id: Uuid,
+        update: &WebhookUpdate,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+    /// Deletes an endpoint and its deliveries. Returns false when there was none.
+    async fn delete_webhook(&self, id: Uuid, events: &[NewAuditEvent]) -> StoreResult<bool>;
+    /// Makes `secret_enc` the signing secret; the current one keeps signing until
+    /// `previous_until`. `None` when there is no such endpoint.
+    async fn rotate_webhook_secret(
+        &self,
+        id: Uuid,
+        secret_enc: &[u8],
+        previous_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+    /// Enabled endpoints with at least one pending delivery due at `now`.
+    async fn endpoints_with_due_deliveries(&self, now: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;
+    /// Leases up to `limit` due pending deliveries of an enabled endpoint, oldest first, until
+    /// `lease_until` (their `next_attempt_at`), counting an attempt on each. A delivery leased by
+    /// one worker is not handed to another before its lease ends (PostgreSQL: `SKIP LOCKED`).
+    async fn claim_webhook_deliveries(
+        &self,
+        endpoint_id: Uuid,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records an attempt's result on a pending delivery: delivered, retry at `retry_at`, or dead.
+    /// Success clears the endpoint's `failing_since`; a failure sets it if unset. Returns the
+    /// endpoint's `failing_since` after the update (`None` after a success or when the delivery is
+    /// gone).
+    async fn finish_webhook_attempt(
+        &self,
+        delivery_id: i64,
+        result: &AttemptResult,
+    ) -> StoreResult<Option<DateTime<Utc>>>;
+    /// An endpoint's deliveries, newest first, with ids below `before_id` when given.
+    async fn list_webhook_deliveries(
+        &self,
+        endpoint_id: Uuid,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Dead letters of every endpoint, newest first, with ids below `before_id` when given.
+    async fn dead_letters(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Queues events again for one endpoint (new deliveries, due at `now`; the `webhook-id` is the
+    /// event's, so receivers can recognise a replay). A range takes only subscribed types
+    /// (webhook administration events excluded), at most `MAX_REPLAY_EVENTS`. Returns how many
+    /// were queued; 0 when there is no such endpoint or event.
+    async fn replay_webhook_events(
+        &self,
+        endpoint_id: Uuid,
+        replay: Replay,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<u64>;
+    /// Appends `event` (a `webhook.tested` event) and queues it for this endpoint only, enabled
+    /// or not. Returns the delivery id, or `None` when there is no such endpoint.
+    async fn queue_test_event(
+        &self,
+        endpoint_id: Uuid,
+        event: &NewAuditEvent,
+    ) -> StoreResult<Option<i64>>;
+    /// Pending deliveries of enabled endpoints.
+    async fn webhook_backlog(&self) -> StoreResult<u64>;
+    /// Deletes delivered and dead deliveries completed before `before`. Returns how many.
+    async fn purge_webhook_deliveries(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Bulk loading, for seeding benchmarks and imports: many rows per statement or transaction,
@@ -422,6 +564,7 @@ pub trait Store:
     + AuditStore
     + BrowserStore
     + BulkStore
+    + WebhookStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

@@ -2,14 +2,52 @@
 
 use async_trait::async_trait;
 use porteiro_core::domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
+use porteiro_core::domain::webhook::NOT_FANNED_OUT_PREFIX;
 use porteiro_core::store::{AuditStore, StoreError, StoreResult};
-use sqlx::Row as _;
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row as _};
 
 use crate::rows::time;
 use crate::{PgStore, backend};
 
-fn event_from_row(r: &PgRow) -> StoreResult<AuditEvent> {
+/// Appends `events` on `conn` (inside the caller's transaction, or as one atomic statement per
+/// event) and queues one webhook delivery per enabled endpoint subscribing to each event's type:
+/// one round trip per event. Returns the id of the last event.
+pub(crate) async fn write_events(
+    conn: &mut PgConnection,
+    events: &[NewAuditEvent],
+) -> StoreResult<Option<i64>> {
+    let mut last = None;
+    for event in events {
+        let id: i64 = sqlx::query_scalar(
+            "with ev as ( \
+                 insert into audit_events \
+                 (occurred_at, event_type, outcome, user_id, actor_id, ip_address, user_agent, details) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8) returning id), \
+             fan as ( \
+                 insert into webhook_deliveries (endpoint_id, event_id, next_attempt_at, created_at) \
+                 select e.id, ev.id, $1, $1 from webhook_endpoints e, ev \
+                 where $9 and e.enabled and e.event_types::jsonb ?| array[$2, '*']) \
+             select id from ev",
+        )
+        .bind(event.occurred_at)
+        .bind(event.event_type)
+        .bind(event.outcome.as_str())
+        .bind(event.user_id)
+        .bind(event.actor_id)
+        .bind(event.ip_address.as_deref())
+        .bind(event.user_agent.as_deref())
+        .bind(event.details.to_string())
+        .bind(!event.event_type.starts_with(NOT_FANNED_OUT_PREFIX))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend)?;
+        last = Some(id);
+    }
+    Ok(last)
+}
+
+pub(crate) fn event_from_row(r: &PgRow) -> StoreResult<AuditEvent> {
     let details: String = r.try_get("details").map_err(backend)?;
     Ok(AuditEvent {
         id: r.try_get("id").map_err(backend)?,
@@ -28,22 +66,8 @@ fn event_from_row(r: &PgRow) -> StoreResult<AuditEvent> {
 #[async_trait]
 impl AuditStore for PgStore {
     async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "insert into audit_events \
-             (occurred_at, event_type, outcome, user_id, actor_id, ip_address, user_agent, details) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(event.occurred_at)
-        .bind(event.event_type)
-        .bind(event.outcome.as_str())
-        .bind(event.user_id)
-        .bind(event.actor_id)
-        .bind(event.ip_address.as_deref())
-        .bind(event.user_agent.as_deref())
-        .bind(event.details.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        write_events(&mut conn, std::slice::from_ref(event)).await?;
         Ok(())
     }
 

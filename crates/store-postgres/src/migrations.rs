@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "credential_epoch",
         include_str!("../migrations/0004_credential_epoch.sql"),
     ),
+    (
+        5,
+        "webhooks",
+        include_str!("../migrations/0005_webhooks.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -40,6 +40,20 @@ pub mod kind {
     pub const SIGNING_KEY_RETIRED: &str = "signing_key.retired";
     /// The server started (`details` holds the security-relevant configuration).
     pub const SERVER_STARTED: &str = "server.started";
+    /// A webhook endpoint was added.
+    pub const WEBHOOK_CREATED: &str = "webhook.created";
+    /// A webhook endpoint was changed (or enabled, or disabled by an administrator).
+    pub const WEBHOOK_UPDATED: &str = "webhook.updated";
+    /// A webhook endpoint was deleted.
+    pub const WEBHOOK_DELETED: &str = "webhook.deleted";
+    /// A webhook endpoint's signing secret was rotated.
+    pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
+    /// The server disabled an endpoint that kept failing.
+    pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+    /// Events were queued again for an endpoint.
+    pub const WEBHOOK_REPLAYED: &str = "webhook.replayed";
+    /// A test event was sent to an endpoint (it is the event delivered).
+    pub const WEBHOOK_TESTED: &str = "webhook.tested";
 
     /// Every kind, for validating filters.
     pub const ALL: &[&str] = &[
@@ -59,6 +73,13 @@ pub mod kind {
         SIGNING_KEY_ROTATED,
         SIGNING_KEY_RETIRED,
         SERVER_STARTED,
+        WEBHOOK_CREATED,
+        WEBHOOK_UPDATED,
+        WEBHOOK_DELETED,
+        WEBHOOK_SECRET_ROTATED,
+        WEBHOOK_DISABLED,
+        WEBHOOK_REPLAYED,
+        WEBHOOK_TESTED,
     ];
 }
 
@@ -102,6 +123,20 @@ pub struct NewAuditEvent {
     pub user_agent: Option<String>,
     /// Secret-free JSON object.
     pub details: serde_json::Value,
+}
+
+/// What a failed sign-in writes: `failed` always, and `locked` when this failure set the lock.
+#[must_use]
+pub fn failure_events(
+    failed: &NewAuditEvent,
+    locked: &NewAuditEvent,
+    locked_now: bool,
+) -> Vec<NewAuditEvent> {
+    let mut events = vec![failed.clone()];
+    if locked_now {
+        events.push(locked.clone());
+    }
+    events
 }
 
 /// A stored event.

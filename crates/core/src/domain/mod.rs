@@ -8,6 +8,7 @@ pub mod password;
 pub mod session;
 pub mod user;
 pub mod username;
+pub mod webhook;
 
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent, Outcome};
 pub use email::{Email, EmailPolicy, login_key};

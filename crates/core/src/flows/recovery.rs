@@ -17,6 +17,7 @@ use crate::crypto::{random_token, token_hash};
 use crate::domain::audit::{Outcome, kind};
 use crate::domain::{Email, EmailPolicy};
 use crate::error::Error;
+use crate::flows::audit::committed;
 use crate::flows::login::looks_like_token;
 use crate::mail::{Locale, MailKind, render};
 use crate::service::Auth;
@@ -46,14 +47,18 @@ impl Auth {
         )?;
         let this = Arc::clone(self);
         let client = crate::service::ClientContext::current();
-        tokio::spawn(client.scope(async move {
-            let Ok(_slot) = this.recovery_slots.clone().acquire_owned().await else {
-                return;
-            };
-            if let Err(e) = this.send_reset_link(&email).await {
-                tracing::error!(error = %e, "password recovery could not be started");
-            }
-        }));
+        // The request's span goes along, so the work's log lines (and its audit event's) carry
+        // the request id.
+        tokio::spawn(tracing::Instrument::in_current_span(client.scope(
+            async move {
+                let Ok(_slot) = this.recovery_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                if let Err(e) = this.send_reset_link(&email).await {
+                    tracing::error!(error = %e, "password recovery could not be started");
+                }
+            },
+        )));
         Ok(())
     }
 
@@ -80,6 +85,13 @@ impl Auth {
         };
         let now = self.now();
         let token = random_token::<24>();
+        let requested = [self.event(
+            kind::PASSWORD_RESET_REQUESTED,
+            Outcome::Success,
+            Some(user.id),
+            None,
+            json!({"mail": "queued"}),
+        )];
         let issued = self
             .store
             .replace_reset_token(
@@ -89,6 +101,7 @@ impl Auth {
                 now,
                 now - self.config.recovery_window,
                 self.config.recovery_mail_limit,
+                &requested,
             )
             .await?;
         if !issued {
@@ -113,16 +126,9 @@ impl Auth {
             &user.email,
             &self.config.product_name,
         )?;
+        committed(&requested);
         self.outbox.queue(&message).await?;
         tracing::info!(user_id = %user.id, "password reset link queued");
-        self.record(
-            kind::PASSWORD_RESET_REQUESTED,
-            Outcome::Success,
-            Some(user.id),
-            None,
-            json!({"mail": "queued"}),
-        )
-        .await;
         Ok(())
     }
 
@@ -160,23 +166,23 @@ impl Auth {
         }
         self.check_password_policy(password, Some(&user.username), Some(&user.email))?;
         let new_hash = self.hasher.hash(password).await?;
+        let completed = [self.event(
+            kind::PASSWORD_RESET_COMPLETED,
+            Outcome::Success,
+            Some(owner),
+            None,
+            json!({}),
+        )];
         let revoked = self
             .store
-            .complete_reset(&hash, owner, &new_hash, self.now())
+            .complete_reset(&hash, owner, &new_hash, self.now(), &completed)
             .await?
             .ok_or(Error::InvalidResetToken)?;
         self.store.forget_devices(owner).await?;
         self.profile_changed(owner).await;
         self.sessions_revoked(&revoked).await;
         tracing::info!(user_id = %owner, revoked_sessions = revoked.len(), "password reset completed");
-        self.record(
-            kind::PASSWORD_RESET_COMPLETED,
-            Outcome::Success,
-            Some(owner),
-            None,
-            json!({"revoked_sessions": revoked.len()}),
-        )
-        .await;
+        committed(&completed);
         self.notify_password_changed(&user).await;
         Ok(())
     }

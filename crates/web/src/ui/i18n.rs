@@ -191,7 +191,8 @@ mod tests {
                 "signing_key.retired",
                 "server.started",
             ]
-            .contains(kind);
+            .contains(kind)
+                || kind.starts_with(porteiro_core::domain::webhook::NOT_FANNED_OUT_PREFIX);
             assert!(admin_only || EN.contains_key(&key), "no wording for {kind}");
         }
     }

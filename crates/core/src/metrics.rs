@@ -10,7 +10,7 @@
 //! reasons and scopes); whatever is not on a list is counted as `other`. A caller passing a
 //! user id, an address or a path cannot make it a label.
 
-use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use serde_json::Value;
 
 use crate::domain::audit::kind;
@@ -36,6 +36,12 @@ pub mod name {
     pub const HASH_POOL_QUEUED: &str = "porteiro_hash_pool_queued";
     /// Gauge: mail in the outbox, not yet delivered or abandoned.
     pub const MAIL_BACKLOG: &str = "porteiro_mail_outbox_backlog";
+    /// Gauge: webhook deliveries of enabled endpoints waiting for an attempt.
+    pub const WEBHOOK_BACKLOG: &str = "porteiro_webhook_backlog";
+    /// Counter: webhook delivery attempts by result (`delivered`, `failed`, `dead`).
+    pub const WEBHOOK_DELIVERIES: &str = "porteiro_webhook_deliveries_total";
+    /// Histogram: webhook delivery attempt duration in seconds.
+    pub const WEBHOOK_DELIVERY_SECONDS: &str = "porteiro_webhook_delivery_seconds";
     /// Gauge: session states held by the session cache.
     pub const SESSION_CACHE_ENTRIES: &str = "porteiro_session_cache_entries";
     /// Counter: session-state look-ups answered by the cache.
@@ -169,6 +175,18 @@ pub fn describe() {
         "Mail in the outbox not yet delivered or abandoned."
     );
     describe_gauge!(
+        name::WEBHOOK_BACKLOG,
+        "Webhook deliveries of enabled endpoints waiting for an attempt."
+    );
+    describe_counter!(
+        name::WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts by result (delivered, failed, dead)."
+    );
+    describe_histogram!(
+        name::WEBHOOK_DELIVERY_SECONDS,
+        "Webhook delivery attempt duration in seconds."
+    );
+    describe_gauge!(
         name::SESSION_CACHE_ENTRIES,
         "Session states held by the session cache."
     );
@@ -205,6 +223,10 @@ impl Auth {
         match self.store.pending_mail_count().await {
             Ok(n) => gauge!(name::MAIL_BACKLOG).set(as_f64(n)),
             Err(e) => tracing::warn!(error = %e, "metrics: counting the mail backlog failed"),
+        }
+        match self.store.webhook_backlog().await {
+            Ok(n) => gauge!(name::WEBHOOK_BACKLOG).set(as_f64(n)),
+            Err(e) => tracing::warn!(error = %e, "metrics: counting the webhook backlog failed"),
         }
         let cache = self.cache.stats();
         gauge!(name::SESSION_CACHE_ENTRIES).set(as_f64(cache.entries));

@@ -65,7 +65,8 @@ pub fn new_event(
 }
 
 /// After the events' transaction committed: each goes to the log at info level (inside the
-/// request's span, so with its request id: logs and audit can be joined) and to the metrics.
+/// request's span, so with its request id: logs and audit can be joined) and to the metrics
+/// (`porteiro_security_events_total` and the sign-in, lockout and reuse counters).
 pub fn committed(events: &[NewAuditEvent]) {
     for e in events {
         tracing::info!(
@@ -77,6 +78,7 @@ pub fn committed(events: &[NewAuditEvent]) {
             details = %e.details,
             "security event"
         );
+        crate::metrics::security_event(e.event_type, e.outcome.as_str(), &e.details);
     }
 }
 

@@ -458,9 +458,7 @@ fn uuid_free(route: &str) -> bool {
         .any(|segment| uuid::Uuid::parse_str(segment).is_ok())
 }
 
-/// Sign-ins by result, method and reason. Ignored until the audit path calls
-/// `porteiro_core::metrics::security_event` for every recorded event (flows/audit.rs, being
-/// rewritten); then remove the `#[ignore]`s.
+/// Sign-ins by result, method and reason, counted from the committed security events.
 mod metrics_count_sign_ins_by_result_and_method {
     use super::*;
 
@@ -492,13 +490,11 @@ mod metrics_count_sign_ins_by_result_and_method {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    #[ignore = "needs flows/audit.rs to call porteiro_core::metrics::security_event"]
     async fn sqlite() {
         sign_ins_are_counted(Backend::Sqlite).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    #[ignore = "needs flows/audit.rs to call porteiro_core::metrics::security_event"]
     async fn postgres() {
         if std::env::var("TEST_POSTGRES_URL").is_err() {
             eprintln!("TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant");

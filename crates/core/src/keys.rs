@@ -12,6 +12,8 @@
 //! references (`jku`, `jwk`, `x5u`, `x5c`, `x5t`) or `crit`; `alg: none`, HMAC and RSA tokens are
 //! refused before any signature work. `exp`/`nbf` are checked against the injected clock.
 
+use crate::domain::audit::{Outcome, kind};
+use crate::flows::audit::{committed, new_event};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration as StdDuration, Instant};
@@ -117,7 +119,8 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-/// Generates a new Ed25519 key, seals it and stores it. Returns its `kid`.
+/// Generates a new Ed25519 key, seals it and stores it with its `signing_key.rotated` event
+/// (`details.via` says who asked). Returns its `kid`.
 ///
 /// # Errors
 /// On store failure.
@@ -125,6 +128,7 @@ pub async fn generate_key(
     store: &dyn Store,
     master: &MasterKey,
     now: DateTime<Utc>,
+    via: &'static str,
 ) -> Result<String, Error> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
@@ -136,17 +140,38 @@ pub async fn generate_key(
     let kid = URL_SAFE_NO_PAD
         .encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public).as_ref()[..12]);
     let sealed = master.seal(kid.as_bytes(), pkcs8.as_ref());
+    let rotated = [key_event(now, kind::SIGNING_KEY_ROTATED, &kid, via)];
     store
-        .insert_signing_key(&StoredKey {
-            kid: kid.clone(),
-            algorithm: "EdDSA".to_owned(),
-            public_key: public,
-            private_key_enc: sealed,
-            created_at: crate::clock::to_millis_precision(now),
-            retired_at: None,
-        })
+        .insert_signing_key(
+            &StoredKey {
+                kid: kid.clone(),
+                algorithm: "EdDSA".to_owned(),
+                public_key: public,
+                private_key_enc: sealed,
+                created_at: crate::clock::to_millis_precision(now),
+                retired_at: None,
+            },
+            &rotated,
+        )
         .await?;
+    committed(&rotated);
     Ok(kid)
+}
+
+fn key_event(
+    now: DateTime<Utc>,
+    event_type: &'static str,
+    kid: &str,
+    via: &'static str,
+) -> crate::domain::NewAuditEvent {
+    new_event(
+        now,
+        event_type,
+        Outcome::Success,
+        None,
+        None,
+        serde_json::json!({"kid": kid, "via": via}),
+    )
 }
 
 /// One stored key as `porteiro keys status` shows it.
@@ -202,7 +227,12 @@ pub async fn key_status(
 ///
 /// # Errors
 /// `NotFound` for an unknown or already retired key; `Validation` for the signing key.
-pub async fn retire_key(store: &dyn Store, kid: &str, now: DateTime<Utc>) -> Result<(), Error> {
+pub async fn retire_key(
+    store: &dyn Store,
+    kid: &str,
+    now: DateTime<Utc>,
+    via: &'static str,
+) -> Result<(), Error> {
     let stored = store.signing_keys().await?;
     let signing = stored.iter().find(|k| k.retired_at.is_none());
     if signing.is_some_and(|k| k.kid == kid) {
@@ -212,9 +242,11 @@ pub async fn retire_key(store: &dyn Store, kid: &str, now: DateTime<Utc>) -> Res
             "This key signs new tokens; run `porteiro keys rotate` first, then retire it.",
         ));
     }
-    if !store.retire_signing_key(kid, now).await? {
+    let retired = [key_event(now, kind::SIGNING_KEY_RETIRED, kid, via)];
+    if !store.retire_signing_key(kid, now, &retired).await? {
         return Err(Error::NotFound);
     }
+    committed(&retired);
     Ok(())
 }
 
@@ -237,7 +269,7 @@ impl KeyRing {
             .iter()
             .any(|k| k.retired_at.is_none())
         {
-            generate_key(store.as_ref(), &master, now).await?;
+            generate_key(store.as_ref(), &master, now, "first_start").await?;
         }
         let superseded_validity = access_ttl + SUCCESSION_GRACE;
         let set = Self::build(store.as_ref(), &master, superseded_validity).await?;
@@ -328,9 +360,17 @@ impl KeyRing {
         let stored = self.store.signing_keys().await?;
         let mut retired = Vec::new();
         for (key, until) in Self::live_keys(&stored, self.superseded_validity) {
-            if until.is_some_and(|t| t <= now)
-                && self.store.retire_signing_key(&key.kid, now).await?
-            {
+            if until.is_none_or(|t| t > now) {
+                continue;
+            }
+            let event = [key_event(
+                now,
+                kind::SIGNING_KEY_RETIRED,
+                &key.kid,
+                "automatic",
+            )];
+            if self.store.retire_signing_key(&key.kid, now, &event).await? {
+                committed(&event);
                 retired.push(key.kid.clone());
             }
         }

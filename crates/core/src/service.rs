@@ -262,14 +262,6 @@ impl Auth {
         let retired = self.keys.retire_superseded(self.now()).await?;
         for kid in &retired {
             tracing::info!(%kid, "superseded signing key retired");
-            self.record(
-                crate::domain::audit::kind::SIGNING_KEY_RETIRED,
-                crate::domain::audit::Outcome::Success,
-                None,
-                None,
-                serde_json::json!({"kid": kid, "via": "automatic"}),
-            )
-            .await;
         }
         Ok(retired)
     }

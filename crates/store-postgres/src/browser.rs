@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use porteiro_core::domain::UserId;
+use porteiro_core::domain::{NewAuditEvent, UserId};
 use porteiro_core::store::{BrowserStore, KnownDevice, MAX_KNOWN_DEVICES, StoreResult};
 use sqlx::Row as _;
 use uuid::Uuid;
@@ -91,7 +91,10 @@ impl BrowserStore for PgStore {
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
+        failed: &NewAuditEvent,
+        locked: &NewAuditEvent,
     ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "update known_devices set \
                failed_login_attempts = case \
@@ -111,12 +114,17 @@ impl BrowserStore for PgStore {
         .bind(now)
         .bind(max_attempts)
         .bind(lock_until)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(row.is_some_and(|r| {
-            r.try_get::<Option<DateTime<Utc>>, _>(0).ok().flatten() == Some(lock_until)
-        }))
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let locked_now =
+            row.try_get::<Option<DateTime<Utc>>, _>(0).ok().flatten() == Some(lock_until);
+        crate::write_failure_events(&mut tx, failed, locked, locked_now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(locked_now)
     }
 
     async fn attach_session_cookie(&self, session_id: Uuid, cookie_hash: &str) -> StoreResult<()> {

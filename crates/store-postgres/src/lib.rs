@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
+use porteiro_core::domain::NewAuditEvent;
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use porteiro_core::domain::{
     NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
@@ -31,6 +32,7 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
+use crate::audit::write_events;
 use crate::rows::{session_from_row, user_from_row};
 
 /// The LISTEN/NOTIFY channel for cache invalidation.
@@ -147,6 +149,34 @@ fn parse_event(payload: &str) -> Option<StoreEvent> {
 /// Moves the user's credential epoch forward (see [`SessionStore::create_session`]). It must run
 /// before the sessions are revoked: the row lock it takes makes a concurrent session insert wait
 /// and then see the new epoch, or else finish first and be revoked with the rest.
+/// Commits `tx`, with `events` when `changed` (a call that changed nothing writes no event).
+/// Returns `changed`.
+async fn commit_if(
+    mut tx: Transaction<'static, Postgres>,
+    changed: bool,
+    events: &[NewAuditEvent],
+) -> StoreResult<bool> {
+    if changed {
+        write_events(&mut tx, events).await?;
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(changed)
+}
+
+/// A failed sign-in's events: `failed` always, `locked` when this failure set the lock.
+pub(crate) async fn write_failure_events(
+    tx: &mut Transaction<'static, Postgres>,
+    failed: &NewAuditEvent,
+    locked: &NewAuditEvent,
+    locked_now: bool,
+) -> StoreResult<()> {
+    write_events(tx, std::slice::from_ref(failed)).await?;
+    if locked_now {
+        write_events(tx, std::slice::from_ref(locked)).await?;
+    }
+    Ok(())
+}
+
 async fn bump_epoch(tx: &mut Transaction<'static, Postgres>, user_id: UserId) -> StoreResult<()> {
     sqlx::query("update users set credential_epoch = credential_epoch + 1 where id = $1")
         .bind(user_id)
@@ -191,7 +221,8 @@ async fn revoke_where_user(
 
 #[async_trait]
 impl UserStore for PgStore {
-    async fn insert_user(&self, u: &NewUser) -> StoreResult<User> {
+    async fn insert_user(&self, u: &NewUser, events: &[NewAuditEvent]) -> StoreResult<User> {
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(concat!(
             "insert into users (id, username, username_key, email, first_name, last_name, password_hash, is_admin, \
              locale, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) returning ",
@@ -207,10 +238,13 @@ impl UserStore for PgStore {
         .bind(u.is_admin)
         .bind(&u.locale)
         .bind(u.now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(on_unique)?;
-        user_from_row(&row)
+        let user = user_from_row(&row)?;
+        write_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(user)
     }
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
@@ -270,7 +304,9 @@ impl UserStore for PgStore {
         old: &str,
         new: &str,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "update users set email = $3, updated_at = $4 where id = $1 and email = $2",
         )
@@ -278,10 +314,10 @@ impl UserStore for PgStore {
         .bind(old)
         .bind(new)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(on_unique)?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, done.rows_affected() == 1, events).await
     }
 
     async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)> {
@@ -315,7 +351,9 @@ impl UserStore for PgStore {
         id: UserId,
         p: &ProfileUpdate,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<User> {
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(concat!(
             "update users set \
                first_name = case when $2 then $3 else first_name end, \
@@ -334,14 +372,21 @@ impl UserStore for PgStore {
         .bind(&p.locale)
         .bind(p.is_active)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?
         .ok_or(StoreError::NotFound)?;
-        user_from_row(&row)
+        let user = user_from_row(&row)?;
+        write_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(user)
     }
 
-    async fn delete_user(&self, id: UserId) -> StoreResult<Option<Vec<Uuid>>> {
+    async fn delete_user(
+        &self,
+        id: UserId,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
         let sessions =
             sqlx::query("select id from sessions where user_id = $1 and revoked_at is null")
@@ -363,6 +408,7 @@ impl UserStore for PgStore {
             .map(|r| rows::uuid(r, "id"))
             .collect::<StoreResult<Vec<_>>>()?;
         notify_revoked(&mut tx, &ids).await?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(ids))
     }
@@ -429,8 +475,11 @@ impl UserStore for PgStore {
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
+        failed: &NewAuditEvent,
+        locked: &NewAuditEvent,
     ) -> StoreResult<bool> {
         // While locked: nothing changes. After a lock ran out the count starts again at 1.
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "update users set \
                failed_login_attempts = case \
@@ -449,13 +498,18 @@ impl UserStore for PgStore {
         .bind(now)
         .bind(max_attempts)
         .bind(lock_until)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
         // The lock this failure would set is `lock_until`; an older lock has an earlier end.
-        Ok(row.is_some_and(|r| {
-            r.try_get::<Option<DateTime<Utc>>, _>(0).ok().flatten() == Some(lock_until)
-        }))
+        let locked_now =
+            row.try_get::<Option<DateTime<Utc>>, _>(0).ok().flatten() == Some(lock_until);
+        write_failure_events(&mut tx, failed, locked, locked_now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(locked_now)
     }
 
     async fn record_failed_login_unknown(
@@ -464,7 +518,9 @@ impl UserStore for PgStore {
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "insert into login_failures (identifier_hash, failed_login_attempts, locked_until, created_at, updated_at) \
              values ($1, 1, case when 1 >= $3 then $4 else null end, $2, $2) \
@@ -484,10 +540,11 @@ impl UserStore for PgStore {
         .bind(now)
         .bind(max_attempts)
         .bind(lock_until)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        write_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn unknown_login_state(
@@ -521,15 +578,21 @@ impl UserStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn unlock_user(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
         let done =
             sqlx::query("update users set failed_login_attempts = 0, locked_until = null, updated_at = $2 where id = $1")
                 .bind(id)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, done.rows_affected() == 1, events).await
     }
 
     async fn change_password(
@@ -539,6 +602,7 @@ impl UserStore for PgStore {
         keep: Option<Uuid>,
         expected_epoch: Option<i64>,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
         // Under READ COMMITTED a concurrent change blocks on the row lock, then re-checks the
@@ -563,6 +627,7 @@ impl UserStore for PgStore {
             .await
             .map_err(backend)?;
         let revoked = revoke_where_user(&mut tx, id, keep, "password_change", now).await?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
     }
@@ -574,6 +639,7 @@ impl SessionStore for PgStore {
         &self,
         s: &NewSession,
         r: &NewRefreshToken,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Option<Session>> {
         let mut tx = self.write_tx().await?;
         // FOR SHARE: an epoch change in flight (its row lock) makes this wait and then re-check
@@ -613,6 +679,7 @@ impl SessionStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         session_from_row(&row).map(Some)
     }
@@ -696,6 +763,7 @@ impl SessionStore for PgStore {
         user_id: UserId,
         id: Uuid,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
@@ -712,8 +780,7 @@ impl SessionStore for PgStore {
         if revoked {
             notify_revoked(&mut tx, &[id]).await?;
         }
-        tx.commit().await.map_err(backend)?;
-        Ok(revoked)
+        commit_if(tx, revoked, events).await
     }
 
     async fn revoke_all_sessions(
@@ -721,10 +788,12 @@ impl SessionStore for PgStore {
         user_id: UserId,
         keep: Option<Uuid>,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.write_tx().await?;
         bump_epoch(&mut tx, user_id).await?;
         let revoked = revoke_where_user(&mut tx, user_id, keep, "revoked_all", now).await?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(revoked)
     }
@@ -737,6 +806,7 @@ impl SessionStore for PgStore {
         max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
+        on_reuse: &(dyn Fn(UserId, Uuid) -> NewAuditEvent + Send + Sync),
     ) -> StoreResult<RotateOutcome> {
         let mut tx = self.write_tx().await?;
         let spent = sqlx::query(
@@ -815,9 +885,11 @@ impl SessionStore for PgStore {
                     .await
                     .map_err(backend)?;
                     notify_revoked(&mut tx, &[session_id]).await?;
+                    let user_id = rows::uuid(&owner, "user_id")?;
+                    write_events(&mut tx, &[on_reuse(user_id, session_id)]).await?;
                     RotateOutcome::ReuseDetected {
                         session_id,
-                        user_id: rows::uuid(&owner, "user_id")?,
+                        user_id,
                     }
                 }
                 None => RotateOutcome::Invalid,
@@ -858,6 +930,7 @@ impl RecoveryStore for PgStore {
         now: DateTime<Utc>,
         window_start: DateTime<Utc>,
         limit: u32,
+        events: &[NewAuditEvent],
     ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         // Locking the user row serialises concurrent requests for one account.
@@ -906,6 +979,7 @@ impl RecoveryStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
@@ -932,6 +1006,7 @@ impl RecoveryStore for PgStore {
         owner: UserId,
         new_hash: &str,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
         let spent = sqlx::query(
@@ -963,6 +1038,7 @@ impl RecoveryStore for PgStore {
             return Ok(None);
         }
         let revoked = revoke_where_user(&mut tx, owner, None, "password_reset", now).await?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
     }
@@ -970,7 +1046,7 @@ impl RecoveryStore for PgStore {
 
 #[async_trait]
 impl KeyStore for PgStore {
-    async fn insert_signing_key(&self, k: &StoredKey) -> StoreResult<()> {
+    async fn insert_signing_key(&self, k: &StoredKey, events: &[NewAuditEvent]) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "insert into signing_keys (kid, algorithm, public_key, private_key_enc, created_at, updated_at) \
@@ -989,6 +1065,7 @@ impl KeyStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(())
     }
@@ -1015,7 +1092,12 @@ impl KeyStore for PgStore {
             .collect()
     }
 
-    async fn retire_signing_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn retire_signing_key(
+        &self,
+        kid: &str,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "update signing_keys set retired_at = $2, private_key_enc = ''::bytea, updated_at = $2 \
@@ -1035,8 +1117,7 @@ impl KeyStore for PgStore {
                 .await
                 .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)?;
-        Ok(retired)
+        commit_if(tx, retired, events).await
     }
 }
 

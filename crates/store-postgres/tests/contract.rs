@@ -38,18 +38,21 @@ async fn revocations_are_announced_to_subscribers() {
         .expect("postgres has a feed");
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let user = store
-        .insert_user(&NewUser {
-            id: uuid::Uuid::now_v7(),
-            username: "ana".to_owned(),
-            username_key: "ana".to_owned(),
-            email: "ana@example.com".to_owned(),
-            first_name: None,
-            last_name: None,
-            password_hash: "h".to_owned(),
-            is_admin: false,
-            locale: "en".to_owned(),
-            now: t0,
-        })
+        .insert_user(
+            &NewUser {
+                id: uuid::Uuid::now_v7(),
+                username: "ana".to_owned(),
+                username_key: "ana".to_owned(),
+                email: "ana@example.com".to_owned(),
+                first_name: None,
+                last_name: None,
+                password_hash: "h".to_owned(),
+                is_admin: false,
+                locale: "en".to_owned(),
+                now: t0,
+            },
+            &[],
+        )
         .await
         .expect("user");
     let sid = uuid::Uuid::new_v4();
@@ -75,12 +78,13 @@ async fn revocations_are_announced_to_subscribers() {
                 expires_at: exp,
                 now: t0,
             },
+            &[],
         )
         .await
         .expect("session");
     assert!(
         store
-            .revoke_session(user.id, sid, t0)
+            .revoke_session(user.id, sid, t0, &[])
             .await
             .expect("revoke")
     );

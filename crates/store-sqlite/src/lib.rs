@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
+use porteiro_core::domain::NewAuditEvent;
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use porteiro_core::domain::{
     NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
@@ -36,6 +37,7 @@ use sqlx::sqlite::{
 use sqlx::{Row as _, Sqlite, Transaction};
 use uuid::Uuid;
 
+use crate::audit::write_events;
 use crate::rows::{ms, opt_ms, session_from_row, user_from_row};
 
 macro_rules! user_cols {
@@ -161,6 +163,34 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Commits `tx`, with `events` when `changed` (a call that changed nothing writes no event).
+/// Returns `changed`.
+async fn commit_if(
+    mut tx: Transaction<'static, Sqlite>,
+    changed: bool,
+    events: &[NewAuditEvent],
+) -> StoreResult<bool> {
+    if changed {
+        write_events(&mut tx, events).await?;
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(changed)
+}
+
+/// A failed sign-in's events: `failed` always, `locked` when this failure set the lock.
+pub(crate) async fn write_failure_events(
+    tx: &mut Transaction<'static, Sqlite>,
+    failed: &NewAuditEvent,
+    locked: &NewAuditEvent,
+    locked_now: bool,
+) -> StoreResult<()> {
+    write_events(tx, std::slice::from_ref(failed)).await?;
+    if locked_now {
+        write_events(tx, std::slice::from_ref(locked)).await?;
+    }
+    Ok(())
+}
+
 /// Moves the user's credential epoch forward (see [`SessionStore::create_session`]).
 async fn bump_epoch(tx: &mut Transaction<'static, Sqlite>, user_id: UserId) -> StoreResult<()> {
     sqlx::query("update users set credential_epoch = credential_epoch + 1 where id = ?1")
@@ -201,7 +231,8 @@ async fn revoke_where_user(
 
 #[async_trait]
 impl UserStore for SqliteStore {
-    async fn insert_user(&self, u: &NewUser) -> StoreResult<User> {
+    async fn insert_user(&self, u: &NewUser, events: &[NewAuditEvent]) -> StoreResult<User> {
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(concat!(
             "insert into users (id, username, username_key, email, first_name, last_name, password_hash, is_admin, \
              locale, created_at, updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) returning ",
@@ -217,10 +248,13 @@ impl UserStore for SqliteStore {
         .bind(u.is_admin)
         .bind(&u.locale)
         .bind(ms(u.now))
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *tx)
         .await
         .map_err(on_unique)?;
-        user_from_row(&row)
+        let user = user_from_row(&row)?;
+        write_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(user)
     }
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
@@ -280,7 +314,9 @@ impl UserStore for SqliteStore {
         old: &str,
         new: &str,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "update users set email = ?3, updated_at = ?4 where id = ?1 and email = ?2",
         )
@@ -288,10 +324,10 @@ impl UserStore for SqliteStore {
         .bind(old)
         .bind(new)
         .bind(ms(now))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(on_unique)?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, done.rows_affected() == 1, events).await
     }
 
     async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)> {
@@ -325,7 +361,9 @@ impl UserStore for SqliteStore {
         id: UserId,
         p: &ProfileUpdate,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<User> {
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(concat!(
             "update users set \
                first_name = case when ?2 then ?3 else first_name end, \
@@ -344,14 +382,21 @@ impl UserStore for SqliteStore {
         .bind(&p.locale)
         .bind(p.is_active)
         .bind(ms(now))
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?
         .ok_or(StoreError::NotFound)?;
-        user_from_row(&row)
+        let user = user_from_row(&row)?;
+        write_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(user)
     }
 
-    async fn delete_user(&self, id: UserId) -> StoreResult<Option<Vec<Uuid>>> {
+    async fn delete_user(
+        &self,
+        id: UserId,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
         let sessions =
             sqlx::query("select id from sessions where user_id = ?1 and revoked_at is null")
@@ -365,10 +410,11 @@ impl UserStore for SqliteStore {
             .await
             .map_err(backend)?
             .rows_affected();
-        tx.commit().await.map_err(backend)?;
         if deleted == 0 {
             return Ok(None);
         }
+        write_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
         Ok(Some(
             sessions
                 .iter()
@@ -439,8 +485,11 @@ impl UserStore for SqliteStore {
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
+        failed: &NewAuditEvent,
+        locked: &NewAuditEvent,
     ) -> StoreResult<bool> {
         // While locked: nothing changes. After a lock ran out the count starts again at 1.
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "update users set \
                failed_login_attempts = case \
@@ -459,12 +508,17 @@ impl UserStore for SqliteStore {
         .bind(ms(now))
         .bind(max_attempts)
         .bind(ms(lock_until))
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
         // The lock this failure would set is `lock_until`; an older lock has an earlier end.
-        Ok(row
-            .is_some_and(|r| r.try_get::<Option<i64>, _>(0).ok().flatten() == Some(ms(lock_until))))
+        let locked_now = row.try_get::<Option<i64>, _>(0).ok().flatten() == Some(ms(lock_until));
+        write_failure_events(&mut tx, failed, locked, locked_now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(locked_now)
     }
 
     async fn record_failed_login_unknown(
@@ -473,7 +527,9 @@ impl UserStore for SqliteStore {
         now: DateTime<Utc>,
         max_attempts: i32,
         lock_until: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "insert into login_failures (identifier_hash, failed_login_attempts, locked_until, created_at, updated_at) \
              values (?1, 1, case when 1 >= ?3 then ?4 else null end, ?2, ?2) \
@@ -493,10 +549,11 @@ impl UserStore for SqliteStore {
         .bind(ms(now))
         .bind(max_attempts)
         .bind(ms(lock_until))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        write_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn unknown_login_state(
@@ -530,15 +587,21 @@ impl UserStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn unlock_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn unlock_user(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
         let done =
             sqlx::query("update users set failed_login_attempts = 0, locked_until = null, updated_at = ?2 where id = ?1")
                 .bind(id.to_string())
                 .bind(ms(now))
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, done.rows_affected() == 1, events).await
     }
 
     async fn change_password(
@@ -548,6 +611,7 @@ impl UserStore for SqliteStore {
         keep: Option<Uuid>,
         expected_epoch: Option<i64>,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
@@ -570,6 +634,7 @@ impl UserStore for SqliteStore {
             .await
             .map_err(backend)?;
         let revoked = revoke_where_user(&mut tx, id, keep, "password_change", now).await?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
     }
@@ -581,6 +646,7 @@ impl SessionStore for SqliteStore {
         &self,
         s: &NewSession,
         r: &NewRefreshToken,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Option<Session>> {
         // The single writer connection serialises this with every epoch change.
         let mut tx = self.write_tx().await?;
@@ -619,6 +685,7 @@ impl SessionStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         session_from_row(&row).map(Some)
     }
@@ -702,7 +769,9 @@ impl SessionStore for SqliteStore {
         user_id: UserId,
         id: Uuid,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "update sessions set revoked_at = ?3, revoke_reason = 'revoked', updated_at = ?3 \
              where id = ?1 and user_id = ?2 and revoked_at is null",
@@ -710,10 +779,10 @@ impl SessionStore for SqliteStore {
         .bind(id.to_string())
         .bind(user_id.to_string())
         .bind(ms(now))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, done.rows_affected() == 1, events).await
     }
 
     async fn revoke_all_sessions(
@@ -721,10 +790,12 @@ impl SessionStore for SqliteStore {
         user_id: UserId,
         keep: Option<Uuid>,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.write_tx().await?;
         bump_epoch(&mut tx, user_id).await?;
         let revoked = revoke_where_user(&mut tx, user_id, keep, "revoked_all", now).await?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(revoked)
     }
@@ -737,6 +808,7 @@ impl SessionStore for SqliteStore {
         max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
+        on_reuse: &(dyn Fn(UserId, Uuid) -> NewAuditEvent + Send + Sync),
     ) -> StoreResult<RotateOutcome> {
         let mut tx = self.write_tx().await?;
         let spent = sqlx::query(
@@ -816,9 +888,14 @@ impl SessionStore for SqliteStore {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(backend)?;
+                    let (session_id, user_id) = (
+                        rows::parse_uuid(&session_id)?,
+                        rows::uuid(&owner, "user_id")?,
+                    );
+                    write_events(&mut tx, &[on_reuse(user_id, session_id)]).await?;
                     RotateOutcome::ReuseDetected {
-                        session_id: rows::parse_uuid(&session_id)?,
-                        user_id: rows::uuid(&owner, "user_id")?,
+                        session_id,
+                        user_id,
                     }
                 }
                 None => RotateOutcome::Invalid,
@@ -859,6 +936,7 @@ impl RecoveryStore for SqliteStore {
         now: DateTime<Utc>,
         window_start: DateTime<Utc>,
         limit: u32,
+        events: &[NewAuditEvent],
     ) -> StoreResult<bool> {
         // The write transaction (BEGIN IMMEDIATE) serialises concurrent requests.
         let mut tx = self.write_tx().await?;
@@ -899,6 +977,7 @@ impl RecoveryStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
@@ -925,6 +1004,7 @@ impl RecoveryStore for SqliteStore {
         owner: UserId,
         new_hash: &str,
         now: DateTime<Utc>,
+        events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
         let spent = sqlx::query(
@@ -956,6 +1036,7 @@ impl RecoveryStore for SqliteStore {
             return Ok(None);
         }
         let revoked = revoke_where_user(&mut tx, owner, None, "password_reset", now).await?;
+        write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
     }
@@ -963,7 +1044,8 @@ impl RecoveryStore for SqliteStore {
 
 #[async_trait]
 impl KeyStore for SqliteStore {
-    async fn insert_signing_key(&self, k: &StoredKey) -> StoreResult<()> {
+    async fn insert_signing_key(&self, k: &StoredKey, events: &[NewAuditEvent]) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "insert into signing_keys (kid, algorithm, public_key, private_key_enc, created_at, updated_at) \
              values (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -973,10 +1055,11 @@ impl KeyStore for SqliteStore {
         .bind(&k.public_key)
         .bind(&k.private_key_enc)
         .bind(ms(k.created_at))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        write_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
@@ -1001,17 +1084,23 @@ impl KeyStore for SqliteStore {
             .collect()
     }
 
-    async fn retire_signing_key(&self, kid: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn retire_signing_key(
+        &self,
+        kid: &str,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "update signing_keys set retired_at = ?2, private_key_enc = x'', updated_at = ?2 \
              where kid = ?1 and retired_at is null",
         )
         .bind(kid)
         .bind(ms(now))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, done.rows_affected() == 1, events).await
     }
 }
 

@@ -31,6 +31,7 @@ async fn issue_reset(store: &Arc<dyn Store>, id: uuid::Uuid, token: &str) {
                 t0(),
                 t0() - Duration::minutes(15),
                 100,
+                &[]
             )
             .await
             .unwrap()
@@ -41,7 +42,7 @@ pub async fn sessions_need_the_credential_epoch_they_were_verified_at(store: Arc
     let u = user(&store, "ana").await;
     assert_eq!(u.credential_epoch, 0);
     let (s, r) = new_session(&u, "stale", t0(), 1);
-    assert_eq!(store.create_session(&s, &r).await.unwrap(), None);
+    assert_eq!(store.create_session(&s, &r, &[]).await.unwrap(), None);
     assert!(store.session_by_id(s.id).await.unwrap().is_none());
     assert!(
         store
@@ -52,7 +53,7 @@ pub async fn sessions_need_the_credential_epoch_they_were_verified_at(store: Arc
     );
     let (s, r) = new_session(&u, "current", t0(), 0);
     let created = store
-        .create_session(&s, &r)
+        .create_session(&s, &r, &[])
         .await
         .unwrap()
         .expect("current epoch");
@@ -66,29 +67,33 @@ pub async fn sessions_need_the_credential_epoch_they_were_verified_at(store: Arc
                 ..ProfileUpdate::default()
             },
             t0(),
+            &[],
         )
         .await
         .unwrap();
     let (s, r) = new_session(&u, "disabled", t0(), 0);
-    assert_eq!(store.create_session(&s, &r).await.unwrap(), None);
+    assert_eq!(store.create_session(&s, &r, &[]).await.unwrap(), None);
     // Nor does an account that no longer exists.
     let (mut s, r) = new_session(&u, "ghost", t0(), 0);
     s.user_id = uuid::Uuid::new_v4();
-    assert_eq!(store.create_session(&s, &r).await.unwrap(), None);
+    assert_eq!(store.create_session(&s, &r, &[]).await.unwrap(), None);
 }
 
 pub async fn every_credential_event_moves_the_epoch(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let mut expected = 0;
     store
-        .change_password(u.id, "h2", None, None, t0())
+        .change_password(u.id, "h2", None, None, t0(), &[])
         .await
         .unwrap()
         .unwrap();
     expected += 1;
     assert_eq!(epoch(&store, u.id).await, expected);
     issue_reset(&store, u.id, "before-revoke").await;
-    store.revoke_all_sessions(u.id, None, t0()).await.unwrap();
+    store
+        .revoke_all_sessions(u.id, None, t0(), &[])
+        .await
+        .unwrap();
     expected += 1;
     assert_eq!(epoch(&store, u.id).await, expected);
     // A reset link asked for before "revoke all" (or a disable, which revokes all) is dead.
@@ -101,7 +106,7 @@ pub async fn every_credential_event_moves_the_epoch(store: Arc<dyn Store>) {
     );
     issue_reset(&store, u.id, "reset").await;
     store
-        .complete_reset(&hash("reset"), u.id, "h3", t0())
+        .complete_reset(&hash("reset"), u.id, "h3", t0(), &[])
         .await
         .unwrap()
         .expect("live token");
@@ -118,7 +123,7 @@ pub async fn every_credential_event_moves_the_epoch(store: Arc<dyn Store>) {
     assert_eq!(epoch(&store, u.id).await, expected);
     // A session verified before any of this cannot be opened now.
     let (s, r) = new_session(&u, "old", t0(), 0);
-    assert_eq!(store.create_session(&s, &r).await.unwrap(), None);
+    assert_eq!(store.create_session(&s, &r, &[]).await.unwrap(), None);
 }
 
 pub async fn concurrent_password_changes_with_one_epoch_have_one_winner(store: Arc<dyn Store>) {
@@ -130,7 +135,7 @@ pub async fn concurrent_password_changes_with_one_epoch_have_one_winner(store: A
                 let store = Arc::clone(&store);
                 tokio::spawn(async move {
                     store
-                        .change_password(u.id, &format!("h{i}"), None, Some(seen), t0())
+                        .change_password(u.id, &format!("h{i}"), None, Some(seen), t0(), &[])
                         .await
                         .unwrap()
                         .is_some()
@@ -167,7 +172,7 @@ pub async fn sign_ins_racing_a_reset_never_leave_a_live_session(store: Arc<dyn S
                     }
                     let (s, r) =
                         new_session(&seen, &format!("{trial}-{i}"), t0(), seen.credential_epoch);
-                    store.create_session(&s, &r).await.unwrap().is_some()
+                    store.create_session(&s, &r, &[]).await.unwrap().is_some()
                 })
             })
             .collect();
@@ -175,7 +180,7 @@ pub async fn sign_ins_racing_a_reset_never_leave_a_live_session(store: Arc<dyn S
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 store
-                    .complete_reset(&hash(&format!("reset{trial}")), u.id, "new", t0())
+                    .complete_reset(&hash(&format!("reset{trial}")), u.id, "new", t0(), &[])
                     .await
                     .unwrap()
                     .expect("live token")
@@ -204,12 +209,12 @@ pub async fn disabled_accounts_cannot_complete_a_reset(store: Arc<dyn Store>) {
         ..ProfileUpdate::default()
     };
     store
-        .update_profile(u.id, &disable(false), t0())
+        .update_profile(u.id, &disable(false), t0(), &[])
         .await
         .unwrap();
     assert_eq!(
         store
-            .complete_reset(&hash("reset"), u.id, "new", t0())
+            .complete_reset(&hash("reset"), u.id, "new", t0(), &[])
             .await
             .unwrap(),
         None
@@ -218,12 +223,12 @@ pub async fn disabled_accounts_cannot_complete_a_reset(store: Arc<dyn Store>) {
     assert_eq!(after.password_hash, u.password_hash);
     // Nothing changed, the token included: it works again once the account is re-enabled.
     store
-        .update_profile(u.id, &disable(true), t0())
+        .update_profile(u.id, &disable(true), t0(), &[])
         .await
         .unwrap();
     assert!(
         store
-            .complete_reset(&hash("reset"), u.id, "new", t0())
+            .complete_reset(&hash("reset"), u.id, "new", t0(), &[])
             .await
             .unwrap()
             .is_some()
@@ -246,6 +251,7 @@ pub async fn refresh_never_extends_a_session_past_its_maximum_lifetime(store: Ar
                 cap,
                 None,
                 at,
+                &crate::no_reuse,
             )
             .await
             .unwrap();
@@ -282,21 +288,24 @@ pub async fn refresh_never_extends_a_session_past_its_maximum_lifetime(store: Ar
 pub async fn retired_keys_are_marked_and_erased_once(store: Arc<dyn Store>) {
     for (i, kid) in ["k1", "k2"].into_iter().enumerate() {
         store
-            .insert_signing_key(&StoredKey {
-                kid: kid.to_owned(),
-                algorithm: "EdDSA".to_owned(),
-                public_key: vec![1, 2, 3],
-                private_key_enc: vec![4, 5, 6],
-                created_at: t0() + Duration::seconds(i64::try_from(i).unwrap()),
-                retired_at: None,
-            })
+            .insert_signing_key(
+                &StoredKey {
+                    kid: kid.to_owned(),
+                    algorithm: "EdDSA".to_owned(),
+                    public_key: vec![1, 2, 3],
+                    private_key_enc: vec![4, 5, 6],
+                    created_at: t0() + Duration::seconds(i64::try_from(i).unwrap()),
+                    retired_at: None,
+                },
+                &[],
+            )
             .await
             .unwrap();
     }
     let at = t0() + Duration::hours(1);
-    assert!(store.retire_signing_key("k1", at).await.unwrap());
-    assert!(!store.retire_signing_key("k1", at).await.unwrap());
-    assert!(!store.retire_signing_key("nope", at).await.unwrap());
+    assert!(store.retire_signing_key("k1", at, &[]).await.unwrap());
+    assert!(!store.retire_signing_key("k1", at, &[]).await.unwrap());
+    assert!(!store.retire_signing_key("nope", at, &[]).await.unwrap());
     let keys = store.signing_keys().await.unwrap();
     let k1 = keys.iter().find(|k| k.kid == "k1").unwrap();
     assert_eq!(k1.retired_at, Some(at));
@@ -314,7 +323,7 @@ pub async fn census_counts_hashes_with_other_parameters(store: Arc<dyn Store>) {
     let old_bcrypt = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
     let mut legacy = new_user("caio");
     legacy.password_hash = old_bcrypt.to_owned();
-    store.insert_user(&legacy).await.unwrap();
+    store.insert_user(&legacy, &[]).await.unwrap();
     let census = store.password_hash_census(current, 10).await.unwrap();
     assert_eq!((census.total, census.stale), (3, 1));
     assert_eq!(

@@ -19,6 +19,29 @@ mod emails;
 pub use credentials::*;
 pub use emails::*;
 
+/// An event to hand to store calls that take one, when the test is not about events.
+pub(crate) fn ev() -> porteiro_core::domain::NewAuditEvent {
+    porteiro_core::domain::NewAuditEvent {
+        occurred_at: t0(),
+        event_type: porteiro_core::domain::audit::kind::SIGN_IN_FAILED,
+        outcome: porteiro_core::domain::Outcome::Failure,
+        user_id: None,
+        actor_id: None,
+        ip_address: None,
+        user_agent: None,
+        details: serde_json::json!({"test": true}),
+    }
+}
+
+/// The reuse event maker for rotations in tests that are not about events.
+pub(crate) fn no_reuse(user_id: Uuid, session_id: Uuid) -> porteiro_core::domain::NewAuditEvent {
+    porteiro_core::domain::NewAuditEvent {
+        user_id: Some(user_id),
+        details: serde_json::json!({"session_id": session_id}),
+        ..ev()
+    }
+}
+
 /// Generates one `#[tokio::test]` per contract function. `$make` is an async expression
 /// producing a fresh `Arc<dyn Store>`, or `None` to skip (with a notice) when the backend is
 /// not available.
@@ -113,7 +136,7 @@ fn new_user(name: &str) -> NewUser {
 }
 
 async fn user(store: &Arc<dyn Store>, name: &str) -> User {
-    store.insert_user(&new_user(name)).await.unwrap()
+    store.insert_user(&new_user(name), &[]).await.unwrap()
 }
 
 fn hash(label: &str) -> String {
@@ -163,7 +186,7 @@ async fn session(store: &Arc<dyn Store>, user: &User, refresh: &str) -> Uuid {
         .credential_epoch;
     let (s, r) = new_session(user, refresh, t0(), epoch);
     store
-        .create_session(&s, &r)
+        .create_session(&s, &r, &[])
         .await
         .unwrap()
         .expect("session created at the current epoch");
@@ -184,6 +207,7 @@ async fn rotate(
             Duration::days(30),
             Some("198.51.100.7"),
             at,
+            &crate::no_reuse,
         )
         .await
         .unwrap()
@@ -193,7 +217,7 @@ async fn rotate(
 
 pub async fn insert_user_returns_the_stored_user(store: Arc<dyn Store>) {
     let input = new_user("Ana_Silva");
-    let stored = store.insert_user(&input).await.unwrap();
+    let stored = store.insert_user(&input, &[]).await.unwrap();
     assert_eq!(stored.id, input.id);
     assert_eq!(stored.username, "Ana_Silva");
     assert_eq!(stored.email, "ana_silva@example.com");
@@ -209,7 +233,7 @@ pub async fn usernames_are_unique_case_insensitively(store: Arc<dyn Store>) {
     user(&store, "maria").await;
     let mut dup = new_user("MARIA");
     dup.email = "other@example.com".to_owned();
-    let err = store.insert_user(&dup).await.unwrap_err();
+    let err = store.insert_user(&dup, &[]).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Conflict { field: "username" }),
         "{err:?}"
@@ -220,7 +244,7 @@ pub async fn emails_are_unique(store: Arc<dyn Store>) {
     user(&store, "maria").await;
     let mut dup = new_user("joao");
     dup.email = "maria@example.com".to_owned();
-    let err = store.insert_user(&dup).await.unwrap_err();
+    let err = store.insert_user(&dup, &[]).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Conflict { field: "email" }),
         "{err:?}"
@@ -266,7 +290,7 @@ pub async fn list_users_pages_in_creation_order_with_total(store: Arc<dyn Store>
     for i in 0..5 {
         let mut n = new_user(&format!("user{i}"));
         n.now = t0() + Duration::seconds(i);
-        ids.push(store.insert_user(&n).await.unwrap().id);
+        ids.push(store.insert_user(&n, &[]).await.unwrap().id);
     }
     let (page, total) = store.list_users(2, 2).await.unwrap();
     assert_eq!(total, 5);
@@ -283,7 +307,10 @@ pub async fn update_profile_changes_only_given_fields(store: Arc<dyn Store>) {
         locale: Some("pt-BR".to_owned()),
         ..Default::default()
     };
-    let changed = store.update_profile(u.id, &update, later).await.unwrap();
+    let changed = store
+        .update_profile(u.id, &update, later, &[])
+        .await
+        .unwrap();
     assert_eq!(changed.first_name.as_deref(), Some("Ana"));
     assert_eq!(changed.last_name.as_deref(), Some("Souza"));
     assert_eq!(changed.locale, "pt-BR");
@@ -298,6 +325,7 @@ pub async fn update_profile_changes_only_given_fields(store: Arc<dyn Store>) {
                 ..Default::default()
             },
             later,
+            &[],
         )
         .await
         .unwrap();
@@ -308,7 +336,7 @@ pub async fn update_profile_changes_only_given_fields(store: Arc<dyn Store>) {
 
 pub async fn update_profile_of_unknown_user_is_not_found(store: Arc<dyn Store>) {
     let err = store
-        .update_profile(Uuid::new_v4(), &ProfileUpdate::default(), t0())
+        .update_profile(Uuid::new_v4(), &ProfileUpdate::default(), t0(), &[])
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound));
@@ -325,10 +353,11 @@ pub async fn delete_user_removes_everything_and_returns_its_sessions(store: Arc<
             t0(),
             t0() - Duration::minutes(15),
             3,
+            &[],
         )
         .await
         .unwrap();
-    assert_eq!(store.delete_user(u.id).await.unwrap(), Some(vec![s]));
+    assert_eq!(store.delete_user(u.id, &[]).await.unwrap(), Some(vec![s]));
     assert!(store.user_by_id(u.id).await.unwrap().is_none());
     assert!(store.session_by_id(s).await.unwrap().is_none());
     assert!(
@@ -338,7 +367,7 @@ pub async fn delete_user_removes_everything_and_returns_its_sessions(store: Arc<
             .unwrap()
             .is_none()
     );
-    assert_eq!(store.delete_user(u.id).await.unwrap(), None);
+    assert_eq!(store.delete_user(u.id, &[]).await.unwrap(), None);
 }
 
 pub async fn upgrade_password_hash_is_compare_and_set(store: Arc<dyn Store>) {
@@ -368,7 +397,7 @@ pub async fn failed_logins_lock_at_the_threshold_without_extending(store: Arc<dy
         let at = t0() + Duration::seconds(i);
         assert!(
             !store
-                .record_failed_login(u.id, at, 5, lock(at))
+                .record_failed_login(u.id, at, 5, lock(at), &crate::ev(), &crate::ev())
                 .await
                 .unwrap()
         );
@@ -379,7 +408,7 @@ pub async fn failed_logins_lock_at_the_threshold_without_extending(store: Arc<dy
     let fifth = t0() + Duration::seconds(10);
     assert!(
         store
-            .record_failed_login(u.id, fifth, 5, lock(fifth))
+            .record_failed_login(u.id, fifth, 5, lock(fifth), &crate::ev(), &crate::ev())
             .await
             .unwrap(),
         "the failure that locks says so"
@@ -390,7 +419,7 @@ pub async fn failed_logins_lock_at_the_threshold_without_extending(store: Arc<dy
     let during = fifth + Duration::minutes(2);
     assert!(
         !store
-            .record_failed_login(u.id, during, 5, lock(during))
+            .record_failed_login(u.id, during, 5, lock(during), &crate::ev(), &crate::ev())
             .await
             .unwrap()
     );
@@ -407,13 +436,27 @@ pub async fn failures_after_a_lock_ran_out_start_over(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     for _ in 0..5 {
         store
-            .record_failed_login(u.id, t0(), 5, t0() + Duration::minutes(5))
+            .record_failed_login(
+                u.id,
+                t0(),
+                5,
+                t0() + Duration::minutes(5),
+                &crate::ev(),
+                &crate::ev(),
+            )
             .await
             .unwrap();
     }
     let after = t0() + Duration::minutes(6);
     store
-        .record_failed_login(u.id, after, 5, after + Duration::minutes(5))
+        .record_failed_login(
+            u.id,
+            after,
+            5,
+            after + Duration::minutes(5),
+            &crate::ev(),
+            &crate::ev(),
+        )
         .await
         .unwrap();
     let u = store.user_by_id(u.id).await.unwrap().unwrap();
@@ -428,7 +471,7 @@ pub async fn unknown_identifiers_lock_like_accounts(store: Arc<dyn Store>) {
     for i in 0..4 {
         let at = t0() + Duration::seconds(i);
         store
-            .record_failed_login_unknown(&key, at, 5, lock(at))
+            .record_failed_login_unknown(&key, at, 5, lock(at), &[])
             .await
             .unwrap();
     }
@@ -438,7 +481,7 @@ pub async fn unknown_identifiers_lock_like_accounts(store: Arc<dyn Store>) {
     );
     let fifth = t0() + Duration::seconds(10);
     store
-        .record_failed_login_unknown(&key, fifth, 5, lock(fifth))
+        .record_failed_login_unknown(&key, fifth, 5, lock(fifth), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -447,7 +490,7 @@ pub async fn unknown_identifiers_lock_like_accounts(store: Arc<dyn Store>) {
     );
     let during = fifth + Duration::minutes(1);
     store
-        .record_failed_login_unknown(&key, during, 5, lock(during))
+        .record_failed_login_unknown(&key, during, 5, lock(during), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -457,7 +500,7 @@ pub async fn unknown_identifiers_lock_like_accounts(store: Arc<dyn Store>) {
     );
     let after = fifth + Duration::minutes(6);
     store
-        .record_failed_login_unknown(&key, after, 5, lock(after))
+        .record_failed_login_unknown(&key, after, 5, lock(after), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -479,14 +522,14 @@ pub async fn successful_login_and_unlock_clear_the_lock(store: Arc<dyn Store>) {
         async move { store.user_by_id(u.id).await.unwrap().unwrap() }
     };
     store
-        .record_failed_login(u.id, t0(), 5, locked_until)
+        .record_failed_login(u.id, t0(), 5, locked_until, &crate::ev(), &crate::ev())
         .await
         .unwrap();
     assert!(store.record_successful_login(u.id, t0()).await.unwrap());
     assert_eq!(attempts(&store).await.failed_login_attempts, 0);
     for _ in 0..5 {
         store
-            .record_failed_login(u.id, t0(), 5, locked_until)
+            .record_failed_login(u.id, t0(), 5, locked_until, &crate::ev(), &crate::ev())
             .await
             .unwrap();
     }
@@ -507,15 +550,15 @@ pub async fn successful_login_and_unlock_clear_the_lock(store: Arc<dyn Store>) {
     assert_eq!(attempts(&store).await.locked_until, None);
     for _ in 0..5 {
         store
-            .record_failed_login(u.id, t0(), 5, locked_until)
+            .record_failed_login(u.id, t0(), 5, locked_until, &crate::ev(), &crate::ev())
             .await
             .unwrap();
     }
-    assert!(store.unlock_user(u.id, t0()).await.unwrap());
+    assert!(store.unlock_user(u.id, t0(), &[]).await.unwrap());
     let unlocked = attempts(&store).await;
     assert!(!unlocked.is_locked(t0()));
     assert_eq!(unlocked.failed_login_attempts, 0);
-    assert!(!store.unlock_user(Uuid::new_v4(), t0()).await.unwrap());
+    assert!(!store.unlock_user(Uuid::new_v4(), t0(), &[]).await.unwrap());
 }
 
 pub async fn change_password_revokes_other_sessions_and_reset_tokens(store: Arc<dyn Store>) {
@@ -532,11 +575,12 @@ pub async fn change_password_revokes_other_sessions_and_reset_tokens(store: Arc<
             t0(),
             t0() - Duration::minutes(15),
             3,
+            &[],
         )
         .await
         .unwrap();
     let revoked = store
-        .change_password(u.id, "h2", Some(keep), None, t0())
+        .change_password(u.id, "h2", Some(keep), None, t0(), &[])
         .await
         .unwrap()
         .unwrap();
@@ -580,14 +624,14 @@ pub async fn change_password_revokes_other_sessions_and_reset_tokens(store: Arc<
             .is_none()
     );
     let all = store
-        .change_password(u.id, "h3", None, None, t0())
+        .change_password(u.id, "h3", None, None, t0(), &[])
         .await
         .unwrap()
         .unwrap();
     assert_eq!(all, vec![keep]);
     assert_eq!(
         store
-            .change_password(Uuid::new_v4(), "h", None, None, t0())
+            .change_password(Uuid::new_v4(), "h", None, None, t0(), &[])
             .await
             .unwrap(),
         None
@@ -633,6 +677,7 @@ pub async fn session_auth_state_follows_revocation_and_user_state(store: Arc<dyn
                 ..Default::default()
             },
             t0(),
+            &[],
         )
         .await
         .unwrap();
@@ -648,10 +693,11 @@ pub async fn session_auth_state_follows_revocation_and_user_state(store: Arc<dyn
                 ..Default::default()
             },
             t0(),
+            &[],
         )
         .await
         .unwrap();
-    assert!(store.revoke_session(u.id, id, t0()).await.unwrap());
+    assert!(store.revoke_session(u.id, id, t0(), &[]).await.unwrap());
     assert!(
         !store.session_auth_state(id).await.unwrap().unwrap().usable,
         "revoked session"
@@ -670,7 +716,7 @@ pub async fn active_sessions_exclude_revoked_and_expired(store: Arc<dyn Store>) 
     let a = session(&store, &u, "a").await;
     let b = session(&store, &u, "b").await;
     let c = session(&store, &u, "c").await;
-    store.revoke_session(u.id, b, t0()).await.unwrap();
+    store.revoke_session(u.id, b, t0(), &[]).await.unwrap();
     // Refreshing `c` later makes it the most recently active.
     rotate(&store, "c", "c2", t0() + Duration::minutes(1)).await;
     let listed: Vec<Uuid> = store
@@ -709,7 +755,7 @@ pub async fn rename_session_only_for_its_owner(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(renamed.device_name, "Work laptop");
-    store.revoke_session(u.id, id, t0()).await.unwrap();
+    store.revoke_session(u.id, id, t0(), &[]).await.unwrap();
     assert!(
         store
             .rename_session(u.id, id, "Again", t0())
@@ -723,9 +769,9 @@ pub async fn revoke_session_only_for_its_owner_and_once(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let other = user(&store, "bia").await;
     let id = session(&store, &u, "r").await;
-    assert!(!store.revoke_session(other.id, id, t0()).await.unwrap());
-    assert!(store.revoke_session(u.id, id, t0()).await.unwrap());
-    assert!(!store.revoke_session(u.id, id, t0()).await.unwrap());
+    assert!(!store.revoke_session(other.id, id, t0(), &[]).await.unwrap());
+    assert!(store.revoke_session(u.id, id, t0(), &[]).await.unwrap());
+    assert!(!store.revoke_session(u.id, id, t0(), &[]).await.unwrap());
     assert!(
         store
             .refresh_token_session(&hash("r"), t0())
@@ -742,18 +788,21 @@ pub async fn revoke_all_sessions_can_keep_one(store: Arc<dyn Store>) {
     let b = session(&store, &u, "b").await;
     let foreign = session(&store, &other, "f").await;
     let mut revoked = store
-        .revoke_all_sessions(u.id, Some(a), t0())
+        .revoke_all_sessions(u.id, Some(a), t0(), &[])
         .await
         .unwrap();
     revoked.sort();
     assert_eq!(revoked, vec![b]);
     assert_eq!(
-        store.revoke_all_sessions(u.id, None, t0()).await.unwrap(),
+        store
+            .revoke_all_sessions(u.id, None, t0(), &[])
+            .await
+            .unwrap(),
         vec![a]
     );
     assert!(
         store
-            .revoke_all_sessions(u.id, None, t0())
+            .revoke_all_sessions(u.id, None, t0(), &[])
             .await
             .unwrap()
             .is_empty()
@@ -862,7 +911,7 @@ pub async fn expired_or_unknown_refresh_tokens_are_invalid(store: Arc<dyn Store>
 pub async fn rotation_on_a_revoked_session_is_invalid(store: Arc<dyn Store>) {
     let u = user(&store, "ana").await;
     let id = session(&store, &u, "r1").await;
-    store.revoke_session(u.id, id, t0()).await.unwrap();
+    store.revoke_session(u.id, id, t0(), &[]).await.unwrap();
     assert_eq!(
         rotate(&store, "r1", "r2", t0()).await,
         RotateOutcome::Invalid
@@ -999,7 +1048,15 @@ pub async fn known_devices_lock_on_their_own_and_are_capped(store: Arc<dyn Store
         let at = t0() + Duration::seconds(i);
         assert!(
             !store
-                .record_device_failure(u.id, &hash("d0"), at, 5, lock(at))
+                .record_device_failure(
+                    u.id,
+                    &hash("d0"),
+                    at,
+                    5,
+                    lock(at),
+                    &crate::ev(),
+                    &crate::ev()
+                )
                 .await
                 .unwrap()
         );
@@ -1007,7 +1064,15 @@ pub async fn known_devices_lock_on_their_own_and_are_capped(store: Arc<dyn Store
     let fifth = t0() + Duration::seconds(10);
     assert!(
         store
-            .record_device_failure(u.id, &hash("d0"), fifth, 5, lock(fifth))
+            .record_device_failure(
+                u.id,
+                &hash("d0"),
+                fifth,
+                5,
+                lock(fifth),
+                &crate::ev(),
+                &crate::ev()
+            )
             .await
             .unwrap()
     );
@@ -1095,12 +1160,12 @@ pub async fn purge_removes_only_what_can_no_longer_matter(store: Arc<dyn Store>)
     let lock = t0() + Duration::hours(5);
     // "stale": one failure long ago. "locked": locked until well after the cut-off.
     store
-        .record_failed_login_unknown(&hash("stale"), t0(), 5, lock)
+        .record_failed_login_unknown(&hash("stale"), t0(), 5, lock, &[])
         .await
         .unwrap();
     for _ in 0..5 {
         store
-            .record_failed_login_unknown(&hash("locked"), t0(), 5, lock)
+            .record_failed_login_unknown(&hash("locked"), t0(), 5, lock, &[])
             .await
             .unwrap();
     }
@@ -1113,13 +1178,14 @@ pub async fn purge_removes_only_what_can_no_longer_matter(store: Arc<dyn Store>)
             t0(),
             t0() - Duration::minutes(15),
             3,
+            &[],
         )
         .await
         .unwrap();
     let cut = t0() + Duration::hours(2);
     let later = cut + Duration::minutes(1);
     store
-        .record_failed_login_unknown(&hash("recent"), later, 5, later + Duration::minutes(5))
+        .record_failed_login_unknown(&hash("recent"), later, 5, later + Duration::minutes(5), &[])
         .await
         .unwrap();
     let removed = store
@@ -1256,6 +1322,7 @@ pub async fn reset_tokens_are_limited_per_window(store: Arc<dyn Store>) {
                     now,
                     now - window,
                     3,
+                    &[],
                 )
                 .await
                 .unwrap()
@@ -1302,6 +1369,7 @@ pub async fn a_new_reset_token_replaces_older_ones(store: Arc<dyn Store>) {
             t0(),
             t0() - Duration::minutes(15),
             3,
+            &[],
         )
         .await
         .unwrap();
@@ -1313,6 +1381,7 @@ pub async fn a_new_reset_token_replaces_older_ones(store: Arc<dyn Store>) {
             t0(),
             t0() - Duration::minutes(15),
             3,
+            &[],
         )
         .await
         .unwrap();
@@ -1339,6 +1408,7 @@ pub async fn reset_token_owner_respects_expiry(store: Arc<dyn Store>) {
             t0(),
             t0() - Duration::minutes(15),
             3,
+            &[],
         )
         .await
         .unwrap();
@@ -1363,7 +1433,14 @@ pub async fn complete_reset_is_single_use_and_revokes_every_session(store: Arc<d
     let s = session(&store, &u, "r").await;
     for _ in 0..5 {
         store
-            .record_failed_login(u.id, t0(), 5, t0() + Duration::minutes(5))
+            .record_failed_login(
+                u.id,
+                t0(),
+                5,
+                t0() + Duration::minutes(5),
+                &crate::ev(),
+                &crate::ev(),
+            )
             .await
             .unwrap();
     }
@@ -1375,12 +1452,13 @@ pub async fn complete_reset_is_single_use_and_revokes_every_session(store: Arc<d
             t0(),
             t0() - Duration::minutes(15),
             3,
+            &[],
         )
         .await
         .unwrap();
     assert_eq!(
         store
-            .complete_reset(&hash("t"), u.id, "new-hash", t0())
+            .complete_reset(&hash("t"), u.id, "new-hash", t0(), &[])
             .await
             .unwrap(),
         Some(vec![s])
@@ -1390,7 +1468,7 @@ pub async fn complete_reset_is_single_use_and_revokes_every_session(store: Arc<d
     assert!(!after.is_locked(t0()), "a reset unlocks");
     assert_eq!(
         store
-            .complete_reset(&hash("t"), u.id, "again", t0())
+            .complete_reset(&hash("t"), u.id, "again", t0(), &[])
             .await
             .unwrap(),
         None
@@ -1415,12 +1493,13 @@ pub async fn complete_reset_needs_the_owner(store: Arc<dyn Store>) {
             t0(),
             t0() - Duration::minutes(15),
             3,
+            &[],
         )
         .await
         .unwrap();
     assert_eq!(
         store
-            .complete_reset(&hash("t"), other.id, "x", t0())
+            .complete_reset(&hash("t"), other.id, "x", t0(), &[])
             .await
             .unwrap(),
         None
@@ -1438,14 +1517,17 @@ pub async fn signing_keys_are_listed_newest_first(store: Arc<dyn Store>) {
     assert!(store.signing_keys().await.unwrap().is_empty());
     for (i, kid) in ["k1", "k2"].iter().enumerate() {
         store
-            .insert_signing_key(&StoredKey {
-                kid: (*kid).to_owned(),
-                algorithm: "EdDSA".to_owned(),
-                public_key: vec![1, 2, 3],
-                private_key_enc: vec![4, 5, 6, i as u8],
-                created_at: t0() + Duration::seconds(i as i64),
-                retired_at: None,
-            })
+            .insert_signing_key(
+                &StoredKey {
+                    kid: (*kid).to_owned(),
+                    algorithm: "EdDSA".to_owned(),
+                    public_key: vec![1, 2, 3],
+                    private_key_enc: vec![4, 5, 6, i as u8],
+                    created_at: t0() + Duration::seconds(i as i64),
+                    retired_at: None,
+                },
+                &[],
+            )
             .await
             .unwrap();
     }

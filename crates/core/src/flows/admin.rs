@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::domain::User;
 use crate::domain::audit::{Outcome, kind};
 use crate::error::Error;
+use crate::flows::audit::committed;
 use crate::flows::registration::Registration;
 use crate::service::{Auth, Principal};
 
@@ -77,22 +78,24 @@ impl Auth {
                 "You cannot delete your own account.",
             ));
         }
-        let sessions = self
-            .store
-            .delete_user(user_id)
-            .await?
-            .ok_or(Error::NotFound)?;
-        self.sessions_revoked(&sessions).await;
-        self.profile_changed(user_id).await;
-        tracing::info!(%user_id, by = %principal.user_id, "account deleted");
-        self.record(
+        // The count of sessions ended is only known inside the deletion; the event names the
+        // account and who deleted it, which is what a receiver acts on.
+        let deleted = [self.event(
             kind::USER_DELETED,
             Outcome::Success,
             Some(user_id),
             Some(principal),
-            json!({"revoked_sessions": sessions.len()}),
-        )
-        .await;
+            json!({}),
+        )];
+        let sessions = self
+            .store
+            .delete_user(user_id, &deleted)
+            .await?
+            .ok_or(Error::NotFound)?;
+        self.sessions_revoked(&sessions).await;
+        self.profile_changed(user_id).await;
+        tracing::info!(%user_id, by = %principal.user_id, revoked_sessions = sessions.len(), "account deleted");
+        committed(&deleted);
         Ok(())
     }
 
@@ -106,18 +109,24 @@ impl Auth {
 
     async fn unlock_by(&self, identifier: &str, actor: Option<&Principal>) -> Result<User, Error> {
         let user = self.find_user(identifier).await?.ok_or(Error::NotFound)?;
-        self.store.unlock_user(user.id, self.now()).await?;
-        self.profile_changed(user.id).await;
-        tracing::info!(user_id = %user.id, "account unlocked");
         let via = if actor.is_some() { "api" } else { "cli" };
-        self.record(
+        let unlocked = [self.event(
             kind::ACCOUNT_UNLOCKED,
             Outcome::Success,
             Some(user.id),
             actor,
             json!({"via": via, "was_locked": user.is_locked(self.now())}),
-        )
-        .await;
+        )];
+        if !self
+            .store
+            .unlock_user(user.id, self.now(), &unlocked)
+            .await?
+        {
+            return Err(Error::NotFound);
+        }
+        self.profile_changed(user.id).await;
+        tracing::info!(user_id = %user.id, "account unlocked");
+        committed(&unlocked);
         self.store.user_by_id(user.id).await?.ok_or(Error::NotFound)
     }
 
@@ -166,22 +175,22 @@ impl Auth {
             if canonical == stored {
                 continue;
             }
+            let updated = [self.event(
+                kind::USER_UPDATED,
+                Outcome::Success,
+                Some(id),
+                None,
+                json!({"fields": ["email"], "reason": "canonical_form"}),
+            )];
             match self
                 .store
-                .rewrite_email(id, &stored, &canonical, self.now())
+                .rewrite_email(id, &stored, &canonical, self.now(), &updated)
                 .await
             {
                 Ok(true) => {
                     rewritten += 1;
                     self.profile_changed(id).await;
-                    self.record(
-                        kind::USER_UPDATED,
-                        Outcome::Success,
-                        Some(id),
-                        None,
-                        json!({"fields": ["email"], "reason": "canonical_form"}),
-                    )
-                    .await;
+                    committed(&updated);
                 }
                 Ok(false) => {}
                 Err(crate::store::StoreError::Conflict { .. }) => {

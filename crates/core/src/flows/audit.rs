@@ -3,8 +3,10 @@
 //!
 //! The client address and user agent of an event come from the request's [`ClientContext`],
 //! which the web layer makes current for the whole request with [`ClientContext::scope`], so
-//! flows do not thread it through every call. Appending is awaited, so an event is readable as
-//! soon as its action has answered; a failure to append is logged and does not undo the action.
+//! flows do not thread it through every call. An event describing a change is written by the
+//! store call that makes the change, in its transaction ([`crate::store`]): no change without its
+//! event, no event for a change that did not commit. Events that stand alone (refusals) are
+//! appended on their own with [`Auth::record`].
 
 use std::sync::Arc;
 
@@ -36,9 +38,64 @@ impl ClientContext {
 /// Most events one page returns.
 pub const MAX_AUDIT_PAGE: u32 = 200;
 
+/// Builds an event about `user_id` happening now, from the current request's client (see
+/// [`ClientContext::current`]). `actor` is who acted, kept only when it is someone else (an
+/// administrator). Pass it to the store call that makes the change, so both commit together, then
+/// hand it to [`committed`].
+#[must_use]
+pub fn new_event(
+    now: chrono::DateTime<chrono::Utc>,
+    event_type: &'static str,
+    outcome: Outcome,
+    user_id: Option<Uuid>,
+    actor: Option<&Principal>,
+    details: Value,
+) -> NewAuditEvent {
+    let client = ClientContext::current();
+    NewAuditEvent {
+        occurred_at: now,
+        event_type,
+        outcome,
+        user_id,
+        actor_id: actor.map(|p| p.user_id).filter(|a| Some(*a) != user_id),
+        ip_address: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        details,
+    }
+}
+
+/// After the events' transaction committed: each goes to the log at info level (inside the
+/// request's span, so with its request id: logs and audit can be joined) and to the metrics.
+pub fn committed(events: &[NewAuditEvent]) {
+    for e in events {
+        tracing::info!(
+            target: "porteiro::audit",
+            event_type = e.event_type,
+            outcome = e.outcome.as_str(),
+            user_id = e.user_id.map(tracing::field::display),
+            actor_id = e.actor_id.map(tracing::field::display),
+            details = %e.details,
+            "security event"
+        );
+    }
+}
+
 impl Auth {
-    /// Appends an event about `user_id`. `actor` is who acted, recorded when it is someone else
-    /// (an administrator).
+    /// [`new_event`] at this service's clock.
+    pub(crate) fn event(
+        &self,
+        event_type: &'static str,
+        outcome: Outcome,
+        user_id: Option<Uuid>,
+        actor: Option<&Principal>,
+        details: Value,
+    ) -> NewAuditEvent {
+        new_event(self.now(), event_type, outcome, user_id, actor, details)
+    }
+
+    /// Appends an event that stands alone: a refusal or a request that changed nothing. (An
+    /// event describing a change is passed to the store call making it instead.) A failure to
+    /// append is logged and does not fail the request.
     pub(crate) async fn record(
         &self,
         event_type: &'static str,
@@ -47,19 +104,10 @@ impl Auth {
         actor: Option<&Principal>,
         details: Value,
     ) {
-        let client = ClientContext::current();
-        let event = NewAuditEvent {
-            occurred_at: self.now(),
-            event_type,
-            outcome,
-            user_id,
-            actor_id: actor.map(|p| p.user_id).filter(|a| Some(*a) != user_id),
-            ip_address: client.ip.clone(),
-            user_agent: client.user_agent.clone(),
-            details,
-        };
-        if let Err(e) = self.store.append_audit(&event).await {
-            tracing::error!(event_type, error = %e, "audit event not recorded");
+        let event = self.event(event_type, outcome, user_id, actor, details);
+        match self.store.append_audit(&event).await {
+            Ok(()) => committed(std::slice::from_ref(&event)),
+            Err(e) => tracing::error!(event_type, error = %e, "audit event not recorded"),
         }
     }
 

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::domain::Session;
 use crate::domain::audit::{Outcome, kind};
 use crate::error::Error;
+use crate::flows::audit::committed;
 use crate::service::{Auth, Principal};
 
 /// A session as shown to its owner.
@@ -91,23 +92,23 @@ impl Auth {
     /// # Errors
     /// `NotFound`.
     pub async fn revoke_device(&self, principal: &Principal, id: Uuid) -> Result<(), Error> {
+        let revoked = [self.event(
+            kind::SESSION_REVOKED,
+            Outcome::Success,
+            Some(principal.user_id),
+            None,
+            json!({"session_id": id, "reason": "device_revoked"}),
+        )];
         if !self
             .store
-            .revoke_session(principal.user_id, id, self.now())
+            .revoke_session(principal.user_id, id, self.now(), &revoked)
             .await?
         {
             return Err(Error::NotFound);
         }
         self.sessions_revoked(&[id]).await;
         tracing::info!(user_id = %principal.user_id, session_id = %id, "session revoked");
-        self.record(
-            kind::SESSION_REVOKED,
-            Outcome::Success,
-            Some(principal.user_id),
-            None,
-            json!({"session_id": id, "reason": "device_revoked"}),
-        )
-        .await;
+        committed(&revoked);
         Ok(())
     }
 
@@ -121,21 +122,21 @@ impl Auth {
             .user_by_id(user_id)
             .await?
             .ok_or(Error::NotFound)?;
-        let revoked = self
-            .store
-            .revoke_all_sessions(user_id, None, self.now())
-            .await?;
-        self.store.forget_devices(user_id).await?;
-        self.sessions_revoked(&revoked).await;
-        tracing::info!(%user_id, by = %principal.user_id, count = revoked.len(), "all sessions revoked");
-        self.record(
+        let event = [self.event(
             kind::SESSIONS_REVOKED_ALL,
             Outcome::Success,
             Some(user_id),
             Some(principal),
-            json!({"count": revoked.len()}),
-        )
-        .await;
+            json!({}),
+        )];
+        let revoked = self
+            .store
+            .revoke_all_sessions(user_id, None, self.now(), &event)
+            .await?;
+        self.store.forget_devices(user_id).await?;
+        self.sessions_revoked(&revoked).await;
+        tracing::info!(%user_id, by = %principal.user_id, count = revoked.len(), "all sessions revoked");
+        committed(&event);
         Ok(revoked.len())
     }
 }

@@ -17,6 +17,7 @@ use crate::domain::device::{clamp_user_agent, describe};
 use crate::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use crate::domain::{NewSession, User};
 use crate::error::Error;
+use crate::flows::audit::committed;
 use crate::keys::AccessClaims;
 use crate::service::{Auth, Authenticated, ClientContext, Principal};
 
@@ -88,10 +89,11 @@ impl Auth {
         };
         let Some(user) = user else {
             let key = crate::crypto::token_hash(&login);
+            let failed = [self.sign_in_failed_event(None, "unknown_account")];
             self.store
-                .record_failed_login_unknown(&key, now, attempts, lock_until)
+                .record_failed_login_unknown(&key, now, attempts, lock_until, &failed)
                 .await?;
-            self.sign_in_failed(None, "unknown_account").await;
+            committed(&failed);
             return Err(Error::InvalidCredentials);
         };
         if let (Some(device), Some(hash)) = (&known, &device_hash) {
@@ -99,25 +101,28 @@ impl Auth {
             // applies: failures from elsewhere cannot lock its owner out.
             let device_locked = device.locked_until.is_some_and(|t| t > now);
             if device_locked || !verification.matches {
-                let locked_now = self
-                    .store
-                    .record_device_failure(user.id, hash, now, attempts, lock_until)
-                    .await?;
                 let reason = if device_locked {
                     "device_locked"
                 } else {
                     "wrong_password"
                 };
-                self.sign_in_failed(Some(user.id), reason).await;
-                if locked_now {
-                    self.record(
-                        kind::ACCOUNT_LOCKED,
-                        Outcome::Success,
-                        Some(user.id),
-                        None,
-                        json!({"scope": "device", "failed_attempts": attempts, "locked_until": lock_until}),
+                let failed = self.sign_in_failed_event(Some(user.id), reason);
+                let locked = self.event(
+                    kind::ACCOUNT_LOCKED,
+                    Outcome::Success,
+                    Some(user.id),
+                    None,
+                    json!({"scope": "device", "failed_attempts": attempts, "locked_until": lock_until}),
+                );
+                let locked_now = self
+                    .store
+                    .record_device_failure(
+                        user.id, hash, now, attempts, lock_until, &failed, &locked,
                     )
-                    .await;
+                    .await?;
+                committed(&[failed]);
+                if locked_now {
+                    committed(&[locked]);
                 }
                 return Err(Error::InvalidCredentials);
             }
@@ -130,27 +135,28 @@ impl Auth {
                 .await;
         }
         if user.is_locked(now) || !verification.matches {
-            let locked_now = self
-                .store
-                .record_failed_login(user.id, now, attempts, lock_until)
-                .await?;
             let reason = if user.is_locked(now) {
                 "locked"
             } else {
                 "wrong_password"
             };
-            self.sign_in_failed(Some(user.id), reason).await;
+            let failed = self.sign_in_failed_event(Some(user.id), reason);
+            let locked = self.event(
+                kind::ACCOUNT_LOCKED,
+                Outcome::Success,
+                Some(user.id),
+                None,
+                json!({"scope": "account", "failed_attempts": attempts, "locked_until": lock_until}),
+            );
+            let locked_now = self
+                .store
+                .record_failed_login(user.id, now, attempts, lock_until, &failed, &locked)
+                .await?;
+            committed(&[failed]);
             if locked_now {
                 self.profile_changed(user.id).await;
                 tracing::warn!(user_id = %user.id, "account locked after repeated failed sign-ins");
-                self.record(
-                    kind::ACCOUNT_LOCKED,
-                    Outcome::Success,
-                    Some(user.id),
-                    None,
-                    json!({"scope": "account", "failed_attempts": attempts, "locked_until": lock_until}),
-                )
-                .await;
+                committed(&[locked]);
             }
             return Err(Error::InvalidCredentials);
         }
@@ -199,7 +205,8 @@ impl Auth {
             self.upgrade_hash_in_background(&user, password.clone());
         }
         let user_id = user.id;
-        let mut out = match self.start_session(user, ctx).await {
+        let details = json!({"method": "password", "known_device": known_device});
+        let mut out = match self.start_session(user, ctx, details).await {
             Err(Error::CredentialChanged) => {
                 self.sign_in_failed(Some(user_id), "credential_changed")
                     .await;
@@ -209,17 +216,24 @@ impl Auth {
         };
         out.device_token = if ctx.ip.is_some() { device_token } else { None };
         tracing::info!(user_id = %out.user.id, session_id = %out.session_id, "signed in");
-        self.record(
-            kind::SIGN_IN_SUCCEEDED,
-            Outcome::Success,
-            Some(out.user.id),
-            None,
-            json!({"method": "password", "session_id": out.session_id, "known_device": known_device}),
-        )
-        .await;
         Ok(out)
     }
 
+    fn sign_in_failed_event(
+        &self,
+        user_id: Option<Uuid>,
+        reason: &'static str,
+    ) -> crate::domain::NewAuditEvent {
+        self.event(
+            kind::SIGN_IN_FAILED,
+            Outcome::Failure,
+            user_id,
+            None,
+            json!({"reason": reason}),
+        )
+    }
+
+    /// A refused sign-in that changed nothing.
     async fn sign_in_failed(&self, user_id: Option<Uuid>, reason: &'static str) {
         self.record(
             kind::SIGN_IN_FAILED,
@@ -254,6 +268,8 @@ impl Auth {
     /// Creates a session (device) for `user` and issues its first token pair. `user` must be the
     /// account as read before its credential was verified: the session is only created if its
     /// credential epoch is still current (see [`crate::store::SessionStore::create_session`]).
+    /// The `sign_in.succeeded` event, with `details` (the method, at least) and the session id,
+    /// is written with the session.
     ///
     /// # Errors
     /// `CredentialChanged` when the epoch moved or the account was disabled meanwhile; store
@@ -262,6 +278,7 @@ impl Auth {
         &self,
         user: User,
         ctx: &ClientContext,
+        mut details: serde_json::Value,
     ) -> Result<Authenticated, Error> {
         let now = self.now();
         let user_agent = ctx.user_agent.as_deref().map(clamp_user_agent);
@@ -288,9 +305,19 @@ impl Auth {
             expires_at,
             now,
         };
+        if let Some(object) = details.as_object_mut() {
+            object.insert("session_id".to_owned(), json!(session_id));
+        }
+        let succeeded = [self.event(
+            kind::SIGN_IN_SUCCEEDED,
+            Outcome::Success,
+            Some(user.id),
+            None,
+            details,
+        )];
         if self
             .store
-            .create_session(&session, &refresh)
+            .create_session(&session, &refresh, &succeeded)
             .await?
             .is_none()
         {
@@ -298,6 +325,7 @@ impl Auth {
             // a change, reset, disable or "revoke all" committed meanwhile.
             return Err(Error::CredentialChanged);
         }
+        committed(&succeeded);
         let access_token = self
             .keys
             .issue(user.id, session_id, now, self.config.access_ttl)?;
@@ -360,6 +388,15 @@ impl Auth {
             }
         }
         let next = random_token::<32>();
+        let on_reuse = |user_id: Uuid, session_id: Uuid| {
+            self.event(
+                kind::REFRESH_TOKEN_REUSED,
+                Outcome::Failure,
+                Some(user_id),
+                None,
+                json!({"session_id": session_id, "action": "session_revoked"}),
+            )
+        };
         let outcome = self
             .store
             .rotate_refresh_token(
@@ -369,6 +406,7 @@ impl Auth {
                 self.config.session_max_lifetime,
                 ctx.ip.as_deref(),
                 now,
+                &on_reuse,
             )
             .await?;
         let Rotation { session, user } = match outcome {
@@ -379,14 +417,7 @@ impl Auth {
             } => {
                 tracing::warn!(%user_id, %session_id, "refresh token reuse detected: session revoked");
                 self.sessions_revoked(&[session_id]).await;
-                self.record(
-                    kind::REFRESH_TOKEN_REUSED,
-                    Outcome::Failure,
-                    Some(user_id),
-                    None,
-                    json!({"session_id": session_id, "action": "session_revoked"}),
-                )
-                .await;
+                committed(&[on_reuse(user_id, session_id)]);
                 return Err(Error::InvalidRefreshToken);
             }
             RotateOutcome::Invalid => return Err(Error::InvalidRefreshToken),
@@ -461,20 +492,25 @@ impl Auth {
     /// # Errors
     /// On store failure.
     pub async fn logout(&self, principal: &Principal) -> Result<(), Error> {
+        let revoked = [self.event(
+            kind::SESSION_REVOKED,
+            Outcome::Success,
+            Some(principal.user_id),
+            None,
+            json!({"session_id": principal.session_id, "reason": "sign_out"}),
+        )];
         if self
             .store
-            .revoke_session(principal.user_id, principal.session_id, self.now())
+            .revoke_session(
+                principal.user_id,
+                principal.session_id,
+                self.now(),
+                &revoked,
+            )
             .await?
         {
             tracing::info!(user_id = %principal.user_id, session_id = %principal.session_id, "signed out");
-            self.record(
-                kind::SESSION_REVOKED,
-                Outcome::Success,
-                Some(principal.user_id),
-                None,
-                json!({"session_id": principal.session_id, "reason": "sign_out"}),
-            )
-            .await;
+            committed(&revoked);
         }
         self.sessions_revoked(&[principal.session_id]).await;
         Ok(())
@@ -505,19 +541,19 @@ impl Auth {
         if principal.is_some_and(|p| p.user_id != session.user_id) {
             return Ok(());
         }
+        let revoked = [self.event(
+            kind::SESSION_REVOKED,
+            Outcome::Success,
+            Some(session.user_id),
+            principal,
+            json!({"session_id": session.id, "reason": "token_revoked"}),
+        )];
         if self
             .store
-            .revoke_session(session.user_id, session.id, now)
+            .revoke_session(session.user_id, session.id, now, &revoked)
             .await?
         {
-            self.record(
-                kind::SESSION_REVOKED,
-                Outcome::Success,
-                Some(session.user_id),
-                principal,
-                json!({"session_id": session.id, "reason": "token_revoked"}),
-            )
-            .await;
+            committed(&revoked);
         }
         self.sessions_revoked(&[session.id]).await;
         Ok(())

@@ -17,6 +17,7 @@ use crate::crypto::{random_token, token_hash};
 use crate::domain::audit::{Outcome, kind};
 use crate::domain::{Email, EmailPolicy};
 use crate::error::Error;
+use crate::flows::audit::committed;
 use crate::flows::login::looks_like_token;
 use crate::mail::{Locale, MailKind, render};
 use crate::service::Auth;
@@ -80,6 +81,13 @@ impl Auth {
         };
         let now = self.now();
         let token = random_token::<24>();
+        let requested = [self.event(
+            kind::PASSWORD_RESET_REQUESTED,
+            Outcome::Success,
+            Some(user.id),
+            None,
+            json!({"mail": "queued"}),
+        )];
         let issued = self
             .store
             .replace_reset_token(
@@ -89,6 +97,7 @@ impl Auth {
                 now,
                 now - self.config.recovery_window,
                 self.config.recovery_mail_limit,
+                &requested,
             )
             .await?;
         if !issued {
@@ -113,16 +122,9 @@ impl Auth {
             &user.email,
             &self.config.product_name,
         )?;
+        committed(&requested);
         self.outbox.queue(&message).await?;
         tracing::info!(user_id = %user.id, "password reset link queued");
-        self.record(
-            kind::PASSWORD_RESET_REQUESTED,
-            Outcome::Success,
-            Some(user.id),
-            None,
-            json!({"mail": "queued"}),
-        )
-        .await;
         Ok(())
     }
 
@@ -160,23 +162,23 @@ impl Auth {
         }
         self.check_password_policy(password, Some(&user.username), Some(&user.email))?;
         let new_hash = self.hasher.hash(password).await?;
+        let completed = [self.event(
+            kind::PASSWORD_RESET_COMPLETED,
+            Outcome::Success,
+            Some(owner),
+            None,
+            json!({}),
+        )];
         let revoked = self
             .store
-            .complete_reset(&hash, owner, &new_hash, self.now())
+            .complete_reset(&hash, owner, &new_hash, self.now(), &completed)
             .await?
             .ok_or(Error::InvalidResetToken)?;
         self.store.forget_devices(owner).await?;
         self.profile_changed(owner).await;
         self.sessions_revoked(&revoked).await;
         tracing::info!(user_id = %owner, revoked_sessions = revoked.len(), "password reset completed");
-        self.record(
-            kind::PASSWORD_RESET_COMPLETED,
-            Outcome::Success,
-            Some(owner),
-            None,
-            json!({"revoked_sessions": revoked.len()}),
-        )
-        .await;
+        committed(&completed);
         self.notify_password_changed(&user).await;
         Ok(())
     }

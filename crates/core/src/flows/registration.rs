@@ -82,30 +82,34 @@ impl Auth {
         )?;
         let password_hash = self.hasher.hash(&input.password).await?;
         let locale = Locale::negotiate(input.locale.as_deref().unwrap_or("en"));
-        let user = self
-            .store
-            .insert_user(&NewUser {
-                id: Uuid::now_v7(),
-                username_key: username.key(),
-                username: username.as_str().to_owned(),
-                email: email.into_inner(),
-                first_name,
-                last_name,
-                password_hash,
-                is_admin: input.is_admin,
-                locale: locale.tag().to_owned(),
-                now: self.now(),
-            })
-            .await?;
-        tracing::info!(user_id = %user.id, "account created");
-        self.record(
+        let id = Uuid::now_v7();
+        let registered = [self.event(
             kind::USER_REGISTERED,
             Outcome::Success,
-            Some(user.id),
+            Some(id),
             None,
-            json!({"is_admin": user.is_admin}),
-        )
-        .await;
+            json!({"is_admin": input.is_admin}),
+        )];
+        let user = self
+            .store
+            .insert_user(
+                &NewUser {
+                    id,
+                    username_key: username.key(),
+                    username: username.as_str().to_owned(),
+                    email: email.into_inner(),
+                    first_name,
+                    last_name,
+                    password_hash,
+                    is_admin: input.is_admin,
+                    locale: locale.tag().to_owned(),
+                    now: self.now(),
+                },
+                &registered,
+            )
+            .await?;
+        tracing::info!(user_id = %user.id, "account created");
+        crate::flows::audit::committed(&registered);
         Ok(user)
     }
 

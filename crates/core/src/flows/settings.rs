@@ -9,6 +9,7 @@ use crate::domain::audit::{Outcome, kind};
 use crate::domain::names::parse_optional_name;
 use crate::domain::{ProfileUpdate, User};
 use crate::error::Error;
+use crate::flows::audit::committed;
 use crate::mail::Locale;
 use crate::service::{Auth, Principal};
 
@@ -56,12 +57,37 @@ impl Auth {
                 .matches;
             let now = self.now();
             if !matches {
-                let lock_until = now + self.config.lockout_duration;
-                self.store
-                    .record_failed_login(user_id, now, self.config.lockout_attempts, lock_until)
+                let (attempts, lock_until) = (
+                    self.config.lockout_attempts,
+                    now + self.config.lockout_duration,
+                );
+                let failed = self.event(
+                    kind::PASSWORD_CHANGED,
+                    Outcome::Failure,
+                    Some(user_id),
+                    None,
+                    json!({"reason": "incorrect_password"}),
+                );
+                let locked = self.event(
+                    kind::ACCOUNT_LOCKED,
+                    Outcome::Success,
+                    Some(user_id),
+                    None,
+                    json!({"scope": "account", "failed_attempts": attempts, "locked_until": lock_until}),
+                );
+                let locked_now = self
+                    .store
+                    .record_failed_login(user_id, now, attempts, lock_until, &failed, &locked)
                     .await?;
+                committed(&[failed]);
+                if locked_now {
+                    self.profile_changed(user_id).await;
+                    committed(&[locked]);
+                }
+                return Err(Error::IncorrectPassword);
             }
-            if !matches || !self.store.record_successful_login(user_id, now).await? {
+            if !self.store.record_successful_login(user_id, now).await? {
+                // Locked (by failures that landed meanwhile, or before): refused, nothing changed.
                 self.record(
                     kind::PASSWORD_CHANGED,
                     Outcome::Failure,
@@ -80,9 +106,16 @@ impl Auth {
         // A change confirmed with the current password only lands if that password is still the
         // current one: of two concurrent changes with the same current password, one wins.
         let expected = own.then_some(user.credential_epoch);
+        let changed = [self.event(
+            kind::PASSWORD_CHANGED,
+            Outcome::Success,
+            Some(user_id),
+            Some(principal),
+            json!({"by": if own { "self" } else { "admin" }}),
+        )];
         let Some(revoked) = self
             .store
-            .change_password(user_id, &hash, keep, expected, self.now())
+            .change_password(user_id, &hash, keep, expected, self.now(), &changed)
             .await?
         else {
             if !own {
@@ -102,14 +135,7 @@ impl Auth {
         self.profile_changed(user_id).await;
         self.sessions_revoked(&revoked).await;
         tracing::info!(%user_id, by = %principal.user_id, revoked_sessions = revoked.len(), "password changed");
-        self.record(
-            kind::PASSWORD_CHANGED,
-            Outcome::Success,
-            Some(user_id),
-            Some(principal),
-            json!({"revoked_sessions": revoked.len()}),
-        )
-        .await;
+        committed(&changed);
         self.notify_password_changed(&user).await;
         Ok(())
     }
@@ -126,22 +152,22 @@ impl Auth {
             .ok_or(Error::NotFound)?;
         self.check_password_policy(new, Some(&user.username), Some(&user.email))?;
         let hash = self.hasher.hash(new).await?;
+        let changed = [self.event(
+            kind::PASSWORD_CHANGED,
+            Outcome::Success,
+            Some(user_id),
+            None,
+            json!({"by": "cli"}),
+        )];
         let revoked = self
             .store
-            .change_password(user_id, &hash, None, None, self.now())
+            .change_password(user_id, &hash, None, None, self.now(), &changed)
             .await?
             .ok_or(Error::NotFound)?;
         self.store.forget_devices(user_id).await?;
         self.profile_changed(user_id).await;
         self.sessions_revoked(&revoked).await;
-        self.record(
-            kind::PASSWORD_CHANGED,
-            Outcome::Success,
-            Some(user_id),
-            None,
-            json!({"via": "cli", "revoked_sessions": revoked.len()}),
-        )
-        .await;
+        committed(&changed);
         Ok(())
     }
 
@@ -210,8 +236,6 @@ impl Auth {
             is_active: change.is_active,
         };
         let now = self.now();
-        let user = self.store.update_profile(user_id, &update, now).await?;
-        self.profile_changed(user_id).await;
         let mut fields = Vec::new();
         for (name, set) in [
             ("first_name", update.first_name.is_some()),
@@ -223,19 +247,29 @@ impl Auth {
                 fields.push(name);
             }
         }
-        if change.is_active == Some(false) {
-            let revoked = self.store.revoke_all_sessions(user_id, None, now).await?;
-            self.store.forget_devices(user_id).await?;
-            self.sessions_revoked(&revoked).await;
-        }
-        self.record(
+        let updated = [self.event(
             kind::USER_UPDATED,
             Outcome::Success,
             Some(user_id),
             Some(principal),
             json!({"fields": fields, "is_active": change.is_active}),
-        )
-        .await;
+        )];
+        let user = self
+            .store
+            .update_profile(user_id, &update, now, &updated)
+            .await?;
+        self.profile_changed(user_id).await;
+        if change.is_active == Some(false) {
+            // Disabling already refuses every session (their owner is checked on each use);
+            // this ends them for good and moves the credential epoch.
+            let revoked = self
+                .store
+                .revoke_all_sessions(user_id, None, now, &[])
+                .await?;
+            self.store.forget_devices(user_id).await?;
+            self.sessions_revoked(&revoked).await;
+        }
+        committed(&updated);
         Ok(user)
     }
 }

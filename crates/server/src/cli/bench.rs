@@ -145,6 +145,7 @@ async fn seed(
                     expires_at,
                     now,
                 },
+                &[],
             )
             .await?;
     }
@@ -275,6 +276,7 @@ async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
                 expires_at,
                 now,
             },
+            &[],
         )
         .await?;
     for _ in 0..iterations {
@@ -287,6 +289,16 @@ async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
                 Duration::days(30),
                 Some("192.0.2.1"),
                 auth.now(),
+                &|user_id, session_id| {
+                    porteiro_core::flows::audit::new_event(
+                        auth.now(),
+                        porteiro_core::domain::audit::kind::REFRESH_TOKEN_REUSED,
+                        porteiro_core::domain::Outcome::Failure,
+                        Some(user_id),
+                        None,
+                        serde_json::json!({"session_id": session_id}),
+                    )
+                },
             )
             .await?;
         anyhow::ensure!(

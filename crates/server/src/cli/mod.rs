@@ -140,27 +140,6 @@ fn generated_password() -> String {
 }
 
 /// Appends a key event done from the command line to the audit log.
-async fn record_key_event(
-    store: &dyn porteiro_core::store::Store,
-    event_type: &'static str,
-    kid: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<()> {
-    store
-        .append_audit(&porteiro_core::domain::NewAuditEvent {
-            occurred_at: now,
-            event_type,
-            outcome: porteiro_core::domain::Outcome::Success,
-            user_id: None,
-            actor_id: None,
-            ip_address: None,
-            user_agent: None,
-            details: serde_json::json!({"kid": kid, "via": "cli"}),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("audit event not recorded: {e}"))
-}
-
 fn domain_error(e: porteiro_core::Error) -> anyhow::Error {
     match e {
         porteiro_core::Error::WeakPassword(issues) => {
@@ -257,16 +236,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             let master = load_master_key(&config)?;
             let now = chrono::Utc::now();
-            let kid = porteiro_core::keys::generate_key(store.as_ref(), &master, now)
+            let kid = porteiro_core::keys::generate_key(store.as_ref(), &master, now, "cli")
                 .await
                 .map_err(domain_error)?;
-            record_key_event(
-                store.as_ref(),
-                porteiro_core::domain::audit::kind::SIGNING_KEY_ROTATED,
-                &kid,
-                now,
-            )
-            .await?;
             println!(
                 "new signing key {kid}; previous keys verify the tokens they signed until those expire, then are retired"
             );
@@ -275,7 +247,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Retire { kid }) => {
             let store = open_store(&config).await?;
             let now = chrono::Utc::now();
-            porteiro_core::keys::retire_key(store.as_ref(), &kid, now)
+            porteiro_core::keys::retire_key(store.as_ref(), &kid, now, "cli")
                 .await
                 .map_err(|e| match e {
                     porteiro_core::Error::NotFound => {
@@ -283,13 +255,6 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     }
                     other => domain_error(other),
                 })?;
-            record_key_event(
-                store.as_ref(),
-                porteiro_core::domain::audit::kind::SIGNING_KEY_RETIRED,
-                &kid,
-                now,
-            )
-            .await?;
             println!(
                 "signing key {kid} retired: it no longer verifies tokens and its private half is erased"
             );

@@ -171,7 +171,7 @@ both_backends! {
             jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ed_der(&leaked)).unwrap()
         };
         // The operator rotates. Right after, the old key still verifies what it signed.
-        porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, app.auth.now()).await.unwrap();
+        porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, app.auth.now(), "test").await.unwrap();
         app.auth.reload_keys().await;
         assert_eq!(app.me_status(&real.access).await, StatusCode::OK);
         let kids = |jwks: serde_json::Value| jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
@@ -195,8 +195,8 @@ both_backends! {
         assert!(!kids(app.get("/.well-known/jwks.json").await.body).contains(&old.kid));
         // Retiring the key that superseded it (after another rotation) gives it no second life.
         let successor = app.auth.store().signing_keys().await.unwrap().remove(0).kid;
-        porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, app.auth.now()).await.unwrap();
-        porteiro_core::keys::retire_key(app.auth.store().as_ref(), &successor, app.auth.now()).await.unwrap();
+        porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, app.auth.now(), "test").await.unwrap();
+        porteiro_core::keys::retire_key(app.auth.store().as_ref(), &successor, app.auth.now(), "test").await.unwrap();
         app.auth.reload_keys().await;
         assert_eq!(app.me_status(&forged).await, StatusCode::UNAUTHORIZED);
         assert!(!kids(app.get("/.well-known/jwks.json").await.body).contains(&old.kid));
@@ -287,7 +287,7 @@ both_backends! {
         let id = uuid::Uuid::parse_str(&user.id).unwrap();
         // As an older version stored it: the domain in Unicode.
         let legacy = "legado@ex\u{e4}mple.test";
-        assert!(app.auth.store().rewrite_email(id, &user.email, legacy, app.auth.now()).await.unwrap());
+        assert!(app.auth.store().rewrite_email(id, &user.email, legacy, app.auth.now(), &[]).await.unwrap());
         assert_eq!(app.sign_in_as_status(legacy, &user.password).await, StatusCode::FORBIDDEN, "unreachable by email until rewritten");
         assert_eq!(app.auth.canonicalize_stored_emails().await.unwrap(), (1, 0));
         for spelling in [legacy, "legado@xn--exmple-cua.test", "Legado@EX\u{c4}MPLE.test"] {

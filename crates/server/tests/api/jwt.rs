@@ -158,7 +158,7 @@ both_backends! {
         let before = app.sign_in(&user).await;
         let config = Config::from_env(&app.env).unwrap();
         let master = porteiro::app::load_master_key(&config).unwrap();
-        let new_kid = porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, chrono::Utc::now()).await.unwrap();
+        let new_kid = porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, chrono::Utc::now(), "test").await.unwrap();
         app.auth.apply_event(StoreEvent::KeysChanged).await;
         let after = app.sign_in(&user).await;
         assert_eq!(parts(&after.access).0["kid"], new_kid.as_str());

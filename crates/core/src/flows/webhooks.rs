@@ -38,7 +38,8 @@ use crate::domain::webhook::{
 };
 use crate::error::Error;
 use crate::net;
-use crate::service::{ClientContext, Principal};
+use crate::flows::audit::{committed, new_event};
+use crate::service::Principal;
 use crate::store::Store;
 
 /// Prefix of a secret as shown to administrators (Standard Webhooks).
@@ -378,17 +379,14 @@ impl Webhooks {
         actor: Option<&Principal>,
         details: Value,
     ) -> NewAuditEvent {
-        let client = ClientContext::current();
-        NewAuditEvent {
-            occurred_at: self.now(),
+        new_event(
+            self.now(),
             event_type,
-            outcome: Outcome::Success,
-            user_id: None,
-            actor_id: actor.map(|p| p.user_id),
-            ip_address: client.ip.clone(),
-            user_agent: client.user_agent.clone(),
+            Outcome::Success,
+            None,
+            actor,
             details,
-        }
+        )
     }
 
     /// Validates a URL and checks where it leads.
@@ -448,7 +446,9 @@ impl Webhooks {
                 "enabled": new.enabled,
             }),
         );
-        let endpoint = self.store.insert_webhook(&new, &[event]).await?;
+        let events = [event];
+        let endpoint = self.store.insert_webhook(&new, &events).await?;
+        committed(&events);
         Ok((endpoint, secret))
     }
 
@@ -513,11 +513,14 @@ impl Webhooks {
         if let Some(enabled) = update.enabled {
             details["enabled"] = json!(enabled);
         }
-        let event = self.event(kind::WEBHOOK_UPDATED, Some(principal), details);
-        self.store
-            .update_webhook(id, &update, self.now(), &[event])
+        let events = [self.event(kind::WEBHOOK_UPDATED, Some(principal), details)];
+        let endpoint = self
+            .store
+            .update_webhook(id, &update, self.now(), &events)
             .await?
-            .ok_or(Error::NotFound)
+            .ok_or(Error::NotFound)?;
+        committed(&events);
+        Ok(endpoint)
     }
 
     /// Deletes an endpoint and its deliveries (administrators).
@@ -532,7 +535,9 @@ impl Webhooks {
             Some(principal),
             json!({"endpoint_id": id, "host": host_of(&endpoint.url)}),
         );
-        if self.store.delete_webhook(id, &[event]).await? {
+        let events = [event];
+        if self.store.delete_webhook(id, &events).await? {
+            committed(&events);
             Ok(())
         } else {
             Err(Error::NotFound)
@@ -576,11 +581,13 @@ impl Webhooks {
                 "previous_secret_until": until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
         );
+        let events = [event];
         let endpoint = self
             .store
-            .rotate_webhook_secret(id, &secret_enc, until, now, &[event])
+            .rotate_webhook_secret(id, &secret_enc, until, now, &events)
             .await?
             .ok_or(Error::NotFound)?;
+        committed(&events);
         Ok((endpoint, secret))
     }
 
@@ -664,14 +671,19 @@ impl Webhooks {
             }
         };
         self.endpoint(id).await?;
-        let event = self.event(kind::WEBHOOK_REPLAYED, Some(principal), details);
+        let events = [self.event(kind::WEBHOOK_REPLAYED, Some(principal), details)];
         let queued = self
             .store
-            .replay_webhook_events(id, replay, self.now(), &[event])
+            .replay_webhook_events(id, replay, self.now(), &events)
             .await?;
-        if queued == 0 && matches!(replay, Replay::Event(_)) {
-            return Err(Error::NotFound);
+        if queued == 0 {
+            return if matches!(replay, Replay::Event(_)) {
+                Err(Error::NotFound)
+            } else {
+                Ok(0)
+            };
         }
+        committed(&events);
         Ok(queued)
     }
 
@@ -687,10 +699,13 @@ impl Webhooks {
             Some(principal),
             json!({"endpoint_id": id}),
         );
-        self.store
+        let delivery = self
+            .store
             .queue_test_event(id, &event)
             .await?
-            .ok_or(Error::NotFound)
+            .ok_or(Error::NotFound)?;
+        committed(std::slice::from_ref(&event));
+        Ok(delivery)
     }
 
     /// The keys that sign for `endpoint` at `now`: its secret, and the previous one while the
@@ -784,9 +799,15 @@ impl Webhooks {
                 "failing_since": since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
         );
-        self.store
-            .update_webhook(id, &update, self.now(), &[event])
-            .await?;
+        let events = [event];
+        if self
+            .store
+            .update_webhook(id, &update, self.now(), &events)
+            .await?
+            .is_some()
+        {
+            committed(&events);
+        }
         tracing::warn!(
             endpoint_id = %id,
             failing_since = %since,

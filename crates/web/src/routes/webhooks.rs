@@ -262,11 +262,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A JSON body that may be absent: an empty body is `T::default()`; otherwise it must be JSON
-/// like any other body.
+/// like any other body. The error is the rejection's status, code and message.
 fn optional_json<T: DeserializeOwned + Default>(
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<T, Response> {
+) -> Result<T, (StatusCode, &'static str, &'static str)> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -276,7 +276,7 @@ fn optional_json<T: DeserializeOwned + Default>(
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return Err(error_response(
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "Send the body as JSON with `Content-Type: application/json`.",
@@ -284,13 +284,13 @@ fn optional_json<T: DeserializeOwned + Default>(
     }
     serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
-            error_response(
+            (
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "The request body has a field of the wrong type.",
             )
         } else {
-            error_response(
+            (
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
                 "The request body is not valid JSON.",
@@ -413,7 +413,7 @@ async fn rotate_secret(
 ) -> ApiResult<Response> {
     let req: RotateSecret = match optional_json(&headers, &body) {
         Ok(req) => req,
-        Err(rejection) => return Ok(rejection),
+        Err((status, code, message)) => return Ok(error_response(status, code, message)),
     };
     let (endpoint, secret) = s
         .webhooks

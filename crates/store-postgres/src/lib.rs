@@ -13,6 +13,7 @@ mod bulk;
 mod migrations;
 mod rows;
 pub mod testing;
+mod webhooks;
 
 use std::time::Duration;
 

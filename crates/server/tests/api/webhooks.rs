@@ -140,7 +140,11 @@ impl Receiver {
 
     /// Answers the next requests like this (then 200).
     fn script(&self, answers: &[Answer]) {
-        self.state.script.lock().unwrap().extend(answers.iter().cloned());
+        self.state
+            .script
+            .lock()
+            .unwrap()
+            .extend(answers.iter().cloned());
     }
 
     fn received(&self) -> Vec<Received> {

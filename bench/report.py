@@ -14,7 +14,7 @@ import platform
 import sys
 
 SCENARIOS = ["baseline", "health", "me", "login", "me-under-login-flood", "refresh", "register",
-             "idle", "startup", "scale"]
+             "webhooks", "idle", "startup", "scale"]
 
 TARGETS = {
     "login": "≥ 0.95 × hashing ceiling",
@@ -24,6 +24,7 @@ TARGETS = {
     "idle": "≤ 15 MB idle, ≤ 64 MB with 100k sessions under load",
     "startup": "≤ 100 ms",
     "scale": "1M-user latencies within 10 % of 1k-user ones",
+    "webhooks": "login and register ≤ 5 % slower with one endpoint subscribed",
 }
 
 
@@ -66,6 +67,12 @@ def judge(name, r, data):
                 f"{r['rss_kb'] / 1024:.1f} MB idle, {r['rss_with_sessions_kb'] / 1024:.1f} MB with sessions")
     if name == "startup":
         return r["startup_ms"] <= 100, f"{r['startup_ms']:.0f} ms"
+    if name == "webhooks":
+        worst = min(r["login_change"], r["register_change"])
+        rate = r.get("deliveries_per_sec")
+        return worst >= -0.05, (f"login {r['login_change'] * 100:+.1f} %, register "
+                                f"{r['register_change'] * 100:+.1f} %; "
+                                f"{rate if rate is not None else '?'} deliveries/s")
     if name == "scale":
         worst = max(abs(r["me_p50_change"]), abs(r["login_p50_change"]))
         return worst <= 0.10, (f"p50 change: me {r['me_p50_change'] * 100:+.1f} %, "

@@ -8,8 +8,9 @@
 # bench/results/<date>-<backend>.{md,json,svg}. --smoke runs each scenario for a second on a tiny
 # database and only checks that they work (scripts/test.sh runs it); it never judges figures.
 #
-# Scenarios: baseline, health, me, login, me-under-login-flood, refresh, register, idle, startup,
-# scale (login and me on 1k vs 1M accounts with 10M audit rows). See bench/README.md.
+# Scenarios: baseline, health, me, login, me-under-login-flood, refresh, register, webhooks (login
+# and register with one subscribed endpoint vs none; delivery throughput), idle, startup, scale
+# (login and me on 1k vs 1M accounts with 10M audit rows). See bench/README.md.
 #
 # The machine's speed drifts by several per cent over minutes, so every ratio is taken from runs
 # made side by side: baseline and me alternate (same wrk script and headers), the hashing and
@@ -106,7 +107,7 @@ fi
 
 export DATABASE_URL DATA_DIR="$work/data" SERVER_HOST=127.0.0.1 SERVER_PORT=$port \
     ADMIN_PASSWORD='Bench-Admin-Passw0rd' EMAIL_ENABLED=false LOG_LEVEL=warn \
-    RATE_LIMIT_ENABLED=false DATABASE_MAX_CONNECTIONS=$((cores * 4)) \
+    RATE_LIMIT_ENABLED=false DATABASE_MAX_CONNECTIONS=$((cores * 4)) WEBHOOK_ALLOW_PRIVATE=true \
     MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 DATABASE_URL=$small_db
 
@@ -308,6 +309,46 @@ start_server
 
 log "register"
 record register "$(wrk_run register "$server_pid" "$url" register.lua $((cores * 4)) "$cores" "PASSWORD = \"$password\"")"
+
+# webhooks: the cost of writing deliveries with every security event. login and register run
+# with one endpoint subscribed to every event and with none, rounds alternating; after each
+# subscribed round the backlog drains before the next round starts (its delivery work would
+# otherwise slow the next round). Then delivery throughput: a replay queues up to 10,000 events
+# at once and the time until the backlog is empty gives deliveries per second. The receiver is
+# the baseline server's POST /hook (204).
+log "webhooks: login and register with one subscribed endpoint vs none, $rounds alternating rounds; delivery throughput"
+BASELINE_PORT=$base_port "$baseline_bin" &
+base_pid=$!
+for _ in $(seq 1 200); do curl -fsS "http://127.0.0.1:$base_port/" >/dev/null 2>&1 && break; sleep 0.02; done
+hooks() { # ACTION [ARG]: the admin calls of this scenario, one small Python client
+    python3 "$root/bench/hooks.py" --url "$url" --admin-password "$ADMIN_PASSWORD" "$@"
+}
+hook_id=$(hooks create "http://127.0.0.1:$base_port/hook")
+hooks_started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+login_off="" login_on="" register_off="" register_on=""
+for _ in $(seq 1 "$rounds"); do
+    hooks enable "$hook_id" false
+    login_off+=$(wrk_run hooks-login-off "$server_pid" "$url" login.lua $((cores * 4)) "$cores" "$login_lua")$'\n'
+    register_off+=$(wrk_run hooks-register-off "$server_pid" "$url" register.lua $((cores * 4)) "$cores" "PASSWORD = \"$password\"")$'\n'
+    hooks enable "$hook_id" true
+    login_on+=$(wrk_run hooks-login-on "$server_pid" "$url" login.lua $((cores * 4)) "$cores" "$login_lua")$'\n'
+    register_on+=$(wrk_run hooks-register-on "$server_pid" "$url" register.lua $((cores * 4)) "$cores" "PASSWORD = \"$password\"")$'\n'
+    hooks drain >/dev/null
+done
+throughput=$(hooks throughput "$hook_id" "$hooks_started")
+kill "$base_pid"; wait "$base_pid" 2>/dev/null || true
+base_pid=""
+record webhooks "$(python3 -c '
+import json, sys
+lo, ln, ro, rn, tp = (json.loads(a) for a in sys.argv[1:6])
+print(json.dumps({
+    "rps": ln["rps"], "p50_ms": ln["p50_ms"], "p99_ms": ln["p99_ms"], "peak_rss_kb": ln["peak_rss_kb"],
+    "login_off": lo, "login_on": ln, "register_off": ro, "register_on": rn,
+    "login_change": round(ln["rps"] / lo["rps"] - 1, 3),
+    "register_change": round(rn["rps"] / ro["rps"] - 1, 3),
+    **tp,
+}))' "$(median "$login_off")" "$(median "$login_on")" "$(median "$register_off")" \
+    "$(median "$register_on")" "$throughput")"
 
 # ---------------------------------------------------------------- large database
 log "seeding the large database: $large_users accounts, $idle_sessions sessions, $audit_rows audit rows"

@@ -16,9 +16,11 @@ use uuid::Uuid;
 
 mod credentials;
 mod emails;
+mod events;
 mod webhooks;
 pub use credentials::*;
 pub use emails::*;
+pub use events::*;
 pub use webhooks::*;
 
 /// An event to hand to store calls that take one, when the test is not about events.
@@ -126,6 +128,11 @@ macro_rules! all_contract_tests {
             deleting_an_endpoint_removes_its_deliveries,
             concurrent_webhook_claims_never_share_a_delivery,
             ping_answers,
+            events_commit_with_their_change,
+            calls_that_change_nothing_write_no_event,
+            a_refused_change_takes_its_events_with_it,
+            lock_events_are_written_only_by_the_failure_that_locks,
+            reuse_of_a_spent_token_writes_its_event_with_the_revocation,
         );
     };
 }

@@ -14,6 +14,7 @@ pub mod flows;
 pub mod keys;
 pub mod mail;
 pub mod metrics;
+pub mod net;
 pub mod service;
 pub mod sessions;
 pub mod store;

@@ -223,6 +223,19 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     (None, None) => "/metrics, loopback clients only".to_owned(),
                 }
             );
+            let hooks = &config.webhooks;
+            println!(
+                "  webhooks:      timeout {} ms, {} attempts (first retry after {} s), {} in flight per endpoint, private destinations {}",
+                hooks.timeout.as_millis(),
+                hooks.max_attempts,
+                hooks.retry_base.num_seconds(),
+                hooks.concurrency,
+                if hooks.allow_private {
+                    "allowed"
+                } else {
+                    "refused"
+                }
+            );
             match &config.mail.smtp {
                 Some(s) => println!("  mail:          smtp {}:{} ({:?})", s.host, s.port, s.tls),
                 None => println!(

@@ -25,3 +25,4 @@ mod recovery;
 mod resilience;
 mod tokens;
 mod ui;
+mod webhooks;

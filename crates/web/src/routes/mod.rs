@@ -9,4 +9,5 @@ pub mod health;
 pub mod metrics;
 pub mod session;
 pub mod users;
+pub mod webhooks;
 pub mod well_known;

@@ -564,6 +564,7 @@ pub trait Store:
     + AuditStore
     + BrowserStore
     + BulkStore
+    + WebhookStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

@@ -12,6 +12,7 @@ mod browser;
 mod bulk;
 mod migrations;
 mod rows;
+mod webhooks;
 pub mod testing;
 
 use std::time::Duration;

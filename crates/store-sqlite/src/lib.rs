@@ -14,6 +14,7 @@ mod browser;
 mod bulk;
 mod migrations;
 mod rows;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr as _;

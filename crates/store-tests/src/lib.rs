@@ -17,9 +17,11 @@ use uuid::Uuid;
 mod credentials;
 mod emails;
 mod events;
+mod webhooks;
 pub use credentials::*;
 pub use emails::*;
 pub use events::*;
+pub use webhooks::*;
 
 /// An event to hand to store calls that take one, when the test is not about events.
 pub(crate) fn ev() -> porteiro_core::domain::NewAuditEvent {
@@ -113,6 +115,18 @@ macro_rules! all_contract_tests {
             outbox_claims_due_mail_once_per_lease,
             outbox_sent_mail_is_erased,
             outbox_failed_mail_is_retried_or_abandoned,
+            webhook_endpoints_round_trip_and_rotate_their_secret,
+            events_fan_out_to_enabled_subscribed_endpoints,
+            webhook_claims_are_leases,
+            deliveries_of_disabled_endpoints_wait,
+            webhook_attempts_deliver_retry_or_die,
+            enabling_an_endpoint_clears_its_failure,
+            webhook_delivery_log_pages_newest_first,
+            webhook_events_are_replayed_by_id_or_time_range,
+            test_events_go_to_their_endpoint_only,
+            purge_removes_completed_deliveries_only,
+            deleting_an_endpoint_removes_its_deliveries,
+            concurrent_webhook_claims_never_share_a_delivery,
             ping_answers,
             events_commit_with_their_change,
             calls_that_change_nothing_write_no_event,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::audit::AuditEvent;
+use crate::store::{StoreError, StoreResult};
 
 /// The subscription to every event type.
 pub const ALL_EVENTS: &str = "*";
@@ -217,3 +218,205 @@ pub enum Replay {
 
 /// Most events one range replay queues.
 pub const MAX_REPLAY_EVENTS: u32 = 10_000;
+
+/// The stored form of a subscription: a JSON array of event types.
+#[must_use]
+pub fn encode_event_types(types: &[String]) -> String {
+    serde_json::Value::Array(
+        types
+            .iter()
+            .map(|t| serde_json::Value::String(t.clone()))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// Reads a stored subscription back.
+///
+/// # Errors
+/// When the stored text is not a JSON array of strings.
+pub fn decode_event_types(stored: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(stored)
+        .map_err(|e| StoreError::Backend(anyhow::anyhow!("bad webhook event_types: {e}")))
+}
+
+/// The `LIKE` pattern of the event types that are never fanned out or replayed.
+#[must_use]
+pub fn not_fanned_out_pattern() -> String {
+    format!("{NOT_FANNED_OUT_PREFIX}%")
+}
+
+/// Where a delivery stands after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    /// Its new status.
+    pub status: DeliveryStatus,
+    /// For a retry: when it is due again.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// For a delivery or a dead letter: when it was completed.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl AttemptResult {
+    /// The delivery's new state: delivered, pending until `retry_at`, or dead.
+    #[must_use]
+    pub fn outcome(&self) -> AttemptOutcome {
+        let status = match (self.delivered, self.retry_at) {
+            (true, _) => DeliveryStatus::Delivered,
+            (false, Some(_)) => DeliveryStatus::Pending,
+            (false, None) => DeliveryStatus::Dead,
+        };
+        let pending = status == DeliveryStatus::Pending;
+        AttemptOutcome {
+            status,
+            next_attempt_at: if pending { self.retry_at } else { None },
+            completed_at: (!pending).then_some(self.at),
+        }
+    }
+}
+
+/// Typed access to the columns of one stored row, so that both store backends decode webhook
+/// rows with the same code: only how an id, a time or a flag is stored differs between them.
+pub trait StoredColumns {
+    /// A text column.
+    fn text(&self, col: &str) -> StoreResult<String>;
+    /// A nullable text column.
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>>;
+    /// A boolean column.
+    fn flag(&self, col: &str) -> StoreResult<bool>;
+    /// A 32-bit integer column.
+    fn int(&self, col: &str) -> StoreResult<i32>;
+    /// A nullable 32-bit integer column.
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i32>>;
+    /// A 64-bit integer column.
+    fn big(&self, col: &str) -> StoreResult<i64>;
+    /// A nullable 64-bit integer column.
+    fn opt_big(&self, col: &str) -> StoreResult<Option<i64>>;
+    /// A binary column.
+    fn bytes(&self, col: &str) -> StoreResult<Vec<u8>>;
+    /// A nullable binary column.
+    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// A UUID column.
+    fn uuid(&self, col: &str) -> StoreResult<Uuid>;
+    /// A time column.
+    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>>;
+    /// A nullable time column.
+    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>>;
+}
+
+/// The columns [`endpoint_from_columns`] reads, as a literal for `concat!` in a store's SQL.
+#[macro_export]
+macro_rules! webhook_endpoint_columns {
+    () => {
+        "id, url, description, event_types, enabled, secret_enc, previous_secret_enc, \
+         previous_secret_until, failing_since, disabled_reason, created_at, updated_at"
+    };
+}
+
+/// Decodes a `webhook_endpoints` row (the columns of [`crate::webhook_endpoint_columns!`]).
+///
+/// # Errors
+/// When a column is missing or malformed.
+pub fn endpoint_from_columns(r: &impl StoredColumns) -> StoreResult<WebhookEndpoint> {
+    Ok(WebhookEndpoint {
+        id: r.uuid("id")?,
+        url: r.text("url")?,
+        description: r.text("description")?,
+        event_types: decode_event_types(&r.text("event_types")?)?,
+        enabled: r.flag("enabled")?,
+        secret_enc: r.bytes("secret_enc")?,
+        previous_secret_enc: r.opt_bytes("previous_secret_enc")?,
+        previous_secret_until: r.opt_time("previous_secret_until")?,
+        failing_since: r.opt_time("failing_since")?,
+        disabled_reason: r.opt_text("disabled_reason")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+/// Decodes a delivery row (the columns of [`crate::webhook_delivery_columns!`]).
+///
+/// # Errors
+/// When a column is missing or malformed.
+pub fn delivery_from_columns(r: &impl StoredColumns) -> StoreResult<WebhookDelivery> {
+    let stored = r.text("status")?;
+    let status = DeliveryStatus::parse(&stored).ok_or_else(|| {
+        StoreError::Backend(anyhow::anyhow!("bad webhook delivery status: {stored}"))
+    })?;
+    Ok(WebhookDelivery {
+        id: r.big("id")?,
+        endpoint_id: r.uuid("endpoint_id")?,
+        event_id: r.big("event_id")?,
+        event_type: r.text("event_type")?,
+        status,
+        attempts: r.int("attempts")?,
+        next_attempt_at: match status {
+            DeliveryStatus::Pending => Some(r.time("next_attempt_at")?),
+            DeliveryStatus::Delivered | DeliveryStatus::Dead => None,
+        },
+        last_attempt_at: r.opt_time("last_attempt_at")?,
+        last_status_code: r.opt_int("last_status_code")?,
+        last_latency_ms: r.opt_big("last_latency_ms")?,
+        last_error: r.opt_text("last_error")?,
+        created_at: r.time("created_at")?,
+        completed_at: r.opt_time("completed_at")?,
+    })
+}
+
+/// The columns [`delivery_from_columns`] reads from `webhook_deliveries d` joined with
+/// `audit_events a`, as a literal for `concat!` in a store's SQL.
+#[macro_export]
+macro_rules! webhook_delivery_columns {
+    () => {
+        "d.id, d.endpoint_id, d.event_id, a.event_type, d.status, d.attempts, d.next_attempt_at, \
+         d.last_attempt_at, d.last_status_code, d.last_latency_ms, d.last_error, d.created_at, \
+         d.completed_at"
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    #[test]
+    fn subscriptions_round_trip_as_json() {
+        let types = vec!["*".to_owned(), "user.\"odd\"".to_owned()];
+        let stored = encode_event_types(&types);
+        assert_eq!(stored, r#"["*","user.\"odd\""]"#);
+        assert_eq!(decode_event_types(&stored).expect("decodes"), types);
+        assert!(decode_event_types("{}").is_err());
+    }
+
+    #[test]
+    fn an_attempt_delivers_retries_or_gives_up() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid time");
+        let retry = at + chrono::Duration::seconds(30);
+        let result = |delivered, retry_at| AttemptResult {
+            at,
+            delivered,
+            status_code: None,
+            latency_ms: 5,
+            error: None,
+            retry_at,
+        };
+        let out = |status, next, done| AttemptOutcome {
+            status,
+            next_attempt_at: next,
+            completed_at: done,
+        };
+        assert_eq!(
+            result(true, Some(retry)).outcome(),
+            out(DeliveryStatus::Delivered, None, Some(at))
+        );
+        assert_eq!(
+            result(false, Some(retry)).outcome(),
+            out(DeliveryStatus::Pending, Some(retry), None)
+        );
+        assert_eq!(
+            result(false, None).outcome(),
+            out(DeliveryStatus::Dead, None, Some(at))
+        );
+    }
+}

@@ -13,6 +13,7 @@ pub mod error;
 pub mod flows;
 pub mod keys;
 pub mod mail;
+pub mod net;
 pub mod service;
 pub mod sessions;
 pub mod store;

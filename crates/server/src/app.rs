@@ -1,5 +1,6 @@
 //! The composition root: opens the store, loads keys, builds the service, binds the socket and
-//! starts the background workers (mail delivery, cross-instance cache invalidation).
+//! starts the background workers (mail delivery, webhook delivery, cross-instance cache
+//! invalidation).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,6 +12,7 @@ use porteiro_core::Auth;
 use porteiro_core::clock::{Clock, SystemClock};
 use porteiro_core::credentials::PasswordHasher;
 use porteiro_core::crypto::MasterKey;
+use porteiro_core::flows::webhooks::Webhooks;
 use porteiro_core::mail::MailTransport;
 use porteiro_core::store::Store;
 use porteiro_store_postgres::PgStore;
@@ -138,6 +140,19 @@ pub async fn build_auth(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<Auth>> {
     let master = Arc::new(load_master_key(config)?);
+    build_auth_with_key(config, store, clock, master).await
+}
+
+/// Builds the domain service with an already loaded master key.
+///
+/// # Errors
+/// When the keys cannot be loaded.
+pub async fn build_auth_with_key(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    master: Arc<MasterKey>,
+) -> anyhow::Result<Arc<Auth>> {
     let scheme = config.hash_scheme;
     let (workers, queue) = (config.hash_workers, config.hash_queue);
     let hasher =
@@ -176,6 +191,7 @@ pub fn tls_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
 pub struct Application {
     listener: TcpListener,
     auth: Arc<Auth>,
+    webhooks: Arc<Webhooks>,
     router: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     serving: serve::Settings,
@@ -204,7 +220,15 @@ impl Application {
     /// On any start-up failure.
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
-        let auth = build_auth(&config, store, clock).await?;
+        let master = Arc::new(load_master_key(&config)?);
+        let auth =
+            build_auth_with_key(&config, Arc::clone(&store), clock.clone(), master.clone()).await?;
+        let webhooks = Arc::new(Webhooks::new(
+            store,
+            master,
+            clock,
+            config.webhooks.clone(),
+        ));
         ensure_first_admin(&config, &auth).await?;
         auth.record_startup(startup_facts(&config)).await;
 
@@ -219,6 +243,7 @@ impl Application {
                     .run_worker(transport, config.mail.poll_interval),
             );
         }
+        crate::webhooks::spawn(Arc::clone(&webhooks))?;
         tokio::spawn(Arc::clone(&auth).follow_store_events());
         let canonicalizing = Arc::clone(&auth);
         tokio::spawn(async move {
@@ -255,6 +280,7 @@ impl Application {
         };
         let router = porteiro_web::app(AppState {
             auth: Arc::clone(&auth),
+            webhooks: Arc::clone(&webhooks),
             settings: Arc::new(settings),
         });
         let serving = serving_settings(&config);
@@ -265,6 +291,7 @@ impl Application {
         Ok(Self {
             listener,
             auth,
+            webhooks,
             router,
             tls,
             serving,
@@ -286,6 +313,12 @@ impl Application {
     #[must_use]
     pub fn auth(&self) -> Arc<Auth> {
         Arc::clone(&self.auth)
+    }
+
+    /// The webhook service (tests use it to reach the delivery queue).
+    #[must_use]
+    pub fn webhooks(&self) -> Arc<Webhooks> {
+        Arc::clone(&self.webhooks)
     }
 
     /// Serves until `shutdown` resolves (see [`serve::run`]).
@@ -391,6 +424,7 @@ fn startup_facts(config: &Config) -> serde_json::Value {
         },
         "mail": if !config.mail.enabled { "disabled" } else if config.mail.smtp.is_some() { "smtp" } else { "files" },
         "introspection_client": config.introspection_client.is_some(),
+        "webhook_allow_private": config.webhooks.allow_private,
     })
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use porteiro_core::credentials::HashScheme;
+use porteiro_core::flows::webhooks::WebhookSettings;
 use porteiro_web::CorsOrigins;
 use porteiro_web::guard::{Quota, RateLimitSettings, TrustedProxies};
 use secrecy::SecretString;
@@ -138,6 +139,8 @@ pub struct Config {
     /// Connection deadlines and caps (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`, `MAX_CONNECTIONS`,
     /// `MAX_CONNECTIONS_PER_IP`).
     pub connections: ConnectionLimits,
+    /// Webhook delivery (`WEBHOOK_*`).
+    pub webhooks: WebhookSettings,
 }
 
 /// Connection deadlines and caps as configured. The caps in force also depend on the descriptor
@@ -212,7 +215,7 @@ impl Env<'_> {
             Some(v) => parse_duration(v).ok_or_else(|| {
                 err(
                     var,
-                    format!("{v:?} is not a duration (e.g. 300, 90s, 5m, 2h, 7d)"),
+                    format!("{v:?} is not a duration (e.g. 300, 90s, 5m, 2h, 7d, 250ms)"),
                 )
             }),
         }
@@ -223,7 +226,7 @@ impl Env<'_> {
     }
 }
 
-/// Parses `300`, `300s`, `5m`, `2h`, `7d`.
+/// Parses `300`, `300s`, `5m`, `2h`, `7d`, and `250ms`.
 fn parse_duration(v: &str) -> Option<Duration> {
     let (number, unit) = v
         .find(|c: char| !c.is_ascii_digit())
@@ -232,6 +235,7 @@ fn parse_duration(v: &str) -> Option<Duration> {
     // The checked constructors turn absurd values into a config error instead of a panic.
     match unit.trim() {
         "" | "s" => Duration::try_seconds(n),
+        "ms" => Duration::try_milliseconds(n),
         "m" | "min" => Duration::try_minutes(n),
         "h" => Duration::try_hours(n),
         "d" => Duration::try_days(n),
@@ -484,6 +488,64 @@ impl Config {
             tls,
             allow_insecure_cookies,
             connections: Self::connections(&env)?,
+            webhooks: Self::webhooks(&env)?,
+        })
+    }
+
+    fn webhooks(env: &Env<'_>) -> Result<WebhookSettings, ConfigError> {
+        let within = |var, default: Duration, min: Duration, max: Duration, range: &str| {
+            let value = env.duration(var, default)?;
+            if value < min || value > max {
+                return Err(err(var, format!("must be between {range}")));
+            }
+            Ok(value)
+        };
+        let std = |d: Duration| d.to_std().unwrap_or(StdDuration::from_secs(1));
+        let timeout = within(
+            "WEBHOOK_TIMEOUT",
+            Duration::seconds(10),
+            Duration::seconds(1),
+            Duration::seconds(120),
+            "1 second and 120 seconds",
+        )?;
+        let retry_base = within(
+            "WEBHOOK_RETRY_BASE",
+            Duration::seconds(30),
+            Duration::seconds(1),
+            Duration::hours(1),
+            "1 second and 1 hour",
+        )?;
+        let disable_after = within(
+            "WEBHOOK_DISABLE_AFTER",
+            Duration::days(5),
+            Duration::minutes(1),
+            Duration::days(90),
+            "1 minute and 90 days",
+        )?;
+        let poll = within(
+            "WEBHOOK_POLL_INTERVAL",
+            Duration::seconds(1),
+            Duration::milliseconds(10),
+            Duration::minutes(1),
+            "10ms and 1 minute",
+        )?;
+        let max_attempts: i32 = env.parse("WEBHOOK_MAX_ATTEMPTS", 8, "a number of attempts")?;
+        if !(1..=20).contains(&max_attempts) {
+            return Err(err("WEBHOOK_MAX_ATTEMPTS", "must be between 1 and 20"));
+        }
+        let concurrency: u32 =
+            env.parse("WEBHOOK_CONCURRENCY", 4, "a number of concurrent attempts")?;
+        if !(1..=64).contains(&concurrency) {
+            return Err(err("WEBHOOK_CONCURRENCY", "must be between 1 and 64"));
+        }
+        Ok(WebhookSettings {
+            allow_private: env.bool("WEBHOOK_ALLOW_PRIVATE", false)?,
+            timeout: std(timeout),
+            retry_base,
+            max_attempts,
+            disable_after,
+            concurrency,
+            poll_interval: std(poll),
         })
     }
 
@@ -807,6 +869,19 @@ mod tests {
             ("MAX_CONNECTIONS", "-1"),
             ("MAX_CONNECTIONS_PER_IP", "0"),
             ("MAX_CONNECTIONS_PER_IP", "2000000"),
+            ("WEBHOOK_ALLOW_PRIVATE", "maybe"),
+            ("WEBHOOK_TIMEOUT", "0"),
+            ("WEBHOOK_TIMEOUT", "1h"),
+            ("WEBHOOK_RETRY_BASE", "soon"),
+            ("WEBHOOK_RETRY_BASE", "2h"),
+            ("WEBHOOK_MAX_ATTEMPTS", "0"),
+            ("WEBHOOK_MAX_ATTEMPTS", "21"),
+            ("WEBHOOK_CONCURRENCY", "0"),
+            ("WEBHOOK_CONCURRENCY", "many"),
+            ("WEBHOOK_POLL_INTERVAL", "1ms"),
+            ("WEBHOOK_POLL_INTERVAL", "2m"),
+            ("WEBHOOK_DISABLE_AFTER", "10s"),
+            ("WEBHOOK_DISABLE_AFTER", "100d"),
         ] {
             let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
             assert_eq!(e.var, var, "{e}");
@@ -976,10 +1051,35 @@ mod tests {
     }
 
     #[test]
+    fn webhook_settings_have_defaults_and_accept_units() {
+        let defaults = Config::from_env(&HashMap::new()).expect("defaults are valid");
+        let w = defaults.webhooks;
+        assert!(!w.allow_private);
+        assert_eq!(w.timeout, StdDuration::from_secs(10));
+        assert_eq!(w.retry_base, Duration::seconds(30));
+        assert_eq!((w.max_attempts, w.concurrency), (8, 4));
+        assert_eq!(w.disable_after, Duration::days(5));
+        assert_eq!(w.poll_interval, StdDuration::from_secs(1));
+        let c = Config::from_env(&env(&[
+            ("WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("WEBHOOK_POLL_INTERVAL", "50ms"),
+            ("WEBHOOK_TIMEOUT", "2s"),
+            ("WEBHOOK_RETRY_BASE", "1"),
+            ("WEBHOOK_MAX_ATTEMPTS", "3"),
+        ]))
+        .expect("valid");
+        assert!(c.webhooks.allow_private);
+        assert_eq!(c.webhooks.poll_interval, StdDuration::from_millis(50));
+        assert_eq!(c.webhooks.timeout, StdDuration::from_secs(2));
+        assert_eq!(c.webhooks.max_attempts, 3);
+    }
+
+    #[test]
     fn durations_accept_units() {
         assert_eq!(parse_duration("300"), Some(Duration::seconds(300)));
         assert_eq!(parse_duration("5m"), Some(Duration::minutes(5)));
         assert_eq!(parse_duration("7d"), Some(Duration::days(7)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::milliseconds(250)));
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration("99999999999999d"), None);
     }

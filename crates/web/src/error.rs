@@ -23,7 +23,8 @@ pub struct ErrorBody {
     /// `invalid_email`, `invalid_username`, `invalid_name`, `invalid_login`, `weak_password` (with
     /// `reasons`), `password_mismatch`, `username_taken`, `email_taken`, `incorrect_password`,
     /// `invalid_token`, `invalid_refresh_token`, `invalid_reset_token`, `csrf_failed`,
-    /// `forbidden`, `not_found`, `invalid_event_type`, `cannot_disable_self`,
+    /// `forbidden`, `not_found`, `invalid_event_type`, `invalid_url`, `invalid_event_types`,
+    /// `invalid_description`, `invalid_overlap`, `invalid_replay`, `cannot_disable_self`,
     /// `cannot_delete_self`, `invalid_json`, `invalid_request`, `invalid_path`, `invalid_query`,
     /// `unsupported_media_type`, `payload_too_large`, `method_not_allowed`, `bad_request`,
     /// `request_timeout`, `service_unavailable` (with `Retry-After`), `internal_error`.

@@ -55,6 +55,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "devices", description = "The caller's sessions, as devices."),
         (name = "users", description = "Accounts (self or administrators)."),
         (name = "audit", description = "The security event log: administrators see every event, users their own."),
+        (name = "webhooks", description = "Signed deliveries of security events to your endpoints (Standard Webhooks), with delivery log, retries, dead letters and replay (administrators)."),
         (name = "tokens", description = "Public keys for verifying access tokens."),
         (name = "health", description = "Liveness and version.")
     )
@@ -91,6 +92,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::devices::router())
         .merge(routes::users::router())
         .merge(routes::audit::router())
+        .merge(routes::webhooks::router())
         .merge(routes::session::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())

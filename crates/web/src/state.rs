@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use porteiro_core::Auth;
+use porteiro_core::flows::webhooks::Webhooks;
 use secrecy::SecretString;
 
 use crate::guard::{RateLimitSettings, TrustedProxies};
@@ -60,11 +61,13 @@ impl Default for WebSettings {
     }
 }
 
-/// Application state: the domain service and web settings.
+/// Application state: the domain services and web settings.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The authentication service.
     pub auth: Arc<Auth>,
+    /// The webhook service (endpoint administration).
+    pub webhooks: Arc<Webhooks>,
     /// Web settings.
     pub settings: Arc<WebSettings>,
 }

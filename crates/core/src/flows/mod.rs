@@ -9,3 +9,4 @@ pub mod login;
 pub mod recovery;
 pub mod registration;
 pub mod settings;
+pub mod webhooks;

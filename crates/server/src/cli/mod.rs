@@ -214,6 +214,15 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 limits.idle_timeout.as_secs(),
                 config.request_timeout.as_secs()
             );
+            let hooks = &config.webhooks;
+            println!(
+                "  webhooks:      timeout {} ms, {} attempts (first retry after {} s), {} in flight per endpoint, private destinations {}",
+                hooks.timeout.as_millis(),
+                hooks.max_attempts,
+                hooks.retry_base.num_seconds(),
+                hooks.concurrency,
+                if hooks.allow_private { "allowed" } else { "refused" }
+            );
             match &config.mail.smtp {
                 Some(s) => println!("  mail:          smtp {}:{} ({:?})", s.host, s.port, s.tls),
                 None => println!(

@@ -97,7 +97,9 @@ impl Docs {
                 }
             }
         }
-        let order = ["compact", "auth", "devices", "users", "tokens", "health"];
+        let order = [
+            "compact", "auth", "devices", "users", "audit", "webhooks", "tokens", "health",
+        ];
         sections.sort_by_key(|s| {
             order
                 .iter()

@@ -8,4 +8,5 @@ pub mod docs;
 pub mod health;
 pub mod session;
 pub mod users;
+pub mod webhooks;
 pub mod well_known;

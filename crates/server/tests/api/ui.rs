@@ -411,26 +411,39 @@ async fn receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) 
     let seen = count.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
             let seen = seen.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 // Read the headers, then as many body bytes as they announce.
                 let body_start = loop {
-                    let Ok(n) = socket.read(&mut chunk).await else { return };
-                    if n == 0 { return; }
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
                     buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") { break i + 4; }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
                 };
                 let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
-                let length: usize = head.lines()
+                let length: usize = head
+                    .lines()
                     .find_map(|l| l.strip_prefix("content-length:"))
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(0);
                 while buf.len() < body_start + length {
-                    let Ok(n) = socket.read(&mut chunk).await else { return };
-                    if n == 0 { return; }
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 seen.fetch_add(1, Ordering::SeqCst);
@@ -444,8 +457,18 @@ async fn receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) 
 /// Signs the first administrator in through the sign-in form.
 async fn admin_ui(app: &TestApp, jar: &mut Jar) {
     let token = login_form(app, jar).await;
-    let r = post(app, jar, "/ui/login",
-        &[("csrf_token", &token), ("identifier", "admin"), ("password", crate::helpers::ADMIN_PASSWORD)], false).await;
+    let r = post(
+        app,
+        jar,
+        "/ui/login",
+        &[
+            ("csrf_token", &token),
+            ("identifier", "admin"),
+            ("password", crate::helpers::ADMIN_PASSWORD),
+        ],
+        false,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
 }
 
@@ -458,7 +481,11 @@ fn shown_secret(page: &Reply) -> Option<String> {
 
 /// The first `/ui/admin/webhooks/{id}` link of a page.
 fn endpoint_path(page: &Reply) -> String {
-    let at = page.text.find("href=\"/ui/admin/webhooks/").expect("a link to an endpoint") + 6;
+    let at = page
+        .text
+        .find("href=\"/ui/admin/webhooks/")
+        .expect("a link to an endpoint")
+        + 6;
     page.text[at..at + page.text[at..].find('"').unwrap()].to_owned()
 }
 

@@ -162,7 +162,13 @@ impl EndpointForm {
     }
 
     fn of(t: Messages, e: &WebhookEndpoint) -> Self {
-        Self::new(t, e.url.clone(), e.description.clone(), &e.event_types, e.enabled)
+        Self::new(
+            t,
+            e.url.clone(),
+            e.description.clone(),
+            &e.event_types,
+            e.enabled,
+        )
     }
 
     /// What was posted, to show again with an error.
@@ -172,7 +178,13 @@ impl EndpointForm {
         } else {
             Vec::new()
         };
-        let mut form = Self::new(t, f.text("url"), f.text("description"), &chosen, f.checked("enabled"));
+        let mut form = Self::new(
+            t,
+            f.text("url"),
+            f.text("description"),
+            &chosen,
+            f.checked("enabled"),
+        );
         // "Some events" with none ticked stays "some": the error says to tick one.
         form.all_events = f.get("scope") != Some("some");
         form
@@ -272,7 +284,10 @@ impl DeliveryRow {
             status: t.get(status).to_owned(),
             status_class,
             attempts: d.attempts,
-            code: d.last_status_code.map(|c| c.to_string()).unwrap_or_default(),
+            code: d
+                .last_status_code
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
             latency: d
                 .last_latency_ms
                 .map(|ms| t.fmt("webhooks.ms", &[("ms", &ms.to_string())]))
@@ -419,10 +434,12 @@ fn secret_page(
 ) -> Response {
     let t = ui.t;
     let now = s.webhooks.now();
-    let previous = rotated.then(|| match endpoint.previous_secret_until.filter(|u| *u > now) {
-        Some(until) => t.fmt("webhooks.previous_until", &[("time", &when(t, until).0)]),
-        None => t.get("webhooks.previous_ended").to_owned(),
-    });
+    let previous = rotated.then(
+        || match endpoint.previous_secret_until.filter(|u| *u > now) {
+            Some(until) => t.fmt("webhooks.previous_until", &[("time", &when(t, until).0)]),
+            None => t.get("webhooks.previous_ended").to_owned(),
+        },
+    );
     let mut headers = HeaderMap::new();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let page = SecretPage {
@@ -482,7 +499,15 @@ pub(super) async fn create(
             }
             let form = EndpointForm::posted(ui.t, &f);
             let q = WebhooksQuery::default();
-            render_list(&s, &ui, &p, &q, Some(form), Some((ListSection::Create, failure))).await
+            render_list(
+                &s,
+                &ui,
+                &p,
+                &q,
+                Some(form),
+                Some((ListSection::Create, failure)),
+            )
+            .await
         }
     }
 }
@@ -577,7 +602,9 @@ async fn render_endpoint(
         state: EndpointState::of(t, &endpoint, now),
         created: when(t, endpoint.created_at),
         updated: when(t, endpoint.updated_at),
-        form: posted.form.unwrap_or_else(|| EndpointForm::of(t, &endpoint)),
+        form: posted
+            .form
+            .unwrap_or_else(|| EndpointForm::of(t, &endpoint)),
         max_description: MAX_DESCRIPTION_CHARS,
         overlaps: OVERLAPS
             .iter()
@@ -766,7 +793,9 @@ pub(super) async fn delete(
     } else {
         // Checked first for administrators only: others get the page's usual refusal.
         match s.webhooks.get(&p, id).await {
-            Ok(_) => Err(Failure::new(ui.t, StatusCode::BAD_REQUEST, "confirm_delete").on("confirm")),
+            Ok(_) => {
+                Err(Failure::new(ui.t, StatusCode::BAD_REQUEST, "confirm_delete").on("confirm"))
+            }
             Err(e) => Err(Failure::from_error(ui.t, &e)),
         }
     };
@@ -818,7 +847,11 @@ pub(super) async fn replay(
                 from: Some(from),
                 to: Some(to),
             }),
-            _ => Err(invalid().on(if parse_time(&from).is_none() { "from" } else { "to" })),
+            _ => Err(invalid().on(if parse_time(&from).is_none() {
+                "from"
+            } else {
+                "to"
+            })),
         }
     };
     let result = match request {
@@ -842,7 +875,15 @@ pub(super) async fn replay(
         Err(failure) if ui.wants_json => ui.json_failure(&failure, HeaderMap::new()),
         Err(failure) if from_list => {
             let q = WebhooksQuery::default();
-            render_list(&s, &ui, &p, &q, None, Some((ListSection::DeadLetters, failure))).await
+            render_list(
+                &s,
+                &ui,
+                &p,
+                &q,
+                None,
+                Some((ListSection::DeadLetters, failure)),
+            )
+            .await
         }
         Err(failure) => {
             let posted = Posted {

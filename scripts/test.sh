@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's full check, as CI runs it (.ci/run calls this on a fresh machine):
 #   prerequisites -> fmt + clippy -> Rust test suite against a throwaway PostgreSQL
-#   -> JWT interop check against a live server -> hosted UI in Chromium (playwright-core)
+#   -> JWT and webhook interop checks against a live server -> hosted UI in Chromium (playwright-core)
 #   -> cargo audit -> optional bench smoke run.
 # Fails fast: the first failing step stops the run, and the summary says which one it was.
 #
@@ -188,9 +188,11 @@ fi
 step_ok
 
 # ---------------------------------------------------------------------------------------------
-# An independent client (PyJWT) must accept our tokens through our JWKS alone; the Rust tests
-# can't show that, since they verify with the same library that signs.
-step "jwt interop (PyJWT vs live server)"
+# Independent clients must accept what we sign: PyJWT our tokens through our JWKS alone, and the
+# reference Standard Webhooks library (`standardwebhooks`) a real webhook delivery, captured by a
+# receiver the script runs on loopback. The Rust tests can't show that, since they verify with
+# the same libraries that sign.
+step "interop (PyJWT, standardwebhooks vs live server)"
 cargo build -p porteiro --bin porteiro
 INTEROP_DIR=$(mktemp -d /tmp/porteiro-interop.XXXXXX)
 SERVER_PORT=$(free_port)
@@ -214,6 +216,8 @@ BASE_URL="http://127.0.0.1:$SERVER_PORT"
         ARGON2_MEMORY_KIB=1024 \
         ARGON2_ITERATIONS=1 \
         LOG_LEVEL=warn \
+        WEBHOOK_ALLOW_PRIVATE=true \
+        WEBHOOK_POLL_INTERVAL=100ms \
         "$SERVER_BIN" serve
 ) >"$INTEROP_DIR/server.log" 2>&1 &
 SERVER_PID=$!
@@ -248,6 +252,7 @@ until healthy "$BASE_URL/api/health"; do
 done
 
 "$VENV/bin/python" tests/interop/jwt_interop.py "$BASE_URL" || { server_log; exit 1; }
+"$VENV/bin/python" tests/interop/webhook_interop.py "$BASE_URL" Interop-Admin-9x || { server_log; exit 1; }
 stop_server
 step_ok
 

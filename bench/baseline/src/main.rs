@@ -4,8 +4,8 @@
 //! Listens on 127.0.0.1:`BASELINE_PORT` (default 18090).
 
 use axum::Router;
-use axum::http::header;
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::routing::{get, post};
 
 #[tokio::main]

@@ -66,14 +66,14 @@ fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
 
 fn classify_v4(ip: Ipv4Addr) -> Class {
     const NEVER: &[([u8; 4], u32)] = &[
-        ([0, 0, 0, 0], 8),        // "this network", 0.0.0.0 included
-        ([169, 254, 0, 0], 16),   // link-local: cloud metadata (169.254.169.254)
-        ([192, 0, 2, 0], 24),     // TEST-NET-1 (documentation)
-        ([198, 51, 100, 0], 24),  // TEST-NET-2
-        ([203, 0, 113, 0], 24),   // TEST-NET-3
-        ([192, 88, 99, 0], 24),   // deprecated 6to4 relay anycast
-        ([224, 0, 0, 0], 4),      // multicast
-        ([240, 0, 0, 0], 4),      // reserved, 255.255.255.255 (broadcast) included
+        ([0, 0, 0, 0], 8),       // "this network", 0.0.0.0 included
+        ([169, 254, 0, 0], 16),  // link-local: cloud metadata (169.254.169.254)
+        ([192, 0, 2, 0], 24),    // TEST-NET-1 (documentation)
+        ([198, 51, 100, 0], 24), // TEST-NET-2
+        ([203, 0, 113, 0], 24),  // TEST-NET-3
+        ([192, 88, 99, 0], 24),  // deprecated 6to4 relay anycast
+        ([224, 0, 0, 0], 4),     // multicast
+        ([240, 0, 0, 0], 4),     // reserved, 255.255.255.255 (broadcast) included
     ];
     const INTERNAL: &[([u8; 4], u32)] = &[
         ([127, 0, 0, 0], 8),    // loopback
@@ -131,20 +131,20 @@ fn classify_v6(ip: Ipv6Addr) -> Class {
         return classify_v4(v4);
     }
     const NEVER: &[([u16; 8], u32)] = &[
-        ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),        // multicast
-        ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),       // link-local
-        ([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32),  // documentation
-        ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),       // documentation (RFC 9637)
-        ([0x0100, 0, 0, 0, 0, 0, 0, 0], 64),       // discard-only
-        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 32),       // Teredo (carries an obfuscated IPv4)
-        ([0x2001, 0x0010, 0, 0, 0, 0, 0, 0], 28),  // ORCHID
-        ([0x2001, 0x0020, 0, 0, 0, 0, 0, 0], 28),  // ORCHIDv2
+        ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),       // multicast
+        ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),      // link-local
+        ([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32), // documentation
+        ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),      // documentation (RFC 9637)
+        ([0x0100, 0, 0, 0, 0, 0, 0, 0], 64),      // discard-only
+        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 32),      // Teredo (carries an obfuscated IPv4)
+        ([0x2001, 0x0010, 0, 0, 0, 0, 0, 0], 28), // ORCHID
+        ([0x2001, 0x0020, 0, 0, 0, 0, 0, 0], 28), // ORCHIDv2
     ];
     const INTERNAL: &[([u16; 8], u32)] = &[
-        ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),        // unique local (ULA)
-        ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),       // site-local (deprecated)
+        ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),  // unique local (ULA)
+        ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), // site-local (deprecated)
         ([0x0064, 0xff9b, 0x0001, 0, 0, 0, 0, 0], 48), // local-use NAT64 (RFC 8215)
-        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),       // other IETF protocol assignments
+        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), // other IETF protocol assignments
     ];
     if NEVER.iter().any(|(net, p)| in_v6(ip, *net, *p)) {
         Class::Never

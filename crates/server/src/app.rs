@@ -223,12 +223,7 @@ impl Application {
         let master = Arc::new(load_master_key(&config)?);
         let auth =
             build_auth_with_key(&config, Arc::clone(&store), clock.clone(), master.clone()).await?;
-        let webhooks = Arc::new(Webhooks::new(
-            store,
-            master,
-            clock,
-            config.webhooks.clone(),
-        ));
+        let webhooks = Arc::new(Webhooks::new(store, master, clock, config.webhooks.clone()));
         ensure_first_admin(&config, &auth).await?;
         auth.record_startup(startup_facts(&config)).await;
 

@@ -234,7 +234,8 @@ impl Worker {
 
     async fn attempt(&self, target: &Target, delivery: ClaimedDelivery) {
         let report = self.send(target, &delivery).await;
-        metrics::histogram!("porteiro_webhook_delivery_seconds").record(report.latency.as_secs_f64());
+        metrics::histogram!("porteiro_webhook_delivery_seconds")
+            .record(report.latency.as_secs_f64());
         let (status, error) = (report.status_code, report.error.clone());
         match self.hooks.record_attempt(&delivery, report).await {
             Ok(fate) => {

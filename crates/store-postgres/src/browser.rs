@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use porteiro_core::domain::audit::failure_events;
 use porteiro_core::domain::{NewAuditEvent, UserId};
 use porteiro_core::store::{BrowserStore, KnownDevice, MAX_KNOWN_DEVICES, StoreResult};
 use sqlx::Row as _;
@@ -122,7 +123,7 @@ impl BrowserStore for PgStore {
         };
         let locked_now =
             row.try_get::<Option<DateTime<Utc>>, _>(0).ok().flatten() == Some(lock_until);
-        crate::write_failure_events(&mut tx, failed, locked, locked_now).await?;
+        crate::audit::write_events(&mut tx, &failure_events(failed, locked, locked_now)).await?;
         tx.commit().await.map_err(backend)?;
         Ok(locked_now)
     }

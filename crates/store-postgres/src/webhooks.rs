@@ -89,7 +89,9 @@ impl PgStore {
 
     async fn deliveries(&self, query: PgQuery) -> StoreResult<Vec<WebhookDelivery>> {
         let rows = query.fetch_all(&self.pool).await.map_err(backend)?;
-        rows.iter().map(|r| delivery_from_columns(&Cols(r))).collect()
+        rows.iter()
+            .map(|r| delivery_from_columns(&Cols(r)))
+            .collect()
     }
 }
 
@@ -141,7 +143,9 @@ impl WebhookStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(|r| endpoint_from_columns(&Cols(r))).collect()
+        rows.iter()
+            .map(|r| endpoint_from_columns(&Cols(r)))
+            .collect()
     }
 
     async fn update_webhook(

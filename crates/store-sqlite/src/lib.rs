@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use porteiro_core::domain::NewAuditEvent;
+use porteiro_core::domain::audit::failure_events;
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use porteiro_core::domain::{
     NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
@@ -176,20 +177,6 @@ async fn commit_if(
     }
     tx.commit().await.map_err(backend)?;
     Ok(changed)
-}
-
-/// A failed sign-in's events: `failed` always, `locked` when this failure set the lock.
-pub(crate) async fn write_failure_events(
-    tx: &mut Transaction<'static, Sqlite>,
-    failed: &NewAuditEvent,
-    locked: &NewAuditEvent,
-    locked_now: bool,
-) -> StoreResult<()> {
-    write_events(tx, std::slice::from_ref(failed)).await?;
-    if locked_now {
-        write_events(tx, std::slice::from_ref(locked)).await?;
-    }
-    Ok(())
 }
 
 /// Moves the user's credential epoch forward (see [`SessionStore::create_session`]).
@@ -517,7 +504,7 @@ impl UserStore for SqliteStore {
         };
         // The lock this failure would set is `lock_until`; an older lock has an earlier end.
         let locked_now = row.try_get::<Option<i64>, _>(0).ok().flatten() == Some(ms(lock_until));
-        write_failure_events(&mut tx, failed, locked, locked_now).await?;
+        write_events(&mut tx, &failure_events(failed, locked, locked_now)).await?;
         tx.commit().await.map_err(backend)?;
         Ok(locked_now)
     }

@@ -63,7 +63,9 @@ fn endpoint(r: &SqliteRow) -> StoreResult<WebhookEndpoint> {
 }
 
 fn deliveries(rows: &[SqliteRow]) -> StoreResult<Vec<WebhookDelivery>> {
-    rows.iter().map(|r| delivery_from_columns(&Cols(r))).collect()
+    rows.iter()
+        .map(|r| delivery_from_columns(&Cols(r)))
+        .collect()
 }
 
 impl SqliteStore {
@@ -384,10 +386,10 @@ impl WebhookStore for SqliteStore {
             .bind(i64::from(MAX_REPLAY_EVENTS)),
         };
         let queued = query
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected();
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
         if queued > 0 {
             write_events(&mut tx, events).await?;
             tx.commit().await.map_err(backend)?;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use porteiro_core::domain::audit::kind;
 use porteiro_core::domain::webhook::{
-    AttemptResult, DeliveryStatus, NewWebhookEndpoint, Replay, WebhookDelivery,
-    WebhookEndpoint, WebhookUpdate,
+    AttemptResult, DeliveryStatus, NewWebhookEndpoint, Replay, WebhookDelivery, WebhookEndpoint,
+    WebhookUpdate,
 };
 use porteiro_core::domain::{AuditFilter, NewAuditEvent, Outcome};
 use porteiro_core::store::Store;
@@ -125,11 +125,7 @@ pub async fn webhook_endpoints_round_trip_and_rotate_their_secret(store: Arc<dyn
             created.url.as_str(),
             created.description.as_str()
         ),
-        (
-            input.id,
-            "https://hooks.example.test/porteiro",
-            "CRM sync"
-        )
+        (input.id, "https://hooks.example.test/porteiro", "CRM sync")
     );
     assert_eq!(created.event_types, vec!["*"]);
     assert!(created.enabled);
@@ -187,7 +183,10 @@ pub async fn webhook_endpoints_round_trip_and_rotate_their_secret(store: Arc<dyn
     assert_eq!(updated.event_types, vec!["account.locked", "user.deleted"]);
     assert!(updated.enabled, "unchanged");
     assert_eq!(updated.updated_at, later);
-    assert_eq!(store.webhook_by_id(created.id).await.unwrap(), Some(updated));
+    assert_eq!(
+        store.webhook_by_id(created.id).await.unwrap(),
+        Some(updated)
+    );
     assert_eq!(written(&store, kind::WEBHOOK_UPDATED).await, 1);
 
     let rotated_at = later + Duration::minutes(1);
@@ -336,7 +335,11 @@ pub async fn webhook_claims_are_leases(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.webhook_backlog().await.unwrap(), 2, "leased is pending");
+    assert_eq!(
+        store.webhook_backlog().await.unwrap(),
+        2,
+        "leased is pending"
+    );
     let again = store
         .claim_webhook_deliveries(hook.id, lease, lease + Duration::minutes(1), 10)
         .await
@@ -562,7 +565,10 @@ pub async fn enabling_an_endpoint_clears_its_failure(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert!(enabled.enabled);
-    assert_eq!((enabled.failing_since, enabled.disabled_reason), (None, None));
+    assert_eq!(
+        (enabled.failing_since, enabled.disabled_reason),
+        (None, None)
+    );
 }
 
 pub async fn webhook_delivery_log_pages_newest_first(store: Arc<dyn Store>) {
@@ -638,7 +644,12 @@ pub async fn webhook_events_are_replayed_by_id_or_time_range(store: Arc<dyn Stor
             listed[0].next_attempt_at,
             listed[0].created_at
         ),
-        (kind::SESSION_REVOKED, DeliveryStatus::Pending, Some(now), now)
+        (
+            kind::SESSION_REVOKED,
+            DeliveryStatus::Pending,
+            Some(now),
+            now
+        )
     );
 
     // One event by id, whatever the subscription.
@@ -706,7 +717,11 @@ pub async fn test_events_go_to_their_endpoint_only(store: Arc<dyn Store>) {
     let queued = deliveries(&store, &tested).await;
     assert_eq!(queued.len(), 1);
     assert_eq!(
-        (queued[0].id, queued[0].event_type.as_str(), queued[0].status),
+        (
+            queued[0].id,
+            queued[0].event_type.as_str(),
+            queued[0].status
+        ),
         (id, kind::WEBHOOK_TESTED, DeliveryStatus::Pending)
     );
     assert!(deliveries(&store, &bystander).await.is_empty());
@@ -799,7 +814,12 @@ pub async fn concurrent_webhook_claims_never_share_a_delivery(store: Arc<dyn Sto
     // Several rounds, because a race shows only when the claims really overlap.
     for round in 1..=5 {
         for i in 0..16 {
-            append(&store, kind::SIGN_IN_FAILED, t0() + Duration::milliseconds(i)).await;
+            append(
+                &store,
+                kind::SIGN_IN_FAILED,
+                t0() + Duration::milliseconds(i),
+            )
+            .await;
         }
         let tasks: Vec<_> = (0..8)
             .map(|_| {

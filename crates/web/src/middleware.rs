@@ -369,6 +369,32 @@ mod tests {
     }
 
     #[test]
+    fn every_committed_security_event_is_logged_with_its_request_id() {
+        // Arrange
+        let req = received(b"client-1");
+        let event = porteiro_core::flows::audit::new_event(
+            chrono::Utc::now(),
+            porteiro_core::domain::audit::kind::USER_REGISTERED,
+            porteiro_core::domain::Outcome::Success,
+            Some(uuid::Uuid::nil()),
+            None,
+            serde_json::json!({"is_admin": false}),
+        );
+        // Act
+        let log = text_log_of(|| {
+            let span = request_span(&req);
+            let _entered = span.enter();
+            porteiro_core::flows::audit::committed(std::slice::from_ref(&event));
+        });
+        // Assert: one info line naming the event, inside the request's span (its id).
+        let ours = req.headers()["x-request-id"].to_str().expect("ascii");
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(log.contains("INFO"), "{log}");
+        assert!(log.contains(r#"event_type="user.registered""#), "{log}");
+        assert!(log.contains(&format!("request_id=\"{ours}\"")), "{log}");
+    }
+
+    #[test]
     fn a_client_request_id_cannot_forge_log_fields_or_lines() {
         // Arrange: spaces and `key=value` pairs, the way to forge fields in a text log line,
         // and bytes that are not UTF-8.

@@ -125,6 +125,20 @@ pub struct NewAuditEvent {
     pub details: serde_json::Value,
 }
 
+/// What a failed sign-in writes: `failed` always, and `locked` when this failure set the lock.
+#[must_use]
+pub fn failure_events(
+    failed: &NewAuditEvent,
+    locked: &NewAuditEvent,
+    locked_now: bool,
+) -> Vec<NewAuditEvent> {
+    let mut events = vec![failed.clone()];
+    if locked_now {
+        events.push(locked.clone());
+    }
+    events
+}
+
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEvent {

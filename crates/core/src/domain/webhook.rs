@@ -391,7 +391,10 @@ mod tests {
 
     #[test]
     fn an_attempt_delivers_retries_or_gives_up() {
-        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid time");
+        let at = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid time");
         let retry = at + chrono::Duration::seconds(30);
         let result = |delivered, retry_at| AttemptResult {
             at,

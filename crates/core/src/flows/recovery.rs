@@ -47,14 +47,18 @@ impl Auth {
         )?;
         let this = Arc::clone(self);
         let client = crate::service::ClientContext::current();
-        tokio::spawn(client.scope(async move {
-            let Ok(_slot) = this.recovery_slots.clone().acquire_owned().await else {
-                return;
-            };
-            if let Err(e) = this.send_reset_link(&email).await {
-                tracing::error!(error = %e, "password recovery could not be started");
-            }
-        }));
+        // The request's span goes along, so the work's log lines (and its audit event's) carry
+        // the request id.
+        tokio::spawn(tracing::Instrument::in_current_span(client.scope(
+            async move {
+                let Ok(_slot) = this.recovery_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                if let Err(e) = this.send_reset_link(&email).await {
+                    tracing::error!(error = %e, "password recovery could not be started");
+                }
+            },
+        )));
         Ok(())
     }
 

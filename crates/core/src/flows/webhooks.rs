@@ -37,8 +37,8 @@ use crate::domain::webhook::{
     WebhookDelivery, WebhookEndpoint, WebhookUpdate,
 };
 use crate::error::Error;
-use crate::net;
 use crate::flows::audit::{committed, new_event};
+use crate::net;
 use crate::service::Principal;
 use crate::store::Store;
 
@@ -275,7 +275,9 @@ fn validate_event_types(types: Option<Vec<String>>) -> Result<Vec<String>, Error
         return if types.len() == 1 {
             Ok(types)
         } else {
-            Err(bad("\"*\" subscribes to every type; list it alone.".to_owned()))
+            Err(bad(
+                "\"*\" subscribes to every type; list it alone.".to_owned()
+            ))
         };
     }
     let mut out: Vec<String> = Vec::with_capacity(types.len());
@@ -725,9 +727,10 @@ impl Webhooks {
                 .map_err(|e| Error::Internal(anyhow::anyhow!("webhook secret: {e}")))
         };
         let mut secrets = vec![open(&endpoint.secret_enc)?];
-        if let (Some(previous), Some(until)) =
-            (&endpoint.previous_secret_enc, endpoint.previous_secret_until)
-            && until > now
+        if let (Some(previous), Some(until)) = (
+            &endpoint.previous_secret_enc,
+            endpoint.previous_secret_until,
+        ) && until > now
         {
             secrets.push(open(previous)?);
         }
@@ -887,7 +890,10 @@ mod tests {
             assert!(first >= Duration::seconds(24) && first <= Duration::seconds(36));
             let third = retry_delay(base, 3);
             // 30 s × 3.6² = 388.8 s, ±20 %.
-            assert!(third >= Duration::milliseconds(311_040) && third <= Duration::milliseconds(466_560));
+            assert!(
+                third >= Duration::milliseconds(311_040)
+                    && third <= Duration::milliseconds(466_560)
+            );
             assert!(retry_delay(base, 7) <= MAX_RETRY_DELAY);
             assert!(retry_delay(base, 1_000) <= MAX_RETRY_DELAY);
         }

@@ -221,7 +221,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 hooks.max_attempts,
                 hooks.retry_base.num_seconds(),
                 hooks.concurrency,
-                if hooks.allow_private { "allowed" } else { "refused" }
+                if hooks.allow_private {
+                    "allowed"
+                } else {
+                    "refused"
+                }
             );
             match &config.mail.smtp {
                 Some(s) => println!("  mail:          smtp {}:{} ({:?})", s.host, s.port, s.tls),

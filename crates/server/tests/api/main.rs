@@ -24,3 +24,4 @@ mod recovery;
 mod resilience;
 mod tokens;
 mod ui;
+mod webhooks;

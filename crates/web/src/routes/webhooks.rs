@@ -334,7 +334,10 @@ async fn create(
 /// Every endpoint, oldest first.
 #[utoipa::path(get, path = "/api/admin/webhooks", tag = "webhooks", security(("bearer" = [])),
     responses((status = 200, body = Envelope<WebhookList>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list(State(s): State<AppState>, Bearer(p): Bearer) -> ApiResult<Json<Envelope<WebhookList>>> {
+async fn list(
+    State(s): State<AppState>,
+    Bearer(p): Bearer,
+) -> ApiResult<Json<Envelope<WebhookList>>> {
     let now = s.webhooks.now();
     let items = s
         .webhooks

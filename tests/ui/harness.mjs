@@ -3,6 +3,7 @@
 // playwright-core. Nothing is mocked.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -59,6 +60,38 @@ export async function startSmtp() {
         const found = inbox.find((m) => m.to && m.to.text.includes(to));
         if (found) return found;
         if (Date.now() > deadline) throw new Error(`no mail to ${to} within ${ms} ms`);
+        await Promise.race([new Promise((w) => waiters.push(w)), sleep(250)]);
+      }
+    },
+    close: () => new Promise((ok) => server.close(ok)),
+  };
+}
+
+/** A webhook receiver on loopback: answers every POST 204 and keeps what it received. */
+export async function startReceiver() {
+  const received = [];
+  const waiters = [];
+  const server = createHttpServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      waiters.splice(0).forEach((w) => w());
+      res.writeHead(204).end();
+    });
+  });
+  const port = await freePort();
+  await new Promise((ok) => server.listen(port, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    received,
+    /** The first delivery whose body passes `match`, waiting up to `ms`. */
+    async waitFor(match, ms = 20000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const found = received.find((r) => match(r));
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error(`no webhook delivery within ${ms} ms`);
         await Promise.race([new Promise((w) => waiters.push(w)), sleep(250)]);
       }
     },

@@ -1,13 +1,14 @@
 // The hosted UI in a real browser: seed 003's six "Testes de Segurança" literally (in pt-BR, the
 // seed's language), the account journey, the language switch, no-JavaScript use, keyboard use,
-// the admin page, and screenshots of every page for docs/screenshots/.
+// the admin pages (users, webhooks), and screenshots of every page for docs/screenshots/.
 import assert from 'node:assert/strict';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import {
-  ADMIN, apiSignIn, launchBrowser, newUser, registerViaApi, startServer, startSmtp,
+  ADMIN, apiSignIn, launchBrowser, newUser, registerViaApi, startReceiver, startServer, startSmtp,
 } from './harness.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -15,18 +16,34 @@ const SHOTS = resolve(HERE, '..', '..', 'docs', 'screenshots');
 let smtp;
 let server;
 let browser;
+let receiver;
 
 before(async () => {
   smtp = await startSmtp();
-  server = await startServer(smtp);
+  receiver = await startReceiver();
+  // The webhook receiver is on loopback, which the SSRF policy refuses unless allowed.
+  server = await startServer(smtp, { WEBHOOK_ALLOW_PRIVATE: 'true' });
   browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
   await server?.stop();
+  await receiver?.close();
   await smtp?.close();
 });
+
+/** Whether `headers` carry a Standard Webhooks signature of `body` by `secret` (`whsec_…`). */
+function signedBy(secret, headers, body) {
+  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+  const expected = createHmac('sha256', key)
+    .update(`${headers['webhook-id']}.${headers['webhook-timestamp']}.${body}`)
+    .digest();
+  return (headers['webhook-signature'] || '').split(' ').some((s) => {
+    const sig = Buffer.from(s.replace(/^v1,/, ''), 'base64');
+    return sig.length === expected.length && timingSafeEqual(sig, expected);
+  });
+}
 
 async function context(locale = 'pt-BR', options = {}) {
   return browser.newContext({ locale, extraHTTPHeaders: { 'Accept-Language': locale }, ...options });
@@ -414,6 +431,86 @@ describe('admin', () => {
     await ctx.close();
   });
 
+  test('webhooks: add an endpoint, see its secret once, send a test event, see it delivered', async () => {
+    const ctx = await context('en-US');
+    const page = await ctx.newPage();
+    await signIn(page, ADMIN.username, ADMIN.password);
+    await page.waitForURL('**/ui/account');
+    await page.getByRole('link', { name: 'Webhooks' }).click();
+    await page.waitForURL('**/ui/admin/webhooks');
+    await page.getByLabel('URL', { exact: true }).fill(receiver.url);
+    await page.getByLabel('Description').fill('Browser test');
+    await page.getByLabel('Only these events:').check();
+    await page.getByLabel(/Account created/).check();
+    await page.getByLabel(/Failed sign-in attempt/).check();
+    await page.getByRole('button', { name: 'Add endpoint' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Endpoint added' }).waitFor();
+    const secret = await page.inputValue('#secret');
+    assert.match(secret, /^whsec_[A-Za-z0-9+/]{43}=$/);
+    assert.match(await page.textContent('[role="alert"]'), /Copy this secret now: it will not be shown again/);
+    assert.ok(!page.url().includes('whsec_'), 'the secret is never in the address');
+
+    // Loading the address again shows no secret (it was the answer to the form, nothing else).
+    await page.goto(page.url());
+    await page.getByRole('heading', { level: 1, name: 'Webhooks' }).waitFor();
+    assert.equal(await page.locator('#secret').count(), 0);
+    assert.ok(!(await page.content()).includes(secret));
+    const row = page.locator('tr', { hasText: receiver.url });
+    assert.match(await row.textContent(), /Failed sign-in attempt, Account created/);
+    assert.match(await row.textContent(), /Enabled/);
+    await row.getByRole('link', { name: receiver.url }).click();
+    await page.waitForURL('**/ui/admin/webhooks/*');
+    assert.equal(await page.locator('#secret').count(), 0);
+    assert.ok(!(await page.content()).includes(secret));
+
+    await page.getByRole('button', { name: 'Send a test event' }).click();
+    await page.waitForURL('**/ui/admin/webhooks/*?notice=webhook_test_sent');
+    assert.match(await page.textContent('[role="status"]'), /Test event queued/);
+    const delivery = await receiver.waitFor((r) => JSON.parse(r.body).type === 'webhook.tested');
+    assert.ok(signedBy(secret, delivery.headers, delivery.body), 'signed with the secret shown once');
+    // The worker records the attempt right after the receiver answers.
+    const logged = page.locator('table.deliveries tbody tr', { hasText: 'Test event' });
+    const deadline = Date.now() + 20000;
+    while (!/Delivered/.test(await logged.textContent())) {
+      assert.ok(Date.now() < deadline, 'the delivery log shows the delivery within 20 s');
+      await page.reload();
+    }
+    const cells = await logged.locator('td').allTextContents();
+    assert.match(cells[0], /webhook\.tested/);
+    assert.equal(cells[2].trim(), '1', 'one attempt');
+    assert.equal(cells[3].trim(), '204');
+    assert.match(cells[4], /\d+ ms/);
+    await ctx.close();
+  });
+
+  test('webhooks without JavaScript, in Portuguese: a URL error, then add and delete with confirmation', async () => {
+    const ctx = await context('pt-BR', { javaScriptEnabled: false });
+    const page = await ctx.newPage();
+    await signIn(page, ADMIN.username, ADMIN.password);
+    await page.waitForURL('**/ui/account');
+    await page.getByRole('link', { name: 'Webhooks' }).click();
+    await page.waitForURL('**/ui/admin/webhooks');
+    await page.getByLabel('URL', { exact: true }).fill('ftp://nao-serve.example.com/');
+    await page.getByRole('button', { name: 'Adicionar endpoint' }).click();
+    await page.locator('[role="alert"]').filter({ hasText: 'Informe uma URL http ou https válida' }).waitFor();
+    assert.equal(await page.inputValue('#url'), 'ftp://nao-serve.example.com/', 'the form keeps what was typed');
+    await page.getByLabel('URL', { exact: true }).fill(`${receiver.url}?para=excluir`);
+    await page.getByRole('button', { name: 'Adicionar endpoint' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Endpoint adicionado' }).waitFor();
+    assert.match(await page.inputValue('#secret'), /^whsec_/);
+    await page.getByRole('link', { name: /ir para o endpoint/ }).click();
+    await page.waitForURL('**/ui/admin/webhooks/*');
+    const endpoint = page.url();
+    assert.equal(await page.getAttribute('input[name="confirm"]', 'required'), '', 'the box must be ticked');
+    await page.getByLabel('Sim, excluir este endpoint').check();
+    await page.getByRole('button', { name: 'Excluir', exact: true }).click();
+    await page.waitForURL('**/ui/admin/webhooks?notice=webhook_deleted');
+    assert.match(await page.textContent('[role="status"]'), /Endpoint excluído/);
+    const gone = await page.goto(endpoint);
+    assert.equal(gone.status(), 404);
+    await ctx.close();
+  });
+
   test('a non-administrator gets a 403 page', async () => {
     const user = newUser('plain');
     await registerViaApi(server.base, user);
@@ -421,9 +518,12 @@ describe('admin', () => {
     const page = await ctx.newPage();
     await signIn(page, user.email, user.password);
     await page.waitForURL('**/ui/account');
-    const response = await page.goto(`${server.base}/ui/admin`);
-    assert.equal(response.status(), 403);
-    assert.match(await page.textContent('[role="alert"]'), /not allowed/);
+    assert.equal(await page.getByRole('link', { name: 'Webhooks' }).count(), 0);
+    for (const path of ['/ui/admin', '/ui/admin/webhooks']) {
+      const response = await page.goto(`${server.base}${path}`);
+      assert.equal(response.status(), 403, path);
+      assert.match(await page.textContent('[role="alert"]'), /not allowed/);
+    }
     await ctx.close();
   });
 });
@@ -465,6 +565,11 @@ describe('screenshots and layout', () => {
         await page.waitForURL('**/ui/account');
         await page.goto(`${server.base}/ui/admin`);
         await shoot('admin');
+        await page.goto(`${server.base}/ui/admin/webhooks`);
+        await shoot('webhooks');
+        await page.locator('main table a').first().click();
+        await page.waitForURL('**/ui/admin/webhooks/*');
+        await shoot('webhook-endpoint');
         await ctx.close();
       }
     }

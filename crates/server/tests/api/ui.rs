@@ -400,3 +400,274 @@ async fn the_language_switch_refuses_dot_segments_in_next() {
         assert_eq!(location(&r), expect, "next={next}");
     }
 }
+
+/// A webhook receiver on loopback that answers every request `204` and counts them.
+async fn receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the headers, then as many body bytes as they announce.
+                let body_start = loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < body_start + length {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = socket.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            });
+        }
+    });
+    (url, count)
+}
+
+/// Signs the first administrator in through the sign-in form.
+async fn admin_ui(app: &TestApp, jar: &mut Jar) {
+    let token = login_form(app, jar).await;
+    let r = post(
+        app,
+        jar,
+        "/ui/login",
+        &[
+            ("csrf_token", &token),
+            ("identifier", "admin"),
+            ("password", crate::helpers::ADMIN_PASSWORD),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+}
+
+/// The `whsec_…` secret a page shows, if any.
+fn shown_secret(page: &Reply) -> Option<String> {
+    let at = page.text.find("whsec_")?;
+    let rest = &page.text[at..];
+    Some(rest[..rest.find('"').unwrap()].to_owned())
+}
+
+/// The first `/ui/admin/webhooks/{id}` link of a page.
+fn endpoint_path(page: &Reply) -> String {
+    let at = page
+        .text
+        .find("href=\"/ui/admin/webhooks/")
+        .expect("a link to an endpoint")
+        + 6;
+    page.text[at..at + page.text[at..].find('"').unwrap()].to_owned()
+}
+
+both_backends! {
+    async fn the_webhooks_page_shows_a_secret_once_and_logs_a_test_delivery(backend: Backend) {
+        let app = spawn_app_with(backend, Options { env: vec![("WEBHOOK_ALLOW_PRIVATE", "true".to_owned())] }).await;
+        let (hook, received) = receiver().await;
+        let mut jar = Jar::default();
+        admin_ui(&app, &mut jar).await;
+        let page = get(&app, &mut jar, "/ui/admin/webhooks", "en").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.text.contains("href=\"/ui/admin/webhooks\" aria-current=\"page\""), "the navigation marks the page");
+        assert!(page.text.contains("No endpoint yet.") && page.text.contains("No dead letters."));
+        let token = form_token(&page);
+
+        // A malformed URL: the form again, in the user's language, with what was typed.
+        let bad = post(&app, &mut jar, "/ui/admin/webhooks",
+            &[("csrf_token", &token), ("url", "ftp://hooks.example.com/x"), ("description", "kept"), ("scope", "all"), ("enabled", "true")], false).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(bad.text.contains("Enter a valid http or https URL"), "{}", bad.text);
+        assert!(bad.text.contains("value=\"ftp://hooks.example.com/x\"") && bad.text.contains(">kept</textarea>"));
+        // "Only these events" with none ticked.
+        let none = post(&app, &mut jar, "/ui/admin/webhooks",
+            &[("csrf_token", &token), ("url", &hook), ("scope", "some"), ("enabled", "true")], false).await;
+        assert_eq!(none.status, StatusCode::BAD_REQUEST);
+        assert!(none.text.contains("tick at least one event type"), "{}", none.text);
+        assert!(shown_secret(&bad).is_none() && shown_secret(&none).is_none());
+
+        let created = post(&app, &mut jar, "/ui/admin/webhooks",
+            &[("csrf_token", &token), ("url", &hook), ("description", "CRM"), ("scope", "some"),
+              ("event_types", "user.registered"), ("event_types", "webhook.tested"), ("event_types", "sign_in.failed"), ("enabled", "true")], false).await;
+        // webhook.* types are not subscribable: refused, nothing created.
+        assert_eq!(created.status, StatusCode::BAD_REQUEST, "{}", created.text);
+        let created = post(&app, &mut jar, "/ui/admin/webhooks",
+            &[("csrf_token", &token), ("url", &hook), ("description", "CRM"), ("scope", "some"),
+              ("event_types", "user.registered"), ("event_types", "sign_in.failed"), ("enabled", "true")], false).await;
+        assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+        assert_eq!(created.headers["cache-control"], "no-store");
+        assert!(created.headers.get("location").is_none());
+        let secret = shown_secret(&created).expect("the secret, shown once");
+        assert!(secret.len() > 40, "{secret}");
+        assert!(created.text.contains("it will not be shown again"));
+        for cookie in created.headers.get_all("set-cookie") {
+            assert!(!cookie.to_str().unwrap().contains(&secret));
+        }
+        let admin = app.admin().await;
+        let listed = app.get_auth("/api/admin/webhooks", &admin.access).await;
+        let items = listed.data()["items"].as_array().unwrap().clone();
+        assert_eq!(items.len(), 1, "the refused attempts created nothing");
+        assert_eq!(items[0]["event_types"], serde_json::json!(["user.registered", "sign_in.failed"]));
+        assert_eq!(items[0]["description"], "CRM");
+
+        // Loaded again, no page shows it.
+        let list = get(&app, &mut jar, "/ui/admin/webhooks", "en").await;
+        assert!(shown_secret(&list).is_none());
+        assert!(list.text.contains(&hook) && list.text.contains("Account created, Failed sign-in attempt"), "{}", list.text);
+        let path = endpoint_path(&list);
+        let detail = get(&app, &mut jar, &path, "en").await;
+        assert_eq!(detail.status, StatusCode::OK);
+        assert!(shown_secret(&detail).is_none());
+        assert!(detail.text.contains("No delivery yet."));
+
+        // A test event, delivered by the worker and shown in the log.
+        let token = form_token(&detail);
+        let sent = post(&app, &mut jar, &format!("{path}/test"), &[("csrf_token", &token)], false).await;
+        assert_eq!(location(&sent), format!("{path}?notice=webhook_test_sent"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let log = loop {
+            let page = get(&app, &mut jar, &path, "en").await;
+            if page.text.contains("status ok\">Delivered") { break page; }
+            assert!(std::time::Instant::now() < deadline, "no delivery within 20 s: {}", page.text);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert!(log.text.contains("Test event") && log.text.contains("webhook.tested"));
+        assert!(log.text.contains("<td data-label=\"Response\">204</td>"), "{}", log.text);
+        assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // Edit: only what changed is saved.
+        let saved = post(&app, &mut jar, &path,
+            &[("csrf_token", &token), ("url", &hook), ("description", "CRM (paused)"), ("scope", "all")], false).await;
+        assert_eq!(location(&saved), format!("{path}?notice=webhook_saved"));
+        let same = post(&app, &mut jar, &path,
+            &[("csrf_token", &token), ("url", &hook), ("description", "CRM (paused)"), ("scope", "all")], true).await;
+        assert_eq!(same.body["redirect"], format!("{path}?notice=webhook_unchanged"));
+        let one = app.get_auth(&format!("/api/admin/webhooks/{}", &path[19..]), &admin.access).await;
+        assert_eq!(one.data()["enabled"], false);
+        assert_eq!(one.data()["event_types"], serde_json::json!(["*"]));
+        assert_eq!(one.data()["description"], "CRM (paused)");
+
+        // Rotation: a new secret, once, and until when the old one signs.
+        let rotated = post(&app, &mut jar, &format!("{path}/rotate-secret"),
+            &[("csrf_token", &token), ("overlap_seconds", "3600")], false).await;
+        assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+        assert_eq!(rotated.headers["cache-control"], "no-store");
+        let second = shown_secret(&rotated).expect("the new secret");
+        assert_ne!(second, secret);
+        assert!(rotated.text.contains("The previous secret keeps signing until"));
+        let detail = get(&app, &mut jar, &path, "en").await;
+        assert!(shown_secret(&detail).is_none());
+        assert!(detail.text.contains("signs until"));
+        let bad = post(&app, &mut jar, &format!("{path}/rotate-secret"),
+            &[("csrf_token", &token), ("overlap_seconds", "99999999")], false).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(shown_secret(&bad).is_none());
+
+        // A bad replay range, in Portuguese; a good one queues what the range holds.
+        let bad = post(&app, &mut jar, &format!("{path}/replay"),
+            &[("csrf_token", &token), ("from", "2025-03-04T10:00"), ("to", "2025-01-01T10:00")], true).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let pt = app.request(app.client.post(format!("{}{path}/replay", app.url))
+            .header("cookie", format!("{}; porteiro-lang=pt-BR", jar.header()))
+            .form(&[("csrf_token", token.as_str()), ("from", "nope"), ("to", "2025-01-01T10:00")])).await;
+        assert_eq!(pt.status, StatusCode::BAD_REQUEST);
+        assert!(pt.text.contains("Informe um início e um fim (UTC)"), "{}", pt.text);
+        let now = chrono::Utc::now() + chrono::Duration::hours(1);
+        let from = (now - chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M").to_string();
+        let to = now.format("%Y-%m-%dT%H:%M").to_string();
+        let replayed = post(&app, &mut jar, &format!("{path}/replay"), &[("csrf_token", &token), ("from", &from), ("to", &to)], false).await;
+        assert!(location(&replayed).starts_with(&format!("{path}?notice=webhook_replayed&queued=")), "{}", replayed.text);
+
+        // Delete needs the box ticked.
+        let refused = post(&app, &mut jar, &format!("{path}/delete"), &[("csrf_token", &token)], false).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(refused.text.contains("Tick the box to confirm the deletion."));
+        let deleted = post(&app, &mut jar, &format!("{path}/delete"), &[("csrf_token", &token), ("confirm", "yes")], false).await;
+        assert_eq!(location(&deleted), "/ui/admin/webhooks?notice=webhook_deleted");
+        let gone = get(&app, &mut jar, &path, "en").await;
+        assert_eq!(gone.status, StatusCode::NOT_FOUND);
+        let listed = app.get_auth("/api/admin/webhooks", &admin.access).await;
+        assert!(listed.data()["items"].as_array().unwrap().is_empty());
+    }
+
+    async fn the_webhooks_page_refuses_private_addresses_and_strangers(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let mut jar = Jar::default();
+        jar.0.insert("porteiro-lang".to_owned(), "pt-BR".to_owned());
+        admin_ui(&app, &mut jar).await;
+        let page = get(&app, &mut jar, "/ui/admin/webhooks", "en").await;
+        let token = form_token(&page);
+        // SSRF: loopback, private and metadata addresses are refused on the form.
+        for url in ["http://127.0.0.1:9/hook", "http://10.0.0.1/x", "http://169.254.169.254/latest", "http://[::1]/x"] {
+            let r = post(&app, &mut jar, "/ui/admin/webhooks",
+                &[("csrf_token", &token), ("url", url), ("scope", "all"), ("enabled", "true")], false).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{url}");
+            assert!(r.text.contains("webhooks só podem chamar endereços públicos"), "{url}: {}", r.text);
+            assert!(shown_secret(&r).is_none());
+        }
+        // A forged token changes nothing.
+        let r = post(&app, &mut jar, "/ui/admin/webhooks",
+            &[("csrf_token", "forged"), ("url", "https://hooks.example.com/x"), ("scope", "all")], false).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let admin = app.admin().await;
+        let listed = app.get_auth("/api/admin/webhooks", &admin.access).await;
+        assert!(listed.data()["items"].as_array().unwrap().is_empty());
+        // An unknown or malformed endpoint id is a 404 page.
+        for path in ["/ui/admin/webhooks/0191e0a4-0000-7000-8000-000000000000", "/ui/admin/webhooks/not-an-id"] {
+            assert_eq!(get(&app, &mut jar, path, "en").await.status, StatusCode::NOT_FOUND, "{path}");
+        }
+
+        // Someone who is not an administrator: what the users page answers them.
+        let user = app.register("uiwhplain").await;
+        let mut jar = Jar::default();
+        let token = login_form(&app, &mut jar).await;
+        post(&app, &mut jar, "/ui/login", &[("csrf_token", &token), ("identifier", &user.username), ("password", PASSWORD)], false).await;
+        let users = get(&app, &mut jar, "/ui/admin", "en").await;
+        let hooks = get(&app, &mut jar, "/ui/admin/webhooks", "en").await;
+        assert_eq!(hooks.status, StatusCode::FORBIDDEN);
+        assert_eq!(hooks.status, users.status);
+        assert!(hooks.text.contains("You are not allowed to do this."));
+        assert!(!hooks.text.contains("href=\"/ui/admin/webhooks\""), "no link for non-administrators");
+        let account = get(&app, &mut jar, "/ui/account", "en").await;
+        let token = form_token(&account);
+        let r = post(&app, &mut jar, "/ui/admin/webhooks",
+            &[("csrf_token", &token), ("url", "https://hooks.example.com/x"), ("scope", "all")], false).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = post(&app, &mut jar, "/ui/admin/webhooks/0191e0a4-0000-7000-8000-000000000000/delete",
+            &[("csrf_token", &token), ("confirm", "yes")], true).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(r.body["code"], "forbidden");
+        let r = get(&app, &mut jar, "/ui/admin/webhooks/not-an-id", "en").await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "no existence check before the role check");
+        let listed = app.get_auth("/api/admin/webhooks", &admin.access).await;
+        assert!(listed.data()["items"].as_array().unwrap().is_empty());
+    }
+}

@@ -24,7 +24,7 @@ use crate::state::AppState;
 const PER_PAGE: u64 = 20;
 
 /// A time as shown (the language's date-time format, UTC) and as `<time datetime>` wants it.
-fn when(t: Messages, at: DateTime<Utc>) -> (String, String) {
+pub(super) fn when(t: Messages, at: DateTime<Utc>) -> (String, String) {
     (
         at.format(t.get("format.datetime")).to_string(),
         at.to_rfc3339(),
@@ -203,7 +203,7 @@ pub(super) async fn account_page(
 }
 
 /// The signed-in caller of a form post whose CSRF token holds, or the answer to give instead.
-async fn form_caller(s: &AppState, ui: &Ui, csrf: &str) -> Result<Principal, Response> {
+pub(super) async fn form_caller(s: &AppState, ui: &Ui, csrf: &str) -> Result<Principal, Response> {
     let Some(p) = ui.principal(s).await else {
         if ui.wants_json {
             let f = Failure::new(ui.t, StatusCode::UNAUTHORIZED, "invalid_token");

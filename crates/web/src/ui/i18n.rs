@@ -141,9 +141,14 @@ mod tests {
             include_str!("../../templates/ui/admin.html"),
             include_str!("../../templates/ui/message.html"),
             include_str!("../../templates/ui/password_fields.html"),
+            include_str!("../../templates/ui/webhooks.html"),
+            include_str!("../../templates/ui/webhooks_endpoint.html"),
+            include_str!("../../templates/ui/webhooks_fields.html"),
+            include_str!("../../templates/ui/webhooks_secret.html"),
             include_str!("mod.rs"),
             include_str!("pages.rs"),
             include_str!("account.rs"),
+            include_str!("webhooks.rs"),
         ];
         let mut missing = Vec::new();
         for source in sources {
@@ -155,7 +160,7 @@ mod tests {
                     [
                         "app", "lang", "nav", "form", "format", "event", "error", "notice",
                         "login", "register", "strength", "forgot", "reset", "account", "admin",
-                        "message",
+                        "message", "webhooks",
                     ]
                     .contains(&ns)
                         && !name.is_empty()

@@ -15,6 +15,7 @@
 mod account;
 pub mod i18n;
 mod pages;
+mod webhooks;
 
 use std::sync::LazyLock;
 
@@ -88,6 +89,30 @@ pub(crate) fn router() -> Router<AppState> {
         .route(
             "/ui/admin/users/{id}/{action}",
             axum::routing::post(account::admin_action),
+        )
+        .route(
+            "/ui/admin/webhooks",
+            get(webhooks::list_page).post(webhooks::create),
+        )
+        .route(
+            "/ui/admin/webhooks/{id}",
+            get(webhooks::endpoint_page).post(webhooks::update),
+        )
+        .route(
+            "/ui/admin/webhooks/{id}/test",
+            axum::routing::post(webhooks::send_test),
+        )
+        .route(
+            "/ui/admin/webhooks/{id}/rotate-secret",
+            axum::routing::post(webhooks::rotate_secret),
+        )
+        .route(
+            "/ui/admin/webhooks/{id}/delete",
+            axum::routing::post(webhooks::delete),
+        )
+        .route(
+            "/ui/admin/webhooks/{id}/replay",
+            axum::routing::post(webhooks::replay),
         )
         .route("/ui/{*rest}", get(pages::not_found).post(pages::not_found))
         .layer(axum::middleware::map_response(ui_headers))

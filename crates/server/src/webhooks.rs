@@ -1,6 +1,7 @@
 //! The webhook delivery worker: from the delivery queue to the receivers.
 //!
-//! Every `WEBHOOK_POLL_INTERVAL` it asks the store which enabled endpoints have due deliveries,
+//! Every `WEBHOOK_POLL_INTERVAL`, and whenever an attempt ends (its slot is free again), it asks
+//! the store which enabled endpoints have due deliveries,
 //! and for each one leases as many as the endpoint has free slots (`WEBHOOK_CONCURRENCY` minus
 //! the attempts this instance already has in flight to it). Each attempt runs in its own task,
 //! so a slow or dead endpoint holds only its own slots and never delays another. A lease lasts
@@ -139,6 +140,9 @@ pub struct Worker {
     hooks: Arc<Webhooks>,
     client: reqwest::Client,
     in_flight: Arc<InFlight>,
+    /// Rung when an attempt ends: its slot is free, so the next round need not wait for the
+    /// poll interval (a backlog drains as fast as the receivers answer).
+    slot_freed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Worker {
@@ -159,11 +163,12 @@ impl Worker {
             hooks,
             client,
             in_flight: Arc::default(),
+            slot_freed: tokio::sync::Notify::new(),
         })
     }
 
-    /// Runs forever: one round every `WEBHOOK_POLL_INTERVAL`, and a purge of old deliveries
-    /// every ten minutes.
+    /// Runs forever: a round every `WEBHOOK_POLL_INTERVAL` and after every finished attempt, and
+    /// a purge of old deliveries every ten minutes.
     pub async fn run(self: Arc<Self>) {
         let poll = self.hooks.settings().poll_interval;
         let mut last_purge: Option<Instant> = None;
@@ -180,7 +185,12 @@ impl Worker {
                     Err(e) => tracing::warn!(error = %e, "webhooks: purging old deliveries failed"),
                 }
             }
-            tokio::time::sleep(poll).await;
+            // The next round starts after the poll interval, or as soon as an attempt ends and
+            // frees its endpoint's slot (a permit is stored if one ended during this round).
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                () = self.slot_freed.notified() => {}
+            }
         }
     }
 
@@ -226,6 +236,7 @@ impl Worker {
                 tokio::spawn(async move {
                     worker.attempt(&target, delivery).await;
                     drop(slot);
+                    worker.slot_freed.notify_one();
                 });
             }
         }

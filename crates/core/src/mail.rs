@@ -134,6 +134,24 @@ const CHANGED_PT: Wording = Wording {
     ignore: "Se não foi você, redefina sua senha imediatamente e fale com o administrador.",
 };
 
+const WEBHOOK_DISABLED_EN: Wording = Wording {
+    subject: "A webhook endpoint was disabled",
+    greeting: "Hello",
+    body: "Every delivery to one of this server's webhook endpoints has failed for longer than the configured limit, so the endpoint was disabled. No event is lost: once the receiver works again, enable the endpoint and replay what it missed.",
+    action: "Open the webhooks console",
+    expiry: "",
+    ignore: "You receive this because you administer this server.",
+};
+
+const WEBHOOK_DISABLED_PT: Wording = Wording {
+    subject: "Um endpoint de webhook foi desativado",
+    greeting: "Olá",
+    body: "Todas as entregas para um dos endpoints de webhook deste servidor falharam por mais tempo que o limite configurado, e o endpoint foi desativado. Nenhum evento se perdeu: quando o receptor voltar a funcionar, reative o endpoint e reenvie o que ele perdeu.",
+    action: "Abrir o console de webhooks",
+    expiry: "",
+    ignore: "Você recebe esta mensagem porque administra este servidor.",
+};
+
 #[derive(Template)]
 #[template(path = "mail/message.txt")]
 struct TextMail<'a> {
@@ -161,6 +179,11 @@ pub enum MailKind<'a> {
     },
     /// Notice that the password changed.
     PasswordChanged,
+    /// Notice to administrators that the server disabled a failing webhook endpoint.
+    WebhookDisabled {
+        /// The console's webhooks page, built from `EMAIL_BASE_URL`.
+        link: &'a str,
+    },
 }
 
 /// Renders a message for `to` in `locale`. There is deliberately no parameter for the
@@ -179,6 +202,8 @@ pub fn render(
         (MailKind::PasswordReset { link }, Locale::PtBr) => (RESET_PT, Some(link)),
         (MailKind::PasswordChanged, Locale::En) => (CHANGED_EN, None),
         (MailKind::PasswordChanged, Locale::PtBr) => (CHANGED_PT, None),
+        (MailKind::WebhookDisabled { link }, Locale::En) => (WEBHOOK_DISABLED_EN, Some(link)),
+        (MailKind::WebhookDisabled { link }, Locale::PtBr) => (WEBHOOK_DISABLED_PT, Some(link)),
     };
     let text = TextMail {
         c: copy,

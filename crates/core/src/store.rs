@@ -89,6 +89,8 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)>;
     /// Number of accounts.
     async fn count_users(&self) -> StoreResult<u64>;
+    /// Up to `limit` active administrators, oldest first (who gets operational notices).
+    async fn active_administrators(&self, limit: u32) -> StoreResult<Vec<User>>;
     /// Applies a profile update. `NotFound` when the user does not exist.
     async fn update_profile(
         &self,

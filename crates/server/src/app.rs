@@ -225,7 +225,15 @@ impl Application {
         let master = Arc::new(load_master_key(&config)?);
         let auth =
             build_auth_with_key(&config, Arc::clone(&store), clock.clone(), master.clone()).await?;
-        let webhooks = Arc::new(Webhooks::new(store, master, clock, config.webhooks.clone()));
+        let mut webhooks = Webhooks::new(store, master, clock, config.webhooks.clone());
+        if config.mail.enabled {
+            webhooks = webhooks.with_admin_notices(porteiro_core::flows::webhooks::AdminNotices {
+                outbox: auth.outbox().clone(),
+                base_url: auth.config().email_base_url.clone(),
+                product: auth.config().product_name.clone(),
+            });
+        }
+        let webhooks = Arc::new(webhooks);
         ensure_first_admin(&config, &auth).await?;
         auth.record_startup(startup_facts(&config)).await;
 

@@ -344,6 +344,19 @@ impl UserStore for SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn active_administrators(&self, limit: u32) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            user_cols!(),
+            " from users where is_admin and is_active order by created_at, id limit ?1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     async fn update_profile(
         &self,
         id: UserId,

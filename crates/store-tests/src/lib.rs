@@ -128,6 +128,7 @@ macro_rules! all_contract_tests {
             deleting_an_endpoint_removes_its_deliveries,
             concurrent_webhook_claims_never_share_a_delivery,
             ping_answers,
+            active_administrators_are_the_active_admins_oldest_first,
             events_commit_with_their_change,
             calls_that_change_nothing_write_no_event,
             a_refused_change_takes_its_events_with_it,
@@ -1645,4 +1646,37 @@ pub async fn outbox_failed_mail_is_retried_or_abandoned(store: Arc<dyn Store>) {
 pub async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
     assert!(["sqlite", "postgres"].contains(&store.backend()));
+}
+
+pub async fn active_administrators_are_the_active_admins_oldest_first(store: Arc<dyn Store>) {
+    let admin = |name: &str, minutes: i64| NewUser {
+        is_admin: true,
+        now: t0() + Duration::minutes(minutes),
+        ..new_user(name)
+    };
+    let first = store.insert_user(&admin("first", 0), &[]).await.unwrap();
+    let second = store.insert_user(&admin("second", 1), &[]).await.unwrap();
+    let gone = store.insert_user(&admin("gone", 2), &[]).await.unwrap();
+    user(&store, "plain").await;
+    store
+        .update_profile(
+            gone.id,
+            &ProfileUpdate {
+                is_active: Some(false),
+                ..ProfileUpdate::default()
+            },
+            t0(),
+            &[],
+        )
+        .await
+        .unwrap();
+    let ids = |users: Vec<User>| users.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.active_administrators(10).await.unwrap()),
+        vec![first.id, second.id]
+    );
+    assert_eq!(
+        ids(store.active_administrators(1).await.unwrap()),
+        vec![first.id]
+    );
 }

@@ -329,7 +329,22 @@ pub struct Webhooks {
     master: Arc<MasterKey>,
     clock: Arc<dyn Clock>,
     settings: WebhookSettings,
+    notices: Option<AdminNotices>,
 }
+
+/// Where notices to administrators go (the mail outbox), when mail is on.
+#[derive(Debug, Clone)]
+pub struct AdminNotices {
+    /// The outbox.
+    pub outbox: crate::mail::Outbox,
+    /// `EMAIL_BASE_URL`: links point at its console.
+    pub base_url: String,
+    /// The product name for the mail.
+    pub product: String,
+}
+
+/// Most administrators one notice is mailed to.
+const MAX_NOTICE_RECIPIENTS: u32 = 20;
 
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -353,7 +368,15 @@ impl Webhooks {
             master,
             clock,
             settings,
+            notices: None,
         }
+    }
+
+    /// Mails administrators when the server disables a failing endpoint.
+    #[must_use]
+    pub fn with_admin_notices(mut self, notices: AdminNotices) -> Self {
+        self.notices = Some(notices);
+        self
     }
 
     /// The settings.
@@ -810,6 +833,7 @@ impl Webhooks {
             .is_some()
         {
             committed(&events);
+            self.notify_administrators().await;
         }
         tracing::warn!(
             endpoint_id = %id,
@@ -817,6 +841,46 @@ impl Webhooks {
             "webhook endpoint disabled: every delivery has failed for longer than WEBHOOK_DISABLE_AFTER; fix the receiver and enable it again (PUT /api/admin/webhooks/{{id}} with enabled=true)"
         );
         Ok(())
+    }
+}
+
+impl Webhooks {
+    /// Queues the "endpoint disabled" notice to every active administrator, in their language.
+    /// The mail says which page to open, never which endpoint (the URL may carry a token). A
+    /// failure is logged: the endpoint stays disabled either way.
+    async fn notify_administrators(&self) {
+        let Some(notices) = &self.notices else {
+            return;
+        };
+        let admins = match self
+            .store
+            .active_administrators(MAX_NOTICE_RECIPIENTS)
+            .await
+        {
+            Ok(admins) => admins,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhooks: administrators not notified");
+                return;
+            }
+        };
+        let link = format!(
+            "{}/ui/admin/webhooks",
+            notices.base_url.trim_end_matches('/')
+        );
+        for admin in admins {
+            let queued = match crate::mail::render(
+                crate::mail::MailKind::WebhookDisabled { link: &link },
+                crate::mail::Locale::negotiate(&admin.locale),
+                &admin.email,
+                &notices.product,
+            ) {
+                Ok(message) => notices.outbox.queue(&message).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = queued {
+                tracing::warn!(user_id = %admin.id, error = %e, "webhooks: administrator not notified");
+            }
+        }
     }
 }
 

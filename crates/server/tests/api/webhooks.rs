@@ -510,6 +510,13 @@ both_backends! {
         assert_eq!(view.data()["disabled_reason"], "failing");
         let audit = app.get_auth("/api/admin/audit?type=webhook.disabled", &admin).await;
         assert_eq!(audit.data()["events"].as_array().unwrap().len(), 1);
+        // The administrators are told by mail, with a link to the console and not the endpoint's
+        // URL (it may carry a token).
+        let notice = app.smtp.wait_for("admin@example.com", 1).await;
+        let notice = notice.last().unwrap();
+        assert!(notice.subject().contains("webhook endpoint was disabled"), "{}", notice.raw);
+        assert!(notice.link().ends_with("/ui/admin/webhooks"), "{}", notice.text());
+        assert!(!notice.text().contains(&receiver.url()), "{}", notice.text());
 
         // Disabled: no new delivery is queued. Enabling it clears the failing state, and the
         // pending retry goes out.

@@ -40,6 +40,10 @@ EXPECTED = {
     "porteiro_session_cache_hit_ratio": "gauge",
     "porteiro_db_pool_connections": "gauge",
     "porteiro_db_pool_max_connections": "gauge",
+    # Present once a webhook was delivered (scripts/test.sh runs the webhook check first).
+    "porteiro_webhook_deliveries": "counter",
+    "porteiro_webhook_delivery_seconds": "histogram",
+    "porteiro_webhook_backlog": "gauge",
 }
 
 FIXED = {

@@ -272,6 +272,7 @@ impl Application {
                 "ALLOW_INSECURE_COOKIES: PUBLIC_URL is plain HTTP on a non-loopback host, so browser cookies cannot be Secure or __Host- prefixed and sign-in is open to login CSRF by cookie tossing; serve HTTPS or set an https PUBLIC_URL behind a TLS proxy"
             );
         }
+        warn_about_metrics_exposure(&config);
         let settings = WebSettings {
             request_timeout: config.request_timeout,
             introspection_client: config.introspection_client.clone(),
@@ -412,6 +413,31 @@ impl Application {
 
 /// Raises the descriptor limit and derives the connection caps and deadlines from the
 /// configuration.
+/// Settings that leave `/metrics` open wider than they seem to.
+fn warn_about_metrics_exposure(config: &Config) {
+    if config.metrics_token.is_some() {
+        return;
+    }
+    match config.metrics_addr {
+        Some(addr) if !addr.ip().is_loopback() => tracing::warn!(
+            %addr,
+            "METRICS_ADDR listens beyond loopback without METRICS_TOKEN: anyone who reaches it reads the metrics"
+        ),
+        Some(_) => {}
+        None => {
+            let local_proxy = ["127.0.0.1", "::1"]
+                .iter()
+                .filter_map(|ip| ip.parse().ok())
+                .any(|ip| config.trusted_proxies.trusts(ip));
+            if local_proxy {
+                tracing::warn!(
+                    "a reverse proxy on this host (TRUSTED_PROXIES) and no METRICS_TOKEN: /metrics refuses everything through the proxy, but a proxy that adds no forwarding header would make remote clients look local; set METRICS_TOKEN or METRICS_ADDR"
+                );
+            }
+        }
+    }
+}
+
 fn serving_settings(config: &Config) -> serve::Settings {
     let limits = config.connections;
     let descriptors = serve::raise_descriptor_limit();

@@ -205,10 +205,11 @@ impl WebhookStore for PgStore {
 
     async fn endpoints_with_due_deliveries(&self, now: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
         sqlx::query_scalar(
-            "select d.endpoint_id from webhook_deliveries d \
-             join webhook_endpoints e on e.id = d.endpoint_id \
-             where e.enabled and d.status = 'pending' and d.next_attempt_at <= $1 \
-             group by d.endpoint_id order by min(d.next_attempt_at), d.endpoint_id",
+            // One index probe per endpoint (`webhook_deliveries_due`), whatever the backlog.
+            "select e.id as endpoint_id from webhook_endpoints e \
+             where e.enabled and exists (select 1 from webhook_deliveries d \
+               where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= $1) \
+             order by e.created_at, e.id",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -233,7 +234,7 @@ impl WebhookStore for PgStore {
                  join webhook_endpoints e on e.id = d.endpoint_id \
                  where d.endpoint_id = $1 and e.enabled and d.status = 'pending' \
                    and d.next_attempt_at <= $2 \
-                 order by d.id limit $4 \
+                 order by d.next_attempt_at, d.id limit $4 \
                  for update of d skip locked) \
                returning id as delivery_id, attempts, event_id) \
              select c.delivery_id, c.attempts, a.id, a.occurred_at, a.event_type, a.outcome, \

@@ -36,7 +36,9 @@ create table webhook_deliveries (
     created_at       integer not null,
     completed_at     integer
 );
-create index webhook_deliveries_due on webhook_deliveries(endpoint_id, next_attempt_at)
+-- A claim reads an endpoint's due deliveries in this index's order and stops at its limit, so
+-- its cost does not grow with the backlog.
+create index webhook_deliveries_due on webhook_deliveries(endpoint_id, next_attempt_at, id)
     where status = 'pending';
 create index webhook_deliveries_by_endpoint on webhook_deliveries(endpoint_id, id);
 create index webhook_deliveries_dead on webhook_deliveries(id) where status = 'dead';

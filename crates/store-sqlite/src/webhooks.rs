@@ -210,10 +210,11 @@ impl WebhookStore for SqliteStore {
 
     async fn endpoints_with_due_deliveries(&self, now: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
         let rows = sqlx::query(
-            "select d.endpoint_id from webhook_deliveries d \
-             join webhook_endpoints e on e.id = d.endpoint_id \
-             where e.enabled and d.status = 'pending' and d.next_attempt_at <= ?1 \
-             group by d.endpoint_id order by min(d.next_attempt_at), d.endpoint_id",
+            // One index probe per endpoint (`webhook_deliveries_due`), whatever the backlog.
+            "select e.id as endpoint_id from webhook_endpoints e \
+             where e.enabled and exists (select 1 from webhook_deliveries d \
+               where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= ?1) \
+             order by e.created_at, e.id",
         )
         .bind(ms(now))
         .fetch_all(&self.reader)
@@ -238,7 +239,7 @@ impl WebhookStore for SqliteStore {
              join audit_events a on a.id = d.event_id \
              where d.endpoint_id = ?1 and e.enabled and d.status = 'pending' \
                and d.next_attempt_at <= ?2 \
-             order by d.id limit ?3",
+             order by d.next_attempt_at, d.id limit ?3",
         )
         .bind(endpoint_id.to_string())
         .bind(ms(now))

@@ -59,6 +59,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 const METHODS: [&str; 8] = [
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other",
 ];
+/// Buckets of the webhook delivery histogram, in seconds: 5 ms to the longest timeout (120 s).
+const WEBHOOK_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
 /// The `status` label.
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -77,6 +81,11 @@ fn installed() -> &'static Installed {
     INSTALLED.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), LATENCY_BUCKETS)
+            .expect("invariant: the bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(porteiro_core::metrics::name::WEBHOOK_DELIVERY_SECONDS.to_owned()),
+                WEBHOOK_BUCKETS,
+            )
             .expect("invariant: the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();

@@ -305,11 +305,19 @@ fn validate_description(d: Option<String>) -> Result<Option<String>, Error> {
             format!("The description is longer than {MAX_DESCRIPTION_CHARS} characters."),
         ));
     }
-    if d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    // Bidi controls and invisible characters would let a description disguise itself (or what
+    // follows it) on the console page.
+    let invisible = |c: char| {
+        matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if d.chars()
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || invisible(c))
+    {
         return Err(Error::validation(
             "description",
             "invalid_description",
-            "The description contains control characters.",
+            "The description contains control, direction or invisible characters.",
         ));
     }
     Ok(Some(d))
@@ -506,20 +514,30 @@ impl Webhooks {
         change: EndpointChange,
     ) -> Result<WebhookEndpoint, Error> {
         principal.ensure_admin()?;
+        let current = self.endpoint(id).await?;
+        // Only what differs from the stored endpoint is a change: an unchanged URL is not
+        // resolved again, and a request that changes nothing writes nothing (and no event).
         let event_types = match change.event_types {
-            Some(types) => Some(validate_event_types(Some(types))?),
+            Some(types) => Some(validate_event_types(Some(types))?)
+                .filter(|types| *types != current.event_types),
             None => None,
         };
-        let description = validate_description(change.description)?;
+        let description =
+            validate_description(change.description)?.filter(|d| *d != current.description);
         let url = match change.url {
-            Some(raw) => Some(self.checked_url(&raw).await?),
+            Some(raw) if raw.trim() == current.url => None,
+            Some(raw) => Some(self.checked_url(&raw).await?).filter(|u| *u != current.url),
             None => None,
         };
+        let enabled = change.enabled.filter(|e| *e != current.enabled);
+        if url.is_none() && description.is_none() && event_types.is_none() && enabled.is_none() {
+            return Ok(current);
+        }
         let update = WebhookUpdate {
             url,
             description,
             event_types,
-            enabled: change.enabled,
+            enabled,
             disabled_reason: None,
         };
         let changed: Vec<&str> = [
@@ -926,6 +944,18 @@ mod tests {
         assert!(validate_description(Some("é".repeat(500))).is_ok());
         assert!(validate_description(Some("a".repeat(501))).is_err());
         assert!(validate_description(Some("bell\u{7}".into())).is_err());
+        for disguise in [
+            "gpj.\u{202E}exe",
+            "a\u{200B}b",
+            "\u{2066}x\u{2069}",
+            "\u{FEFF}x",
+        ] {
+            assert!(
+                validate_description(Some(disguise.into())).is_err(),
+                "{disguise:?}"
+            );
+        }
+        assert!(validate_description(Some("línea 1\nlinha 2\tfim".into())).is_ok());
     }
 
     #[test]

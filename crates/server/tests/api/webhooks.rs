@@ -475,6 +475,40 @@ both_backends! {
         assert!(!audit.text.contains(&new[6..]) && !audit.text.contains(&old[6..]));
     }
 
+    async fn an_update_that_changes_nothing_writes_nothing(backend: Backend) {
+        let receiver = Receiver::start().await;
+        let app = spawn_app_with(backend, hooks(&[])).await;
+        let admin = app.admin().await.access;
+        let (id, _) = create_endpoint(&app, &admin, &receiver.url(), json!(["user.registered"])).await;
+        let before = app.get_auth(&format!("/api/admin/webhooks/{id}"), &admin).await;
+        let same = json!({
+            "url": receiver.url(),
+            "description": "test receiver",
+            "event_types": ["user.registered"],
+            "enabled": true,
+        });
+        for body in [json!({}), same] {
+            let r = app.put_auth(&format!("/api/admin/webhooks/{id}"), &admin, body).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            assert_eq!(r.data()["updated_at"], before.data()["updated_at"]);
+        }
+        let audit = app.get_auth("/api/admin/audit?type=webhook.updated", &admin).await;
+        assert_eq!(audit.data()["events"].as_array().unwrap().len(), 0, "{}", audit.text);
+        // A real change is one event naming only what changed.
+        let r = app
+            .put_auth(
+                &format!("/api/admin/webhooks/{id}"),
+                &admin,
+                json!({"description": "renamed", "enabled": true}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let audit = app.get_auth("/api/admin/audit?type=webhook.updated", &admin).await;
+        let events = audit.data()["events"].as_array().unwrap().clone();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["details"]["changed"], json!(["description"]));
+    }
+
     async fn redirects_are_not_followed(backend: Backend) {
         let (first, elsewhere) = (Receiver::start().await, Receiver::start().await);
         first.script(&[Answer::Redirect(elsewhere.url())]);

@@ -103,19 +103,21 @@ fn presents(parts: &Parts, token: &SecretString) -> bool {
     ct_eq(token_hash(given).as_bytes(), expected.as_bytes()) && !given.is_empty()
 }
 
+/// Loopback-only access: the connection itself comes from this host, carries no forwarding
+/// header, and does not come from a declared proxy. A proxy relays remote clients, so nothing
+/// arriving through one counts as local, whatever it says about the client (a client can send
+/// `X-Forwarded-For: 127.0.0.1` itself, and a proxy that adds no header makes every client look
+/// like the proxy): scraping through a proxy needs `METRICS_TOKEN`.
 fn from_loopback(parts: &Parts, state: &AppState) -> bool {
     let Some(ClientIp(ip)) = parts.extensions.get::<ClientIp>().copied() else {
         return false;
     };
-    if !ip.is_loopback() {
-        return false;
-    }
     let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
         .iter()
         .any(|name| parts.headers.contains_key(*name));
-    let peer_trusted = crate::guard::client_ip::peer(&parts.extensions)
-        .is_some_and(|peer| state.settings.trusted_proxies.trusts(peer));
-    !forwarded || peer_trusted
+    let through_proxy = crate::guard::client_ip::peer(&parts.extensions)
+        .is_none_or(|peer| state.settings.trusted_proxies.trusts(peer));
+    ip.is_loopback() && !forwarded && !through_proxy
 }
 
 fn not_found() -> Response {

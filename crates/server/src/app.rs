@@ -291,11 +291,11 @@ impl Application {
             scrape_hooks: porteiro_web::metrics::ScrapeHooks::default(),
             ..WebSettings::default()
         };
-        let state = AppState {
+        let state = AppState::new(porteiro_web::state::Services {
             auth: Arc::clone(&auth),
             webhooks: Arc::clone(&webhooks),
             settings: Arc::new(settings),
-        };
+        });
         let metrics = match config.metrics_addr {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)

@@ -76,13 +76,35 @@ impl Default for WebSettings {
     }
 }
 
-/// Application state: the domain services and web settings.
+/// Application state: the domain services and web settings. Extractors clone it on every
+/// request, so it is one shared allocation: a clone is one reference count, however many
+/// services it holds (each count is an atomic that both cores would otherwise fight over).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+/// What [`AppState`] shares.
+#[derive(Debug)]
+pub struct Services {
     /// The authentication service.
     pub auth: Arc<Auth>,
     /// The webhook service (endpoint administration).
     pub webhooks: Arc<Webhooks>,
     /// Web settings.
     pub settings: Arc<WebSettings>,
+}
+
+impl AppState {
+    /// The state of an application made of these services.
+    #[must_use]
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }

@@ -250,6 +250,19 @@ pub struct TestApp {
     pub dir: std::path::PathBuf,
     /// Base URL of the separate metrics listener, when `METRICS_ADDR` is set.
     pub metrics_url: Option<String>,
+    /// Removes `dir` once neither this application nor a twin of it is left.
+    dir_guard: Arc<DirGuard>,
+}
+
+/// A test's data directory, removed when the last application using it is dropped (thousands
+/// of tests would otherwise leave thousands of directories behind).
+#[derive(Debug)]
+struct DirGuard(std::path::PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Options for [`spawn_app_with`].
@@ -317,15 +330,27 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     for (k, v) in options.env {
         env.insert(k.to_owned(), v);
     }
-    start(env, dir, smtp).await
+    let guard = Arc::new(DirGuard(dir.clone()));
+    start(env, dir, smtp, guard).await
 }
 
 /// Starts a second instance sharing `app`'s database and keys (PostgreSQL only).
 pub async fn spawn_twin(app: &TestApp) -> TestApp {
-    start(app.env.clone(), app.dir.clone(), app.smtp.clone()).await
+    start(
+        app.env.clone(),
+        app.dir.clone(),
+        app.smtp.clone(),
+        Arc::clone(&app.dir_guard),
+    )
+    .await
 }
 
-async fn start(env: HashMap<String, String>, dir: std::path::PathBuf, smtp: SmtpSink) -> TestApp {
+async fn start(
+    env: HashMap<String, String>,
+    dir: std::path::PathBuf,
+    smtp: SmtpSink,
+    dir_guard: Arc<DirGuard>,
+) -> TestApp {
     if env.get("LOG_LEVEL").is_some_and(|l| l != "off") {
         porteiro::telemetry::init("debug", false);
     }
@@ -356,6 +381,7 @@ async fn start(env: HashMap<String, String>, dir: std::path::PathBuf, smtp: Smtp
         env,
         dir,
         metrics_url,
+        dir_guard,
     }
 }
 

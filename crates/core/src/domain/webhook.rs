@@ -62,16 +62,6 @@ impl std::fmt::Debug for WebhookEndpoint {
     }
 }
 
-impl WebhookEndpoint {
-    /// Whether the endpoint subscribes to `event_type`.
-    #[must_use]
-    pub fn subscribes_to(&self, event_type: &str) -> bool {
-        self.event_types
-            .iter()
-            .any(|t| t == ALL_EVENTS || t == event_type)
-    }
-}
-
 /// A new endpoint.
 #[derive(Clone)]
 pub struct NewWebhookEndpoint {

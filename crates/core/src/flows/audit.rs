@@ -106,10 +106,17 @@ impl Auth {
         actor: Option<&Principal>,
         details: Value,
     ) {
-        let event = self.event(event_type, outcome, user_id, actor, details);
+        self.append_alone(self.event(event_type, outcome, user_id, actor, details))
+            .await;
+    }
+
+    /// [`Auth::record`] for an event already built.
+    pub(crate) async fn append_alone(&self, event: NewAuditEvent) {
         match self.store.append_audit(&event).await {
             Ok(()) => committed(std::slice::from_ref(&event)),
-            Err(e) => tracing::error!(event_type, error = %e, "audit event not recorded"),
+            Err(e) => {
+                tracing::error!(event_type = event.event_type, error = %e, "audit event not recorded");
+            }
         }
     }
 

@@ -107,13 +107,7 @@ impl Auth {
                     "wrong_password"
                 };
                 let failed = self.sign_in_failed_event(Some(user.id), reason);
-                let locked = self.event(
-                    kind::ACCOUNT_LOCKED,
-                    Outcome::Success,
-                    Some(user.id),
-                    None,
-                    json!({"scope": "device", "failed_attempts": attempts, "locked_until": lock_until}),
-                );
+                let locked = self.lock_event(user.id, "device", attempts, lock_until);
                 let locked_now = self
                     .store
                     .record_device_failure(
@@ -141,13 +135,7 @@ impl Auth {
                 "wrong_password"
             };
             let failed = self.sign_in_failed_event(Some(user.id), reason);
-            let locked = self.event(
-                kind::ACCOUNT_LOCKED,
-                Outcome::Success,
-                Some(user.id),
-                None,
-                json!({"scope": "account", "failed_attempts": attempts, "locked_until": lock_until}),
-            );
+            let locked = self.lock_event(user.id, "account", attempts, lock_until);
             let locked_now = self
                 .store
                 .record_failed_login(user.id, now, attempts, lock_until, &failed, &locked)
@@ -219,6 +207,24 @@ impl Auth {
         Ok(out)
     }
 
+    /// The `account.locked` event of a failure that sets a lock (`scope`: `account` or `device`),
+    /// written by the store only if it does.
+    pub(crate) fn lock_event(
+        &self,
+        user_id: Uuid,
+        scope: &'static str,
+        attempts: i32,
+        lock_until: chrono::DateTime<chrono::Utc>,
+    ) -> crate::domain::NewAuditEvent {
+        self.event(
+            kind::ACCOUNT_LOCKED,
+            Outcome::Success,
+            Some(user_id),
+            None,
+            json!({"scope": scope, "failed_attempts": attempts, "locked_until": lock_until}),
+        )
+    }
+
     fn sign_in_failed_event(
         &self,
         user_id: Option<Uuid>,
@@ -235,14 +241,8 @@ impl Auth {
 
     /// A refused sign-in that changed nothing.
     async fn sign_in_failed(&self, user_id: Option<Uuid>, reason: &'static str) {
-        self.record(
-            kind::SIGN_IN_FAILED,
-            Outcome::Failure,
-            user_id,
-            None,
-            json!({"reason": reason}),
-        )
-        .await;
+        self.append_alone(self.sign_in_failed_event(user_id, reason))
+            .await;
     }
 
     fn upgrade_hash_in_background(&self, user: &User, password: SecretString) {

@@ -68,13 +68,7 @@ impl Auth {
                     None,
                     json!({"reason": "incorrect_password"}),
                 );
-                let locked = self.event(
-                    kind::ACCOUNT_LOCKED,
-                    Outcome::Success,
-                    Some(user_id),
-                    None,
-                    json!({"scope": "account", "failed_attempts": attempts, "locked_until": lock_until}),
-                );
+                let locked = self.lock_event(user_id, "account", attempts, lock_until);
                 let locked_now = self
                     .store
                     .record_failed_login(user_id, now, attempts, lock_until, &failed, &locked)

@@ -5,11 +5,9 @@
 //!   SHA-256 digests, so not even its length leaks); otherwise `401`;
 //! - with a separate listener, the main listener answers `404` as for any unknown route, and the
 //!   metrics listener serves it (with the token, when one is set);
-//! - with neither, only loopback clients: the client address the guard resolved (the socket
-//!   peer, or the forwarded address when the peer is a trusted proxy) must be loopback, and a
-//!   request carrying forwarding headers from a peer that is *not* a trusted proxy is refused
-//!   too — that is a proxy on this host nobody declared in `TRUSTED_PROXIES`, relaying clients
-//!   from anywhere. Refusals are `404`, as if there were no such route.
+//! - with neither, only direct loopback connections: the socket peer is loopback and not a
+//!   trusted proxy, and the request carries no forwarding header. Nothing relayed by a proxy
+//!   counts as local (see [`from_loopback`]). Refusals are `404`, as if there were no such route.
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -44,8 +42,8 @@ pub(crate) fn dedicated_router() -> Router<AppState> {
 /// Prometheus metrics (text format 0.0.4).
 ///
 /// Served on the main listener only when `METRICS_ADDR` is unset. With `METRICS_TOKEN` set the
-/// bearer token is required (`401` otherwise); without it only loopback clients are answered
-/// (`404` for others). Labels never carry user data: see the README's metric list.
+/// bearer token is required (`401` otherwise); without it only direct loopback connections are
+/// answered, never one through a proxy (`404` for others). Labels never carry user data: see the README's metric list.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -53,7 +51,7 @@ pub(crate) fn dedicated_router() -> Router<AppState> {
     responses(
         (status = 200, description = "Metrics in the Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String),
         (status = 401, description = "`METRICS_TOKEN` is set and the bearer token is missing or wrong.", body = ErrorBody),
-        (status = 404, description = "Served elsewhere (`METRICS_ADDR`), or a non-loopback client without `METRICS_TOKEN`.", body = ErrorBody),
+        (status = 404, description = "Served elsewhere (`METRICS_ADDR`), or, without `METRICS_TOKEN`, a client that is not a direct loopback connection.", body = ErrorBody),
     ),
     security((), ("metrics_token" = []))
 )]

@@ -220,7 +220,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     (Some(addr), Some(_)) => format!("http://{addr}/metrics, bearer token"),
                     (Some(addr), None) => format!("http://{addr}/metrics"),
                     (None, Some(_)) => "/metrics, bearer token".to_owned(),
-                    (None, None) => "/metrics, loopback clients only".to_owned(),
+                    (None, None) => "/metrics, direct loopback connections only".to_owned(),
                 }
             );
             let hooks = &config.webhooks;

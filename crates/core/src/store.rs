@@ -18,6 +18,9 @@ use futures::stream::BoxStream;
 use uuid::Uuid;
 
 use crate::domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
+use crate::domain::mfa::{
+    CompleteOutcome, EmailCodeOutcome, MfaChallenge, NewMfaChallenge, SpentFactor, TotpCredential,
+};
 use crate::domain::session::{NewRefreshToken, RotateOutcome};
 use crate::domain::webhook::{
     AttemptResult, ClaimedDelivery, NewWebhookEndpoint, Replay, WebhookDelivery, WebhookEndpoint,
@@ -532,6 +535,113 @@ pub trait WebhookStore: Send + Sync {
     async fn webhook_backlog(&self) -> StoreResult<u64>;
     /// Deletes delivered and dead deliveries completed before `before`. Returns how many.
     async fn purge_webhook_deliveries(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+/// Multi-factor sign-in: authenticator-app credentials, backup codes and second steps in progress
+/// (see [`crate::domain::mfa`]). Codes and tokens arrive hashed (backup and emailed codes with a
+/// key the store never sees); the TOTP secret arrives sealed.
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// The account's authenticator-app credential, pending or enabled, with its count of unused
+    /// backup codes.
+    async fn totp_credential(&self, user_id: UserId) -> StoreResult<Option<TotpCredential>>;
+    /// Starts (or restarts) a setup: stores `secret_enc` as the account's pending secret and
+    /// `code_hashes` as its backup codes, replacing a pending setup and its codes. Returns false,
+    /// changing nothing, when the account has TOTP enabled already or does not exist.
+    async fn begin_totp_setup(
+        &self,
+        user_id: UserId,
+        secret_enc: &[u8],
+        code_hashes: &[String],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Enables the pending setup whose sealed secret is `secret_enc` (a setup restarted
+    /// meanwhile makes this fail), recording `step` as the last step used. Returns false,
+    /// changing nothing, when there is no such pending setup.
+    async fn enable_totp(
+        &self,
+        user_id: UserId,
+        secret_enc: &[u8],
+        step: i64,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// Deletes the account's TOTP credential (pending or enabled) and backup codes. Returns
+    /// whether an enabled credential was deleted; `events` are written only then.
+    async fn disable_totp(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// Replaces the backup codes of an account whose TOTP is enabled (the old set stops working).
+    /// Returns false, changing nothing, when TOTP is not enabled.
+    async fn replace_backup_codes(
+        &self,
+        user_id: UserId,
+        code_hashes: &[String],
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// Spends a factor outside a sign-in (re-authentication before disabling or regenerating):
+    /// a TOTP step later than the last one used, or an unused backup code, of an account whose
+    /// TOTP is enabled. Of concurrent calls with one code exactly one gets true. An emailed code
+    /// is never accepted here.
+    async fn spend_factor(
+        &self,
+        user_id: UserId,
+        factor: &SpentFactor,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// Stores a second step (with its first emailed code, if any).
+    async fn insert_mfa_challenge(
+        &self,
+        challenge: &NewMfaChallenge,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<()>;
+    /// The challenge whose token hash is `token_hash` if it is live at `now`: not spent, not
+    /// expired, and with fewer than `max_attempts` wrong codes.
+    async fn mfa_challenge(
+        &self,
+        token_hash: &str,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<MfaChallenge>>;
+    /// Counts a wrong code on a live challenge, atomically. Returns the count after this one, or
+    /// `None` when the challenge was no longer live. At `max_attempts` the challenge is dead.
+    async fn fail_mfa_challenge(
+        &self,
+        id: Uuid,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i32>>;
+    /// Ends a second step, atomically: the challenge must still be live, the factor is spent
+    /// (see [`SpentFactor`]), the challenge is marked spent and — unless it came from a known
+    /// device — the account's failure count is reset, which a lock at `now` refuses. Of
+    /// concurrent calls for one challenge, or with one code, exactly one completes. Nothing
+    /// changes and no event is written unless the outcome is `Completed`.
+    async fn complete_mfa_challenge(
+        &self,
+        id: Uuid,
+        factor: &SpentFactor,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<CompleteOutcome>;
+    /// Replaces a live challenge's emailed code (its wrong attempts still count) unless the
+    /// last code was mailed after `not_since`, or `max_sends` codes were mailed for it already.
+    #[allow(clippy::too_many_arguments)]
+    async fn set_mfa_email_code(
+        &self,
+        id: Uuid,
+        code_hash: &str,
+        code_expires_at: DateTime<Utc>,
+        not_since: DateTime<Utc>,
+        max_sends: i32,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<EmailCodeOutcome>;
 }
 
 /// Bulk loading, for seeding benchmarks and imports: many rows per statement or transaction,

@@ -27,6 +27,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../migrations/0005_webhooks.sql"),
     ),
+    (6, "mfa", include_str!("../migrations/0006_mfa.sql")),
+    (
+        7,
+        "email_confirmation",
+        include_str!("../migrations/0007_email_confirmation.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

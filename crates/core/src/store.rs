@@ -677,6 +677,7 @@ pub trait Store:
     + BrowserStore
     + BulkStore
     + WebhookStore
+    + MfaStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

@@ -294,6 +294,7 @@ impl Application {
         let state = AppState::new(porteiro_web::state::Services {
             auth: Arc::clone(&auth),
             webhooks: Arc::clone(&webhooks),
+            two_factor: Arc::new(porteiro_core::flows::mfa::TwoFactor::new(&auth)),
             settings: Arc::new(settings),
         });
         let metrics = match config.metrics_addr {

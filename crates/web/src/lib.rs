@@ -96,6 +96,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::compact::router())
         .merge(routes::auth::router())
         .merge(routes::devices::router())
+        .merge(routes::mfa::router())
         .merge(routes::users::router())
         .merge(routes::audit::router())
         .merge(routes::webhooks::router())

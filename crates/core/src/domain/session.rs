@@ -35,6 +35,8 @@ pub struct Session {
     pub os: Option<String>,
     /// Browser from the user agent.
     pub browser: Option<String>,
+    /// How the session was authenticated (RFC 8176 `amr` values).
+    pub amr: Vec<String>,
 }
 
 impl Session {
@@ -71,6 +73,8 @@ pub struct NewSession {
     /// The owner's credential epoch as read before the credential was verified: the session is
     /// only created if it is still current and the account still active.
     pub credential_epoch: i64,
+    /// How the session was authenticated (RFC 8176 `amr` values).
+    pub amr: Vec<String>,
 }
 
 /// What a request needs to know to accept an access token: joined session + user state.

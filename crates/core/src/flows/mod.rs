@@ -6,6 +6,7 @@ pub mod browser;
 pub mod devices;
 pub mod introspection;
 pub mod login;
+pub mod mfa;
 pub mod recovery;
 pub mod registration;
 pub mod settings;

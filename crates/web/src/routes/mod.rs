@@ -7,6 +7,7 @@ pub mod devices;
 pub mod docs;
 pub mod health;
 pub mod metrics;
+pub mod mfa;
 pub mod session;
 pub mod users;
 pub mod webhooks;

@@ -1,6 +1,7 @@
 //! Row decoding into domain types.
 
 use chrono::{DateTime, Utc};
+use porteiro_core::domain::mfa::decode_names;
 use porteiro_core::domain::webhook::StoredColumns;
 use porteiro_core::domain::{Session, User};
 use porteiro_core::store::StoreResult;
@@ -52,6 +53,7 @@ pub(crate) fn session_from_row(r: &PgRow) -> StoreResult<Session> {
         device_type: r.try_get("device_type").map_err(backend)?,
         os: r.try_get("os").map_err(backend)?,
         browser: r.try_get("browser").map_err(backend)?,
+        amr: decode_names(&r.try_get::<String, _>("amr").map_err(backend)?),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Row decoding: Unix-millisecond times and UUID text into domain types.
 
 use chrono::{DateTime, Utc};
+use porteiro_core::domain::mfa::decode_names;
 use porteiro_core::domain::webhook::StoredColumns;
 use porteiro_core::domain::{Session, User};
 use porteiro_core::store::{StoreError, StoreResult};
@@ -77,6 +78,7 @@ pub(crate) fn session_from_row(r: &SqliteRow) -> StoreResult<Session> {
         device_type: r.try_get("device_type").map_err(backend)?,
         os: r.try_get("os").map_err(backend)?,
         browser: r.try_get("browser").map_err(backend)?,
+        amr: decode_names(&r.try_get::<String, _>("amr").map_err(backend)?),
     })
 }
 

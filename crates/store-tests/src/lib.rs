@@ -187,6 +187,7 @@ fn new_session(
             os: Some("Linux".to_owned()),
             browser: Some("Firefox".to_owned()),
             credential_epoch: epoch,
+            amr: vec!["pwd".to_owned()],
         },
         NewRefreshToken {
             token_hash: hash(refresh),

@@ -298,6 +298,7 @@ impl Auth {
             os: device.os,
             browser: device.browser,
             credential_epoch: user.credential_epoch,
+            amr: vec!["pwd".to_owned()],
         };
         let refresh = NewRefreshToken {
             token_hash: token_hash(&refresh_token),

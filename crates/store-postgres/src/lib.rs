@@ -10,6 +10,7 @@
 mod audit;
 mod browser;
 mod bulk;
+mod mfa;
 mod migrations;
 mod rows;
 pub mod testing;
@@ -1249,6 +1250,7 @@ impl Store for PgStore {
             "delete from login_failures where updated_at < $1 and (locked_until is null or locked_until < $1)",
             "delete from password_reset_tokens where expires_at < $1",
             "delete from refresh_tokens where expires_at < $1",
+            "delete from mfa_challenges where expires_at < $1",
         ] {
             removed += sqlx::query(sql)
                 .bind(before)

@@ -12,6 +12,7 @@
 mod audit;
 mod browser;
 mod bulk;
+mod mfa;
 mod migrations;
 mod rows;
 mod webhooks;
@@ -1232,6 +1233,7 @@ impl Store for SqliteStore {
             "delete from login_failures where updated_at < ?1 and (locked_until is null or locked_until < ?1)",
             "delete from password_reset_tokens where expires_at < ?1",
             "delete from refresh_tokens where expires_at < ?1",
+            "delete from mfa_challenges where expires_at < ?1",
         ] {
             removed += sqlx::query(sql)
                 .bind(ms(before))

@@ -173,7 +173,8 @@ describe('seed 003: Testes de Segurança', () => {
     const started = Date.now();
     await page.waitForURL('**/ui/login', { timeout: 10000 });
     assert.ok(Date.now() - started >= 2000, 'waits about 3 s before going back');
-    const mail = await smtp.waitFor(user.email);
+    // Registration mailed a confirmation link first: wait for the recovery mail.
+    const mail = await smtp.waitFor(user.email, 20000, (m) => m.text.includes('/ui/reset-password?token='));
     const link = (mail.text.match(/https?:\/\/\S+\/ui\/reset-password\?token=[A-Za-z0-9_-]+/) || [])[0];
     assert.ok(link, `a reset link in:\n${mail.text}`);
     assert.ok(link.startsWith(`${server.base}/ui/reset-password?token=`), link);

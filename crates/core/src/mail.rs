@@ -152,6 +152,23 @@ const WEBHOOK_DISABLED_PT: Wording = Wording {
     ignore: "Você recebe esta mensagem porque administra este servidor.",
 };
 
+const CONFIRM_EN: Wording = Wording {
+    subject: "Confirm your email address",
+    greeting: "Hello",
+    body: "An account was created with this email address. Open the link below and confirm that the address is yours.",
+    action: "Confirm my address",
+    expiry: "The link works once and expires in 24 hours.",
+    ignore: "If you did not create an account, ignore this message: the address stays unconfirmed.",
+};
+const CONFIRM_PT: Wording = Wording {
+    subject: "Confirme seu endereço de email",
+    greeting: "Olá",
+    body: "Uma conta foi criada com este endereço de email. Abra o link abaixo e confirme que o endereço é seu.",
+    action: "Confirmar meu endereço",
+    expiry: "O link funciona uma única vez e expira em 24 horas.",
+    ignore: "Se você não criou uma conta, ignore esta mensagem: o endereço continua sem confirmação.",
+};
+
 #[derive(Template)]
 #[template(path = "mail/message.txt")]
 struct TextMail<'a> {
@@ -184,6 +201,11 @@ pub enum MailKind<'a> {
         /// The console's webhooks page, built from `EMAIL_BASE_URL`.
         link: &'a str,
     },
+    /// Address-confirmation link.
+    EmailConfirmation {
+        /// The full link, built from `EMAIL_BASE_URL`.
+        link: &'a str,
+    },
 }
 
 /// Renders a message for `to` in `locale`. There is deliberately no parameter for the
@@ -204,6 +226,8 @@ pub fn render(
         (MailKind::PasswordChanged, Locale::PtBr) => (CHANGED_PT, None),
         (MailKind::WebhookDisabled { link }, Locale::En) => (WEBHOOK_DISABLED_EN, Some(link)),
         (MailKind::WebhookDisabled { link }, Locale::PtBr) => (WEBHOOK_DISABLED_PT, Some(link)),
+        (MailKind::EmailConfirmation { link }, Locale::En) => (CONFIRM_EN, Some(link)),
+        (MailKind::EmailConfirmation { link }, Locale::PtBr) => (CONFIRM_PT, Some(link)),
     };
     let text = TextMail {
         c: copy,
@@ -268,6 +292,20 @@ impl Outbox {
             .await?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Renders `kind` for `user`'s address, in the account's language, and queues it.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn queue_for(
+        &self,
+        user: &crate::domain::User,
+        kind: MailKind<'_>,
+        product: &str,
+    ) -> Result<(), Error> {
+        let message = render(kind, Locale::negotiate(&user.locale), &user.email, product)?;
+        self.queue(&message).await
     }
 
     /// Runs the delivery loop forever: wakes on new mail or every `poll`, whichever comes first.

@@ -95,6 +95,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::compact::router())
         .merge(routes::auth::router())
+        .merge(routes::email_confirmation::router())
         .merge(routes::devices::router())
         .merge(routes::users::router())
         .merge(routes::audit::router())

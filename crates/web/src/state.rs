@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use porteiro_core::Auth;
+use porteiro_core::flows::email_confirmation::EmailConfirmation;
 use porteiro_core::flows::webhooks::Webhooks;
 use secrecy::SecretString;
 
@@ -89,6 +90,8 @@ pub struct Services {
     pub auth: Arc<Auth>,
     /// The webhook service (endpoint administration).
     pub webhooks: Arc<Webhooks>,
+    /// Address confirmation (links mailed at registration).
+    pub email_confirmation: Arc<EmailConfirmation>,
     /// Web settings.
     pub settings: Arc<WebSettings>,
 }

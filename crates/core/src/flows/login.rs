@@ -124,6 +124,7 @@ impl Auth {
                 self.sign_in_failed(Some(user.id), "disabled").await;
                 return Err(Error::AccountDisabled);
             }
+            self.ensure_email_confirmed(&user).await?;
             return self
                 .finish_login(user, verification.needs_rehash, password, ctx, true)
                 .await;
@@ -157,6 +158,7 @@ impl Auth {
             self.sign_in_failed(Some(user.id), "locked").await;
             return Err(Error::InvalidCredentials);
         }
+        self.ensure_email_confirmed(&user).await?;
         self.finish_login(user, verification.needs_rehash, password, ctx, false)
             .await
     }

@@ -115,7 +115,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 
 /// Sign in with username or email.
 #[utoipa::path(post, path = "/auth", tag = "compact", request_body = AuthRequest,
-    responses((status = 200, body = TokenPair), (status = 403, body = ErrorBody, description = "Bad credentials, locked or disabled"),
+    responses((status = 200, body = TokenPair), (status = 403, body = ErrorBody, description = "Bad credentials, locked or disabled (`invalid_credentials`); unconfirmed address while REQUIRE_VERIFIED_EMAIL, right password only (`email_not_verified`)"),
               (status = 400, body = ErrorBody)))]
 async fn sign_in(
     State(s): State<AppState>,

@@ -38,6 +38,66 @@ pub struct AuthConfig {
     pub email_policy: EmailPolicy,
     /// Refuse sign-in to accounts whose address is unconfirmed (`REQUIRE_VERIFIED_EMAIL`).
     pub require_verified_email: bool,
+    /// The second step of sign-in.
+    pub mfa: MfaConfig,
+}
+
+/// When a sign-in asks for a code mailed to the account's address (`EMAIL_VERIFICATION_ENABLED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmailCodeRule {
+    /// Never (the default).
+    #[default]
+    Off,
+    /// From a device the account has not signed in from (no known device cookie from this
+    /// address).
+    NewDevice,
+    /// At every sign-in.
+    Always,
+}
+
+impl EmailCodeRule {
+    /// Parses the setting: `off`, `new_device`, `always`; the seed's `true`/`false` mean
+    /// `always`/`off`.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" | "0" | "no" => Some(Self::Off),
+            "new_device" | "new-device" => Some(Self::NewDevice),
+            "always" | "true" | "1" | "yes" => Some(Self::Always),
+            _ => None,
+        }
+    }
+}
+
+/// Settings of the second step of sign-in.
+#[derive(Debug, Clone)]
+pub struct MfaConfig {
+    /// Issuer shown by authenticator apps (`TOTP_ISSUER`).
+    pub totp_issuer: String,
+    /// When accounts without an authenticator app get an emailed code.
+    pub email_code: EmailCodeRule,
+    /// Whether accounts with an authenticator app may use an emailed code instead
+    /// (`MFA_EMAIL_FALLBACK`, off: whoever holds the mailbox must not bypass the app).
+    pub email_fallback: bool,
+    /// Lifetime of an `mfa_token` (at most five minutes).
+    pub challenge_ttl: Duration,
+    /// Wrong codes that end a second step.
+    pub max_attempts: i32,
+    /// Lifetime of an emailed code.
+    pub email_code_ttl: Duration,
+}
+
+impl Default for MfaConfig {
+    fn default() -> Self {
+        Self {
+            totp_issuer: "Porteiro".to_owned(),
+            email_code: EmailCodeRule::Off,
+            email_fallback: false,
+            challenge_ttl: Duration::minutes(5),
+            max_attempts: 5,
+            email_code_ttl: Duration::minutes(10),
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -57,6 +117,7 @@ impl Default for AuthConfig {
             product_name: "Porteiro".to_owned(),
             email_policy: EmailPolicy::default(),
             require_verified_email: false,
+            mfa: MfaConfig::default(),
         }
     }
 }

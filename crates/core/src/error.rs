@@ -54,6 +54,35 @@ pub enum Error {
     /// the account no longer has.
     #[error("invalid or expired confirmation token")]
     InvalidConfirmationToken,
+    /// An `mfa_token` is unknown, expired, spent, dead after too many wrong codes, or presented
+    /// by another client.
+    #[error("invalid or expired mfa_token")]
+    InvalidMfaToken,
+    /// A second-step or re-authentication code is wrong, expired or already used.
+    #[error("invalid code")]
+    InvalidCode,
+    /// A code confirming a change to the account's factors (enable, disable, new backup codes)
+    /// is wrong or already used.
+    #[error("incorrect code")]
+    IncorrectCode,
+    /// The compact API's sign-in needs a second factor (`otp`) for this account.
+    #[error("a second factor is required")]
+    MfaRequired,
+    /// The account's two-factor state does not allow this (`code`: `mfa_already_enabled`,
+    /// `mfa_not_enabled`, `mfa_setup_required`, `mfa_method_not_allowed`).
+    #[error("{message}")]
+    MfaState {
+        /// Stable snake_case code.
+        code: &'static str,
+        /// Human-readable explanation, in English.
+        message: &'static str,
+    },
+    /// Too many requests of this kind for this object; retry after the given seconds.
+    #[error("too many requests")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after_secs: u64,
+    },
     /// Input failed validation.
     #[error("{}", .0.message)]
     Validation(FieldError),

@@ -61,6 +61,10 @@ pub struct AccessClaims {
     pub sid: String,
     /// Token type, always `access`.
     pub typ: String,
+    /// How the session was authenticated (RFC 8176 values: `pwd`, `otp`, …), kept across
+    /// refreshes. Absent from tokens issued before sessions recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 /// One JSON Web Key of the published set.
@@ -444,6 +448,7 @@ impl KeyRing {
         &self,
         user_id: Uuid,
         session_id: Uuid,
+        amr: &[String],
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> Result<String, Error> {
@@ -459,6 +464,7 @@ impl KeyRing {
             jti: Uuid::new_v4().to_string(),
             sid: session_id.to_string(),
             typ: ACCESS_TOKEN_TYPE.to_owned(),
+            amr: amr.to_vec(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(set.signing_kid.clone());

@@ -168,12 +168,109 @@ const CONFIRM_PT: Wording = Wording {
     expiry: "O link funciona uma única vez e expira em 24 horas.",
     ignore: "Se você não criou uma conta, ignore esta mensagem: o endereço continua sem confirmação.",
 };
+const SIGN_IN_CODE_EN: Wording = Wording {
+    subject: "Your sign-in code",
+    greeting: "Hello",
+    body: "Someone signed in to your account with its password and was asked for a second step. To finish signing in, enter this code:",
+    action: "",
+    expiry: "The code works once and expires in 10 minutes.",
+    ignore: "If this was not you, do not share the code: change your password at once, because it is known to someone else.",
+};
+const SIGN_IN_CODE_PT: Wording = Wording {
+    subject: "Seu código de acesso",
+    greeting: "Olá",
+    body: "Alguém entrou na sua conta com a senha e foi solicitada uma segunda etapa. Para concluir o acesso, digite este código:",
+    action: "",
+    expiry: "O código funciona uma única vez e expira em 10 minutos.",
+    ignore: "Se não foi você, não compartilhe o código: troque sua senha imediatamente, pois outra pessoa a conhece.",
+};
+const TOTP_ENABLED_EN: Wording = Wording {
+    subject: "Two-factor authentication is on",
+    greeting: "Hello",
+    body: "An authenticator app was just set up for your account: from now on, signing in asks for its code after your password. Keep your backup codes somewhere safe.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, reset your password at once and contact your administrator.",
+};
+const TOTP_ENABLED_PT: Wording = Wording {
+    subject: "A autenticação em duas etapas está ativa",
+    greeting: "Olá",
+    body: "Um aplicativo autenticador acabou de ser configurado na sua conta: a partir de agora, o acesso pede o código dele depois da senha. Guarde seus códigos de backup em local seguro.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, redefina sua senha imediatamente e fale com o administrador.",
+};
+const TOTP_DISABLED_EN: Wording = Wording {
+    subject: "Two-factor authentication is off",
+    greeting: "Hello",
+    body: "Two-factor authentication was just turned off for your account: signing in now asks for your password only, and your backup codes no longer work.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, reset your password at once and contact your administrator.",
+};
+const TOTP_DISABLED_PT: Wording = Wording {
+    subject: "A autenticação em duas etapas foi desativada",
+    greeting: "Olá",
+    body: "A autenticação em duas etapas acabou de ser desativada na sua conta: o acesso agora pede apenas a senha, e seus códigos de backup deixaram de funcionar.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, redefina sua senha imediatamente e fale com o administrador.",
+};
+const MFA_RESET_EN: Wording = Wording {
+    subject: "An administrator reset your two-factor authentication",
+    greeting: "Hello",
+    body: "An administrator removed the authenticator app and backup codes of your account, usually because you lost your device. Signing in asks for your password only until you set up an app again from your account page.",
+    action: "",
+    expiry: "",
+    ignore: "If you did not ask for this, contact your administrator at once.",
+};
+const MFA_RESET_PT: Wording = Wording {
+    subject: "Um administrador redefiniu sua autenticação em duas etapas",
+    greeting: "Olá",
+    body: "Um administrador removeu o aplicativo autenticador e os códigos de backup da sua conta, normalmente porque você perdeu o aparelho. O acesso pede apenas a senha até que você configure um aplicativo de novo na página da sua conta.",
+    action: "",
+    expiry: "",
+    ignore: "Se você não pediu isso, fale com o administrador imediatamente.",
+};
+const BACKUP_CODES_NEW_EN: Wording = Wording {
+    subject: "New backup codes were made",
+    greeting: "Hello",
+    body: "A new set of backup codes was just made for your account. The previous codes no longer work.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, reset your password at once and contact your administrator.",
+};
+const BACKUP_CODES_NEW_PT: Wording = Wording {
+    subject: "Novos códigos de backup foram gerados",
+    greeting: "Olá",
+    body: "Um novo conjunto de códigos de backup acabou de ser gerado para sua conta. Os códigos anteriores deixaram de funcionar.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, redefina sua senha imediatamente e fale com o administrador.",
+};
+const BACKUP_CODE_USED_EN: Wording = Wording {
+    subject: "A backup code was used",
+    greeting: "Hello",
+    body: "One of your backup codes was just used to confirm your identity. Each code works once; make a new set from your account page when few are left.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, someone has your password and a backup code: reset your password at once and contact your administrator.",
+};
+const BACKUP_CODE_USED_PT: Wording = Wording {
+    subject: "Um código de backup foi usado",
+    greeting: "Olá",
+    body: "Um dos seus códigos de backup acabou de ser usado para confirmar sua identidade. Cada código funciona uma vez; gere um novo conjunto na página da sua conta quando restarem poucos.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, alguém tem sua senha e um código de backup: redefina sua senha imediatamente e fale com o administrador.",
+};
 
 #[derive(Template)]
 #[template(path = "mail/message.txt")]
 struct TextMail<'a> {
     c: Wording,
     link: Option<&'a str>,
+    code: Option<&'a str>,
     product: &'a str,
 }
 
@@ -182,6 +279,7 @@ struct TextMail<'a> {
 struct HtmlMail<'a> {
     c: Wording,
     link: Option<&'a str>,
+    code: Option<&'a str>,
     product: &'a str,
     lang: &'a str,
 }
@@ -206,6 +304,21 @@ pub enum MailKind<'a> {
         /// The full link, built from `EMAIL_BASE_URL`.
         link: &'a str,
     },
+    /// A code for the second step of a sign-in.
+    SignInCode {
+        /// The six digits.
+        code: &'a str,
+    },
+    /// Notice that an authenticator app was enabled.
+    TotpEnabled,
+    /// Notice that two-factor authentication was turned off by the user.
+    TotpDisabled,
+    /// Notice that an administrator reset two-factor authentication.
+    MfaReset,
+    /// Notice that a new set of backup codes replaced the old one.
+    BackupCodesRegenerated,
+    /// Notice that a backup code was used.
+    BackupCodeUsed,
 }
 
 /// Renders a message for `to` in `locale`. There is deliberately no parameter for the
@@ -219,6 +332,7 @@ pub fn render(
     to: &str,
     product: &str,
 ) -> Result<MailMessage, Error> {
+    let mut code = None;
     let (copy, link) = match (kind, locale) {
         (MailKind::PasswordReset { link }, Locale::En) => (RESET_EN, Some(link)),
         (MailKind::PasswordReset { link }, Locale::PtBr) => (RESET_PT, Some(link)),
@@ -226,12 +340,27 @@ pub fn render(
         (MailKind::PasswordChanged, Locale::PtBr) => (CHANGED_PT, None),
         (MailKind::WebhookDisabled { link }, Locale::En) => (WEBHOOK_DISABLED_EN, Some(link)),
         (MailKind::WebhookDisabled { link }, Locale::PtBr) => (WEBHOOK_DISABLED_PT, Some(link)),
-        (MailKind::EmailConfirmation { link }, Locale::En) => (CONFIRM_EN, Some(link)),
-        (MailKind::EmailConfirmation { link }, Locale::PtBr) => (CONFIRM_PT, Some(link)),
+        (MailKind::SignInCode { code: c }, _) => {
+            code = Some(c);
+            (pick(locale, SIGN_IN_CODE_EN, SIGN_IN_CODE_PT), None)
+        }
+        (MailKind::TotpEnabled, _) => (pick(locale, TOTP_ENABLED_EN, TOTP_ENABLED_PT), None),
+        (MailKind::TotpDisabled, _) => (pick(locale, TOTP_DISABLED_EN, TOTP_DISABLED_PT), None),
+        (MailKind::MfaReset, _) => (pick(locale, MFA_RESET_EN, MFA_RESET_PT), None),
+        (MailKind::BackupCodesRegenerated, _) => {
+            (pick(locale, BACKUP_CODES_NEW_EN, BACKUP_CODES_NEW_PT), None)
+        }
+        (MailKind::BackupCodeUsed, _) => {
+            (pick(locale, BACKUP_CODE_USED_EN, BACKUP_CODE_USED_PT), None)
+        }
+        (MailKind::EmailConfirmation { link }, _) => {
+            (pick(locale, CONFIRM_EN, CONFIRM_PT), Some(link))
+        }
     };
     let text = TextMail {
         c: copy,
         link,
+        code,
         product,
     }
     .render()
@@ -239,6 +368,7 @@ pub fn render(
     let html = HtmlMail {
         c: copy,
         link,
+        code,
         product,
         lang: locale.tag(),
     }
@@ -250,6 +380,13 @@ pub fn render(
         text,
         html,
     })
+}
+
+fn pick(locale: Locale, en: Wording, pt: Wording) -> Wording {
+    match locale {
+        Locale::En => en,
+        Locale::PtBr => pt,
+    }
 }
 
 /// Puts messages in the outbox and wakes the worker.

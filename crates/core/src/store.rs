@@ -632,7 +632,9 @@ pub trait MfaStore: Send + Sync {
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<bool>;
-    /// Stores a second step (with its first emailed code, if any).
+    /// Stores a second step (with its first emailed code, if any, which counts as the first
+    /// code mailed for it). Stores nothing and writes no event when the account does not exist
+    /// (deleted meanwhile).
     async fn insert_mfa_challenge(
         &self,
         challenge: &NewMfaChallenge,
@@ -669,6 +671,9 @@ pub trait MfaStore: Send + Sync {
     ) -> StoreResult<CompleteOutcome>;
     /// Replaces a live challenge's emailed code (its wrong attempts still count) unless the
     /// last code was mailed after `not_since`, or `max_sends` codes were mailed for it already.
+    /// One conditional write, so concurrent requests cannot mail more than `max_sends` codes.
+    /// A refusal names the first reason that holds: `ChallengeGone`, then `LimitReached` (which
+    /// waiting does not lift), then `TooSoon`.
     #[allow(clippy::too_many_arguments)]
     async fn set_mfa_email_code(
         &self,
@@ -716,15 +721,16 @@ pub trait Store:
     + BrowserStore
     + BulkStore
     + WebhookStore
+    + MfaStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
     /// Maintenance: deletes what can no longer matter — failure counters of unknown identifiers
-    /// idle and unlocked since before `before`, reset, confirmation and refresh tokens that
-    /// expired before `before`, and known devices unused since `devices_before`. Returns how many rows
-    /// went.
+    /// idle and unlocked since before `before`, reset tokens, confirmation tokens, refresh tokens
+    /// and second-step challenges that expired before `before`, and known devices unused since
+    /// `devices_before`. Returns how many rows went.
     async fn purge_expired(
         &self,
         before: DateTime<Utc>,

@@ -312,6 +312,7 @@ impl Application {
             auth: Arc::clone(&auth),
             webhooks: Arc::clone(&webhooks),
             email_confirmation,
+            two_factor: Arc::new(porteiro_core::flows::mfa::TwoFactor::new(&auth)),
             settings: Arc::new(settings),
         });
         let metrics = match config.metrics_addr {

@@ -110,6 +110,12 @@ pub struct Config {
     pub mail: MailConfig,
     /// Accept non-ASCII local parts in new email addresses (`EMAIL_ALLOW_UNICODE`).
     pub email_allow_unicode: bool,
+    /// Issuer shown by authenticator apps (`TOTP_ISSUER`).
+    pub totp_issuer: String,
+    /// When sign-in asks for an emailed code (`EMAIL_VERIFICATION_ENABLED`).
+    pub email_code: porteiro_core::config::EmailCodeRule,
+    /// Accounts with an authenticator app may use an emailed code instead (`MFA_EMAIL_FALLBACK`).
+    pub mfa_email_fallback: bool,
     /// First administrator's email.
     pub admin_email: String,
     /// First administrator's username.
@@ -408,6 +414,42 @@ impl Config {
 
         let mail = Self::mail(&env, &data_dir, &public_url)?;
         let email_allow_unicode = env.bool("EMAIL_ALLOW_UNICODE", false)?;
+        let totp_issuer = env.string("TOTP_ISSUER", "Porteiro");
+        if totp_issuer.is_empty()
+            || totp_issuer.chars().count() > 64
+            || totp_issuer.contains(':')
+            || totp_issuer.chars().any(char::is_control)
+        {
+            return Err(err(
+                "TOTP_ISSUER",
+                "must be 1-64 characters, without ':' or control characters",
+            ));
+        }
+        let email_code = match env.get("EMAIL_VERIFICATION_ENABLED") {
+            None => porteiro_core::config::EmailCodeRule::Off,
+            Some(v) => porteiro_core::config::EmailCodeRule::parse(v).ok_or_else(|| {
+                err(
+                    "EMAIL_VERIFICATION_ENABLED",
+                    format!("{v:?} is not off, new_device or always (or false/true)"),
+                )
+            })?,
+        };
+        let mfa_email_fallback = env.bool("MFA_EMAIL_FALLBACK", false)?;
+        if !mail.enabled {
+            // A code that cannot be mailed would lock every such account out.
+            if email_code != porteiro_core::config::EmailCodeRule::Off {
+                return Err(err(
+                    "EMAIL_VERIFICATION_ENABLED",
+                    "needs EMAIL_ENABLED=true: the codes are sent by mail",
+                ));
+            }
+            if mfa_email_fallback {
+                return Err(err(
+                    "MFA_EMAIL_FALLBACK",
+                    "needs EMAIL_ENABLED=true: the codes are sent by mail",
+                ));
+            }
+        }
         let admin_email = env.string("ADMIN_EMAIL", "admin@example.com");
         porteiro_core::domain::Email::parse(
             &admin_email,
@@ -516,6 +558,9 @@ impl Config {
             lockout_duration: Duration::seconds(lockout_secs),
             mail,
             email_allow_unicode,
+            totp_issuer,
+            email_code,
+            mfa_email_fallback,
             admin_email,
             admin_username,
             admin_password: env.secret("ADMIN_PASSWORD"),
@@ -827,6 +872,12 @@ impl Config {
                 allow_unicode: self.email_allow_unicode,
             },
             require_verified_email: self.require_verified_email,
+            mfa: porteiro_core::config::MfaConfig {
+                totp_issuer: self.totp_issuer.clone(),
+                email_code: self.email_code,
+                email_fallback: self.mfa_email_fallback,
+                ..porteiro_core::config::MfaConfig::default()
+            },
         }
     }
 
@@ -920,6 +971,9 @@ mod tests {
             ("SESSION_MAX_LIFETIME", "10m"),
             ("SESSION_MAX_LIFETIME", "400d"),
             ("EMAIL_ALLOW_UNICODE", "maybe"),
+            ("EMAIL_VERIFICATION_ENABLED", "sometimes"),
+            ("MFA_EMAIL_FALLBACK", "perhaps"),
+            ("TOTP_ISSUER", "Acme:Corp"),
             ("ALLOW_INSECURE_COOKIES", "sometimes"),
             ("ADMIN_EMAIL", "j\u{00F6}rg@example.com"),
             ("ADMIN_EMAIL", "\u{0430}dmin@example.com"),

@@ -19,6 +19,8 @@ pub const DEVICE: &str = "porteiro-device";
 
 /// The hosted UI's record of this browser's recent failed sign-ins (signed, HttpOnly).
 pub const ATTEMPTS: &str = "porteiro-attempts";
+/// The `mfa_token` of a hosted sign-in waiting for its second step (HttpOnly, ≤ 5 minutes).
+pub const MFA: &str = "porteiro-mfa";
 
 /// How cookies are named and flagged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,7 @@ impl CookiePolicy {
             (true, CSRF) => "__Host-porteiro-csrf",
             (true, DEVICE) => "__Host-porteiro-device",
             (true, ATTEMPTS) => "__Host-porteiro-attempts",
+            (true, MFA) => "__Host-porteiro-mfa",
             (_, other) => other,
         }
     }

@@ -28,7 +28,10 @@ pub struct ErrorBody {
     /// `invalid_description`, `invalid_overlap`, `invalid_replay`, `cannot_disable_self`,
     /// `cannot_delete_self`, `invalid_json`, `invalid_request`, `invalid_path`, `invalid_query`,
     /// `unsupported_media_type`, `payload_too_large`, `method_not_allowed`, `bad_request`,
-    /// `request_timeout`, `service_unavailable` (with `Retry-After`), `internal_error`.
+    /// `request_timeout`, `service_unavailable` (with `Retry-After`), `internal_error`;
+    /// second step and two-factor: `invalid_mfa_token`, `invalid_code`, `invalid_code_format`,
+    /// `mfa_required` (compact API), `mfa_method_not_allowed`, `mfa_already_enabled`,
+    /// `mfa_not_enabled`, `mfa_setup_required`.
     #[schema(example = "invalid_credentials")]
     pub code: &'static str,
     /// Human-readable explanation.
@@ -135,6 +138,46 @@ pub(crate) fn map(err: &Error) -> Mapped {
             "invalid_confirmation_token",
             "The confirmation link is invalid or has expired.",
         ),
+        // 401: the second step's token is unknown, expired, spent or another client's.
+        Error::InvalidMfaToken => simple(
+            StatusCode::UNAUTHORIZED,
+            "invalid_mfa_token",
+            "This sign-in has expired or is invalid; sign in again.",
+        ),
+        // 401: a wrong, expired or reused second-step code (counted towards the lock).
+        Error::InvalidCode => simple(
+            StatusCode::UNAUTHORIZED,
+            "invalid_code",
+            "The code is incorrect or has expired.",
+        ),
+        // 403: a wrong code confirming a change to the factors (the access token is fine).
+        Error::IncorrectCode => simple(
+            StatusCode::FORBIDDEN,
+            "invalid_code",
+            "The code is incorrect or was already used.",
+        ),
+        // 403 (compact API): the account needs a second factor in `otp`.
+        Error::MfaRequired => simple(
+            StatusCode::FORBIDDEN,
+            "mfa_required",
+            "This account needs a second factor: send the code from the authenticator app (or a backup code) as `otp`.",
+        ),
+        // 400 for a method this sign-in does not offer; 409 for the account's 2FA state.
+        Error::MfaState { code, message } => simple(
+            if *code == "mfa_method_not_allowed" {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::CONFLICT
+            },
+            code,
+            message,
+        ),
+        // 429 with `Retry-After`.
+        Error::RateLimited { .. } => simple(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "Too many requests; retry later.",
+        ),
         // 400 with `field`.
         Error::Validation(f) => Mapped {
             status: StatusCode::BAD_REQUEST,
@@ -217,6 +260,9 @@ fn respond(err: &Error, m: Mapped) -> Response {
         Error::Overloaded => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        Error::RateLimited { retry_after_secs } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         _ => {}
     }
     response
@@ -270,6 +316,12 @@ impl IntoResponse for CompactError {
                 StatusCode::FORBIDDEN,
                 "invalid_refresh_token",
                 "The refresh token is invalid or expired.",
+            ),
+            // A wrong `otp` is a bad credential like any other.
+            Error::InvalidCode | Error::InvalidMfaToken => simple(
+                StatusCode::FORBIDDEN,
+                "invalid_credentials",
+                BAD_CREDENTIALS,
             ),
             Error::InvalidResetToken => simple(
                 StatusCode::FORBIDDEN,

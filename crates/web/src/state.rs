@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use porteiro_core::Auth;
 use porteiro_core::flows::email_confirmation::EmailConfirmation;
+use porteiro_core::flows::mfa::TwoFactor;
 use porteiro_core::flows::webhooks::Webhooks;
 use secrecy::SecretString;
 
@@ -92,6 +93,8 @@ pub struct Services {
     pub webhooks: Arc<Webhooks>,
     /// Address confirmation (links mailed at registration).
     pub email_confirmation: Arc<EmailConfirmation>,
+    /// Authenticator apps and backup codes.
+    pub two_factor: Arc<TwoFactor>,
     /// Web settings.
     pub settings: Arc<WebSettings>,
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::User;
 use porteiro_core::flows::devices::Device;
+use porteiro_core::flows::mfa::SecondStep;
 use porteiro_core::service::Authenticated;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -124,25 +125,32 @@ impl UserView {
     }
 }
 
-/// Tokens and user after a sign-in or refresh (seed 004 `AuthResponse`).
+/// Tokens and user after a sign-in or refresh (seed 004 `AuthResponse`). When a second step is
+/// needed, the tokens, session and user are null and `mfa_token` and `methods` say how to go on.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthResponse {
-    /// Signed JWT (EdDSA), valid `expires_in` seconds.
-    pub access_token: String,
-    /// Opaque, single-use refresh token.
-    pub refresh_token: String,
+    /// Signed JWT (EdDSA), valid `expires_in` seconds; null until the second step is done.
+    pub access_token: Option<String>,
+    /// Opaque, single-use refresh token; null until the second step is done.
+    pub refresh_token: Option<String>,
     /// Always `Bearer`.
     pub token_type: &'static str,
-    /// Access-token lifetime in seconds.
+    /// Access-token lifetime in seconds — or, with `mfa_token`, that token's lifetime.
     pub expires_in: i64,
-    /// A second factor is required (tokens absent).
+    /// An authenticator app (or backup code) is required: finish with `POST /api/auth/2fa/verify`.
     pub requires_2fa: bool,
-    /// An email code is required (tokens absent).
+    /// A code was mailed: finish with `POST /api/auth/email-verification/verify`.
     pub requires_email_verification: bool,
+    /// Single-use token naming the second step (≤ 5 minutes; never a bearer token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_token: Option<String>,
+    /// Methods the account can use for the second step: `totp`, `backup_code`, `email`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<&'static str>>,
     /// The session (device) id.
-    pub session_id: Uuid,
+    pub session_id: Option<Uuid>,
     /// The user.
-    pub user: UserView,
+    pub user: Option<UserView>,
 }
 
 impl AuthResponse {
@@ -150,14 +158,33 @@ impl AuthResponse {
     #[must_use]
     pub fn new(a: Authenticated, now: DateTime<Utc>) -> Self {
         Self {
-            access_token: a.access_token,
-            refresh_token: a.refresh_token,
+            access_token: Some(a.access_token),
+            refresh_token: Some(a.refresh_token),
             token_type: "Bearer",
             expires_in: a.expires_in,
             requires_2fa: false,
             requires_email_verification: false,
-            session_id: a.session_id,
-            user: UserView::new(a.user, now),
+            mfa_token: None,
+            methods: None,
+            session_id: Some(a.session_id),
+            user: Some(UserView::new(a.user, now)),
+        }
+    }
+
+    /// The answer to a password that needs a second step.
+    #[must_use]
+    pub fn second_step(step: SecondStep) -> Self {
+        Self {
+            access_token: None,
+            refresh_token: None,
+            token_type: "Bearer",
+            expires_in: step.expires_in,
+            requires_2fa: step.requires_2fa,
+            requires_email_verification: step.requires_email_verification,
+            methods: Some(step.methods.iter().map(|m| m.as_str()).collect()),
+            mfa_token: Some(step.mfa_token),
+            session_id: None,
+            user: None,
         }
     }
 }

@@ -59,10 +59,32 @@ pub mod kind {
     /// An account's address was confirmed with the mailed link.
     pub const EMAIL_CONFIRMED: &str = "email.confirmed";
 
+    /// A correct password asked for a second step (`details.methods`); no session yet.
+    pub const SIGN_IN_SECOND_STEP: &str = "sign_in.second_step";
+    /// An authenticator app was enabled.
+    pub const MFA_ENABLED: &str = "mfa.enabled";
+    /// The account holder turned two-factor authentication off.
+    pub const MFA_DISABLED: &str = "mfa.disabled";
+    /// An administrator (or the CLI) removed an account's authenticator app and backup codes.
+    pub const MFA_RESET: &str = "mfa.reset";
+    /// A new set of backup codes replaced the old one.
+    pub const MFA_BACKUP_CODES_REGENERATED: &str = "mfa.backup_codes_regenerated";
+    /// A backup code was used (`details.purpose`).
+    pub const MFA_BACKUP_CODE_USED: &str = "mfa.backup_code_used";
+    /// Re-authentication before a change to the factors failed (`details.reason`).
+    pub const MFA_REAUTH_FAILED: &str = "mfa.reauthentication_failed";
+
     /// Every kind, for validating filters.
     pub const ALL: &[&str] = &[
         SIGN_IN_SUCCEEDED,
         SIGN_IN_FAILED,
+        SIGN_IN_SECOND_STEP,
+        MFA_ENABLED,
+        MFA_DISABLED,
+        MFA_RESET,
+        MFA_BACKUP_CODES_REGENERATED,
+        MFA_BACKUP_CODE_USED,
+        MFA_REAUTH_FAILED,
         ACCOUNT_LOCKED,
         ACCOUNT_UNLOCKED,
         PASSWORD_CHANGED,

@@ -64,6 +64,26 @@ pub fn new_event(
     }
 }
 
+/// The `account.locked` event of a failure that sets a lock (`scope`: `account` or `device`),
+/// written by the store only if it does.
+#[must_use]
+pub(crate) fn lock_event(
+    now: chrono::DateTime<chrono::Utc>,
+    user_id: Uuid,
+    scope: &'static str,
+    attempts: i32,
+    lock_until: chrono::DateTime<chrono::Utc>,
+) -> NewAuditEvent {
+    new_event(
+        now,
+        kind::ACCOUNT_LOCKED,
+        Outcome::Success,
+        Some(user_id),
+        None,
+        serde_json::json!({"scope": scope, "failed_attempts": attempts, "locked_until": lock_until}),
+    )
+}
+
 /// After the events' transaction committed: each goes to the log at info level (inside the
 /// request's span, so with its request id: logs and audit can be joined) and to the metrics
 /// (`porteiro_security_events_total` and the sign-in, lockout and reuse counters).

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::crypto::{random_bytes, random_token, token_hash};
 use crate::error::Error;
 use crate::flows::login::looks_like_token;
+use crate::flows::mfa::{SecondStep, SignIn};
 use crate::service::{Auth, Authenticated, ClientContext, Principal};
 
 /// Session and device cookies are 32 random bytes, base64url: 43 characters.
@@ -32,6 +33,15 @@ pub struct BrowserSession {
     pub cookie: String,
     /// A CSRF token bound to the new session.
     pub csrf: String,
+}
+
+/// What a browser's password sign-in leads to.
+#[derive(Debug)]
+pub enum BrowserSignIn {
+    /// Signed in.
+    Done(Box<BrowserSession>),
+    /// A second step is needed first.
+    SecondStep(SecondStep),
 }
 
 impl std::fmt::Debug for BrowserSession {
@@ -87,7 +97,9 @@ impl Auth {
             .verify(&[b"csrf", nonce, binding(session_cookie).as_bytes()], tag)
     }
 
-    /// Signs a browser in: an ordinary sign-in whose session is reached by a cookie.
+    /// Signs a browser in: an ordinary sign-in whose session is reached by a cookie, or the
+    /// second step it needs (finished with [`Auth::verify_second_step`], then
+    /// [`Auth::attach_browser`]).
     ///
     /// # Errors
     /// As [`Auth::login`].
@@ -96,8 +108,20 @@ impl Auth {
         identifier: &str,
         password: &SecretString,
         ctx: &ClientContext,
-    ) -> Result<BrowserSession, Error> {
-        let signed_in = self.login(identifier, password, ctx).await?;
+    ) -> Result<BrowserSignIn, Error> {
+        Ok(match self.login(identifier, password, ctx).await? {
+            SignIn::Done(signed_in) => {
+                BrowserSignIn::Done(Box::new(self.attach_browser(*signed_in).await?))
+            }
+            SignIn::SecondStep(step) => BrowserSignIn::SecondStep(step),
+        })
+    }
+
+    /// Gives a new session a browser cookie (and a CSRF token bound to it).
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn attach_browser(&self, signed_in: Authenticated) -> Result<BrowserSession, Error> {
         let cookie = random_token::<32>();
         self.store
             .attach_session_cookie(signed_in.session_id, &token_hash(&cookie))

@@ -18,6 +18,7 @@ use crate::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use crate::domain::{NewSession, User};
 use crate::error::Error;
 use crate::flows::audit::committed;
+use crate::flows::mfa::SignIn;
 use crate::keys::AccessClaims;
 use crate::service::{Auth, Authenticated, ClientContext, Principal};
 
@@ -34,7 +35,9 @@ pub(crate) fn looks_like_token(token: &str, len: usize) -> bool {
 }
 
 impl Auth {
-    /// Signs in with a username or email and a password, creating a session.
+    /// Signs in with a username or email and a password: opens a session, or — for an account
+    /// that needs a second step — stores the second step and answers with its `mfa_token`
+    /// (see [`crate::flows::mfa`]). The second step appears only after a correct password.
     ///
     /// # Errors
     /// `InvalidCredentials` (unknown, wrong, locked), `AccountDisabled` (right password, disabled
@@ -44,7 +47,7 @@ impl Auth {
         identifier: &str,
         password: &SecretString,
         ctx: &ClientContext,
-    ) -> Result<Authenticated, Error> {
+    ) -> Result<SignIn, Error> {
         let login = crate::domain::login_key(identifier);
         if login.is_empty() || login.len() > 254 {
             return Err(Error::validation(
@@ -126,7 +129,7 @@ impl Auth {
             }
             self.ensure_email_confirmed(&user).await?;
             return self
-                .finish_login(user, verification.needs_rehash, password, ctx, true)
+                .after_password(user, verification.needs_rehash, password, ctx, true)
                 .await;
         }
         if user.is_locked(now) || !verification.matches {
@@ -153,24 +156,65 @@ impl Auth {
             self.sign_in_failed(Some(user.id), "disabled").await;
             return Err(Error::AccountDisabled);
         }
-        if !self.store.record_successful_login(user.id, now).await? {
-            // Locked by failures that landed while this password was being verified.
-            self.sign_in_failed(Some(user.id), "locked").await;
-            return Err(Error::InvalidCredentials);
-        }
         self.ensure_email_confirmed(&user).await?;
-        self.finish_login(user, verification.needs_rehash, password, ctx, false)
+        self.after_password(user, verification.needs_rehash, password, ctx, false)
             .await
     }
 
-    /// A correct sign-in: upgrade the hash if due, remember the device, open the session.
-    async fn finish_login(
+    /// A correct password for an active account (`known`: from a known device, whose own lock
+    /// applies instead of the account's): upgrade the hash if due, then either store the second step the account needs or
+    /// end the sign-in. The account's failure count is reset only when the whole sign-in
+    /// succeeds, so someone holding the password cannot wipe the count of wrong second-step
+    /// codes by signing in again.
+    async fn after_password(
         &self,
         user: User,
         needs_rehash: bool,
         password: &SecretString,
         ctx: &ClientContext,
+        known: bool,
+    ) -> Result<SignIn, Error> {
+        if needs_rehash {
+            self.upgrade_hash_in_background(&user, password.clone());
+        }
+        let device_hash = ctx
+            .device
+            .as_deref()
+            .filter(|d| ctx.ip.is_some() && looks_like_token(d, DEVICE_TOKEN_LEN))
+            .map(token_hash);
+        if let Some((methods, email_first)) = self.second_step_methods(&user, known).await? {
+            let step = self
+                .begin_second_step(&user, methods, email_first, ctx, device_hash, known)
+                .await?;
+            return Ok(SignIn::SecondStep(step));
+        }
+        if !known
+            && !self
+                .store
+                .record_successful_login(user.id, self.now())
+                .await?
+        {
+            // Locked by failures that landed while this password was being verified.
+            self.sign_in_failed(Some(user.id), "locked").await;
+            return Err(Error::InvalidCredentials);
+        }
+        let details = json!({"method": "password", "known_device": known});
+        let out = self
+            .open_signed_in_session(user, ctx, known, vec!["pwd".to_owned()], details)
+            .await?;
+        Ok(SignIn::Done(Box::new(out)))
+    }
+
+    /// The end of a successful sign-in (after the password, or after the second step):
+    /// remember the device, open the session with `amr`, write `sign_in.succeeded` with
+    /// `details`.
+    pub(crate) async fn open_signed_in_session(
+        &self,
+        user: User,
+        ctx: &ClientContext,
         known_device: bool,
+        amr: Vec<String>,
+        details: serde_json::Value,
     ) -> Result<Authenticated, Error> {
         let now = self.now();
         let (device_cookie, device_token) = match (&ctx.device, known_device) {
@@ -191,12 +235,8 @@ impl Auth {
                 return Err(Error::InvalidCredentials);
             }
         }
-        if needs_rehash {
-            self.upgrade_hash_in_background(&user, password.clone());
-        }
         let user_id = user.id;
-        let details = json!({"method": "password", "known_device": known_device});
-        let mut out = match self.start_session(user, ctx, details).await {
+        let mut out = match self.start_session(user, ctx, amr, details).await {
             Err(Error::CredentialChanged) => {
                 self.sign_in_failed(Some(user_id), "credential_changed")
                     .await;
@@ -209,8 +249,7 @@ impl Auth {
         Ok(out)
     }
 
-    /// The `account.locked` event of a failure that sets a lock (`scope`: `account` or `device`),
-    /// written by the store only if it does.
+    /// See [`crate::flows::audit::lock_event`].
     pub(crate) fn lock_event(
         &self,
         user_id: Uuid,
@@ -218,13 +257,7 @@ impl Auth {
         attempts: i32,
         lock_until: chrono::DateTime<chrono::Utc>,
     ) -> crate::domain::NewAuditEvent {
-        self.event(
-            kind::ACCOUNT_LOCKED,
-            Outcome::Success,
-            Some(user_id),
-            None,
-            json!({"scope": scope, "failed_attempts": attempts, "locked_until": lock_until}),
-        )
+        crate::flows::audit::lock_event(self.now(), user_id, scope, attempts, lock_until)
     }
 
     fn sign_in_failed_event(
@@ -280,6 +313,7 @@ impl Auth {
         &self,
         user: User,
         ctx: &ClientContext,
+        amr: Vec<String>,
         mut details: serde_json::Value,
     ) -> Result<Authenticated, Error> {
         let now = self.now();
@@ -300,6 +334,7 @@ impl Auth {
             os: device.os,
             browser: device.browser,
             credential_epoch: user.credential_epoch,
+            amr,
         };
         let refresh = NewRefreshToken {
             token_hash: token_hash(&refresh_token),
@@ -328,9 +363,13 @@ impl Auth {
             return Err(Error::CredentialChanged);
         }
         committed(&succeeded);
-        let access_token = self
-            .keys
-            .issue(user.id, session_id, now, self.config.access_ttl)?;
+        let access_token = self.keys.issue(
+            user.id,
+            session_id,
+            &session.amr,
+            now,
+            self.config.access_ttl,
+        )?;
         Ok(Authenticated {
             access_token,
             refresh_token,
@@ -428,9 +467,13 @@ impl Auth {
             return Err(Error::InvalidRefreshToken);
         }
         crate::metrics::refresh_rotated();
-        let access_token = self
-            .keys
-            .issue(user.id, session.id, now, self.config.access_ttl)?;
+        let access_token = self.keys.issue(
+            user.id,
+            session.id,
+            &session.amr,
+            now,
+            self.config.access_ttl,
+        )?;
         Ok(Authenticated {
             access_token,
             refresh_token: next,

@@ -74,6 +74,13 @@ pub enum UserCommand {
         /// User id, username or email.
         user: String,
     },
+    /// Remove a user's authenticator app and backup codes (a lost device); they are told by
+    /// mail and can set up an app again after signing in with their password.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        /// User id, username or email.
+        user: String,
+    },
     /// How many accounts still use older password-hash parameters (they are re-hashed at their
     /// next sign-in; until then every verification is padded to the slowest of them).
     RehashStatus,
@@ -453,6 +460,29 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
                 other => domain_error(other),
             })?;
             println!("{} unlocked", u.username);
+        }
+        UserCommand::Reset2fa { user } => {
+            let target = auth
+                .find_user(&user)
+                .await
+                .map_err(domain_error)?
+                .context("no such user")?;
+            let two_factor = porteiro_core::flows::mfa::TwoFactor::new(auth);
+            if two_factor
+                .reset(None, target.id)
+                .await
+                .map_err(domain_error)?
+            {
+                println!(
+                    "two-factor authentication of {} was reset; they were told by mail",
+                    target.username
+                );
+            } else {
+                println!(
+                    "{} had no two-factor authentication; nothing changed",
+                    target.username
+                );
+            }
         }
     }
     Ok(())

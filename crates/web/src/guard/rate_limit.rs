@@ -108,6 +108,14 @@ impl RateClass {
         Some(match path {
             "/auth" | "/api/auth/login" | "/api/auth/session" | "/ui/login"
             | "/change-password" => Self::SignIn,
+            // Second steps and changes to the factors are code checks: as strict as sign-in.
+            "/api/auth/2fa/verify"
+            | "/api/auth/email-verification/verify"
+            | "/api/auth/session/verify"
+            | "/ui/mfa" => Self::SignIn,
+            p if p.starts_with("/api/users/") && p.contains("/2fa/") => Self::SignIn,
+            p if p.starts_with("/ui/account/2fa") => Self::SignIn,
+            "/api/auth/email-verification/resend" | "/ui/mfa/resend" => Self::Recovery,
             "/api/auth/introspect" => Self::Introspection,
             p if p.starts_with("/api/users/") && p.ends_with("/change-password") => Self::SignIn,
             "/ui/account/password" => Self::SignIn,

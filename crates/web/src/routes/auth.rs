@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use porteiro_core::Error;
 use porteiro_core::flows::introspection::Introspection;
+use porteiro_core::flows::mfa::SignIn;
 use porteiro_core::flows::registration::Registration;
 use porteiro_core::flows::registration::ensure_confirmed;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -195,7 +196,9 @@ async fn register(
         .into_response())
 }
 
-/// Sign in with username or email and password.
+/// Sign in with username or email and password. For an account that needs a second step the
+/// tokens are null and `mfa_token` and `methods` say how to finish (`/api/auth/2fa/verify` or
+/// `/api/auth/email-verification/verify`).
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = Envelope<AuthResponse>), (status = 401, body = ErrorBody, description = "Unknown user, wrong password or locked account"),
               (status = 403, body = ErrorBody, description = "Disabled account, or unconfirmed address while REQUIRE_VERIFIED_EMAIL (right password only): `account_disabled`, `email_not_verified`"), (status = 503, body = ErrorBody)))]
@@ -217,9 +220,19 @@ async fn login(
                 "Enter your username or email.",
             )
         })?;
-    let out = s.auth.login(identifier, &req.password, &ctx).await?;
-    let headers = crate::routes::session::device_cookie(&s, out.device_token.as_deref());
-    Ok((headers, ok(AuthResponse::new(out, s.auth.now()))))
+    match s.auth.login(identifier, &req.password, &ctx).await? {
+        SignIn::Done(out) => {
+            let headers = crate::routes::session::device_cookie(&s, out.device_token.as_deref());
+            Ok((headers, ok(AuthResponse::new(*out, s.auth.now()))))
+        }
+        SignIn::SecondStep(step) => Ok((
+            HeaderMap::new(),
+            ok_with(
+                "A second step is required.",
+                AuthResponse::second_step(step),
+            ),
+        )),
+    }
 }
 
 /// Exchange a refresh token for a new pair; reuse of a spent token revokes its session.

@@ -2,7 +2,7 @@
 //!
 //! | route | success | failure |
 //! |---|---|---|
-//! | `POST /auth` | `200 {auth, refresh}` | `403` for every credential failure |
+//! | `POST /auth` | `200 {auth, refresh}` | `403` for every credential failure; `403 mfa_required` when `otp` is needed |
 //! | `POST /refresh` | `200 {auth, refresh}` | `403` |
 //! | `POST /change-password` | `200` | `403` wrong current password, `400` weak |
 //! | `POST /forgot-password` | `200` (same for unknown emails) | `400` malformed email |
@@ -34,6 +34,9 @@ pub struct AuthRequest {
     /// Password.
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    /// For an account with two-factor authentication: the authenticator app's 6-digit code, or
+    /// a backup code.
+    pub otp: Option<String>,
 }
 
 impl AuthRequest {
@@ -113,9 +116,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reset_password))
 }
 
-/// Sign in with username or email.
+/// Sign in with username or email (and `otp` for an account with two-factor authentication).
 #[utoipa::path(post, path = "/auth", tag = "compact", request_body = AuthRequest,
-    responses((status = 200, body = TokenPair), (status = 403, body = ErrorBody, description = "Bad credentials, locked or disabled (`invalid_credentials`); unconfirmed address while REQUIRE_VERIFIED_EMAIL, right password only (`email_not_verified`)"),
+    responses((status = 200, body = TokenPair), (status = 403, body = ErrorBody, description = "Bad credentials (a wrong `otp` included), locked or disabled: `invalid_credentials`; right password but `otp` missing: `mfa_required`; right password, unconfirmed address while REQUIRE_VERIFIED_EMAIL: `email_not_verified`"),
               (status = 400, body = ErrorBody)))]
 async fn sign_in(
     State(s): State<AppState>,
@@ -129,7 +132,10 @@ async fn sign_in(
             "Send `login`, `username` or `email`.",
         )
     })?;
-    let out = s.auth.login(identifier, &req.password, &ctx).await?;
+    let out = s
+        .auth
+        .login_with_otp(identifier, &req.password, req.otp.as_deref(), &ctx)
+        .await?;
     let headers = crate::routes::session::device_cookie(&s, out.device_token.as_deref());
     Ok((
         headers,

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod email_confirmation;
 pub mod health;
 pub mod metrics;
+pub mod mfa;
 pub mod session;
 pub mod users;
 pub mod webhooks;

@@ -1,5 +1,5 @@
 //! Browser sessions over the API: `GET /api/auth/csrf`, `POST /api/auth/session` (sign in with a
-//! cookie) and `DELETE /api/auth/session` (sign out). The session cookie is `HttpOnly`,
+//! cookie; `POST /api/auth/session/verify` finishes one that needs a second step) and `DELETE /api/auth/session` (sign out). The session cookie is `HttpOnly`,
 //! `SameSite=Lax`, `__Host-`-prefixed and `Secure` under HTTPS; every state-changing call made
 //! with it needs the CSRF token (see [`crate::extract::Bearer`]).
 
@@ -18,8 +18,12 @@ use crate::cookies::{CSRF, DEVICE, SESSION};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::auth::{csrf_failed, csrf_ok};
 use crate::extract::{AppJson, ClientInfo};
+use crate::routes::mfa::TwoFactorVerifyRequest;
 use crate::state::AppState;
-use crate::views::{Envelope, UserView, ok};
+use crate::views::{AuthResponse, Envelope, UserView, ok};
+use porteiro_core::Error;
+use porteiro_core::flows::browser::{BrowserSession, BrowserSignIn};
+use porteiro_core::flows::mfa::SecondFactor;
 
 /// Device cookies live a year; they only matter while the account exists.
 const DEVICE_COOKIE_SECS: i64 = 365 * 24 * 3600;
@@ -68,6 +72,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(csrf))
         .routes(routes!(sign_in, sign_out))
+        .routes(routes!(session_verify))
 }
 
 /// Issues a CSRF token (and its cookie) for this browser.
@@ -88,7 +93,7 @@ async fn csrf(
 /// Signs a browser in: sets the session cookie, a new CSRF cookie and the device cookie. Needs
 /// the CSRF token from `GET /api/auth/csrf` in `X-CSRF-Token`.
 #[utoipa::path(post, path = "/api/auth/session", tag = "auth", request_body = SessionRequest,
-    responses((status = 200, body = Envelope<SessionView>), (status = 401, body = ErrorBody),
+    responses((status = 200, body = Envelope<SessionAnswer>, description = "The session, or (for an account that needs one) the second step: finish it with `POST /api/auth/session/verify`"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "CSRF token missing or wrong; account disabled"),
         (status = 429, body = ErrorBody)))]
 async fn sign_in(
@@ -96,19 +101,42 @@ async fn sign_in(
     ClientInfo(ctx): ClientInfo,
     parts: Parts,
     AppJson(req): AppJson<SessionRequest>,
-) -> Result<(HeaderMap, Json<Envelope<SessionView>>), Response> {
+) -> Result<(HeaderMap, Json<Envelope<SessionAnswer>>), Response> {
     let cookies = s.settings.cookies;
     let current = cookies.read(&parts.headers, SESSION);
     if !csrf_ok(&parts, &s, current.as_deref()) {
         return Err(csrf_failed());
     }
-    let browser = s
+    let browser = match s
         .auth
         .login_browser(&req.username_or_email, &req.password, &ctx)
         .await
-        .map_err(|e| ApiError(e).into_response())?;
+        .map_err(|e| ApiError(e).into_response())?
+    {
+        BrowserSignIn::Done(browser) => browser,
+        BrowserSignIn::SecondStep(step) => {
+            return Ok((
+                HeaderMap::new(),
+                Json(Envelope {
+                    status: "success",
+                    message: Some("A second step is required.".to_owned()),
+                    data: SessionAnswer::SecondStep(AuthResponse::second_step(step)),
+                }),
+            ));
+        }
+    };
+    open_browser_session(&s, current.as_deref(), *browser).await
+}
+
+/// Sets the cookies of a new browser session (ending the one the browser had, if any).
+async fn open_browser_session(
+    s: &AppState,
+    current: Option<&str>,
+    browser: BrowserSession,
+) -> Result<(HeaderMap, Json<Envelope<SessionAnswer>>), Response> {
+    let cookies = s.settings.cookies;
     // Signing in over an existing browser session ends that one: one cookie, one session.
-    if let Some(previous) = current.as_deref()
+    if let Some(previous) = current
         && let Ok(p) = s.auth.authenticate_cookie(previous).await
     {
         s.auth
@@ -116,18 +144,70 @@ async fn sign_in(
             .await
             .map_err(|e| ApiError(e).into_response())?;
     }
-    let mut headers = device_cookie(&s, browser.signed_in.device_token.as_deref());
+    let mut headers = device_cookie(s, browser.signed_in.device_token.as_deref());
     let lifetime = s.auth.config().initial_session_lifetime().num_seconds();
     cookies.set(&mut headers, SESSION, &browser.cookie, Some(lifetime));
     cookies.set(&mut headers, CSRF, &browser.csrf, None);
     Ok((
         headers,
-        ok(SessionView {
+        ok(SessionAnswer::Session(SessionView {
             session_id: browser.signed_in.session_id,
             csrf_token: browser.csrf,
             user: UserView::new(browser.signed_in.user, s.auth.now()),
-        }),
+        })),
     ))
+}
+
+/// Finishes a browser sign-in that needed a second step: sets the same cookies as a one-step
+/// sign-in. Needs the CSRF token in `X-CSRF-Token`.
+#[utoipa::path(post, path = "/api/auth/session/verify", tag = "auth", request_body = TwoFactorVerifyRequest,
+    responses((status = 200, body = Envelope<SessionView>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "`invalid_mfa_token`, `invalid_code`"),
+        (status = 403, body = ErrorBody, description = "CSRF token missing or wrong; account disabled"),
+        (status = 429, body = ErrorBody)))]
+async fn session_verify(
+    State(s): State<AppState>,
+    ClientInfo(ctx): ClientInfo,
+    parts: Parts,
+    AppJson(req): AppJson<TwoFactorVerifyRequest>,
+) -> Result<(HeaderMap, Json<Envelope<SessionAnswer>>), Response> {
+    let current = s.settings.cookies.read(&parts.headers, SESSION);
+    if !csrf_ok(&parts, &s, current.as_deref()) {
+        return Err(csrf_failed());
+    }
+    let factor = match (req.code.or(req.totp_code), req.backup_code) {
+        (Some(code), None) => SecondFactor::Totp(code),
+        (None, Some(code)) => SecondFactor::BackupCode(code),
+        _ => {
+            return Err(ApiError(Error::validation(
+                "code",
+                "invalid_code_format",
+                "Send either `code` or `backup_code`.",
+            ))
+            .into_response());
+        }
+    };
+    let signed_in = s
+        .auth
+        .verify_second_step(&req.mfa_token, &factor, &ctx)
+        .await
+        .map_err(|e| ApiError(e).into_response())?;
+    let browser = s
+        .auth
+        .attach_browser(signed_in)
+        .await
+        .map_err(|e| ApiError(e).into_response())?;
+    open_browser_session(&s, current.as_deref(), browser).await
+}
+
+/// A browser sign-in's answer: the session, or the second step it needs.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SessionAnswer {
+    /// Signed in.
+    Session(SessionView),
+    /// A second step is needed (`POST /api/auth/session/verify`).
+    SecondStep(AuthResponse),
 }
 
 /// Signs the browser out: revokes its session (CSRF token required while it is live) and clears

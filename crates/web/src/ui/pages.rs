@@ -6,12 +6,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use porteiro_core::Error;
+use porteiro_core::flows::browser::BrowserSignIn;
 use porteiro_core::flows::registration::{Registration, ensure_confirmed};
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{Chrome, Failure, Messages, NavUser, Ui, email_format_ok, html, redirect};
-use crate::cookies::{ATTEMPTS, CSRF, SESSION};
+use crate::cookies::{ATTEMPTS, CSRF, MFA, SESSION};
 use crate::extract::ClientInfo;
 use crate::routes::session::device_cookie;
 use crate::state::AppState;
@@ -298,7 +299,14 @@ pub(super) async fn login(
         .login_browser(&identifier, &form.password, &ctx)
         .await
     {
-        Ok(browser) => {
+        Ok(BrowserSignIn::SecondStep(step)) => {
+            // The second step's token waits in an HttpOnly cookie, never in a URL.
+            let mut headers = HeaderMap::new();
+            cookies.set(&mut headers, MFA, &step.mfa_token, Some(step.expires_in));
+            cookies.clear(&mut headers, ATTEMPTS);
+            ui.done(headers, "/ui/mfa")
+        }
+        Ok(BrowserSignIn::Done(browser)) => {
             // One browser, one session: signing in over a live one ends it.
             if let Some(previous) = ui.principal(&s).await
                 && let Err(e) = s.auth.logout(&previous).await

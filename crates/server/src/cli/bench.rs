@@ -110,6 +110,7 @@ async fn seed(
             is_admin: false,
             locale: "en".to_owned(),
             now,
+            email_verified: false,
         });
         if batch.len() == BATCH {
             store.insert_users_bulk(&batch).await?;
@@ -251,6 +252,7 @@ async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
             is_admin: false,
             locale: "en".to_owned(),
             now,
+            email_verified: false,
         }])
         .await?;
     let session_id = Uuid::new_v4();

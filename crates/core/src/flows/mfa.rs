@@ -1163,6 +1163,7 @@ fn setup_required() -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -138,6 +138,7 @@ async fn seed(
                     os: None,
                     browser: None,
                     credential_epoch: 0,
+                    amr: vec!["pwd".to_owned()],
                 },
                 &NewRefreshToken {
                     token_hash: token_hash(&random_token::<32>()),
@@ -269,6 +270,7 @@ async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
                 os: None,
                 browser: None,
                 credential_epoch: 0,
+                amr: vec!["pwd".to_owned()],
             },
             &NewRefreshToken {
                 token_hash: token_hash(&current),

@@ -150,7 +150,8 @@ describe('two-factor authentication with an authenticator app', () => {
     const firstKey = (await page.textContent('#totp-secret')).trim();
     await page.fill('#code', totp(firstKey, currentStep() + 5));
     await page.locator('main button.primary').click();
-    await alertText(page).filter({ hasText: 'Incorrect code' }).waitFor();
+    const enableForm = page.locator('form[action="/ui/account/2fa/enable"]');
+    await enableForm.locator('[role="alert"]').filter({ hasText: 'Incorrect code' }).waitFor();
     assert.equal(await page.locator('img.qr').count(), 1);
     // Setting up again starts over: the earlier key is void.
     await page.goto(`${server.base}/ui/account`);
@@ -315,7 +316,7 @@ describe('without JavaScript', () => {
     await page.fill('#code', totp(key, step));
     await page.getByRole('button', { name: 'Ativar' }).click();
     await page.waitForURL('**/ui/account?notice=two_factor_enabled');
-    assert.match(await page.textContent('[role="status"]'), /Verificação em duas etapas ativada/);
+    assert.match(await page.textContent('[role="status"]'), /Autenticação em duas etapas ativada/);
     await signOut(page);
 
     await firstStep(page, user);

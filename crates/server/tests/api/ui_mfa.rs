@@ -18,7 +18,10 @@ use crate::ui::{form_token, get, location, login_form, post};
 fn base32(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut bits, mut value, mut out) = (0u32, 0u32, Vec::new());
-    for c in text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+    for c in text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+    {
         let index = ALPHABET.iter().position(|a| *a == c).expect("base32") as u32;
         value = ((value << 5) | index) & 0xffff;
         bits += 5;
@@ -49,18 +52,37 @@ fn step_now(app: &TestApp) -> i64 {
 
 /// The text between `start` and the next `end` in a page.
 fn between<'a>(page: &'a Reply, start: &str, end: &str) -> &'a str {
-    let at = page.text.find(start).unwrap_or_else(|| panic!("{start} in {}", page.text)) + start.len();
+    let at = page
+        .text
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {}", page.text))
+        + start.len();
     &page.text[at..at + page.text[at..].find(end).unwrap()]
 }
 
 fn set_cookies(r: &Reply) -> Vec<String> {
-    r.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Signs in through the sign-in form and returns the account page.
 async fn signed_in(app: &TestApp, jar: &mut Jar, login: &str) -> Reply {
     let token = login_form(app, jar).await;
-    let r = post(app, jar, "/ui/login", &[("csrf_token", &token), ("identifier", login), ("password", PASSWORD)], false).await;
+    let r = post(
+        app,
+        jar,
+        "/ui/login",
+        &[
+            ("csrf_token", &token),
+            ("identifier", login),
+            ("password", PASSWORD),
+        ],
+        false,
+    )
+    .await;
     assert_eq!(location(&r), "/ui/account", "{}", r.text);
     get(app, jar, "/ui/account", "en").await
 }
@@ -68,12 +90,31 @@ async fn signed_in(app: &TestApp, jar: &mut Jar, login: &str) -> Reply {
 /// Turns the app on through the account page; returns the key and the step used.
 async fn turn_on(app: &TestApp, jar: &mut Jar, account: &Reply) -> (String, i64) {
     let token = form_token(account);
-    let setup = post(app, jar, "/ui/account/2fa/setup", &[("csrf_token", &token)], false).await;
+    let setup = post(
+        app,
+        jar,
+        "/ui/account/2fa/setup",
+        &[("csrf_token", &token)],
+        false,
+    )
+    .await;
     assert_eq!(setup.status, StatusCode::OK, "{}", setup.text);
     let key = between(&setup, "id=\"totp-secret\">", "</code>").replace(' ', "");
     let step = step_now(app);
-    let r = post(app, jar, "/ui/account/2fa/enable", &[("csrf_token", &token), ("code", &totp(&key, step))], false).await;
-    assert_eq!(location(&r), "/ui/account?notice=two_factor_enabled", "{}", r.text);
+    let r = post(
+        app,
+        jar,
+        "/ui/account/2fa/enable",
+        &[("csrf_token", &token), ("code", &totp(&key, step))],
+        false,
+    )
+    .await;
+    assert_eq!(
+        location(&r),
+        "/ui/account?notice=two_factor_enabled",
+        "{}",
+        r.text
+    );
     (key, step)
 }
 
@@ -188,7 +229,7 @@ both_backends! {
         let r = post(&app, &mut jar, "/ui/mfa", &[("csrf_token", &form_token(&account)), ("method", "totp"), ("code", &totp(&key, step + 2))], false).await;
         assert_eq!(location(&r), "/ui/login?notice=mfa_expired");
         assert!(jar.get("porteiro-mfa").is_none());
-        let r = get(&app, &mut jar, "/ui/login?notice=mfa_expired", "pt-BR").await;
+        let r = get(&app, &mut Jar::default(), "/ui/login?notice=mfa_expired", "pt-BR").await;
         assert!(r.text.contains("Seu login expirou"));
         // No cookie at all: sign-in.
         let r = get(&app, &mut jar, "/ui/mfa", "en").await;
@@ -246,7 +287,7 @@ both_backends! {
         let step = step_now(&app) + 1;
         let r = post(&app, &mut jar, "/ui/account/2fa/disable", &[("csrf_token", &token), ("password", PASSWORD), ("code", &totp(&key, step))], false).await;
         assert_eq!(location(&r), "/ui/account?notice=two_factor_disabled", "{}", r.text);
-        let account = get(&app, &mut jar, "/ui/account", "en").await;
+        let account = get(&app, &mut jar, "/ui/account?notice=two_factor_disabled", "en").await;
         assert!(account.text.contains("Two-factor authentication is off.") && account.text.contains("Set up an authenticator app"));
         let r = post(&app, &mut jar, "/ui/account/2fa/disable", &[("csrf_token", &token), ("password", PASSWORD), ("code", "123456")], true).await;
         assert_eq!(r.body["code"], "mfa_not_enabled");

@@ -293,3 +293,130 @@ both_backends! {
         assert_eq!(r.body["code"], "mfa_not_enabled");
     }
 }
+
+/// Malformed, huge or foreign input on the new forms: a 4xx or a way back to sign-in, never a
+/// 5xx, and nothing counted. Storage plays no part: SQLite alone.
+#[tokio::test]
+async fn hostile_input_on_the_two_factor_forms_is_refused_cleanly() {
+    let app = spawn_app(crate::helpers::Backend::Sqlite).await;
+    let user = app.register("uimfahostile").await;
+    let mut jar = Jar::default();
+    let account = signed_in(&app, &mut jar, &user.email).await;
+    let (_key, _step) = turn_on(&app, &mut jar, &account).await;
+    let token = form_token(&get(&app, &mut jar, "/ui/account", "en").await);
+    let huge = "9".repeat(20_000);
+    for fields in [
+        vec![("password", PASSWORD), ("code", huge.as_str())],
+        vec![("password", huge.as_str()), ("code", "123456")],
+        vec![("code", "123456")],
+    ] {
+        for path in [
+            "/ui/account/2fa/disable",
+            "/ui/account/2fa/backup-codes",
+            "/ui/account/2fa/enable",
+        ] {
+            let mut all = vec![("csrf_token", token.as_str())];
+            all.extend(fields.iter().copied());
+            let r = post(&app, &mut jar, path, &all, true).await;
+            assert!(
+                r.status.is_client_error(),
+                "{path}: {} {}",
+                r.status,
+                r.text
+            );
+        }
+    }
+
+    let mut fresh = Jar::default();
+    let token = login_form(&app, &mut fresh).await;
+    let r = post(
+        &app,
+        &mut fresh,
+        "/ui/login",
+        &[
+            ("csrf_token", &token),
+            ("identifier", &user.email),
+            ("password", PASSWORD),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(location(&r), "/ui/mfa");
+    // (The wrong 20,000-character passwords above counted, as any wrong password does.)
+    let failures = app
+        .auth
+        .find_user(&user.email)
+        .await
+        .unwrap()
+        .unwrap()
+        .failed_login_attempts;
+    for (method, field, value) in [
+        ("totp", "code", huge.as_str()),
+        ("backup_code", "backup_code", huge.as_str()),
+        ("email", "code", "123456"),
+        ("../../etc", "code", "12 34 56 78"),
+        ("totp", "code", "١٢٣٤٥٦"),
+        ("backup_code", "backup_code", "<script>alert(1)</script>"),
+    ] {
+        let r = post(
+            &app,
+            &mut fresh,
+            "/ui/mfa",
+            &[("csrf_token", &token), ("method", method), (field, value)],
+            false,
+        )
+        .await;
+        assert!(
+            r.status.is_client_error(),
+            "{method}: {} {}",
+            r.status,
+            r.text
+        );
+        assert!(
+            !r.text.contains("<script>alert"),
+            "input is never echoed unescaped"
+        );
+    }
+    // None of that was a wrong code: the second step is alive and the account not locked.
+    let page = get(&app, &mut fresh, "/ui/mfa", "en").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let after = app
+        .auth
+        .find_user(&user.email)
+        .await
+        .unwrap()
+        .unwrap()
+        .failed_login_attempts;
+    assert_eq!(after, failures);
+
+    // Foreign or absurd cookies: back to sign-in.
+    for cookie in ["x".repeat(300), "not a token".to_owned(), "A".repeat(43)] {
+        let mut odd = fresh.clone();
+        odd.0
+            .insert("porteiro-mfa".to_owned(), cookie.replace(' ', "%20"));
+        let r = post(
+            &app,
+            &mut odd,
+            "/ui/mfa",
+            &[
+                ("csrf_token", &token),
+                ("method", "totp"),
+                ("code", "123456"),
+            ],
+            false,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert!(location(&r).starts_with("/ui/login"));
+        let r = post(
+            &app,
+            &mut odd,
+            "/ui/mfa/resend",
+            &[("csrf_token", &token)],
+            true,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.body["code"], "invalid_mfa_token");
+    }
+}

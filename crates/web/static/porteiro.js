@@ -1,7 +1,9 @@
 // Porteiro hosted UI enhancements. Every page works without this file; with it, forms are
 // checked before they are sent (seed 003: email format, password rules, trimmed inputs), the
 // password strength meter updates live, and forms are submitted with fetch so the page can show
-// a loading state and the server's message without reloading.
+// a loading state and the server's message without reloading. Forms whose answer is a page of
+// its own (`data-busy`: the two-factor setup and new backup codes) are sent normally, with the
+// same loading state; `data-print` buttons print the page.
 'use strict';
 
 (function () {
@@ -163,6 +165,11 @@
       window.location.assign(data.redirect || window.location.href);
       return;
     }
+    if (data.redirect) {
+      // A failure that ends this page (a sign-in's second step that expired): go on.
+      window.location.assign(data.redirect);
+      return;
+    }
     setBusy(form, false);
     if (data.csrf_token) {
       // The page's token had gone stale; the server sent a fresh one for the retry.
@@ -196,12 +203,29 @@
     });
   }
 
+  // A normal submission (the answer is a new page), with the loading state while it runs.
+  function busyOnSubmit(form) {
+    form.addEventListener('submit', (event) => {
+      if (form.getAttribute('aria-busy') === 'true') {
+        event.preventDefault();
+        return;
+      }
+      for (const input of form.querySelectorAll('input[type="text"]')) input.value = input.value.trim();
+      setBusy(form, true);
+    });
+  }
+
   document.querySelectorAll('input[data-strength]').forEach(setupMeter);
   document.querySelectorAll('form[data-enhance]').forEach(enhance);
+  document.querySelectorAll('form[data-busy]').forEach(busyOnSubmit);
+  document.querySelectorAll('button[data-print]').forEach((button) => {
+    button.hidden = false;
+    button.addEventListener('click', () => window.print());
+  });
   // Coming back through the history must not leave buttons disabled.
   window.addEventListener('pageshow', (event) => {
     if (!event.persisted) return;
-    document.querySelectorAll('form[data-enhance]').forEach((form) => {
+    document.querySelectorAll('form[data-enhance], form[data-busy]').forEach((form) => {
       setBusy(form, false);
       form.querySelectorAll('input:disabled').forEach((input) => { input.disabled = false; });
     });

@@ -93,6 +93,15 @@ impl std::fmt::Debug for SecondStep {
     }
 }
 
+/// A second step waiting for its code, as [`Auth::pending_second_step`] describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSecondStep {
+    /// The methods this sign-in may use.
+    pub methods: Vec<Method>,
+    /// A code was mailed for this sign-in (at its start, or on request).
+    pub email_sent: bool,
+}
+
 /// A code presented for a second step or a re-authentication.
 #[derive(Clone)]
 pub enum SecondFactor {
@@ -405,6 +414,23 @@ impl Auth {
             return Err(Error::InvalidMfaToken);
         }
         Ok(challenge)
+    }
+
+    /// What a pending second step offers, for a page that asks for it: the methods, and
+    /// whether a code was mailed already. Reads only; nothing is counted or spent.
+    ///
+    /// # Errors
+    /// `InvalidMfaToken` (unknown, expired, spent, dead, other client); store failures.
+    pub async fn pending_second_step(
+        &self,
+        mfa_token: &str,
+        ctx: &ClientContext,
+    ) -> Result<PendingSecondStep, Error> {
+        let challenge = self.live_challenge(mfa_token, ctx).await?;
+        Ok(PendingSecondStep {
+            email_sent: challenge.email_codes_sent > 0,
+            methods: challenge.methods,
+        })
     }
 
     /// Completes the second step of a sign-in with a code, opening the session.

@@ -26,4 +26,5 @@ mod recovery;
 mod resilience;
 mod tokens;
 mod ui;
+mod ui_mfa;
 mod webhooks;

@@ -51,7 +51,7 @@ pub(crate) fn form_token(page: &Reply) -> String {
     text[at..at + text[at..].find('"').unwrap()].to_owned()
 }
 
-async fn login_form(app: &TestApp, jar: &mut Jar) -> String {
+pub(crate) async fn login_form(app: &TestApp, jar: &mut Jar) -> String {
     let page = get(app, jar, "/ui/login", "en").await;
     assert_eq!(page.status, StatusCode::OK);
     form_token(&page)

@@ -1,5 +1,10 @@
-//! The signed-in pages: the account (profile, password, sessions, sign-out) and the
-//! administrators' user list with lock controls.
+//! The signed-in pages: the account (profile, password, two-factor authentication, sessions,
+//! sign-out) and the administrators' user list with lock controls.
+//!
+//! Two-factor setup shows the new secret (QR code and text) and the backup codes only in the
+//! answer to the setup form: they are never put in a cookie or a URL, and the page cannot be
+//! loaded again (the pending secret stays sealed in the database until a first code enables
+//! it; setting up again starts over with a new secret).
 
 use askama::Template;
 use axum::Form;
@@ -9,6 +14,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use porteiro_core::Error;
 use porteiro_core::domain::audit::AuditFilter;
+use porteiro_core::flows::mfa::{SecondFactor, TwoFactorStatus};
 use porteiro_core::flows::registration::ensure_confirmed;
 use porteiro_core::flows::settings::ProfileChange;
 use porteiro_core::service::Principal;
@@ -17,7 +23,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::pages::{CsrfForm, NoticeQuery, nav, notice};
-use super::{Chrome, Failure, Messages, Ui, html};
+use super::{CSP_DATA_IMAGES, Chrome, Failure, Messages, Ui, html};
 use crate::state::AppState;
 
 /// Users per admin page.
@@ -70,6 +76,39 @@ struct SessionRow {
     is_current: bool,
 }
 
+/// The account's two-factor state as the page shows it.
+struct TwoFactorView {
+    enabled: bool,
+    since: String,
+    since_iso: String,
+    /// "n backup codes left", in the page's language.
+    codes_left: String,
+    /// Few codes left: the page suggests a new set.
+    codes_low: bool,
+}
+
+impl TwoFactorView {
+    fn new(t: Messages, status: &TwoFactorStatus) -> Self {
+        let (since, since_iso) = status.enabled_at.map(|at| day(t, at)).unwrap_or_default();
+        let left = status.backup_codes_remaining;
+        let key = if left == 1 {
+            "twofactor.codes_left_one"
+        } else {
+            "twofactor.codes_left"
+        };
+        Self {
+            enabled: status.enabled,
+            since,
+            since_iso,
+            codes_left: t.fmt(key, &[("count", &left.to_string())]),
+            codes_low: left <= LOW_BACKUP_CODES,
+        }
+    }
+}
+
+/// Backup codes left at which the page suggests a new set.
+const LOW_BACKUP_CODES: u32 = 3;
+
 #[derive(Template)]
 #[template(path = "ui/account.html")]
 struct AccountPage {
@@ -77,11 +116,15 @@ struct AccountPage {
     t: Messages,
     heading: String,
     user: Profile,
+    two_factor: TwoFactorView,
     sessions: Vec<SessionRow>,
     events: Vec<EventRow>,
     notice: Option<String>,
     profile_error: Option<String>,
     password_error: Option<String>,
+    two_factor_error: Option<String>,
+    two_factor_off_error: Option<String>,
+    backup_codes_error: Option<String>,
     sessions_error: Option<String>,
 }
 
@@ -90,6 +133,12 @@ struct AccountPage {
 enum Section {
     Profile,
     Password,
+    /// Starting the authenticator-app setup.
+    TwoFactor,
+    /// Turning two-factor authentication off.
+    TwoFactorOff,
+    /// New backup codes.
+    BackupCodes,
     Sessions,
 }
 
@@ -105,9 +154,15 @@ async fn render_account(
         .auth
         .my_events(p, AuditFilter::default(), RECENT_EVENTS)
         .await;
-    let (user, devices, recent) = match (s.auth.me(p).await, s.auth.devices(p).await, recent) {
-        (Ok(u), Ok(d), Ok(r)) => (u, d, r),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+    let two_factor = s.two_factor.status(p, p.user_id).await;
+    let (user, devices, recent, two_factor) = match (
+        s.auth.me(p).await,
+        s.auth.devices(p).await,
+        recent,
+        two_factor,
+    ) {
+        (Ok(u), Ok(d), Ok(r), Ok(f)) => (u, d, r, f),
+        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             return ui.refuse(s, Failure::from_error(t, &e));
         }
     };
@@ -183,11 +238,15 @@ async fn render_account(
             created,
             created_iso,
         },
+        two_factor: TwoFactorView::new(t, &two_factor),
         sessions,
         events,
         notice: notice_text,
         profile_error: pick(Section::Profile),
         password_error: pick(Section::Password),
+        two_factor_error: pick(Section::TwoFactor),
+        two_factor_off_error: pick(Section::TwoFactorOff),
+        backup_codes_error: pick(Section::BackupCodes),
         sessions_error: pick(Section::Sessions),
     };
     html(status, headers, &page)
@@ -324,6 +383,196 @@ pub(super) async fn revoke_session(
         Err(_) => Err(Error::NotFound),
     };
     account_outcome(&s, &ui, &p, result, Section::Sessions, "session_revoked").await
+}
+
+/// The answer to the setup form: the secret as a QR code and as text, the backup codes, and
+/// the form for the first code. Without `setup` it is the page after a wrong first code (no
+/// JavaScript): the form again, and a way to start over.
+#[derive(Template)]
+#[template(path = "ui/two_factor_setup.html")]
+struct SetupPage {
+    c: Chrome,
+    t: Messages,
+    setup: Option<SetupView>,
+    codes: Vec<String>,
+    error: Option<String>,
+    notice: Option<String>,
+    field: &'static str,
+}
+
+struct SetupView {
+    /// `data:image/png;base64,…`
+    qr: String,
+    /// The base32 secret in groups of four, for typing.
+    secret: String,
+    otpauth_uri: String,
+}
+
+/// New backup codes, shown once.
+#[derive(Template)]
+#[template(path = "ui/backup_codes.html")]
+struct BackupCodesPage {
+    c: Chrome,
+    t: Messages,
+    codes: Vec<String>,
+}
+
+/// A base32 secret in groups of four characters, as authenticator apps accept it typed.
+fn grouped(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `POST /ui/account/2fa/setup`: a new secret and backup codes, shown in this answer only.
+pub(super) async fn two_factor_setup(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let p = match form_caller(&s, &ui, &form.csrf_token).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match s.two_factor.setup(&p, p.user_id).await {
+        Ok(setup) => {
+            let mut headers = HeaderMap::new();
+            // The QR code is an inline PNG: this answer alone may show `data:` images.
+            headers.insert(
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                axum::http::HeaderValue::from_static(CSP_DATA_IMAGES),
+            );
+            let page = SetupPage {
+                c: ui.chrome(&s, &mut headers, nav(&p), "account"),
+                t: ui.t,
+                setup: Some(SetupView {
+                    qr: format!("data:image/png;base64,{}", setup.qr_png_base64),
+                    secret: grouped(&setup.secret),
+                    otpauth_uri: setup.otpauth_uri,
+                }),
+                codes: setup.backup_codes,
+                error: None,
+                notice: None,
+                field: "",
+            };
+            html(StatusCode::OK, headers, &page)
+        }
+        Err(e) => {
+            let result = Err(e);
+            account_outcome(&s, &ui, &p, result, Section::TwoFactor, "").await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CodeForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /ui/account/2fa/enable`: the first code from the app turns two-factor on.
+pub(super) async fn two_factor_enable(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let p = match form_caller(&s, &ui, &form.csrf_token).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match s.two_factor.enable(&p, p.user_id, &form.code).await {
+        Ok(()) => ui.done(HeaderMap::new(), "/ui/account?notice=two_factor_enabled"),
+        // A wrong or malformed first code: try again (the app holds the secret already).
+        Err(e @ (Error::IncorrectCode | Error::Validation(_))) => {
+            let f = Failure::from_error(ui.t, &e).on("code");
+            if ui.wants_json {
+                return ui.json_failure(&f, HeaderMap::new());
+            }
+            let mut headers = HeaderMap::new();
+            let page = SetupPage {
+                c: ui.chrome(&s, &mut headers, nav(&p), "account"),
+                t: ui.t,
+                setup: None,
+                codes: Vec::new(),
+                error: Some(f.message),
+                notice: None,
+                field: "code",
+            };
+            html(f.status, headers, &page)
+        }
+        Err(e) => account_outcome(&s, &ui, &p, Err(e), Section::TwoFactor, "").await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReauthForm {
+    #[serde(default)]
+    csrf_token: String,
+    password: SecretString,
+    /// An app code or a backup code (six digits are an app code).
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /ui/account/2fa/disable`: needs the password and a current code.
+pub(super) async fn two_factor_disable(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<ReauthForm>,
+) -> Response {
+    let p = match form_caller(&s, &ui, &form.csrf_token).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let factor = SecondFactor::from_otp(form.code.trim());
+    let result = s
+        .two_factor
+        .disable(&p, p.user_id, &form.password, &factor)
+        .await;
+    account_outcome(
+        &s,
+        &ui,
+        &p,
+        result,
+        Section::TwoFactorOff,
+        "two_factor_disabled",
+    )
+    .await
+}
+
+/// `POST /ui/account/2fa/backup-codes`: a new set (password and a current code), shown once in
+/// this answer; the old set stops working.
+pub(super) async fn two_factor_backup_codes(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<ReauthForm>,
+) -> Response {
+    let p = match form_caller(&s, &ui, &form.csrf_token).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let factor = SecondFactor::from_otp(form.code.trim());
+    match s
+        .two_factor
+        .regenerate_backup_codes(&p, p.user_id, &form.password, &factor)
+        .await
+    {
+        Ok(codes) => {
+            let mut headers = HeaderMap::new();
+            let page = BackupCodesPage {
+                c: ui.chrome(&s, &mut headers, nav(&p), "account"),
+                t: ui.t,
+                codes,
+            };
+            html(StatusCode::OK, headers, &page)
+        }
+        Err(e) => account_outcome(&s, &ui, &p, Err(e), Section::BackupCodes, "").await,
+    }
 }
 
 struct UserRow {

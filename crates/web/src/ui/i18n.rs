@@ -146,9 +146,14 @@ mod tests {
             include_str!("../../templates/ui/webhooks_fields.html"),
             include_str!("../../templates/ui/webhooks_secret.html"),
             include_str!("../../templates/ui/verify.html"),
+            include_str!("../../templates/ui/mfa.html"),
+            include_str!("../../templates/ui/two_factor_setup.html"),
+            include_str!("../../templates/ui/backup_codes.html"),
+            include_str!("../../templates/ui/backup_codes_list.html"),
             include_str!("mod.rs"),
             include_str!("pages.rs"),
             include_str!("account.rs"),
+            include_str!("mfa.rs"),
             include_str!("webhooks.rs"),
             include_str!("verify_email.rs"),
         ];
@@ -160,9 +165,26 @@ mod tests {
                 let candidate = &rest[..end];
                 let is_key = candidate.split_once('.').is_some_and(|(ns, name)| {
                     [
-                        "app", "lang", "nav", "form", "format", "event", "error", "notice",
-                        "login", "register", "strength", "forgot", "reset", "account", "admin",
-                        "message", "webhooks", "verify",
+                        "app",
+                        "lang",
+                        "nav",
+                        "form",
+                        "format",
+                        "event",
+                        "error",
+                        "notice",
+                        "login",
+                        "register",
+                        "strength",
+                        "forgot",
+                        "reset",
+                        "account",
+                        "admin",
+                        "message",
+                        "webhooks",
+                        "mfa",
+                        "twofactor",
+                        "verify",
                     ]
                     .contains(&ns)
                         && !name.is_empty()
@@ -174,6 +196,33 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "keys without a message: {missing:?}");
+    }
+
+    #[test]
+    fn the_second_step_and_two_factor_errors_have_wording() {
+        // The codes the API answers for the second step and two-factor changes (the UI shows
+        // them through `Failure::from_error`, which falls back to the generic message).
+        for code in [
+            "invalid_mfa_token",
+            "invalid_code",
+            "invalid_code_format",
+            "mfa_method_not_allowed",
+            "mfa_already_enabled",
+            "mfa_not_enabled",
+            "mfa_setup_required",
+            "mfa_required",
+            "too_many_requests",
+            "incorrect_password",
+        ] {
+            let key = format!("error.{code}");
+            assert!(EN.contains_key(&key), "no English wording for {code}");
+            assert!(PT_BR.contains_key(&key), "no Portuguese wording for {code}");
+        }
+        let pt = Messages::new(Locale::PtBr);
+        assert_eq!(
+            pt.fmt("error.too_many_requests", &[("seconds", "42")]),
+            "🔒 Muitas tentativas. Tente novamente em 42 segundos."
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod account;
 pub mod i18n;
+mod mfa;
 mod pages;
 mod verify_email;
 mod webhooks;
@@ -39,6 +40,12 @@ pub use i18n::Messages;
 /// The UI's Content-Security-Policy: this origin's script, style and `fetch` only.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// [`CSP`] plus `data:` images, for the one answer that carries an inline QR code (the
+/// authenticator-app setup). Only that response gets it: the rest of the UI has no use for it.
+pub const CSP_DATA_IMAGES: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+    base-uri 'none'";
 
 const CSS: &str = include_str!("../../static/porteiro.css");
 const JS: &str = include_str!("../../static/porteiro.js");
@@ -81,6 +88,8 @@ pub(crate) fn router() -> Router<AppState> {
             axum::routing::post(verify_email::resend),
         )
         .route("/ui/logout", axum::routing::post(pages::logout))
+        .route("/ui/mfa", get(mfa::page).post(mfa::verify))
+        .route("/ui/mfa/resend", axum::routing::post(mfa::resend))
         .route("/ui/account", get(account::account_page))
         .route(
             "/ui/account/profile",
@@ -93,6 +102,22 @@ pub(crate) fn router() -> Router<AppState> {
         .route(
             "/ui/account/sessions/{id}/revoke",
             axum::routing::post(account::revoke_session),
+        )
+        .route(
+            "/ui/account/2fa/setup",
+            axum::routing::post(account::two_factor_setup),
+        )
+        .route(
+            "/ui/account/2fa/enable",
+            axum::routing::post(account::two_factor_enable),
+        )
+        .route(
+            "/ui/account/2fa/disable",
+            axum::routing::post(account::two_factor_disable),
+        )
+        .route(
+            "/ui/account/2fa/backup-codes",
+            axum::routing::post(account::two_factor_backup_codes),
         )
         .route("/ui/admin", get(account::admin_page))
         .route(
@@ -127,10 +152,15 @@ pub(crate) fn router() -> Router<AppState> {
         .layer(axum::middleware::map_response(ui_headers))
 }
 
+/// Every UI answer gets [`CSP`], unless its handler chose [`CSP_DATA_IMAGES`].
 async fn ui_headers(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    let headers = response.headers_mut();
+    let chosen = headers
+        .get(CONTENT_SECURITY_POLICY)
+        .is_some_and(|v| v.as_bytes() == CSP_DATA_IMAGES.as_bytes());
+    if !chosen {
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    }
     response
 }
 
@@ -398,6 +428,10 @@ impl Failure {
                 .collect::<Vec<_>>()
                 .join(" "),
             Error::Validation(_) => t.error_or(mapped.code, &mapped.message),
+            Error::RateLimited { retry_after_secs } => t.fmt(
+                "error.too_many_requests",
+                &[("seconds", &retry_after_secs.to_string())],
+            ),
             _ => t.error(mapped.code),
         };
         Self {

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use porteiro_core::Error;
-use porteiro_core::flows::browser::BrowserSignIn;
+use porteiro_core::flows::browser::{BrowserSession, BrowserSignIn};
 use porteiro_core::flows::registration::{Registration, ensure_confirmed};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -31,6 +31,10 @@ const NOTICES: &[&str] = &[
     "enabled",
     "email_confirmed",
     "confirmation_sent",
+    "mfa_expired",
+    "code_sent",
+    "two_factor_enabled",
+    "two_factor_disabled",
 ];
 
 /// The text of a whitelisted notice.
@@ -306,20 +310,10 @@ pub(super) async fn login(
             cookies.clear(&mut headers, ATTEMPTS);
             ui.done(headers, "/ui/mfa")
         }
-        Ok(BrowserSignIn::Done(browser)) => {
-            // One browser, one session: signing in over a live one ends it.
-            if let Some(previous) = ui.principal(&s).await
-                && let Err(e) = s.auth.logout(&previous).await
-            {
-                return fail(Failure::from_error(ui.t, &e), HeaderMap::new());
-            }
-            let mut headers = device_cookie(&s, browser.signed_in.device_token.as_deref());
-            let lifetime = s.auth.config().initial_session_lifetime().num_seconds();
-            cookies.set(&mut headers, SESSION, &browser.cookie, Some(lifetime));
-            cookies.set(&mut headers, CSRF, &browser.csrf, None);
-            cookies.clear(&mut headers, ATTEMPTS);
-            ui.done(headers, "/ui/account")
-        }
+        Ok(BrowserSignIn::Done(browser)) => match session_cookies(&s, &ui, &browser).await {
+            Ok(headers) => ui.done(headers, "/ui/account"),
+            Err(e) => fail(Failure::from_error(ui.t, &e), HeaderMap::new()),
+        },
         Err(Error::InvalidCredentials) => {
             let (value, state) = s.auth.attempt_failed(attempts.as_deref(), &identifier);
             let mut headers = HeaderMap::new();
@@ -344,6 +338,25 @@ pub(super) async fn login(
         }
         Err(e) => fail(Failure::from_error(ui.t, &e), HeaderMap::new()),
     }
+}
+
+/// The cookies of a browser session just opened (session, CSRF bound to it, device), ending
+/// the session this browser had: one browser, one session.
+pub(super) async fn session_cookies(
+    s: &AppState,
+    ui: &Ui,
+    browser: &BrowserSession,
+) -> Result<HeaderMap, Error> {
+    if let Some(previous) = ui.principal(s).await {
+        s.auth.logout(&previous).await?;
+    }
+    let cookies = s.settings.cookies;
+    let mut headers = device_cookie(s, browser.signed_in.device_token.as_deref());
+    let lifetime = s.auth.config().initial_session_lifetime().num_seconds();
+    cookies.set(&mut headers, SESSION, &browser.cookie, Some(lifetime));
+    cookies.set(&mut headers, CSRF, &browser.csrf, None);
+    cookies.clear(&mut headers, ATTEMPTS);
+    Ok(headers)
 }
 
 /// `GET /ui/register`.

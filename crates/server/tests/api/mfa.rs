@@ -82,8 +82,29 @@ fn claims(token: &str) -> Value {
 /// Registers `name`, sets up an authenticator app and enables it with a code.
 async fn enrol(app: &TestApp, name: &str) -> Enrolled {
     let user = app.register(name).await;
-    let tokens = app.sign_in(&user).await;
+    let tokens = first_session(app, &user).await;
     enrol_user(app, user, &tokens).await
+}
+
+/// A session for an account without an authenticator app: the password alone, or with the
+/// emailed code when the server asks for one.
+async fn first_session(app: &TestApp, user: &TestUser) -> Tokens {
+    let mailed = mails_about(app, &user.email, "Your sign-in code");
+    let r = password_step(app, user).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    if r.data()["access_token"].is_string() {
+        return tokens_of(&r);
+    }
+    assert_eq!(r.data()["methods"], json!(["email"]), "{}", r.text);
+    let code = six_digit_code(&wait_for_mail(app, &user.email, "Your sign-in code", mailed + 1).await);
+    let r = app
+        .post(
+            "/api/auth/email-verification/verify",
+            json!({"mfa_token": r.data()["mfa_token"], "code": code}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    tokens_of(&r)
 }
 
 async fn enrol_user(app: &TestApp, user: TestUser, tokens: &Tokens) -> Enrolled {
@@ -224,10 +245,10 @@ async fn email_sign_in(app: &TestApp, user: &TestUser, mails: &mut usize) -> (St
 /// Sends a mail through the same outbox and waits for it: whatever was queued before it has
 /// been delivered by then (a bounded way to show that a mail was *not* sent).
 async fn mail_barrier(app: &TestApp, user: &TestUser) {
-    let before = mails_about(app, &user.email, "Reset");
+    let before = mails_about(app, &user.email, "Reset your password");
     app.post("/api/auth/forgot-password", json!({"email": user.email}))
         .await;
-    wait_for_mail(app, &user.email, "Reset", before + 1).await;
+    wait_for_mail(app, &user.email, "Reset your password", before + 1).await;
 }
 
 async fn devices(app: &TestApp, access: &str) -> usize {
@@ -601,6 +622,7 @@ both_backends! {
         assert_eq!((r.status, code_of(&r)), (StatusCode::UNAUTHORIZED, Some("invalid_code")), "{}", r.text);
         // With the last code spent, the sign-in answer stops offering backup codes.
         let r = app.post_auth(&path, &tokens.access, json!({"password": PASSWORD, "totp_code": enrolled.code(&app)})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let last: Vec<String> = r.data()["backup_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
         for code in &last {
             let token = mfa_token(&app, &user).await;
@@ -618,13 +640,14 @@ both_backends! {
         let mut enrolled = enrol(&app, "dora").await;
         let user = enrolled.user.clone();
         let tokens = sign_in_2fa(&app, &mut enrolled).await;
+        let signed_in_step = enrolled.last_step;
         let path = format!("/api/users/{}/2fa/disable", user.id);
         let r = app.post_auth(&path, &tokens.access, json!({"password": "Wrong-passw0rd", "totp_code": enrolled.code(&app)})).await;
         assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("incorrect_password")), "{}", r.text);
         let r = app.post_auth(&path, &tokens.access, json!({"password": PASSWORD, "totp_code": enrolled.wrong_code(&app)})).await;
         assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("invalid_code")), "{}", r.text);
         // A code spent by a sign-in cannot be spent again here.
-        let spent = enrolled.code_at(enrolled.last_step);
+        let spent = enrolled.code_at(signed_in_step);
         let r = app.post_auth(&path, &tokens.access, json!({"password": PASSWORD, "totp_code": spent})).await;
         assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("invalid_code")), "{}", r.text);
         let r = app.post_auth(&path, &tokens.access, json!({"password": PASSWORD, "totp_code": "abcdef"})).await;
@@ -926,6 +949,7 @@ both_backends! {
         // Without the fallback (default): the app is the only way, whatever the email rule says.
         let app = spawn_app_with(backend, Options { env: vec![("EMAIL_VERIFICATION_ENABLED", "always".to_owned())] }).await;
         let mut enrolled = enrol(&app, "lara").await;
+        let mailed = mails_about(&app, &enrolled.user.email, "Your sign-in code");
         let r = password_step(&app, &enrolled.user).await;
         let d = r.data();
         assert_eq!(d["methods"], json!(["totp", "backup_code"]), "{}", r.text);
@@ -938,7 +962,7 @@ both_backends! {
         let r = verify(&app, &token, &enrolled.code(&app)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         mail_barrier(&app, &enrolled.user).await;
-        assert_eq!(mails_about(&app, &enrolled.user.email, "Your sign-in code"), 0, "no code was mailed");
+        assert_eq!(mails_about(&app, &enrolled.user.email, "Your sign-in code"), mailed, "no code was mailed");
 
         // With it: email is offered (not mailed until asked for) and works.
         let app = spawn_app_with(backend, Options { env: vec![
@@ -993,8 +1017,8 @@ both_backends! {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let r = app.post("/auth", json!({"login": login, "password": PASSWORD, "otp": backup})).await;
         assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("invalid_credentials")), "{}", r.text);
-        // Wrong otps lock the account: 3 so far (wrong code, spent code, used backup code).
-        for _ in 0..2 {
+        // Wrong otps lock the account like wrong passwords: one so far since the last success.
+        for _ in 0..4 {
             let r = app.post("/auth", json!({"login": login, "password": PASSWORD, "otp": enrolled.wrong_code(&app)})).await;
             assert_eq!(r.status, StatusCode::FORBIDDEN);
         }
@@ -1194,5 +1218,33 @@ both_backends! {
         let r = crate::browser::send(&app, &mut jar, reqwest::Method::GET, "/api/auth/me", None, None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.data()["id"], enrolled.user.id.as_str());
+    }
+
+    async fn a_browser_session_finishes_an_emailed_second_step(backend: Backend) {
+        let app = spawn_app_with(backend, Options { env: vec![("EMAIL_VERIFICATION_ENABLED", "always".to_owned())] }).await;
+        let user = app.register("tereza").await;
+        let mut jar = crate::browser::Jar::default();
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::GET, "/api/auth/csrf", None, None).await;
+        let csrf = r.data()["csrf_token"].as_str().unwrap().to_owned();
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::POST, "/api/auth/session", Some(&csrf),
+            Some(json!({"username_or_email": user.username, "password": PASSWORD}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.data()["methods"], json!(["email"]), "{}", r.text);
+        assert!(jar.get("porteiro-session").is_none());
+        let token = r.data()["mfa_token"].as_str().unwrap().to_owned();
+        let code = six_digit_code(&wait_for_mail(&app, &user.email, "Your sign-in code", 1).await);
+        // The emailed code is not an authenticator code, and one field at a time.
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::POST, "/api/auth/session/verify", Some(&csrf),
+            Some(json!({"mfa_token": token, "code": code}))).await;
+        assert_eq!((r.status, code_of(&r)), (StatusCode::BAD_REQUEST, Some("mfa_method_not_allowed")), "{}", r.text);
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::POST, "/api/auth/session/verify", Some(&csrf),
+            Some(json!({"mfa_token": token, "code": code, "email_code": code}))).await;
+        assert_eq!((r.status, code_of(&r)), (StatusCode::BAD_REQUEST, Some("invalid_code_format")), "{}", r.text);
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::POST, "/api/auth/session/verify", Some(&csrf),
+            Some(json!({"mfa_token": token, "email_code": code}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(jar.get("porteiro-session").is_some());
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::GET, "/api/auth/me", None, None).await;
+        assert_eq!((r.status, r.data()["id"].clone()), (StatusCode::OK, json!(user.id)), "{}", r.text);
     }
 }

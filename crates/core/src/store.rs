@@ -594,7 +594,9 @@ pub trait MfaStore: Send + Sync {
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<bool>;
-    /// Stores a second step (with its first emailed code, if any).
+    /// Stores a second step (with its first emailed code, if any, which counts as the first
+    /// code mailed for it). Stores nothing and writes no event when the account does not exist
+    /// (deleted meanwhile).
     async fn insert_mfa_challenge(
         &self,
         challenge: &NewMfaChallenge,
@@ -631,6 +633,9 @@ pub trait MfaStore: Send + Sync {
     ) -> StoreResult<CompleteOutcome>;
     /// Replaces a live challenge's emailed code (its wrong attempts still count) unless the
     /// last code was mailed after `not_since`, or `max_sends` codes were mailed for it already.
+    /// One conditional write, so concurrent requests cannot mail more than `max_sends` codes.
+    /// A refusal names the first reason that holds: `ChallengeGone`, then `LimitReached` (which
+    /// waiting does not lift), then `TooSoon`.
     #[allow(clippy::too_many_arguments)]
     async fn set_mfa_email_code(
         &self,
@@ -684,9 +689,9 @@ pub trait Store:
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
     /// Maintenance: deletes what can no longer matter — failure counters of unknown identifiers
-    /// idle and unlocked since before `before`, reset tokens and refresh tokens that expired
-    /// before `before`, and known devices unused since `devices_before`. Returns how many rows
-    /// went.
+    /// idle and unlocked since before `before`, reset tokens, refresh tokens and second-step
+    /// challenges that expired before `before`, and known devices unused since `devices_before`.
+    /// Returns how many rows went.
     async fn purge_expired(
         &self,
         before: DateTime<Utc>,

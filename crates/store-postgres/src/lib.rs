@@ -10,6 +10,7 @@
 mod audit;
 mod browser;
 mod bulk;
+mod mfa;
 mod migrations;
 mod rows;
 pub mod testing;
@@ -22,6 +23,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use porteiro_core::domain::NewAuditEvent;
 use porteiro_core::domain::audit::failure_events;
+use porteiro_core::domain::mfa::encode_names;
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use porteiro_core::domain::{
     NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
@@ -51,7 +53,7 @@ macro_rules! user_cols {
 macro_rules! session_cols {
     () => {
         "id, user_id, created_at, last_active_at, expires_at, revoked_at, ip_address, user_agent, device_name, \
-         device_type, os, browser"
+         device_type, os, browser, amr"
     };
 }
 
@@ -647,8 +649,8 @@ impl SessionStore for PgStore {
         // the committed row; one that starts later waits for this insert and then revokes it.
         let row = sqlx::query(concat!(
             "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
-             device_type, os, browser, created_at, updated_at) \
-             select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $3, $3 from users \
+             device_type, os, browser, amr, created_at, updated_at) \
+             select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $12, $3, $3 from users \
              where id = $2 and is_active and credential_epoch = $11 for share returning ",
             session_cols!()
         ))
@@ -663,6 +665,7 @@ impl SessionStore for PgStore {
         .bind(&s.os)
         .bind(&s.browser)
         .bind(s.credential_epoch)
+        .bind(encode_names(s.amr.iter().map(String::as_str)))
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
@@ -1247,6 +1250,7 @@ impl Store for PgStore {
             "delete from login_failures where updated_at < $1 and (locked_until is null or locked_until < $1)",
             "delete from password_reset_tokens where expires_at < $1",
             "delete from refresh_tokens where expires_at < $1",
+            "delete from mfa_challenges where expires_at < $1",
         ] {
             removed += sqlx::query(sql)
                 .bind(before)

@@ -1,6 +1,8 @@
 //! Row decoding into domain types.
 
 use chrono::{DateTime, Utc};
+use porteiro_core::domain::mfa::decode_names;
+use porteiro_core::domain::webhook::StoredColumns;
 use porteiro_core::domain::{Session, User};
 use porteiro_core::store::StoreResult;
 use sqlx::Row as _;
@@ -51,5 +53,34 @@ pub(crate) fn session_from_row(r: &PgRow) -> StoreResult<Session> {
         device_type: r.try_get("device_type").map_err(backend)?,
         os: r.try_get("os").map_err(backend)?,
         browser: r.try_get("browser").map_err(backend)?,
+        amr: decode_names(&r.try_get::<String, _>("amr").map_err(backend)?),
     })
 }
+
+/// A row seen through [`StoredColumns`]: every column has its native type.
+pub(crate) struct Cols<'r>(pub(crate) &'r PgRow);
+
+macro_rules! native_columns {
+    ($($name:ident: $ty:ty),* $(,)?) => {
+        impl StoredColumns for Cols<'_> {
+            $(fn $name(&self, col: &str) -> StoreResult<$ty> {
+                self.0.try_get(col).map_err(backend)
+            })*
+        }
+    };
+}
+
+native_columns!(
+    text: String,
+    opt_text: Option<String>,
+    flag: bool,
+    int: i32,
+    opt_int: Option<i32>,
+    big: i64,
+    opt_big: Option<i64>,
+    bytes: Vec<u8>,
+    opt_bytes: Option<Vec<u8>>,
+    uuid: Uuid,
+    time: DateTime<Utc>,
+    opt_time: Option<DateTime<Utc>>,
+);

@@ -10,47 +10,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::audit::NewAuditEvent;
 use porteiro_core::domain::webhook::{
-    AttemptResult, ClaimedDelivery, MAX_REPLAY_EVENTS, NewWebhookEndpoint, Replay, StoredColumns,
-    WebhookDelivery, WebhookEndpoint, WebhookUpdate, delivery_from_columns, encode_event_types,
+    AttemptResult, ClaimedDelivery, MAX_REPLAY_EVENTS, NewWebhookEndpoint, Replay, WebhookDelivery,
+    WebhookEndpoint, WebhookUpdate, delivery_from_columns, encode_event_types,
     endpoint_from_columns, not_fanned_out_pattern,
 };
 use porteiro_core::store::{StoreError, StoreResult, WebhookStore};
 use porteiro_core::{webhook_delivery_columns, webhook_endpoint_columns};
 use sqlx::Row as _;
-use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use uuid::Uuid;
 
 use crate::audit::{event_from_row, write_events};
+use crate::rows::Cols;
 use crate::{PgStore, backend};
-
-/// A row seen through [`StoredColumns`]: every column has its native type.
-struct Cols<'r>(&'r PgRow);
-
-macro_rules! native_columns {
-    ($($name:ident: $ty:ty),* $(,)?) => {
-        impl StoredColumns for Cols<'_> {
-            $(fn $name(&self, col: &str) -> StoreResult<$ty> {
-                self.0.try_get(col).map_err(backend)
-            })*
-        }
-    };
-}
-
-native_columns!(
-    text: String,
-    opt_text: Option<String>,
-    flag: bool,
-    int: i32,
-    opt_int: Option<i32>,
-    big: i64,
-    opt_big: Option<i64>,
-    bytes: Vec<u8>,
-    opt_bytes: Option<Vec<u8>>,
-    uuid: Uuid,
-    time: DateTime<Utc>,
-    opt_time: Option<DateTime<Utc>>,
-);
 
 type PgQuery = Query<'static, sqlx::Postgres, PgArguments>;
 

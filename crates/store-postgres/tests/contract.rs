@@ -71,6 +71,7 @@ async fn revocations_are_announced_to_subscribers() {
                 os: None,
                 browser: None,
                 credential_epoch: 0,
+                amr: vec!["pwd".to_owned()],
             },
             &NewRefreshToken {
                 token_hash: "x".repeat(64),

@@ -1,6 +1,8 @@
 //! Row decoding: Unix-millisecond times and UUID text into domain types.
 
 use chrono::{DateTime, Utc};
+use porteiro_core::domain::mfa::decode_names;
+use porteiro_core::domain::webhook::StoredColumns;
 use porteiro_core::domain::{Session, User};
 use porteiro_core::store::{StoreError, StoreResult};
 use sqlx::Row as _;
@@ -76,5 +78,41 @@ pub(crate) fn session_from_row(r: &SqliteRow) -> StoreResult<Session> {
         device_type: r.try_get("device_type").map_err(backend)?,
         os: r.try_get("os").map_err(backend)?,
         browser: r.try_get("browser").map_err(backend)?,
+        amr: decode_names(&r.try_get::<String, _>("amr").map_err(backend)?),
     })
+}
+
+/// A row seen through [`StoredColumns`]: ids are UUID text, times Unix milliseconds.
+pub(crate) struct Cols<'r>(pub(crate) &'r SqliteRow);
+
+/// Columns whose stored type is the domain's.
+macro_rules! native_columns {
+    ($($name:ident: $ty:ty),* $(,)?) => {
+        $(fn $name(&self, col: &str) -> StoreResult<$ty> {
+            self.0.try_get(col).map_err(backend)
+        })*
+    };
+}
+
+impl StoredColumns for Cols<'_> {
+    native_columns!(
+        text: String,
+        opt_text: Option<String>,
+        flag: bool,
+        int: i32,
+        opt_int: Option<i32>,
+        big: i64,
+        opt_big: Option<i64>,
+        bytes: Vec<u8>,
+        opt_bytes: Option<Vec<u8>>,
+    );
+    fn uuid(&self, col: &str) -> StoreResult<Uuid> {
+        uuid(self.0, col)
+    }
+    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
+        time(self.0, col)
+    }
+    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        opt_time(self.0, col)
+    }
 }

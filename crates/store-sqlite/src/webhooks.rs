@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::audit::NewAuditEvent;
 use porteiro_core::domain::webhook::{
-    AttemptResult, ClaimedDelivery, MAX_REPLAY_EVENTS, NewWebhookEndpoint, Replay, StoredColumns,
-    WebhookDelivery, WebhookEndpoint, WebhookUpdate, delivery_from_columns, encode_event_types,
+    AttemptResult, ClaimedDelivery, MAX_REPLAY_EVENTS, NewWebhookEndpoint, Replay, WebhookDelivery,
+    WebhookEndpoint, WebhookUpdate, delivery_from_columns, encode_event_types,
     endpoint_from_columns, not_fanned_out_pattern,
 };
 use porteiro_core::store::{StoreResult, WebhookStore};
@@ -20,43 +20,8 @@ use sqlx::{Row as _, Sqlite};
 use uuid::Uuid;
 
 use crate::audit::{event_from_row, write_events};
-use crate::rows::{ms, opt_ms, opt_time, time, uuid};
+use crate::rows::{Cols, ms, opt_ms, opt_time, uuid};
 use crate::{SqliteStore, backend};
-
-/// A row seen through [`StoredColumns`]: ids are UUID text, times Unix milliseconds.
-struct Cols<'r>(&'r SqliteRow);
-
-/// Columns whose stored type is the domain's.
-macro_rules! native_columns {
-    ($($name:ident: $ty:ty),* $(,)?) => {
-        $(fn $name(&self, col: &str) -> StoreResult<$ty> {
-            self.0.try_get(col).map_err(backend)
-        })*
-    };
-}
-
-impl StoredColumns for Cols<'_> {
-    native_columns!(
-        text: String,
-        opt_text: Option<String>,
-        flag: bool,
-        int: i32,
-        opt_int: Option<i32>,
-        big: i64,
-        opt_big: Option<i64>,
-        bytes: Vec<u8>,
-        opt_bytes: Option<Vec<u8>>,
-    );
-    fn uuid(&self, col: &str) -> StoreResult<Uuid> {
-        uuid(self.0, col)
-    }
-    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
-        time(self.0, col)
-    }
-    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        opt_time(self.0, col)
-    }
-}
 
 fn endpoint(r: &SqliteRow) -> StoreResult<WebhookEndpoint> {
     endpoint_from_columns(&Cols(r))

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{hash, new_session, new_user, rotate, session, t0, user};
 
 /// An event recognisable by its number `n`.
-fn numbered(n: i64) -> NewAuditEvent {
+pub(crate) fn numbered(n: i64) -> NewAuditEvent {
     NewAuditEvent {
         occurred_at: t0(),
         event_type: kind::USER_UPDATED,
@@ -29,7 +29,7 @@ fn numbered(n: i64) -> NewAuditEvent {
 }
 
 /// The numbers of the events in the log, in the order they were written.
-async fn written(store: &Arc<dyn Store>) -> Vec<i64> {
+pub(crate) async fn written(store: &Arc<dyn Store>) -> Vec<i64> {
     let mut events = store
         .list_audit(&AuditFilter::default(), 200)
         .await

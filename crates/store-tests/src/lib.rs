@@ -17,10 +17,12 @@ use uuid::Uuid;
 mod credentials;
 mod emails;
 mod events;
+mod mfa;
 mod webhooks;
 pub use credentials::*;
 pub use emails::*;
 pub use events::*;
+pub use mfa::*;
 pub use webhooks::*;
 
 /// An event to hand to store calls that take one, when the test is not about events.
@@ -134,6 +136,25 @@ macro_rules! all_contract_tests {
             a_refused_change_takes_its_events_with_it,
             lock_events_are_written_only_by_the_failure_that_locks,
             reuse_of_a_spent_token_writes_its_event_with_the_revocation,
+            totp_setup_stays_pending_until_its_own_secret_enables_it,
+            totp_steps_are_accepted_once_and_only_forward,
+            backup_codes_are_single_use_and_die_with_their_set,
+            disabling_totp_removes_the_credential_and_its_codes,
+            concurrent_spends_of_one_code_have_one_winner,
+            challenges_are_found_only_while_live,
+            wrong_codes_count_up_to_the_limit_then_the_challenge_is_dead,
+            completing_spends_the_challenge_and_the_factor_and_clears_failures,
+            a_refused_completion_changes_nothing,
+            emailed_codes_complete_while_current_and_unexpired,
+            mailing_codes_is_limited_in_count_and_interval,
+            concurrent_requests_mail_one_code,
+            a_locked_account_completes_only_from_a_known_device,
+            concurrent_completions_of_one_challenge_have_one_winner,
+            one_code_completes_only_one_of_several_challenges,
+            mfa_events_are_written_only_with_their_change,
+            sessions_keep_the_methods_they_were_opened_with,
+            purge_removes_expired_challenges,
+            deleting_an_account_removes_its_factors_and_challenges,
         );
     };
 }
@@ -187,6 +208,7 @@ fn new_session(
             os: Some("Linux".to_owned()),
             browser: Some("Firefox".to_owned()),
             credential_epoch: epoch,
+            amr: vec!["pwd".to_owned()],
         },
         NewRefreshToken {
             token_hash: hash(refresh),

@@ -265,8 +265,9 @@ impl AttemptResult {
     }
 }
 
-/// Typed access to the columns of one stored row, so that both store backends decode webhook
-/// rows with the same code: only how an id, a time or a flag is stored differs between them.
+/// Typed access to the columns of one stored row, so that both store backends decode rows
+/// (webhooks, multi-factor credentials and challenges) with the same code: only how an id, a time
+/// or a flag is stored differs between them.
 pub trait StoredColumns {
     /// A text column.
     fn text(&self, col: &str) -> StoreResult<String>;

@@ -165,6 +165,7 @@ async fn seed(
                     os: None,
                     browser: None,
                     credential_epoch: 0,
+                    amr: vec!["pwd".to_owned()],
                 },
                 &NewRefreshToken {
                     token_hash: token_hash(&random_token::<32>()),
@@ -297,6 +298,7 @@ async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
                 os: None,
                 browser: None,
                 credential_epoch: 0,
+                amr: vec!["pwd".to_owned()],
             },
             &NewRefreshToken {
                 token_hash: token_hash(&current),

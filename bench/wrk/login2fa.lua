@@ -1,12 +1,13 @@
 -- Two-step sign-in: POST /api/auth/login with the password, then POST /api/auth/2fa/verify with
--- the mfa_token and the authenticator code. run.sh sets USERS (accounts PREFIX0..PREFIX<USERS-1>,
--- all with an authenticator app on one shared secret), PREFIX, PASSWORD, THREADS, and CODES (the
--- code of each 30-second step, keyed by step number).
+-- the mfa_token and the authenticator code. run.sh sets FIRST and ACCOUNTS (this run signs in as
+-- PREFIX<FIRST>..PREFIX<FIRST+ACCOUNTS-1>, all with an authenticator app on one shared secret),
+-- PREFIX, PASSWORD, THREADS, and CODES (the code of each 30-second step, keyed by step number).
 --
 -- Each thread owns one connection, so a response always belongs to the thread's last request, and
--- the accounts n with n % THREADS == its slot. The server accepts each account's step once, and
--- a code of the current or the next step, so an account signs in at most once per step here (the
--- current step if unused, else the next): with enough accounts per thread no code is refused.
+-- every THREADS-th account of the range. The server accepts each account's step once, and a code
+-- of the current or the next step, so an account signs in at most once per step here (the current
+-- step if unused, else the next): with enough accounts per thread no code is refused. What an
+-- account used lives in this run's Lua state only, so every run gets accounts of its own.
 local id = 0
 local threads = {}
 function setup(thread)
@@ -17,7 +18,7 @@ end
 
 function init(args)
   mine = {}
-  for n = slot - 1, USERS - 1, THREADS do mine[#mine + 1] = n end
+  for n = FIRST + slot - 1, FIRST + ACCOUNTS - 1, THREADS do mine[#mine + 1] = n end
   last = {}        -- last step used, per account
   cursor = 0
   pending = nil    -- the mfa_token waiting for its code

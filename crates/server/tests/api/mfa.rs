@@ -50,7 +50,8 @@ impl Enrolled {
         let mut now = current_step(app);
         let step = (self.last_step + 1).max(now);
         if step > now + 1 {
-            app.clock.advance(Duration::seconds(STEP * (step - now - 1)));
+            app.clock
+                .advance(Duration::seconds(STEP * (step - now - 1)));
             now = current_step(app);
         }
         assert!(step >= now && step <= now + 1);
@@ -96,7 +97,8 @@ async fn first_session(app: &TestApp, user: &TestUser) -> Tokens {
         return tokens_of(&r);
     }
     assert_eq!(r.data()["methods"], json!(["email"]), "{}", r.text);
-    let code = six_digit_code(&wait_for_mail(app, &user.email, "Your sign-in code", mailed + 1).await);
+    let code =
+        six_digit_code(&wait_for_mail(app, &user.email, "Your sign-in code", mailed + 1).await);
     let r = app
         .post(
             "/api/auth/email-verification/verify",
@@ -279,7 +281,10 @@ async fn status(app: &TestApp, user: &TestUser, access: &str) -> Value {
 async fn audit_events(app: &TestApp, kind: &str) -> Vec<Value> {
     let admin = app.admin().await;
     let r = app
-        .get_auth(&format!("/api/admin/audit?limit=200&type={kind}"), &admin.access)
+        .get_auth(
+            &format!("/api/admin/audit?limit=200&type={kind}"),
+            &admin.access,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.data()["events"].as_array().unwrap().clone()

@@ -1167,6 +1167,7 @@ fn setup_required() -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

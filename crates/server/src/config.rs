@@ -433,6 +433,21 @@ impl Config {
             })?,
         };
         let mfa_email_fallback = env.bool("MFA_EMAIL_FALLBACK", false)?;
+        if !mail.enabled {
+            // A code that cannot be mailed would lock every such account out.
+            if email_code != porteiro_core::config::EmailCodeRule::Off {
+                return Err(err(
+                    "EMAIL_VERIFICATION_ENABLED",
+                    "needs EMAIL_ENABLED=true: the codes are sent by mail",
+                ));
+            }
+            if mfa_email_fallback {
+                return Err(err(
+                    "MFA_EMAIL_FALLBACK",
+                    "needs EMAIL_ENABLED=true: the codes are sent by mail",
+                ));
+            }
+        }
         let admin_email = env.string("ADMIN_EMAIL", "admin@example.com");
         porteiro_core::domain::Email::parse(
             &admin_email,

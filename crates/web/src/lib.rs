@@ -54,6 +54,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "compact", description = "The compact API (seed 002): `/auth`, `/refresh`, `/change-password`, `/forgot-password`, `/reset-password`."),
         (name = "auth", description = "Accounts, sign-in, tokens and recovery."),
         (name = "devices", description = "The caller's sessions, as devices."),
+        (name = "mfa", description = "Multi-factor sign-in: the second step (`mfa_token`), authenticator apps (TOTP) with backup codes, emailed codes."),
         (name = "users", description = "Accounts (self or administrators)."),
         (name = "audit", description = "The security event log: administrators see every event, users their own."),
         (name = "webhooks", description = "Signed deliveries of security events to your endpoints (Standard Webhooks), with delivery log, retries, dead letters and replay (administrators)."),

@@ -35,7 +35,7 @@ pub struct Session {
     pub os: Option<String>,
     /// Browser from the user agent.
     pub browser: Option<String>,
-    /// How the session was authenticated (RFC 8176 `amr` values).
+    /// The RFC 8176 methods the session was opened with (`pwd`, `otp`, …), kept across refreshes.
     pub amr: Vec<String>,
 }
 
@@ -70,6 +70,8 @@ pub struct NewSession {
     pub os: Option<String>,
     /// Derived browser.
     pub browser: Option<String>,
+    /// The RFC 8176 methods the sign-in used (`pwd`, `otp`, …).
+    pub amr: Vec<String>,
     /// The owner's credential epoch as read before the credential was verified: the session is
     /// only created if it is still current and the account still active.
     pub credential_epoch: i64,

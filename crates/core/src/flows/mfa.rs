@@ -791,11 +791,7 @@ impl TwoFactor {
     async fn own_account(&self, principal: &Principal, user_id: Uuid) -> Result<User, Error> {
         // Only the account holder sets up or changes their own factors; administrators reset.
         if principal.user_id != user_id {
-            return Err(if principal.is_admin {
-                Error::Forbidden
-            } else {
-                Error::NotFound
-            });
+            return Err(Error::Forbidden);
         }
         self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)
     }

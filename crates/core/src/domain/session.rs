@@ -75,8 +75,6 @@ pub struct NewSession {
     /// The owner's credential epoch as read before the credential was verified: the session is
     /// only created if it is still current and the account still active.
     pub credential_epoch: i64,
-    /// How the session was authenticated (RFC 8176 `amr` values).
-    pub amr: Vec<String>,
 }
 
 /// What a request needs to know to accept an access token: joined session + user state.

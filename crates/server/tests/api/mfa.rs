@@ -665,9 +665,9 @@ both_backends! {
         let stranger = app.register("edu").await;
         let st = app.sign_in(&stranger).await;
         let r = app.post_auth(&path, &st.access, json!({"password": PASSWORD, "totp_code": enrolled.code(&app)})).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         let r = app.get_auth(&format!("/api/users/{}/2fa/setup", user.id), &st.access).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         let r = app.get_auth(&format!("/api/users/{}/2fa/status", user.id), &st.access).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         let admin = app.admin().await;

@@ -53,11 +53,11 @@ export async function startSmtp() {
   return {
     port,
     inbox,
-    /** The first message to `to` whose subject passes `match`, waiting up to `ms`. */
-    async waitFor(to, ms = 20000) {
+    /** The first message to `to` that passes `match` (any, by default), waiting up to `ms`. */
+    async waitFor(to, ms = 20000, match = () => true) {
       const deadline = Date.now() + ms;
       for (;;) {
-        const found = inbox.find((m) => m.to && m.to.text.includes(to));
+        const found = inbox.find((m) => m.to && m.to.text.includes(to) && match(m));
         if (found) return found;
         if (Date.now() > deadline) throw new Error(`no mail to ${to} within ${ms} ms`);
         await Promise.race([new Promise((w) => waiters.push(w)), sleep(250)]);

@@ -173,7 +173,8 @@ describe('seed 003: Testes de Segurança', () => {
     const started = Date.now();
     await page.waitForURL('**/ui/login', { timeout: 10000 });
     assert.ok(Date.now() - started >= 2000, 'waits about 3 s before going back');
-    const mail = await smtp.waitFor(user.email);
+    // Registration mailed a confirmation link first: wait for the recovery mail.
+    const mail = await smtp.waitFor(user.email, 20000, (m) => m.text.includes('/ui/reset-password?token='));
     const link = (mail.text.match(/https?:\/\/\S+\/ui\/reset-password\?token=[A-Za-z0-9_-]+/) || [])[0];
     assert.ok(link, `a reset link in:\n${mail.text}`);
     assert.ok(link.startsWith(`${server.base}/ui/reset-password?token=`), link);
@@ -346,6 +347,61 @@ describe('account journey', () => {
     await alertText(page).filter({ hasText: 'Erro de conexão' }).waitFor();
     assert.equal(await page.locator('button.primary').isDisabled(), false);
     await ctx.close();
+  });
+});
+
+describe('address confirmation', () => {
+  /** The confirmation links mailed to `to`, once `n` have arrived (oldest first). */
+  async function confirmationLinks(to, n) {
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      const links = smtp.inbox
+        .filter((m) => m.to && m.to.text.includes(to))
+        .map((m) => (m.text.match(/https?:\/\/\S+\/ui\/verify-email\?token=[A-Za-z0-9_-]+/) || [])[0])
+        .filter(Boolean);
+      if (links.length >= n) return links;
+      if (Date.now() > deadline) throw new Error(`${links.length} of ${n} confirmation links to ${to}`);
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+  }
+
+  test('an unconfirmed account is offered a new link, and the mailed link confirms on a click', async () => {
+    const strict = await startServer(smtp, { REQUIRE_VERIFIED_EMAIL: 'true' });
+    try {
+      const user = newUser('confirm');
+      await registerViaApi(strict.base, user);
+      const ctx = await context();
+      const page = await ctx.newPage();
+      await page.goto(`${strict.base}/ui/login`);
+      const offer = page.getByRole('link', { name: 'Enviar um novo link de confirmação' });
+      assert.equal(await offer.isVisible(), false, 'no offer before a refusal');
+      await page.fill('#identifier', user.email);
+      await page.fill('#password', user.password);
+      await page.click('button[type="submit"].primary');
+      await alertText(page).filter({ hasText: 'Confirme seu endereço de email antes de entrar' }).waitFor();
+      await offer.click();
+      await page.waitForURL('**/ui/verify-email');
+      await page.fill('#email', user.email);
+      await page.getByRole('button', { name: 'Enviar novo link' }).click();
+      await page.waitForURL('**/ui/verify-email?notice=confirmation_sent');
+      await page.locator('[role="status"]').filter({ hasText: 'um novo link está a caminho' }).waitFor();
+      // Registration's link and the new one; opening a link confirms nothing by itself.
+      const [first, newest] = await confirmationLinks(user.email, 2);
+      assert.ok(newest.startsWith(`${strict.base}/ui/verify-email?token=`), newest);
+      await page.goto(newest);
+      assert.equal(await apiSignIn(strict.base, user.email, user.password), 403);
+      await page.getByRole('button', { name: 'Confirmar meu endereço' }).click();
+      await page.waitForURL('**/ui/login?notice=email_confirmed');
+      await page.locator('[role="status"]').filter({ hasText: 'Endereço de email confirmado' }).waitFor();
+      assert.equal(await apiSignIn(strict.base, user.email, user.password), 200);
+      // The newer link voided the older one.
+      await page.goto(first);
+      await page.getByRole('button', { name: 'Confirmar meu endereço' }).click();
+      await alertText(page).filter({ hasText: 'link de confirmação é inválido' }).waitFor();
+      await ctx.close();
+    } finally {
+      await strict.stop();
+    }
   });
 });
 

@@ -36,6 +36,8 @@ pub struct AuthConfig {
     pub product_name: String,
     /// What new email addresses may contain (`EMAIL_ALLOW_UNICODE`).
     pub email_policy: EmailPolicy,
+    /// Refuse sign-in to accounts whose address is unconfirmed (`REQUIRE_VERIFIED_EMAIL`).
+    pub require_verified_email: bool,
     /// The second step of sign-in.
     pub mfa: MfaConfig,
 }
@@ -114,6 +116,7 @@ impl Default for AuthConfig {
             email_base_url: "http://127.0.0.1:8080".to_owned(),
             product_name: "Porteiro".to_owned(),
             email_policy: EmailPolicy::default(),
+            require_verified_email: false,
             mfa: MfaConfig::default(),
         }
     }

@@ -46,6 +46,14 @@ pub enum Error {
     /// A password-reset token is unknown, expired, spent or for someone else.
     #[error("invalid or expired reset token")]
     InvalidResetToken,
+    /// Right password, but the account's address is unconfirmed and `REQUIRE_VERIFIED_EMAIL`
+    /// is on. Only ever answered after a correct password.
+    #[error("email address not confirmed")]
+    EmailNotVerified,
+    /// An address-confirmation token is malformed, unknown, expired, spent, or for an address
+    /// the account no longer has.
+    #[error("invalid or expired confirmation token")]
+    InvalidConfirmationToken,
     /// An `mfa_token` is unknown, expired, spent, dead after too many wrong codes, or presented
     /// by another client.
     #[error("invalid or expired mfa_token")]

@@ -152,6 +152,22 @@ const WEBHOOK_DISABLED_PT: Wording = Wording {
     ignore: "Você recebe esta mensagem porque administra este servidor.",
 };
 
+const CONFIRM_EN: Wording = Wording {
+    subject: "Confirm your email address",
+    greeting: "Hello",
+    body: "An account was created with this email address. Open the link below and confirm that the address is yours.",
+    action: "Confirm my address",
+    expiry: "The link works once and expires in 24 hours.",
+    ignore: "If you did not create an account, ignore this message: the address stays unconfirmed.",
+};
+const CONFIRM_PT: Wording = Wording {
+    subject: "Confirme seu endereço de email",
+    greeting: "Olá",
+    body: "Uma conta foi criada com este endereço de email. Abra o link abaixo e confirme que o endereço é seu.",
+    action: "Confirmar meu endereço",
+    expiry: "O link funciona uma única vez e expira em 24 horas.",
+    ignore: "Se você não criou uma conta, ignore esta mensagem: o endereço continua sem confirmação.",
+};
 const SIGN_IN_CODE_EN: Wording = Wording {
     subject: "Your sign-in code",
     greeting: "Hello",
@@ -283,6 +299,11 @@ pub enum MailKind<'a> {
         /// The console's webhooks page, built from `EMAIL_BASE_URL`.
         link: &'a str,
     },
+    /// Address-confirmation link.
+    EmailConfirmation {
+        /// The full link, built from `EMAIL_BASE_URL`.
+        link: &'a str,
+    },
     /// A code for the second step of a sign-in.
     SignInCode {
         /// The six digits.
@@ -331,6 +352,9 @@ pub fn render(
         }
         (MailKind::BackupCodeUsed, _) => {
             (pick(locale, BACKUP_CODE_USED_EN, BACKUP_CODE_USED_PT), None)
+        }
+        (MailKind::EmailConfirmation { link }, _) => {
+            (pick(locale, CONFIRM_EN, CONFIRM_PT), Some(link))
         }
     };
     let text = TextMail {
@@ -405,6 +429,20 @@ impl Outbox {
             .await?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Renders `kind` for `user`'s address, in the account's language, and queues it.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn queue_for(
+        &self,
+        user: &crate::domain::User,
+        kind: MailKind<'_>,
+        product: &str,
+    ) -> Result<(), Error> {
+        let message = render(kind, Locale::negotiate(&user.locale), &user.email, product)?;
+        self.queue(&message).await
     }
 
     /// Runs the delivery loop forever: wakes on new mail or every `poll`, whichever comes first.

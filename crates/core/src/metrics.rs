@@ -75,6 +75,7 @@ pub const SIGN_IN_FAILURE_REASONS: &[&str] = &[
     "disabled",
     "credential_changed",
     "mfa_failed",
+    "email_not_verified",
 ];
 
 /// Lock scopes that may appear as a label (`details.scope` of `account.locked`).

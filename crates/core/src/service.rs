@@ -41,6 +41,27 @@ impl std::fmt::Debug for ClientContext {
     }
 }
 
+/// Runs `work` in the background, under one of `slots`, within the current request's span and
+/// client context (so its log lines and audit events carry them); a failure is logged as `what`.
+/// For answers that must not depend on what the work finds: recovery and confirmation mails.
+pub(crate) fn in_background<F>(slots: &Arc<tokio::sync::Semaphore>, what: &'static str, work: F)
+where
+    F: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let slots = Arc::clone(slots);
+    let client = ClientContext::current();
+    tokio::spawn(tracing::Instrument::in_current_span(client.scope(
+        async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return;
+            };
+            if let Err(e) = work.await {
+                tracing::error!(error = %e, "{what}");
+            }
+        },
+    )));
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
@@ -296,8 +317,9 @@ impl Auth {
         Ok(status)
     }
 
-    /// Drops the cached profile of an account this instance just changed.
-    pub(crate) async fn profile_changed(&self, user_id: Uuid) {
+    /// Drops the cached profile of an account this instance just changed (also for changes
+    /// made by another service, such as an address confirmation).
+    pub async fn profile_changed(&self, user_id: Uuid) {
         self.profiles.invalidate(&user_id).await;
     }
 

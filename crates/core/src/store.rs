@@ -18,6 +18,7 @@ use futures::stream::BoxStream;
 use uuid::Uuid;
 
 use crate::domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
+use crate::domain::email_confirmation::NewEmailConfirmation;
 use crate::domain::mfa::{
     CompleteOutcome, EmailCodeOutcome, MfaChallenge, NewMfaChallenge, SpentFactor, TotpCredential,
 };
@@ -79,7 +80,9 @@ pub trait UserStore: Send + Sync {
     /// addresses had one canonical form, they may need rewriting to it.
     async fn users_with_non_ascii_email(&self) -> StoreResult<Vec<(UserId, String)>>;
     /// Replaces an account's email if it is still `old`. Returns whether it was replaced;
-    /// `Conflict { field: "email" }` when another account has `new`.
+    /// `Conflict { field: "email" }` when another account has `new`. Only for rewriting an
+    /// address to its canonical spelling (same mailbox), so a confirmation stands; links mailed
+    /// to the old spelling stop working.
     async fn rewrite_email(
         &self,
         id: UserId,
@@ -295,6 +298,41 @@ pub trait RecoveryStore: Send + Sync {
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>>;
+}
+
+/// Address-confirmation links (see [`crate::flows::email_confirmation`]). Tokens arrive hashed.
+#[async_trait]
+pub trait EmailConfirmationStore: Send + Sync {
+    /// Stores a confirmation token for the account's address `c.email` — only if the account is
+    /// active, still has that address, unconfirmed, and was issued fewer than `limit` tokens
+    /// after `window_start` — and spends the account's older tokens. Concurrent calls for one
+    /// account are serialised, so the limit is exact. Returns whether the token was stored;
+    /// `events` are written only then.
+    async fn issue_email_confirmation(
+        &self,
+        c: &NewEmailConfirmation,
+        window_start: DateTime<Utc>,
+        limit: u32,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// The account of a live (unspent, unexpired) token, without spending it.
+    async fn confirmation_token_owner(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>>;
+    /// Spends a live token of `owner` and confirms the address it was sent to, if that is still
+    /// the account's address and the account is active: sets `email_verified` and
+    /// `email_verified_at` (kept when already set) and spends the account's other tokens. Of
+    /// concurrent calls with one token exactly one succeeds. Returns whether it did; otherwise
+    /// nothing changed and no event was written.
+    async fn confirm_email(
+        &self,
+        token_hash: &str,
+        owner: UserId,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
 }
 
 /// A signing key as stored: the private half encrypted under the master key.
@@ -676,6 +714,7 @@ pub trait Store:
     UserStore
     + SessionStore
     + RecoveryStore
+    + EmailConfirmationStore
     + KeyStore
     + OutboxStore
     + AuditStore
@@ -689,9 +728,9 @@ pub trait Store:
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
     /// Maintenance: deletes what can no longer matter — failure counters of unknown identifiers
-    /// idle and unlocked since before `before`, reset tokens, refresh tokens and second-step
-    /// challenges that expired before `before`, and known devices unused since `devices_before`.
-    /// Returns how many rows went.
+    /// idle and unlocked since before `before`, reset tokens, confirmation tokens, refresh tokens
+    /// and second-step challenges that expired before `before`, and known devices unused since
+    /// `devices_before`. Returns how many rows went.
     async fn purge_expired(
         &self,
         before: DateTime<Utc>,

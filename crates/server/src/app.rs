@@ -12,6 +12,7 @@ use porteiro_core::Auth;
 use porteiro_core::clock::{Clock, SystemClock};
 use porteiro_core::credentials::PasswordHasher;
 use porteiro_core::crypto::MasterKey;
+use porteiro_core::flows::email_confirmation::{ConfirmationSettings, EmailConfirmation};
 use porteiro_core::flows::webhooks::Webhooks;
 use porteiro_core::mail::MailTransport;
 use porteiro_core::store::Store;
@@ -161,6 +162,21 @@ pub async fn build_auth_with_key(
     Ok(Arc::new(auth))
 }
 
+/// The address-confirmation service beside `auth`: same store and outbox, links to
+/// `EMAIL_BASE_URL`.
+#[must_use]
+pub fn build_email_confirmation(auth: &Auth, clock: Arc<dyn Clock>) -> Arc<EmailConfirmation> {
+    Arc::new(EmailConfirmation::new(
+        Arc::clone(auth.store()),
+        clock,
+        auth.outbox().clone(),
+        ConfirmationSettings::new(
+            auth.config().email_base_url.clone(),
+            auth.config().product_name.clone(),
+        ),
+    ))
+}
+
 /// Loads the certificate chain and key into a rustls configuration: TLS 1.2 and 1.3 only, the
 /// aws-lc-rs provider's default (forward-secret, AEAD-only) cipher suites, HTTP/2 and HTTP/1.1.
 ///
@@ -225,6 +241,7 @@ impl Application {
         let master = Arc::new(load_master_key(&config)?);
         let auth =
             build_auth_with_key(&config, Arc::clone(&store), clock.clone(), master.clone()).await?;
+        let email_confirmation = build_email_confirmation(&auth, clock.clone());
         let mut webhooks = Webhooks::new(store, master, clock, config.webhooks.clone());
         if config.mail.enabled {
             webhooks = webhooks.with_admin_notices(porteiro_core::flows::webhooks::AdminNotices {
@@ -294,6 +311,7 @@ impl Application {
         let state = AppState::new(porteiro_web::state::Services {
             auth: Arc::clone(&auth),
             webhooks: Arc::clone(&webhooks),
+            email_confirmation,
             two_factor: Arc::new(porteiro_core::flows::mfa::TwoFactor::new(&auth)),
             settings: Arc::new(settings),
         });
@@ -532,6 +550,7 @@ fn startup_facts(config: &Config) -> serde_json::Value {
             (false, false) => "loopback only",
         },
         "webhook_allow_private": config.webhooks.allow_private,
+        "require_verified_email": config.require_verified_email,
     })
 }
 

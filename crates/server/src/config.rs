@@ -151,6 +151,8 @@ pub struct Config {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Webhook delivery (`WEBHOOK_*`).
     pub webhooks: WebhookSettings,
+    /// `REQUIRE_VERIFIED_EMAIL`: refuse sign-in to accounts whose address is unconfirmed.
+    pub require_verified_email: bool,
 }
 
 /// Connection deadlines and caps as configured. The caps in force also depend on the descriptor
@@ -529,6 +531,13 @@ impl Config {
                 "must differ from SERVER_HOST:SERVER_PORT",
             ));
         }
+        let require_verified_email = env.bool("REQUIRE_VERIFIED_EMAIL", false)?;
+        if require_verified_email && !mail.enabled {
+            return Err(err(
+                "REQUIRE_VERIFIED_EMAIL",
+                "needs EMAIL_ENABLED=true: without mail no account could confirm its address",
+            ));
+        }
         Ok(Self {
             host,
             port,
@@ -570,6 +579,7 @@ impl Config {
             metrics_token,
             metrics_addr,
             webhooks: Self::webhooks(&env)?,
+            require_verified_email,
         })
     }
 
@@ -861,6 +871,7 @@ impl Config {
             email_policy: porteiro_core::domain::EmailPolicy {
                 allow_unicode: self.email_allow_unicode,
             },
+            require_verified_email: self.require_verified_email,
             mfa: porteiro_core::config::MfaConfig {
                 totp_issuer: self.totp_issuer.clone(),
                 email_code: self.email_code,
@@ -915,6 +926,24 @@ mod tests {
         );
         assert!(c.mail.smtp.is_none());
         assert_eq!(c.mail.base_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn require_verified_email_is_off_by_default_and_needs_mail() {
+        let off = Config::from_env(&HashMap::new()).expect("defaults are valid");
+        assert!(!off.require_verified_email && !off.auth_config().require_verified_email);
+        let on = Config::from_env(&env(&[("REQUIRE_VERIFIED_EMAIL", "true")])).expect("valid");
+        assert!(on.require_verified_email && on.auth_config().require_verified_email);
+        for bad in [
+            env(&[("REQUIRE_VERIFIED_EMAIL", "maybe")]),
+            env(&[
+                ("REQUIRE_VERIFIED_EMAIL", "yes"),
+                ("EMAIL_ENABLED", "false"),
+            ]),
+        ] {
+            let e = Config::from_env(&bad).expect_err("refused");
+            assert_eq!(e.var, "REQUIRE_VERIFIED_EMAIL", "{e}");
+        }
     }
 
     #[test]

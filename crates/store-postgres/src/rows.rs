@@ -30,6 +30,7 @@ pub(crate) fn user_from_row(r: &PgRow) -> StoreResult<User> {
         is_active: r.try_get("is_active").map_err(backend)?,
         is_admin: r.try_get("is_admin").map_err(backend)?,
         email_verified: r.try_get("email_verified").map_err(backend)?,
+        email_verified_at: r.try_get("email_verified_at").map_err(backend)?,
         failed_login_attempts: r.try_get("failed_login_attempts").map_err(backend)?,
         locked_until: r.try_get("locked_until").map_err(backend)?,
         locale: r.try_get("locale").map_err(backend)?,

@@ -50,6 +50,7 @@ async fn revocations_are_announced_to_subscribers() {
                 is_admin: false,
                 locale: "en".to_owned(),
                 now: t0,
+                email_verified: false,
             },
             &[],
         )

@@ -12,6 +12,7 @@
 mod audit;
 mod browser;
 mod bulk;
+mod email_confirmation;
 mod mfa;
 mod migrations;
 mod rows;
@@ -47,7 +48,7 @@ use crate::rows::{ms, opt_ms, session_from_row, user_from_row};
 macro_rules! user_cols {
     () => {
         "id, username, email, first_name, last_name, password_hash, is_active, is_admin, email_verified, \
-         failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at"
+         failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at, email_verified_at"
     };
 }
 macro_rules! session_cols {
@@ -225,7 +226,8 @@ impl UserStore for SqliteStore {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(concat!(
             "insert into users (id, username, username_key, email, first_name, last_name, password_hash, is_admin, \
-             locale, created_at, updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) returning ",
+             locale, created_at, updated_at, email_verified, email_verified_at) \
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, case when ?11 then ?10 end) returning ",
             user_cols!()
         ))
         .bind(u.id.to_string())
@@ -238,6 +240,7 @@ impl UserStore for SqliteStore {
         .bind(u.is_admin)
         .bind(&u.locale)
         .bind(ms(u.now))
+        .bind(u.email_verified)
         .fetch_one(&mut *tx)
         .await
         .map_err(on_unique)?;
@@ -1232,6 +1235,7 @@ impl Store for SqliteStore {
         for sql in [
             "delete from login_failures where updated_at < ?1 and (locked_until is null or locked_until < ?1)",
             "delete from password_reset_tokens where expires_at < ?1",
+            "delete from email_confirmation_tokens where expires_at < ?1",
             "delete from refresh_tokens where expires_at < ?1",
             "delete from mfa_challenges where expires_at < ?1",
         ] {

@@ -55,6 +55,7 @@ pub(crate) fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
         is_active: r.try_get("is_active").map_err(backend)?,
         is_admin: r.try_get("is_admin").map_err(backend)?,
         email_verified: r.try_get("email_verified").map_err(backend)?,
+        email_verified_at: opt_time(r, "email_verified_at")?,
         failed_login_attempts: r.try_get("failed_login_attempts").map_err(backend)?,
         locked_until: opt_time(r, "locked_until")?,
         locale: r.try_get("locale").map_err(backend)?,

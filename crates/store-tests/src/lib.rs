@@ -15,11 +15,13 @@ use porteiro_core::store::{Store, StoreError, StoredKey};
 use uuid::Uuid;
 
 mod credentials;
+mod email_confirmation;
 mod emails;
 mod events;
 mod mfa;
 mod webhooks;
 pub use credentials::*;
+pub use email_confirmation::*;
 pub use emails::*;
 pub use events::*;
 pub use mfa::*;
@@ -104,6 +106,15 @@ macro_rules! all_contract_tests {
             reset_token_owner_respects_expiry,
             complete_reset_is_single_use_and_revokes_every_session,
             complete_reset_needs_the_owner,
+            confirmation_links_confirm_their_address_once,
+            a_new_confirmation_link_spends_older_ones,
+            confirmation_links_expire,
+            confirmation_links_are_limited_per_window,
+            a_confirmation_link_needs_the_address_it_was_sent_to,
+            disabled_accounts_neither_get_nor_use_confirmation_links,
+            concurrent_confirmations_have_one_winner,
+            accounts_can_be_created_confirmed,
+            purge_removes_expired_confirmation_links,
             signing_keys_are_listed_newest_first,
             sessions_need_the_credential_epoch_they_were_verified_at,
             every_credential_event_moves_the_epoch,
@@ -175,6 +186,7 @@ fn new_user(name: &str) -> NewUser {
         is_admin: false,
         locale: "en".to_owned(),
         now: t0(),
+        email_verified: false,
     }
 }
 

@@ -22,7 +22,8 @@ pub struct ErrorBody {
     /// locked account alike), `account_disabled`, `too_many_requests` (with `Retry-After`),
     /// `invalid_email`, `invalid_username`, `invalid_name`, `invalid_login`, `weak_password` (with
     /// `reasons`), `password_mismatch`, `username_taken`, `email_taken`, `incorrect_password`,
-    /// `invalid_token`, `invalid_refresh_token`, `invalid_reset_token`, `csrf_failed`,
+    /// `invalid_token`, `invalid_refresh_token`, `invalid_reset_token`, `email_not_verified`,
+    /// `invalid_confirmation_token`, `csrf_failed`,
     /// `forbidden`, `not_found`, `invalid_event_type`, `invalid_url`, `invalid_event_types`,
     /// `invalid_description`, `invalid_overlap`, `invalid_replay`, `cannot_disable_self`,
     /// `cannot_delete_self`, `invalid_json`, `invalid_request`, `invalid_path`, `invalid_query`,
@@ -124,6 +125,18 @@ pub(crate) fn map(err: &Error) -> Mapped {
             StatusCode::BAD_REQUEST,
             "invalid_reset_token",
             "The reset link is invalid or has expired.",
+        ),
+        // 403: only revealed after the right password was given (`REQUIRE_VERIFIED_EMAIL`).
+        Error::EmailNotVerified => simple(
+            StatusCode::FORBIDDEN,
+            "email_not_verified",
+            "Confirm your email address before signing in; you can ask for a new link.",
+        ),
+        // 400.
+        Error::InvalidConfirmationToken => simple(
+            StatusCode::BAD_REQUEST,
+            "invalid_confirmation_token",
+            "The confirmation link is invalid or has expired.",
         ),
         // 401: the second step's token is unknown, expired, spent or another client's.
         Error::InvalidMfaToken => simple(
@@ -273,7 +286,8 @@ impl IntoResponse for ApiError {
 }
 
 /// A domain error answered in the compact (seed 002) dialect: credential and token failures are
-/// all `403` with one body, so locked, disabled and unknown accounts are indistinguishable.
+/// all `403` with one body, so locked, disabled and unknown accounts are indistinguishable. An
+/// unconfirmed address (`403 email_not_verified`) is told apart: only after the right password.
 #[derive(Debug)]
 pub struct CompactError(pub Error);
 

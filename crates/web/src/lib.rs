@@ -96,6 +96,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::compact::router())
         .merge(routes::auth::router())
+        .merge(routes::email_confirmation::router())
         .merge(routes::devices::router())
         .merge(routes::mfa::router())
         .merge(routes::users::router())

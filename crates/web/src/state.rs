@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use porteiro_core::Auth;
+use porteiro_core::flows::email_confirmation::EmailConfirmation;
 use porteiro_core::flows::mfa::TwoFactor;
 use porteiro_core::flows::webhooks::Webhooks;
 use secrecy::SecretString;
@@ -90,6 +91,8 @@ pub struct Services {
     pub auth: Arc<Auth>,
     /// The webhook service (endpoint administration).
     pub webhooks: Arc<Webhooks>,
+    /// Address confirmation (links mailed at registration).
+    pub email_confirmation: Arc<EmailConfirmation>,
     /// Authenticator apps and backup codes.
     pub two_factor: Arc<TwoFactor>,
     /// Web settings.

@@ -88,6 +88,8 @@ pub struct UserView {
     pub failed_login_attempts: i32,
     /// Primary email verified.
     pub email_verified: bool,
+    /// When the current address was confirmed.
+    pub email_verified_at: Option<DateTime<Utc>>,
     /// Two-factor authentication enabled.
     pub two_factor_enabled: bool,
     /// Preferred language.
@@ -114,6 +116,7 @@ impl UserView {
             is_admin: u.is_admin,
             failed_login_attempts: u.failed_login_attempts,
             email_verified: u.email_verified,
+            email_verified_at: u.email_verified_at,
             two_factor_enabled: false,
             locale: u.locale,
             created_at: u.created_at,

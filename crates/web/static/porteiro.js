@@ -175,6 +175,10 @@
     }
     showAlert(form, message || msg('msgInternal'));
     markInvalid(form, data.field);
+    // What the page keeps for one refusal (the sign-in page's link to a new confirmation mail).
+    form.parentElement.querySelectorAll('[data-show-on]').forEach((el) => {
+      el.hidden = el.dataset.showOn !== data.code;
+    });
   }
 
   function enhance(form) {

@@ -54,6 +54,10 @@ pub mod kind {
     pub const WEBHOOK_REPLAYED: &str = "webhook.replayed";
     /// A test event was sent to an endpoint (it is the event delivered).
     pub const WEBHOOK_TESTED: &str = "webhook.tested";
+    /// An address-confirmation link was asked for (`details.mail`: `queued` or `suppressed`).
+    pub const EMAIL_CONFIRMATION_SENT: &str = "email.confirmation_sent";
+    /// An account's address was confirmed with the mailed link.
+    pub const EMAIL_CONFIRMED: &str = "email.confirmed";
 
     /// A correct password asked for a second step (`details.methods`); no session yet.
     pub const SIGN_IN_SECOND_STEP: &str = "sign_in.second_step";
@@ -102,6 +106,8 @@ pub mod kind {
         WEBHOOK_DISABLED,
         WEBHOOK_REPLAYED,
         WEBHOOK_TESTED,
+        EMAIL_CONFIRMATION_SENT,
+        EMAIL_CONFIRMED,
     ];
 }
 

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod device;
 pub mod email;
+pub mod email_confirmation;
 pub mod mfa;
 pub mod names;
 pub mod password;

@@ -27,6 +27,8 @@ pub struct User {
     pub is_admin: bool,
     /// Whether the primary email has been verified.
     pub email_verified: bool,
+    /// When the current address was confirmed (`None` while it is not).
+    pub email_verified_at: Option<DateTime<Utc>>,
     /// Consecutive failed sign-ins since the last success or unlock.
     pub failed_login_attempts: i32,
     /// While in the future, sign-in is refused.
@@ -84,6 +86,9 @@ pub struct NewUser {
     pub locale: String,
     /// Creation time.
     pub now: DateTime<Utc>,
+    /// The address is confirmed from the start (at `now`): accounts an administrator creates.
+    /// Bulk loads ([`crate::store::BulkStore`]) ignore it and create unconfirmed accounts.
+    pub email_verified: bool,
 }
 
 /// Profile fields a user may change about themselves.

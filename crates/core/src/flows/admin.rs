@@ -244,6 +244,8 @@ impl Auth {
                 last_name,
                 locale: None,
                 is_admin: true,
+                // Configured by the operator: no link to follow before the first sign-in.
+                email_verified: true,
             })
             .await?;
         Ok(Some((user, generated)))

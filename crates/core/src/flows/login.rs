@@ -127,6 +127,7 @@ impl Auth {
                 self.sign_in_failed(Some(user.id), "disabled").await;
                 return Err(Error::AccountDisabled);
             }
+            self.ensure_email_confirmed(&user).await?;
             return self
                 .after_password(user, verification.needs_rehash, password, ctx, true)
                 .await;
@@ -155,6 +156,7 @@ impl Auth {
             self.sign_in_failed(Some(user.id), "disabled").await;
             return Err(Error::AccountDisabled);
         }
+        self.ensure_email_confirmed(&user).await?;
         self.after_password(user, verification.needs_rehash, password, ctx, false)
             .await
     }

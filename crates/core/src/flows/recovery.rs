@@ -19,7 +19,7 @@ use crate::domain::{Email, EmailPolicy};
 use crate::error::Error;
 use crate::flows::audit::committed;
 use crate::flows::login::looks_like_token;
-use crate::mail::{Locale, MailKind, render};
+use crate::mail::MailKind;
 use crate::service::Auth;
 
 /// Reset tokens are 24 random bytes, base64url: 32 characters.
@@ -46,19 +46,11 @@ impl Auth {
             },
         )?;
         let this = Arc::clone(self);
-        let client = crate::service::ClientContext::current();
-        // The request's span goes along, so the work's log lines (and its audit event's) carry
-        // the request id.
-        tokio::spawn(tracing::Instrument::in_current_span(client.scope(
-            async move {
-                let Ok(_slot) = this.recovery_slots.clone().acquire_owned().await else {
-                    return;
-                };
-                if let Err(e) = this.send_reset_link(&email).await {
-                    tracing::error!(error = %e, "password recovery could not be started");
-                }
-            },
-        )));
+        crate::service::in_background(
+            &self.recovery_slots,
+            "password recovery could not be started",
+            async move { this.send_reset_link(&email).await },
+        );
         Ok(())
     }
 
@@ -116,18 +108,15 @@ impl Auth {
             .await;
             return Ok(());
         }
+        committed(&requested);
         let link = format!(
             "{}/ui/reset-password?token={token}",
             self.config.email_base_url
         );
-        let message = render(
-            MailKind::PasswordReset { link: &link },
-            Locale::negotiate(&user.locale),
-            &user.email,
-            &self.config.product_name,
-        )?;
-        committed(&requested);
-        self.outbox.queue(&message).await?;
+        let kind = MailKind::PasswordReset { link: &link };
+        self.outbox
+            .queue_for(&user, kind, &self.config.product_name)
+            .await?;
         tracing::info!(user_id = %user.id, "password reset link queued");
         Ok(())
     }
@@ -188,15 +177,10 @@ impl Auth {
     }
 
     pub(crate) async fn notify_password_changed(&self, user: &crate::domain::User) {
-        let queued = match render(
-            MailKind::PasswordChanged,
-            Locale::negotiate(&user.locale),
-            &user.email,
-            &self.config.product_name,
-        ) {
-            Ok(message) => self.outbox.queue(&message).await,
-            Err(e) => Err(e),
-        };
+        let queued = self
+            .outbox
+            .queue_for(user, MailKind::PasswordChanged, &self.config.product_name)
+            .await;
         if let Err(e) = queued {
             tracing::warn!(user_id = %user.id, error = %e, "password-change notice not queued");
         }

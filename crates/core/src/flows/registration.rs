@@ -32,6 +32,8 @@ pub struct Registration {
     pub locale: Option<String>,
     /// Administrator account (CLI and first-run only).
     pub is_admin: bool,
+    /// The address counts as confirmed from the start (accounts an administrator creates).
+    pub email_verified: bool,
 }
 
 /// Checks that an optional confirmation equals the password (constant time).
@@ -88,7 +90,7 @@ impl Auth {
             Outcome::Success,
             Some(id),
             None,
-            json!({"is_admin": input.is_admin}),
+            json!({"is_admin": input.is_admin, "email_verified": input.email_verified}),
         )];
         let user = self
             .store
@@ -104,6 +106,7 @@ impl Auth {
                     is_admin: input.is_admin,
                     locale: locale.tag().to_owned(),
                     now: self.now(),
+                    email_verified: input.email_verified,
                 },
                 &registered,
             )

@@ -121,6 +121,7 @@ async fn seed(
             is_admin: false,
             locale: "en".to_owned(),
             now,
+            email_verified: false,
         });
         if batch.len() == BATCH {
             store.insert_users_bulk(&batch).await?;
@@ -284,6 +285,7 @@ async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
             is_admin: false,
             locale: "en".to_owned(),
             now,
+            email_verified: false,
         }])
         .await?;
     let session_id = Uuid::new_v4();

@@ -101,6 +101,9 @@ pub struct CreateUser {
     /// Read the password from stdin.
     #[arg(long)]
     pub password_stdin: bool,
+    /// The email address counts as confirmed (no confirmation link is mailed).
+    #[arg(long)]
+    pub verified: bool,
     /// First name.
     #[arg(long)]
     pub first_name: Option<String>,
@@ -366,6 +369,7 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
                     last_name: args.last_name,
                     locale: None,
                     is_admin: args.admin,
+                    email_verified: args.verified,
                 })
                 .await
                 .map_err(domain_error)?;
@@ -376,6 +380,16 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
                 user.id,
                 if user.is_admin { " (admin)" } else { "" }
             );
+            if user.email_verified {
+                println!("email address confirmed");
+            } else {
+                // Delivered by the server's mail worker, which reads the same outbox.
+                crate::app::build_email_confirmation(auth, Arc::new(SystemClock))
+                    .send_link(&user, "registration")
+                    .await
+                    .map_err(domain_error)?;
+                println!("a link to confirm the email address was queued");
+            }
             if let Some(p) = generated {
                 println!("password: {p}");
             }
@@ -397,6 +411,9 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
                 }
                 if u.is_locked(now) {
                     flags.push("locked");
+                }
+                if !u.email_verified {
+                    flags.push("unconfirmed");
                 }
                 println!(
                     "{:<36}  {:<20}  {:<32}  {}",

@@ -3,19 +3,19 @@
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
-struct Cli {
+pub(crate) struct Cli {
     dir: std::path::PathBuf,
 }
 
 impl Cli {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir =
             std::env::temp_dir().join(format!("porteiro-cli-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         Self { dir }
     }
 
-    fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    pub(crate) fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_porteiro"));
         cmd.args(args)
             .env_clear()
@@ -46,7 +46,7 @@ impl Cli {
         child.wait_with_output().unwrap()
     }
 
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+    pub(crate) fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, &[], stdin);
         assert!(
             out.status.success(),

@@ -94,6 +94,11 @@ impl ReceivedMail {
         msg.subject().unwrap_or_default().to_owned()
     }
 
+    /// Whether this is an address-confirmation mail (every registration sends one).
+    pub fn is_confirmation(&self) -> bool {
+        self.text().contains("/ui/verify-email?token=")
+    }
+
     /// The first link in the text body.
     pub fn link(&self) -> String {
         let text = self.text();
@@ -130,18 +135,38 @@ impl SmtpSink {
         Self { port, inbox }
     }
 
-    /// Mail received so far.
+    /// Mail received so far, except address-confirmation mails: every registration sends one,
+    /// and tests of other mail need not skip it (see [`SmtpSink::wait_for_confirmation`]).
     pub fn messages(&self) -> Vec<ReceivedMail> {
+        self.all_messages()
+            .into_iter()
+            .filter(|m| !m.is_confirmation())
+            .collect()
+    }
+
+    /// Every mail received so far.
+    pub fn all_messages(&self) -> Vec<ReceivedMail> {
         self.inbox.lock().unwrap().clone()
     }
 
-    /// Waits (up to 10 s) until `n` messages for `to` have arrived and returns them.
+    /// Waits (up to 10 s) until `n` messages for `to` have arrived and returns them
+    /// (address-confirmation mails left out, as in [`SmtpSink::messages`]).
     pub async fn wait_for(&self, to: &str, n: usize) -> Vec<ReceivedMail> {
+        self.wait_until(to, n, false).await
+    }
+
+    /// Waits (up to 10 s) until `n` address-confirmation mails for `to` have arrived and
+    /// returns them.
+    pub async fn wait_for_confirmation(&self, to: &str, n: usize) -> Vec<ReceivedMail> {
+        self.wait_until(to, n, true).await
+    }
+
+    async fn wait_until(&self, to: &str, n: usize, confirmations: bool) -> Vec<ReceivedMail> {
         for _ in 0..200 {
             let got: Vec<_> = self
-                .messages()
+                .all_messages()
                 .into_iter()
-                .filter(|m| m.to.iter().any(|t| t == to))
+                .filter(|m| m.to.iter().any(|t| t == to) && m.is_confirmation() == confirmations)
                 .collect();
             if got.len() >= n {
                 return got;
@@ -149,8 +174,11 @@ impl SmtpSink {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!(
-            "expected {n} mail(s) for {to}, got {:?}",
-            self.messages().iter().map(|m| &m.to).collect::<Vec<_>>()
+            "expected {n} mail(s) for {to} (confirmations: {confirmations}), got {:?}",
+            self.all_messages()
+                .iter()
+                .map(|m| (&m.to, m.is_confirmation()))
+                .collect::<Vec<_>>()
         );
     }
 }

@@ -15,6 +15,7 @@ mod compact;
 mod connections;
 mod credentials;
 mod devices;
+mod email_confirmation;
 mod hardening;
 mod hostile_input;
 mod http;

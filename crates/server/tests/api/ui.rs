@@ -9,7 +9,7 @@ use crate::both_backends;
 use crate::browser::Jar;
 use crate::helpers::{Options, PASSWORD, Reply, TestApp, spawn_app, spawn_app_with};
 
-async fn get(app: &TestApp, jar: &mut Jar, path: &str, lang: &str) -> Reply {
+pub(crate) async fn get(app: &TestApp, jar: &mut Jar, path: &str, lang: &str) -> Reply {
     let req = app
         .client
         .get(format!("{}{path}", app.url))
@@ -21,7 +21,7 @@ async fn get(app: &TestApp, jar: &mut Jar, path: &str, lang: &str) -> Reply {
 }
 
 /// Posts a form, the enhanced way (`json`) or the plain way.
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     jar: &mut Jar,
     path: &str,
@@ -42,7 +42,7 @@ async fn post(
 }
 
 /// The CSRF token a page's forms carry.
-fn form_token(page: &Reply) -> String {
+pub(crate) fn form_token(page: &Reply) -> String {
     let text = &page.text;
     let at = text
         .find("name=\"csrf_token\" value=\"")
@@ -57,7 +57,7 @@ async fn login_form(app: &TestApp, jar: &mut Jar) -> String {
     form_token(&page)
 }
 
-fn location(r: &Reply) -> &str {
+pub(crate) fn location(r: &Reply) -> &str {
     r.headers.get("location").unwrap().to_str().unwrap()
 }
 

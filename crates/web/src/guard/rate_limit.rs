@@ -93,7 +93,7 @@ pub enum RateClass {
     SignIn,
     /// Refresh-token rotation.
     Refresh,
-    /// Forgot/reset password (reset tokens are verification codes).
+    /// Forgot/reset password and address confirmation (their tokens are verification codes).
     Recovery,
     /// Account creation.
     Register,
@@ -125,7 +125,11 @@ impl RateClass {
             | "/api/auth/forgot-password"
             | "/api/auth/reset-password"
             | "/ui/forgot-password"
-            | "/ui/reset-password" => Self::Recovery,
+            | "/ui/reset-password"
+            | "/api/auth/verify-email"
+            | "/api/auth/verify-email/resend"
+            | "/ui/verify-email"
+            | "/ui/verify-email/resend" => Self::Recovery,
             "/api/auth/register" | "/ui/register" => Self::Register,
             _ => return None,
         })
@@ -447,6 +451,9 @@ mod tests {
         );
         assert_eq!(RateClass::of("/api/auth/refresh"), Some(RateClass::Refresh));
         assert_eq!(RateClass::of("/forgot-password"), Some(RateClass::Recovery));
+        for confirmation in ["/api/auth/verify-email", "/api/auth/verify-email/resend"] {
+            assert_eq!(RateClass::of(confirmation), Some(RateClass::Recovery));
+        }
         assert_eq!(
             RateClass::of("/api/auth/register"),
             Some(RateClass::Register)

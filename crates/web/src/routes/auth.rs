@@ -166,7 +166,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(introspect))
 }
 
-/// Create an account.
+/// Create an account; a link to confirm its address is mailed to it.
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = Envelope<UserView>), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn register(
@@ -185,8 +185,10 @@ async fn register(
             last_name: req.last_name,
             locale: ctx.accept_language,
             is_admin: false,
+            email_verified: false,
         })
         .await?;
+    s.email_confirmation.registered(&user).await;
     Ok((
         StatusCode::CREATED,
         ok_with("Account created.", UserView::new(user, s.auth.now())),
@@ -199,7 +201,7 @@ async fn register(
 /// `/api/auth/email-verification/verify`).
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = Envelope<AuthResponse>), (status = 401, body = ErrorBody, description = "Unknown user, wrong password or locked account"),
-              (status = 403, body = ErrorBody, description = "Disabled account (right password)"), (status = 503, body = ErrorBody)))]
+              (status = 403, body = ErrorBody, description = "Disabled account, or unconfirmed address while REQUIRE_VERIFIED_EMAIL (right password only): `account_disabled`, `email_not_verified`"), (status = 503, body = ErrorBody)))]
 async fn login(
     State(s): State<AppState>,
     ClientInfo(ctx): ClientInfo,

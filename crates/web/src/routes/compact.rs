@@ -118,7 +118,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 
 /// Sign in with username or email (and `otp` for an account with two-factor authentication).
 #[utoipa::path(post, path = "/auth", tag = "compact", request_body = AuthRequest,
-    responses((status = 200, body = TokenPair), (status = 403, body = ErrorBody, description = "Bad credentials (a wrong `otp` included), locked or disabled: `invalid_credentials`; right password but `otp` missing: `mfa_required`"),
+    responses((status = 200, body = TokenPair), (status = 403, body = ErrorBody, description = "Bad credentials (a wrong `otp` included), locked or disabled: `invalid_credentials`; right password but `otp` missing: `mfa_required`; right password, unconfirmed address while REQUIRE_VERIFIED_EMAIL: `email_not_verified`"),
               (status = 400, body = ErrorBody)))]
 async fn sign_in(
     State(s): State<AppState>,

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod compact;
 pub mod devices;
 pub mod docs;
+pub mod email_confirmation;
 pub mod health;
 pub mod metrics;
 pub mod mfa;

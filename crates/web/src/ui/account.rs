@@ -43,6 +43,8 @@ struct Profile {
     last_name: String,
     created: String,
     created_iso: String,
+    /// When the address was confirmed (shown, `datetime`), if it was.
+    email_confirmed: Option<(String, String)>,
 }
 
 struct EventRow {
@@ -173,6 +175,7 @@ async fn render_account(
         t,
         heading: t.fmt("account.heading", &[("name", &name)]),
         user: Profile {
+            email_confirmed: user.email_verified_at.map(|at| day(t, at)),
             username: user.username,
             email: user.email,
             first_name: user.first_name.unwrap_or_default(),

@@ -145,10 +145,12 @@ mod tests {
             include_str!("../../templates/ui/webhooks_endpoint.html"),
             include_str!("../../templates/ui/webhooks_fields.html"),
             include_str!("../../templates/ui/webhooks_secret.html"),
+            include_str!("../../templates/ui/verify.html"),
             include_str!("mod.rs"),
             include_str!("pages.rs"),
             include_str!("account.rs"),
             include_str!("webhooks.rs"),
+            include_str!("verify_email.rs"),
         ];
         let mut missing = Vec::new();
         for source in sources {
@@ -160,7 +162,7 @@ mod tests {
                     [
                         "app", "lang", "nav", "form", "format", "event", "error", "notice",
                         "login", "register", "strength", "forgot", "reset", "account", "admin",
-                        "message", "webhooks",
+                        "message", "webhooks", "verify",
                     ]
                     .contains(&ns)
                         && !name.is_empty()

@@ -15,6 +15,7 @@
 mod account;
 pub mod i18n;
 mod pages;
+mod verify_email;
 mod webhooks;
 
 use std::sync::LazyLock;
@@ -70,6 +71,14 @@ pub(crate) fn router() -> Router<AppState> {
         .route(
             "/ui/reset-password",
             get(pages::reset_page).post(pages::reset),
+        )
+        .route(
+            "/ui/verify-email",
+            get(verify_email::page).post(verify_email::confirm),
+        )
+        .route(
+            "/ui/verify-email/resend",
+            axum::routing::post(verify_email::resend),
         )
         .route("/ui/logout", axum::routing::post(pages::logout))
         .route("/ui/account", get(account::account_page))

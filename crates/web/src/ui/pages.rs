@@ -29,6 +29,8 @@ const NOTICES: &[&str] = &[
     "unlocked",
     "disabled",
     "enabled",
+    "email_confirmed",
+    "confirmation_sent",
 ];
 
 /// The text of a whitelisted notice.
@@ -70,6 +72,8 @@ struct LoginPage {
     error: Option<String>,
     notice: Option<String>,
     field: &'static str,
+    /// Refused for an unconfirmed address: the page offers a new link.
+    unconfirmed: bool,
 }
 
 #[derive(Template)]
@@ -233,6 +237,7 @@ pub(super) async fn login_page(
         error: None,
         notice: notice(ui.t, q.notice()),
         field: "",
+        unconfirmed: false,
     };
     html(StatusCode::OK, headers, &page)
 }
@@ -266,6 +271,7 @@ pub(super) async fn login(
             error: Some(failure.message),
             notice: None,
             field: failure.field.unwrap_or(""),
+            unconfirmed: failure.code == "email_not_verified",
         };
         html(failure.status, headers, &page)
     };
@@ -406,9 +412,13 @@ pub(super) async fn register(
         last_name: None,
         locale: Some(ui.t.tag().to_owned()),
         is_admin: false,
+        email_verified: false,
     };
     match s.auth.register(input).await {
-        Ok(_) => ui.done(HeaderMap::new(), "/ui/login?notice=registered"),
+        Ok(user) => {
+            s.email_confirmation.registered(&user).await;
+            ui.done(HeaderMap::new(), "/ui/login?notice=registered")
+        }
         Err(e) => fail(Failure::from_error(ui.t, &e)),
     }
 }

@@ -8,7 +8,8 @@
 # bench/results/<date>-<backend>.{md,json,svg}. --smoke runs each scenario for a second on a tiny
 # database and only checks that they work (scripts/test.sh runs it); it never judges figures.
 #
-# Scenarios: baseline, health, me, login, me-under-login-flood, refresh, register, webhooks (login
+# Scenarios: baseline, health, me, login, login-2fa (password + authenticator code, alternating
+# with login), me-under-login-flood, refresh, register, webhooks (login
 # and register with one subscribed endpoint vs none; delivery throughput), idle, startup, scale
 # (login and me on 1k vs 1M accounts with 10M audit rows). See bench/README.md.
 #
@@ -60,10 +61,10 @@ log() { printf '==> %s\n' "$*" >&2; }
 cores=$(nproc)
 if ((smoke)); then
     warm=1s duration=1s small_users=200 large_users=2000 audit_rows=2000 idle_sessions=500 tokens=20
-    rounds=1
+    rounds=1 mfa_per_round=200
 else
     duration=${BENCH_DURATION:-15s} warm=3s small_users=1000 large_users=1000000 audit_rows=10000000
-    idle_sessions=100000 tokens=256 rounds=${BENCH_ROUNDS:-3}
+    idle_sessions=100000 tokens=256 rounds=${BENCH_ROUNDS:-3} mfa_per_round=2000
 fi
 password='Bench-Passw0rd-1'
 port=18480
@@ -274,7 +275,53 @@ r["ceiling_rps"] = round(ceiling, 1)
 r["verify_ms"] = round((before["verify_ms"] + after["verify_ms"]) / 2, 2)
 r["verify_ms_before_after"] = [round(before["verify_ms"], 2), round(after["verify_ms"], 2)]
 r["ratio"] = round(r["rps"] / ceiling, 3); print(json.dumps(r))' "$login" "$ceiling_before" "$ceiling_after")"
+
+# login-2fa: the same sign-in with an authenticator app, two requests each (password, then code).
+# Its accounts are seeded with the server stopped, all on one secret (see `porteiro bench seed
+# --totp`), and the codes of the next hour's steps go to wrk as a table. Each round signs in as
+# accounts of its own (which steps an account spent lives in one wrk run's Lua state). Rounds
+# alternate with one-step login rounds (login.lua, as above) and the medians are compared: next to
+# the hash, the second step must be cheap.
+log "login-2fa: password + authenticator code, $rounds rounds alternating with login"
+mfa_users=$((mfa_per_round * rounds))
+mfa_secret=$(printf '%s\n' "$password" | "$bin" bench seed --users "$mfa_users" --prefix benchmfa --totp |
+    tee -a "$work/seed.log" | python3 -c 'import json, sys; print(json.load(sys.stdin)["totp_secret_hex"])')
+settle
 start_server
+mfa_codes=$(python3 - "$mfa_secret" <<'EOF'
+import hashlib, hmac, struct, sys, time
+secret = bytes.fromhex(sys.argv[1])
+def code(step):  # RFC 6238 over RFC 4226's dynamic truncation: SHA-1, 6 digits, 30 s
+    mac = hmac.new(secret, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    return "%06d" % ((struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 1000000)
+now = int(time.time()) // 30
+print("CODES = {" + ",".join('[%d]="%s"' % (s, code(s)) for s in range(now - 1, now + 121)) + "}")
+EOF
+)
+mfa_lua="ACCOUNTS = $mfa_per_round
+PREFIX = \"benchmfa\"
+PASSWORD = \"$password\"
+THREADS = $((cores * 4))
+$mfa_codes"
+paired_login="" login_2fa=""
+for round in $(seq 0 $((rounds - 1))); do
+    paired_login+=$(wrk_run login-paired "$server_pid" "$url" login.lua $((cores * 4)) "$cores" "$login_lua")$'\n'
+    login_2fa+=$(wrk_run login-2fa "$server_pid" "$url" login2fa.lua $((cores * 4)) $((cores * 4)) "FIRST = $((round * mfa_per_round))
+$mfa_lua")$'\n'
+done
+record login-2fa "$(python3 -c '
+import json, sys
+logins = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+twos = [json.loads(l) for l in sys.argv[2].splitlines() if l.strip()]
+r = sorted(twos, key=lambda x: x["sign_ins_per_sec"])[len(twos) // 2]
+login = sorted(logins, key=lambda x: x["rps"])[len(logins) // 2]
+r["rounds_sign_ins_per_sec"] = [x["sign_ins_per_sec"] for x in twos]
+r["login_rps"] = login["rps"]
+r["rounds_login_rps"] = [x["rps"] for x in logins]
+r["ratio"] = round(r["sign_ins_per_sec"] / login["rps"], 3)
+r["accounts_per_round"] = int(sys.argv[3])
+print(json.dumps(r))' "$paired_login" "$login_2fa" "$mfa_per_round")"
 
 log "me under a login flood"
 me_tokens="tokens = $(sign_in_tokens "$tokens" auth)" # fresh: access tokens live five minutes

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's full check, as CI runs it (.ci/run calls this on a fresh machine):
 #   prerequisites -> fmt + clippy -> Rust test suite against a throwaway PostgreSQL
-#   -> JWT, metrics and webhook interop checks against a live server -> hosted UI in Chromium (playwright-core)
+#   -> JWT, TOTP, metrics and webhook interop checks against a live server -> hosted UI in Chromium (playwright-core)
 #   -> cargo audit -> optional bench smoke run.
 # Fails fast: the first failing step stops the run, and the summary says which one it was.
 #
@@ -188,11 +188,12 @@ fi
 step_ok
 
 # ---------------------------------------------------------------------------------------------
-# Independent clients must accept what we produce: PyJWT our tokens through our JWKS alone, the
-# reference Standard Webhooks library (`standardwebhooks`) a real webhook delivery, captured by a
-# receiver the script runs on loopback, and Prometheus' reference parser (`prometheus-client`) our
-# /metrics. The Rust tests can't show that, since they check with the same libraries that sign.
-step "interop (PyJWT, prometheus-client, standardwebhooks vs live server)"
+# Independent clients must accept what we produce: PyJWT our tokens through our JWKS alone, pyotp
+# our otpauth URIs (its codes must sign in), the reference Standard Webhooks library
+# (`standardwebhooks`) a real webhook delivery, captured by a receiver the script runs on
+# loopback, and Prometheus' reference parser (`prometheus-client`) our /metrics. The Rust tests
+# can't show that, since they check with the same libraries that sign.
+step "interop (PyJWT, pyotp, prometheus-client, standardwebhooks vs live server)"
 cargo build -p porteiro --bin porteiro
 INTEROP_DIR=$(mktemp -d /tmp/porteiro-interop.XXXXXX)
 SERVER_PORT=$(free_port)
@@ -257,6 +258,10 @@ done
 "$VENV/bin/python" tests/interop/webhook_interop.py "$BASE_URL" Interop-Admin-9x || { server_log; exit 1; }
 # After the webhook check, so the delivery histogram has samples to be typed.
 "$VENV/bin/python" tests/interop/metrics_interop.py "$BASE_URL" || { server_log; exit 1; }
+# Authenticator-app codes made by pyotp from the otpauth URI we hand out (our tests use totp-rs,
+# the library the server checks with). Last: its many sign-in steps drain the per-address
+# sign-in bucket (it waits out the 429s as Retry-After says; the other checks do not).
+"$VENV/bin/python" tests/interop/mfa_interop.py "$BASE_URL" || { server_log; exit 1; }
 stop_server
 step_ok
 

@@ -9,8 +9,9 @@ use std::time::Instant;
 use chrono::Duration;
 use clap::Subcommand;
 use porteiro_core::Auth;
-use porteiro_core::crypto::{random_token, token_hash};
+use porteiro_core::crypto::{MasterKey, random_bytes, random_token, token_hash};
 use porteiro_core::domain::audit::kind;
+use porteiro_core::domain::mfa::totp_secret_context;
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
 use porteiro_core::domain::{NewAuditEvent, NewSession, NewUser, Outcome, Username};
 use secrecy::SecretString;
@@ -37,6 +38,11 @@ pub enum BenchCommand {
         /// Audit events to append, spread over the new accounts.
         #[arg(long, default_value_t = 0)]
         audit_rows: u64,
+        /// Enable an authenticator app on every new account, all with one fresh secret (printed
+        /// as `totp_secret_hex`, for the harness to make codes with), no step used yet and no
+        /// backup codes.
+        #[arg(long)]
+        totp: bool,
     },
     /// Password verifications per second on one thread with the configured parameters, and that
     /// times the cores: the sign-in ceiling.
@@ -63,7 +69,7 @@ const BATCH: usize = 5_000;
 ///
 /// # Errors
 /// On store or hashing failure.
-pub async fn run(auth: Arc<Auth>, cmd: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(auth: Arc<Auth>, master: &MasterKey, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Seed {
             users,
@@ -71,7 +77,11 @@ pub async fn run(auth: Arc<Auth>, cmd: BenchCommand) -> anyhow::Result<()> {
             prefix,
             sessions,
             audit_rows,
-        } => seed(&auth, users, start, &prefix, sessions, audit_rows).await,
+            totp,
+        } => {
+            let totp = totp.then_some(master);
+            seed(&auth, users, start, &prefix, sessions, audit_rows, totp).await
+        }
         BenchCommand::Hash { iterations } => hash_ceiling(&auth, iterations).await,
         BenchCommand::Rotate { iterations, chains } => {
             rotate_ceiling(&auth, iterations, chains).await
@@ -86,6 +96,7 @@ async fn seed(
     prefix: &str,
     sessions: u64,
     audit_rows: u64,
+    totp: Option<&MasterKey>,
 ) -> anyhow::Result<()> {
     let began = Instant::now();
     let password = super::read_password_stdin()?;
@@ -121,6 +132,27 @@ async fn seed(
         store.insert_users_bulk(&batch).await?;
     }
     let users_done = began.elapsed();
+    // One secret for every account keeps the harness's code table to one code per step; each
+    // account still has its own sealed copy and its own record of the last step used, so the
+    // server does exactly the work it does for accounts with secrets of their own.
+    let totp_secret = match totp {
+        Some(master) => {
+            let secret = random_bytes::<20>();
+            for &id in &ids {
+                let sealed = master.seal(&totp_secret_context(id), &secret);
+                let enabled = store.begin_totp_setup(id, &sealed, &[], now).await?
+                    && store.enable_totp(id, &sealed, 0, now, &[]).await?;
+                anyhow::ensure!(enabled, "enabling TOTP for a seeded account failed");
+            }
+            Some(
+                secret
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+            )
+        }
+        None => None,
+    };
     for i in 0..sessions {
         let user_id = ids[usize::try_from(i)? % ids.len().max(1)];
         let id = Uuid::new_v4();
@@ -188,6 +220,7 @@ async fn seed(
         serde_json::json!({
             "users": users, "sessions": sessions, "audit_rows": audit_rows,
             "users_secs": users_done.as_secs_f64(), "total_secs": began.elapsed().as_secs_f64(),
+            "totp_secret_hex": totp_secret,
         })
     );
     Ok(())

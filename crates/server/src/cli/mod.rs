@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 mod bench;
 
-use crate::app::{Application, build_auth, load_master_key, open_store};
+use crate::app::{Application, build_auth, build_auth_with_key, load_master_key, open_store};
 use crate::config::Config;
 
 /// Porteiro: a self-hosted authentication and identity server.
@@ -309,8 +309,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Bench(cmd) => {
             let store = open_store(&config).await?;
-            let auth = build_auth(&config, store, Arc::new(SystemClock)).await?;
-            bench::run(auth, cmd).await
+            let master = Arc::new(load_master_key(&config)?);
+            let auth =
+                build_auth_with_key(&config, store, Arc::new(SystemClock), master.clone()).await?;
+            bench::run(auth, &master, cmd).await
         }
         Command::User(cmd) => {
             let store = open_store(&config).await?;

@@ -40,7 +40,7 @@ impl Jar {
     }
 }
 
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     jar: &mut Jar,
     method: reqwest::Method,

@@ -21,6 +21,7 @@ mod hostile_input;
 mod http;
 mod jwt;
 mod metrics;
+mod mfa;
 mod multi_instance;
 mod recovery;
 mod resilience;

@@ -18,7 +18,6 @@ use crate::cookies::{CSRF, DEVICE, SESSION};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::auth::{csrf_failed, csrf_ok};
 use crate::extract::{AppJson, ClientInfo};
-use crate::routes::mfa::TwoFactorVerifyRequest;
 use crate::state::AppState;
 use crate::views::{AuthResponse, Envelope, UserView, ok};
 use porteiro_core::Error;
@@ -158,31 +157,48 @@ async fn open_browser_session(
     ))
 }
 
+/// The second step of a browser sign-in: exactly one of the code fields.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SessionVerifyRequest {
+    /// The `mfa_token` from the sign-in answer.
+    pub mfa_token: String,
+    /// The 6-digit code of the authenticator app.
+    pub code: Option<String>,
+    /// Same as `code`.
+    pub totp_code: Option<String>,
+    /// One of the backup codes.
+    pub backup_code: Option<String>,
+    /// The 6-digit code from the sign-in mail (when `methods` offers `email`).
+    pub email_code: Option<String>,
+}
+
 /// Finishes a browser sign-in that needed a second step: sets the same cookies as a one-step
 /// sign-in. Needs the CSRF token in `X-CSRF-Token`.
-#[utoipa::path(post, path = "/api/auth/session/verify", tag = "auth", request_body = TwoFactorVerifyRequest,
+#[utoipa::path(post, path = "/api/auth/session/verify", tag = "auth", request_body = SessionVerifyRequest,
     responses((status = 200, body = Envelope<SessionView>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "`invalid_mfa_token`, `invalid_code`"),
+        (status = 400, body = ErrorBody, description = "`invalid_code_format` (none or several of the code fields), `mfa_method_not_allowed`"),
+        (status = 401, body = ErrorBody, description = "`invalid_mfa_token`, `invalid_code`"),
         (status = 403, body = ErrorBody, description = "CSRF token missing or wrong; account disabled"),
         (status = 429, body = ErrorBody)))]
 async fn session_verify(
     State(s): State<AppState>,
     ClientInfo(ctx): ClientInfo,
     parts: Parts,
-    AppJson(req): AppJson<TwoFactorVerifyRequest>,
+    AppJson(req): AppJson<SessionVerifyRequest>,
 ) -> Result<(HeaderMap, Json<Envelope<SessionAnswer>>), Response> {
     let current = s.settings.cookies.read(&parts.headers, SESSION);
     if !csrf_ok(&parts, &s, current.as_deref()) {
         return Err(csrf_failed());
     }
-    let factor = match (req.code.or(req.totp_code), req.backup_code) {
-        (Some(code), None) => SecondFactor::Totp(code),
-        (None, Some(code)) => SecondFactor::BackupCode(code),
+    let factor = match (req.code.or(req.totp_code), req.backup_code, req.email_code) {
+        (Some(code), None, None) => SecondFactor::Totp(code),
+        (None, Some(code), None) => SecondFactor::BackupCode(code),
+        (None, None, Some(code)) => SecondFactor::EmailCode(code),
         _ => {
             return Err(ApiError(Error::validation(
                 "code",
                 "invalid_code_format",
-                "Send either `code` or `backup_code`.",
+                "Send one of `code`, `backup_code` or `email_code`.",
             ))
             .into_response());
         }

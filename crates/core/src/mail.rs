@@ -173,7 +173,7 @@ const SIGN_IN_CODE_EN: Wording = Wording {
     greeting: "Hello",
     body: "Someone signed in to your account with its password and was asked for a second step. To finish signing in, enter this code:",
     action: "",
-    expiry: "The code works once and expires in 10 minutes.",
+    expiry: "The code works once, for this sign-in only, which expires 5 minutes after the password was entered.",
     ignore: "If this was not you, do not share the code: change your password at once, because it is known to someone else.",
 };
 const SIGN_IN_CODE_PT: Wording = Wording {
@@ -181,7 +181,7 @@ const SIGN_IN_CODE_PT: Wording = Wording {
     greeting: "Olá",
     body: "Alguém entrou na sua conta com a senha e foi solicitada uma segunda etapa. Para concluir o acesso, digite este código:",
     action: "",
-    expiry: "O código funciona uma única vez e expira em 10 minutos.",
+    expiry: "O código funciona uma única vez, só para este acesso, que expira 5 minutos depois de a senha ser digitada.",
     ignore: "Se não foi você, não compartilhe o código: troque sua senha imediatamente, pois outra pessoa a conhece.",
 };
 const TOTP_ENABLED_EN: Wording = Wording {

@@ -48,6 +48,19 @@ impl Auth {
         password: &SecretString,
         ctx: &ClientContext,
     ) -> Result<SignIn, Error> {
+        self.login_for(identifier, password, ctx, true).await
+    }
+
+    /// [`Auth::login`] for a client that can (`email_step`) or cannot (the compact API) finish
+    /// a second step by emailed code. For the latter, a sign-in that would need one answers
+    /// `MfaRequired` without mailing a code it could never use.
+    pub(crate) async fn login_for(
+        &self,
+        identifier: &str,
+        password: &SecretString,
+        ctx: &ClientContext,
+        email_step: bool,
+    ) -> Result<SignIn, Error> {
         let login = crate::domain::login_key(identifier);
         if login.is_empty() || login.len() > 254 {
             return Err(Error::validation(
@@ -129,7 +142,14 @@ impl Auth {
             }
             self.ensure_email_confirmed(&user).await?;
             return self
-                .after_password(user, verification.needs_rehash, password, ctx, true)
+                .after_password(
+                    user,
+                    verification.needs_rehash,
+                    password,
+                    ctx,
+                    true,
+                    email_step,
+                )
                 .await;
         }
         if user.is_locked(now) || !verification.matches {
@@ -157,8 +177,15 @@ impl Auth {
             return Err(Error::AccountDisabled);
         }
         self.ensure_email_confirmed(&user).await?;
-        self.after_password(user, verification.needs_rehash, password, ctx, false)
-            .await
+        self.after_password(
+            user,
+            verification.needs_rehash,
+            password,
+            ctx,
+            false,
+            email_step,
+        )
+        .await
     }
 
     /// A correct password for an active account (`known`: from a known device, whose own lock
@@ -173,6 +200,7 @@ impl Auth {
         password: &SecretString,
         ctx: &ClientContext,
         known: bool,
+        email_step: bool,
     ) -> Result<SignIn, Error> {
         if needs_rehash {
             self.upgrade_hash_in_background(&user, password.clone());

@@ -708,7 +708,7 @@ impl Auth {
         otp: Option<&str>,
         ctx: &ClientContext,
     ) -> Result<Authenticated, Error> {
-        match self.login(identifier, password, ctx).await? {
+        match self.login_for(identifier, password, ctx, false).await? {
             SignIn::Done(out) => Ok(*out),
             SignIn::SecondStep(step) => {
                 let Some(otp) = otp.filter(|_| step.requires_2fa) else {

@@ -810,6 +810,10 @@ both_backends! {
         assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("mfa_required")), "{}", r.text);
         let r = app.post("/auth", json!({"login": user.username, "password": PASSWORD, "otp": second_code})).await;
         assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("mfa_required")), "{}", r.text);
+        // …and mails no code it could never use: the next mail is the next real sign-in's.
+        let _barrier = password_step(&app, &user).await;
+        wait_for_mail(&app, &user.email, "Your sign-in code", 3 + 1).await;
+        assert_eq!(mails_about(&app, &user.email, "Your sign-in code"), 4);
     }
 
     async fn emailed_codes_have_attempt_resend_and_time_limits(backend: Backend) {

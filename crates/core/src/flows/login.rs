@@ -211,6 +211,9 @@ impl Auth {
             .filter(|d| ctx.ip.is_some() && looks_like_token(d, DEVICE_TOKEN_LEN))
             .map(token_hash);
         if let Some((methods, email_first)) = self.second_step_methods(&user, known).await? {
+            if email_first && !email_step {
+                return Err(Error::MfaRequired);
+            }
             let step = self
                 .begin_second_step(&user, methods, email_first, ctx, device_hash, known)
                 .await?;

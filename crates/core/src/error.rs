@@ -69,7 +69,7 @@ pub enum Error {
     #[error("a second factor is required")]
     MfaRequired,
     /// The account's two-factor state does not allow this (`code`: `mfa_already_enabled`,
-    /// `mfa_not_enabled`, `mfa_setup_required`, `mfa_method_not_allowed`).
+    /// `mfa_not_enabled`, `mfa_setup_required`, `mfa_method_not_allowed`, `reauthentication_required`).
     #[error("{message}")]
     MfaState {
         /// Stable snake_case code.

@@ -31,7 +31,7 @@ pub struct ErrorBody {
     /// `request_timeout`, `service_unavailable` (with `Retry-After`), `internal_error`;
     /// second step and two-factor: `invalid_mfa_token`, `invalid_code`, `invalid_code_format`,
     /// `mfa_required` (compact API), `mfa_method_not_allowed`, `mfa_already_enabled`,
-    /// `mfa_not_enabled`, `mfa_setup_required`.
+    /// `mfa_not_enabled`, `mfa_setup_required`, `reauthentication_required`.
     #[schema(example = "invalid_credentials")]
     pub code: &'static str,
     /// Human-readable explanation.
@@ -162,12 +162,13 @@ pub(crate) fn map(err: &Error) -> Mapped {
             "mfa_required",
             "This account needs a second factor: send the code from the authenticator app (or a backup code) as `otp`.",
         ),
-        // 400 for a method this sign-in does not offer; 409 for the account's 2FA state.
+        // 400 for a method this sign-in does not offer; 403 when the password must confirm;
+        // 409 for the account's 2FA state.
         Error::MfaState { code, message } => simple(
-            if *code == "mfa_method_not_allowed" {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::CONFLICT
+            match *code {
+                "mfa_method_not_allowed" => StatusCode::BAD_REQUEST,
+                "reauthentication_required" => StatusCode::FORBIDDEN,
+                _ => StatusCode::CONFLICT,
             },
             code,
             message,

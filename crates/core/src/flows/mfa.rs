@@ -57,6 +57,8 @@ const TOTP_STEP_SECS: u64 = 30;
 const TOTP_SECRET_BYTES: usize = 20;
 /// Codes a second step may mail: the first and five resends.
 const MAX_EMAIL_CODES: i32 = 6;
+/// How recent a sign-in must be to turn two-factor authentication on without the password.
+pub const REAUTH_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
 /// Minimum interval between two mailed codes of one second step.
 const EMAIL_RESEND_INTERVAL_SECS: i64 = 60;
 
@@ -866,19 +868,36 @@ impl TwoFactor {
         })
     }
 
-    /// Enables the pending setup once `code` proves the app holds the secret.
+    /// Enables the pending setup once `code` proves the app holds the secret. Turning a second
+    /// factor on also makes it needed to sign in, so — lest a stolen access token lock the owner
+    /// out with an app of the thief's — it needs a sign-in less than [`REAUTH_WINDOW`] old or
+    /// the account's `password`.
     ///
     /// # Errors
-    /// `NotFound`/`Forbidden`, `MfaState` (`mfa_already_enabled`, `mfa_setup_required`),
-    /// `Validation` (malformed code), `IncorrectCode`.
+    /// `NotFound`/`Forbidden`, `MfaState` (`mfa_already_enabled`, `mfa_setup_required`,
+    /// `reauthentication_required`), `IncorrectPassword`, `Validation` (malformed code),
+    /// `IncorrectCode`.
     pub async fn enable(
         &self,
         principal: &Principal,
         user_id: Uuid,
         code: &str,
+        password: Option<&SecretString>,
     ) -> Result<(), Error> {
         let user = self.own_account(principal, user_id).await?;
         let digits = six_digits(code).ok_or_else(|| code_format_error("totp_code"))?;
+        let signed_in = self
+            .store
+            .session_by_id(principal.session_id)
+            .await?
+            .map(|s| s.created_at);
+        if signed_in.is_none_or(|t| t + REAUTH_WINDOW < self.now()) {
+            let password = password.ok_or(Error::MfaState {
+                code: "reauthentication_required",
+                message: "Confirm with your password: you signed in more than 5 minutes ago.",
+            })?;
+            self.check_password(&user, password, "enable").await?;
+        }
         let credential = self.store.totp_credential(user_id).await?;
         let Some(credential) = credential else {
             return Err(setup_required());
@@ -938,19 +957,7 @@ impl TwoFactor {
                 message: "Two-factor authentication is not enabled.",
             })?;
         let now = self.now();
-        if user.is_locked(now) {
-            return Err(Error::IncorrectPassword);
-        }
-        let matches = self
-            .hasher
-            .verify(password, Some(&user.password_hash))
-            .await?
-            .matches;
-        if !matches {
-            self.count_failure(user.id, "incorrect_password", purpose)
-                .await?;
-            return Err(Error::IncorrectPassword);
-        }
+        self.check_password(user, password, purpose).await?;
         let spent = match factor {
             SecondFactor::Totp(code) => {
                 let digits = six_digits(code).ok_or_else(|| code_format_error("totp_code"))?;
@@ -1000,6 +1007,30 @@ impl TwoFactor {
                 &self.config.product_name,
             )
             .await;
+        }
+        Ok(())
+    }
+
+    /// The account's password, confirming a change: refused while the account is locked, and a
+    /// wrong one counts towards the lock.
+    async fn check_password(
+        &self,
+        user: &User,
+        password: &SecretString,
+        purpose: &'static str,
+    ) -> Result<(), Error> {
+        if user.is_locked(self.now()) {
+            return Err(Error::IncorrectPassword);
+        }
+        let matches = self
+            .hasher
+            .verify(password, Some(&user.password_hash))
+            .await?
+            .matches;
+        if !matches {
+            self.count_failure(user.id, "incorrect_password", purpose)
+                .await?;
+            return Err(Error::IncorrectPassword);
         }
         Ok(())
     }

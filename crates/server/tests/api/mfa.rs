@@ -291,6 +291,31 @@ async fn audit_events(app: &TestApp, kind: &str) -> Vec<Value> {
 }
 
 both_backends! {
+    async fn turning_two_factor_on_needs_a_recent_sign_in_or_the_password(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("rosa").await;
+        let tokens = app.sign_in(&user).await;
+        let path = |p: &str| format!("/api/users/{}/2fa/{p}", user.id);
+        let r = app.get_auth(&path("setup"), &tokens.access).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let totp = totp_rs::Totp::from_url(r.data()["otpauth_uri"].as_str().unwrap()).unwrap();
+        // Six minutes after sign-in (the session refreshed, as a client keeps it): a stolen
+        // access token alone must not turn on a factor that would lock the owner out.
+        app.clock.advance(Duration::minutes(6));
+        let refreshed = app.post("/api/auth/refresh", json!({"refresh_token": tokens.refresh})).await;
+        assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
+        let access = refreshed.data()["access_token"].as_str().unwrap().to_owned();
+        let code = || totp.generate(u64::try_from(app.clock.now().timestamp()).unwrap()).to_string();
+        let r = app.post_auth(&path("enable"), &access, json!({"totp_code": code()})).await;
+        assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("reauthentication_required")), "{}", r.text);
+        let r = app.post_auth(&path("enable"), &access, json!({"totp_code": code(), "password": "Wrong-pass-1"})).await;
+        assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("incorrect_password")), "{}", r.text);
+        assert_eq!(status(&app, &user, &access).await["enabled"], false);
+        let r = app.post_auth(&path("enable"), &access, json!({"totp_code": code(), "password": user.password})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(status(&app, &user, &access).await["enabled"], true);
+    }
+
     async fn an_authenticator_app_makes_sign_in_two_steps(backend: Backend) {
         let app = spawn_app_with(backend, Options { env: vec![("TOTP_ISSUER", "Acme ID".to_owned())] }).await;
         let user = app.register("tania").await;

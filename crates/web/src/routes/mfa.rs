@@ -55,6 +55,9 @@ pub struct EnableRequest {
     pub totp_code: Option<String>,
     /// Same as `totp_code`.
     pub code: Option<String>,
+    /// The account's password: needed when the caller signed in more than 5 minutes ago.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretString>,
 }
 
 /// Re-authentication for a change to the factors: the password and a current factor.
@@ -228,11 +231,13 @@ async fn setup(
     }))
 }
 
-/// Enable the authenticator app set up with `setup`, proving it works with a current code.
+/// Enable the authenticator app set up with `setup`, proving it works with a current code. A
+/// sign-in older than 5 minutes must confirm with `password` (a stolen access token must not
+/// turn on a factor that would lock the owner out).
 #[utoipa::path(post, path = "/api/users/{id}/2fa/enable", tag = "mfa", params(("id" = Uuid, Path)), request_body = EnableRequest, security(("bearer" = [])),
     responses((status = 200, body = Envelope<TwoFactorStatusView>),
               (status = 400, body = ErrorBody, description = "`invalid_code_format`"),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "`invalid_code`, `forbidden`"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "`invalid_code`, `forbidden`, `reauthentication_required` (send `password`), `incorrect_password` (counted towards the lock)"),
               (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "`mfa_already_enabled`, `mfa_setup_required`")))]
 async fn enable(
@@ -248,7 +253,9 @@ async fn enable(
             "Enter the 6-digit code.",
         )
     })?;
-    s.two_factor.enable(&p, id, &code).await?;
+    s.two_factor
+        .enable(&p, id, &code, req.password.as_ref())
+        .await?;
     let status = s.two_factor.status(&p, id).await?;
     Ok(ok_with(
         "Two-factor authentication is on.",

@@ -473,6 +473,9 @@ pub(super) struct CodeForm {
     csrf_token: String,
     #[serde(default)]
     code: String,
+    /// Needed when the sign-in is more than 5 minutes old.
+    #[serde(default)]
+    password: String,
 }
 
 /// `POST /ui/account/2fa/enable`: the first code from the app turns two-factor on.
@@ -485,11 +488,30 @@ pub(super) async fn two_factor_enable(
         Ok(p) => p,
         Err(r) => return r,
     };
-    match s.two_factor.enable(&p, p.user_id, &form.code).await {
+    let password = (!form.password.is_empty()).then(|| SecretString::from(form.password));
+    match s
+        .two_factor
+        .enable(&p, p.user_id, &form.code, password.as_ref())
+        .await
+    {
         Ok(()) => ui.done(HeaderMap::new(), "/ui/account?notice=two_factor_enabled"),
-        // A wrong or malformed first code: try again (the app holds the secret already).
-        Err(e @ (Error::IncorrectCode | Error::Validation(_))) => {
-            let f = Failure::from_error(ui.t, &e).on("code");
+        // A wrong or malformed first code, or a password that is needed or wrong: try again
+        // (the app holds the secret already).
+        Err(
+            e @ (Error::IncorrectCode
+            | Error::Validation(_)
+            | Error::IncorrectPassword
+            | Error::MfaState {
+                code: "reauthentication_required",
+                ..
+            }),
+        ) => {
+            let on = if matches!(e, Error::IncorrectCode | Error::Validation(_)) {
+                "code"
+            } else {
+                "password"
+            };
+            let f = Failure::from_error(ui.t, &e).on(on);
             if ui.wants_json {
                 return ui.json_failure(&f, HeaderMap::new());
             }
@@ -501,7 +523,7 @@ pub(super) async fn two_factor_enable(
                 codes: Vec::new(),
                 error: Some(f.message),
                 notice: None,
-                field: "code",
+                field: on,
             };
             html(f.status, headers, &page)
         }

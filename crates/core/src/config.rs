@@ -56,6 +56,16 @@ pub enum EmailCodeRule {
 }
 
 impl EmailCodeRule {
+    /// The setting's canonical value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::NewDevice => "new_device",
+            Self::Always => "always",
+        }
+    }
+
     /// Parses the setting: `off`, `new_device`, `always`; the seed's `true`/`false` mean
     /// `always`/`off`.
     #[must_use]

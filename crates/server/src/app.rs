@@ -519,6 +519,11 @@ fn startup_facts(config: &Config) -> serde_json::Value {
         "public_url": config.public_url,
         "allow_insecure_cookies": config.allow_insecure_cookies,
         "email_allow_unicode": config.email_allow_unicode,
+        "mfa": {
+            "email_code": config.email_code.as_str(),
+            "email_fallback": config.mfa_email_fallback,
+            "require_verified_email": config.require_verified_email,
+        },
         "password_hash": match config.hash_scheme {
             porteiro_core::credentials::HashScheme::Argon2id { m_kib, t, p } =>
                 format!("argon2id m={m_kib} t={t} p={p}"),

@@ -460,6 +460,21 @@ impl Auth {
         let Some(mut user) = self.store.user_by_id(challenge.user_id).await? else {
             return Err(Error::InvalidMfaToken);
         };
+        // The password changed (or was reset, or every session revoked) since the first step:
+        // this sign-in is over, before any factor is spent.
+        if user.credential_epoch != challenge.credential_epoch {
+            return Err(Error::InvalidMfaToken);
+        }
+        // While the account (or the known device the first step came from) is locked, no code
+        // is looked at: right and wrong codes get the same answer, so a lock cannot tell them
+        // apart. The attempt still counts on the challenge, so waiting tokens die.
+        if self.second_step_locked(&challenge, &user, now).await? {
+            self.store
+                .fail_mfa_challenge(challenge.id, self.config.mfa.max_attempts, now)
+                .await?;
+            self.second_step_refused(user.id, "locked").await;
+            return Err(Error::InvalidCredentials);
+        }
         let spent = match factor {
             SecondFactor::Totp(code) => {
                 let digits = six_digits(code).ok_or_else(|| code_format_error("code"))?;
@@ -623,6 +638,25 @@ impl Auth {
         match result {
             Ok(()) => Error::InvalidCode,
             Err(e) => e,
+        }
+    }
+
+    /// Whether the lock that applies to this second step is on: the known device's own lock
+    /// for a first step from a known device, the account's otherwise.
+    async fn second_step_locked(
+        &self,
+        challenge: &MfaChallenge,
+        user: &User,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        match (&challenge.device_hash, challenge.known_device) {
+            (Some(device), true) => Ok(self
+                .store
+                .known_device(user.id, device)
+                .await?
+                .and_then(|d| d.locked_until)
+                .is_some_and(|t| t > now)),
+            _ => Ok(user.is_locked(now)),
         }
     }
 
@@ -1181,6 +1215,11 @@ impl TwoFactor {
     pub async fn reset(&self, actor: Option<&Principal>, user_id: Uuid) -> Result<bool, Error> {
         if let Some(actor) = actor {
             actor.ensure_admin()?;
+            // Removing one's own factor needs the password and a code (`disable`): an
+            // administrator's access token alone must not strip its own second factor.
+            if actor.user_id == user_id {
+                return Err(Error::Forbidden);
+            }
         }
         let user = self
             .store

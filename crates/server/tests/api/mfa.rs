@@ -555,13 +555,18 @@ both_backends! {
         let mut enrolled = enrol(&app, "zelia").await;
         // Two sign-ins past the password; wrong codes on the first lock the account (5 here).
         let waiting = mfa_token(&app, &enrolled.user).await;
+        let probing = mfa_token(&app, &enrolled.user).await;
         let guessing = mfa_token(&app, &enrolled.user).await;
         for _ in 0..5 {
             let r = verify(&app, &guessing, &enrolled.wrong_code(&app)).await;
             assert_eq!(code_of(&r), Some("invalid_code"), "{}", r.text);
         }
-        // Locked: the other sign-in's right code fails, and so does the right password.
-        let r = verify(&app, &waiting, &enrolled.code(&app)).await;
+        // Locked: the other sign-in's right code fails, and so does the right password. A wrong
+        // code gets the very same answer: the lock is no oracle for telling codes apart.
+        let right = enrolled.code(&app);
+        let r = verify(&app, &probing, &enrolled.wrong_code(&app)).await;
+        assert_eq!((r.status, code_of(&r)), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")), "{}", r.text);
+        let r = verify(&app, &waiting, &right).await;
         assert_eq!((r.status, code_of(&r)), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")), "{}", r.text);
         let r = password_step(&app, &enrolled.user).await;
         assert_eq!((r.status, code_of(&r)), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")), "{}", r.text);
@@ -759,6 +764,11 @@ both_backends! {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
         let r = app.post_auth("/api/users/not-a-uuid/2fa/reset", &admin.access, json!({})).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        // An administrator's own factor is removed with the password and a code (`disable`),
+        // never by its access token alone.
+        let own = format!("/api/users/{}/2fa/reset", admin_id.as_str().unwrap());
+        let r = app.post_auth(&own, &admin.access, json!({})).await;
+        assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("forbidden")), "{}", r.text);
         mail_barrier(&app, &user).await;
         assert_eq!(mails_about(&app, &user.email, "An administrator reset"), 1);
     }

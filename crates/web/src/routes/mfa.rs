@@ -324,7 +324,7 @@ async fn status(
 /// by mail). The CLI does the same with `porteiro user reset-2fa EMAIL`.
 #[utoipa::path(post, path = "/api/users/{id}/2fa/reset", tag = "mfa", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = Envelope<ResetView>), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody, description = "Needs `users:manage` (the admin role)"),
+              (status = 403, body = ErrorBody, description = "Needs `users:manage` (the admin role); never on the caller's own account (that is `disable`, with password and code)"),
               (status = 404, body = ErrorBody)))]
 async fn reset(
     State(s): State<AppState>,

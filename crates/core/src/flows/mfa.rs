@@ -456,6 +456,19 @@ impl Auth {
                 message: "This method cannot be used for this sign-in.",
             });
         }
+        // A malformed code is refused before anything is counted.
+        let code = match factor {
+            SecondFactor::Totp(code) | SecondFactor::EmailCode(code) => {
+                six_digits(code).ok_or_else(|| code_format_error("code"))?
+            }
+            SecondFactor::BackupCode(code) => canonical_backup_code(code).ok_or_else(|| {
+                Error::validation(
+                    "backup_code",
+                    "invalid_code_format",
+                    "Enter one of your backup codes.",
+                )
+            })?,
+        };
         let now = self.now();
         let Some(mut user) = self.store.user_by_id(challenge.user_id).await? else {
             return Err(Error::InvalidMfaToken);
@@ -465,19 +478,29 @@ impl Auth {
         if user.credential_epoch != challenge.credential_epoch {
             return Err(Error::InvalidMfaToken);
         }
+        // Every look at a code first takes one of the challenge's attempts, atomically: of
+        // concurrent guesses on one token no more than the limit are ever evaluated. A right
+        // code completes below whatever the count (its own attempt included); a wrong one
+        // leaves the attempt taken.
+        let max = self.config.mfa.max_attempts;
+        if self
+            .store
+            .fail_mfa_challenge(challenge.id, max, now)
+            .await?
+            .is_none()
+        {
+            return Err(Error::InvalidMfaToken);
+        }
         // While the account (or the known device the first step came from) is locked, no code
         // is looked at: right and wrong codes get the same answer, so a lock cannot tell them
-        // apart. The attempt still counts on the challenge, so waiting tokens die.
+        // apart (and the attempt taken above makes waiting tokens die).
         if self.second_step_locked(&challenge, &user, now).await? {
-            self.store
-                .fail_mfa_challenge(challenge.id, self.config.mfa.max_attempts, now)
-                .await?;
             self.second_step_refused(user.id, "locked").await;
             return Err(Error::InvalidCredentials);
         }
         let spent = match factor {
-            SecondFactor::Totp(code) => {
-                let digits = six_digits(code).ok_or_else(|| code_format_error("code"))?;
+            SecondFactor::Totp(_) => {
+                let digits = code;
                 let credential = self
                     .store
                     .totp_credential(user.id)
@@ -490,23 +513,13 @@ impl Auth {
                     .map_err(|_| anyhow::anyhow!("a TOTP secret does not open"))?;
                 matching_step(&secret, &digits, now)?.map(SpentFactor::TotpStep)
             }
-            SecondFactor::BackupCode(code) => {
-                let canonical = canonical_backup_code(code).ok_or_else(|| {
-                    Error::validation(
-                        "backup_code",
-                        "invalid_code_format",
-                        "Enter one of your backup codes.",
-                    )
-                })?;
-                Some(SpentFactor::BackupCode(backup_code_hash(
-                    &self.master,
-                    user.id,
-                    &canonical,
-                )))
-            }
-            SecondFactor::EmailCode(code) => {
-                let digits = six_digits(code).ok_or_else(|| code_format_error("code"))?;
-                let hash = email_code_hash(&self.master, challenge.id, &digits);
+            SecondFactor::BackupCode(_) => Some(SpentFactor::BackupCode(backup_code_hash(
+                &self.master,
+                user.id,
+                &code,
+            ))),
+            SecondFactor::EmailCode(_) => {
+                let hash = email_code_hash(&self.master, challenge.id, &code);
                 let current = challenge.email_code_hash.as_deref().is_some_and(|stored| {
                     ct_eq(stored.as_bytes(), hash.as_bytes())
                         && challenge.email_code_expires_at.is_some_and(|t| t > now)
@@ -533,13 +546,8 @@ impl Auth {
         let events: Vec<NewAuditEvent> = used.into_iter().collect();
         match self
             .store
-            .complete_mfa_challenge(
-                challenge.id,
-                &spent,
-                self.config.mfa.max_attempts,
-                now,
-                &events,
-            )
+            // The attempt this code took counts as one of the limit's, not one past it.
+            .complete_mfa_challenge(challenge.id, &spent, max.saturating_add(1), now, &events)
             .await?
         {
             CompleteOutcome::Completed => {}
@@ -586,14 +594,11 @@ impl Auth {
             .await
     }
 
-    /// A wrong code: counted on the challenge (which dies at the limit) and, like a wrong
+    /// A wrong code (its attempt on the challenge already taken): counted, like a wrong
     /// password, on the account — or on the known device the first step came from.
     async fn second_step_failed(&self, challenge: &MfaChallenge, reason: &'static str) -> Error {
         let result = async {
             let now = self.now();
-            self.store
-                .fail_mfa_challenge(challenge.id, self.config.mfa.max_attempts, now)
-                .await?;
             let (attempts, lock_until) = (
                 self.config.lockout_attempts,
                 now + self.config.lockout_duration,

@@ -527,6 +527,18 @@ both_backends! {
         assert_eq!(failed_attempts(&app, &enrolled.user).await, 0, "none of this counted as a wrong code");
     }
 
+    async fn concurrent_guesses_on_one_token_get_five_looks_at_most(backend: Backend) {
+        let app = spawn_app_with(backend, Options { env: vec![("SECURITY_LOCKOUT_ATTEMPTS", "50".to_owned())] }).await;
+        let enrolled = enrol(&app, "ximena").await;
+        let token = mfa_token(&app, &enrolled.user).await;
+        let wrong = enrolled.wrong_code(&app);
+        let answers = futures::future::join_all((0..20).map(|_| verify(&app, &token, &wrong))).await;
+        let looked_at = answers.iter().filter(|r| code_of(r) == Some("invalid_code")).count();
+        let refused = answers.iter().filter(|r| code_of(r) == Some("invalid_mfa_token")).count();
+        assert_eq!((looked_at, refused), (5, 15), "each guess takes one of the token's five attempts first");
+        assert_eq!(failed_attempts(&app, &enrolled.user).await, 5);
+    }
+
     async fn five_wrong_codes_end_the_second_step(backend: Backend) {
         let app = spawn_app_with(backend, Options { env: vec![("SECURITY_LOCKOUT_ATTEMPTS", "10".to_owned())] }).await;
         let mut enrolled = enrol(&app, "yara").await;

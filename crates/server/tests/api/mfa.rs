@@ -1280,6 +1280,25 @@ both_backends! {
         assert_eq!(r.data()["id"], enrolled.user.id.as_str());
     }
 
+    async fn a_cookie_session_starts_a_setup_only_with_the_csrf_token(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("telma").await;
+        let mut jar = crate::browser::Jar::default();
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::GET, "/api/auth/csrf", None, None).await;
+        let csrf = r.data()["csrf_token"].as_str().unwrap().to_owned();
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::POST, "/api/auth/session", Some(&csrf),
+            Some(json!({"username_or_email": user.username, "password": PASSWORD}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let csrf = r.data()["csrf_token"].as_str().unwrap().to_owned();
+        // A GET, but it replaces a pending secret: a cross-site navigation must not trigger it.
+        let path = format!("/api/users/{}/2fa/setup", user.id);
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::GET, &path, None, None).await;
+        assert_eq!((r.status, code_of(&r)), (StatusCode::FORBIDDEN, Some("csrf_failed")), "{}", r.text);
+        let r = crate::browser::send(&app, &mut jar, reqwest::Method::GET, &path, Some(&csrf), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(r.data()["secret"].is_string());
+    }
+
     async fn a_browser_session_finishes_an_emailed_second_step(backend: Backend) {
         let app = spawn_app_with(backend, Options { env: vec![("EMAIL_VERIFICATION_ENABLED", "always".to_owned())] }).await;
         let user = app.register("tereza").await;

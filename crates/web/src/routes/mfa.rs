@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{AppJson, AppPath, Bearer, ClientInfo};
+use crate::extract::{AppJson, AppPath, Bearer, BearerChanging, ClientInfo};
 use crate::state::AppState;
 use crate::views::{AuthResponse, Envelope, ok, ok_with};
 
@@ -213,13 +213,15 @@ async fn email_resend(
 
 /// Start setting up an authenticator app: a new secret, its QR code and backup codes. Nothing
 /// is active until `enable` sees a code from the app. Only the account holder may do this.
+/// It replaces a pending setup, so a cookie session needs `X-CSRF-Token` here although it is a
+/// `GET`.
 #[utoipa::path(get, path = "/api/users/{id}/2fa/setup", tag = "mfa", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = Envelope<TwoFactorSetupView>), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "`mfa_already_enabled`")))]
 async fn setup(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    BearerChanging(p): BearerChanging,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<Envelope<TwoFactorSetupView>>> {
     let setup = s.two_factor.setup(&p, id).await?;

@@ -36,9 +36,7 @@ create table webhook_deliveries (
     created_at       integer not null,
     completed_at     integer
 );
--- A claim reads an endpoint's due deliveries in this index's order and stops at its limit, so
--- its cost does not grow with the backlog.
-create index webhook_deliveries_due on webhook_deliveries(endpoint_id, next_attempt_at, id)
+create index webhook_deliveries_due on webhook_deliveries(endpoint_id, next_attempt_at)
     where status = 'pending';
 create index webhook_deliveries_by_endpoint on webhook_deliveries(endpoint_id, id);
 create index webhook_deliveries_dead on webhook_deliveries(id) where status = 'dead';

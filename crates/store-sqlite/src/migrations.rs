@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "email_confirmation",
         include_str!("../migrations/0007_email_confirmation.sql"),
     ),
+    (
+        8,
+        "webhook_due_index",
+        include_str!("../migrations/0008_webhook_due_index.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -34,8 +34,18 @@ pub fn random_token<const N: usize>() -> String {
 /// low-entropy secrets such as passwords.
 #[must_use]
 pub fn token_hash(token: &str) -> String {
-    let d = digest::digest(&digest::SHA256, token.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// Lower-case hex of `bytes` (how hashes and MACs are stored).
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// Constant-time equality of two byte strings.

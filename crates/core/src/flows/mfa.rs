@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::{AuthConfig, EmailCodeRule};
 use crate::credentials::PasswordHasher;
-use crate::crypto::{MasterKey, ct_eq, random_bytes, random_token, token_hash};
+use crate::crypto::{MasterKey, ct_eq, hex, random_bytes, random_token, token_hash};
 use crate::domain::User;
 use crate::domain::audit::{NewAuditEvent, Outcome, kind};
 use crate::domain::mfa::{
@@ -38,7 +38,7 @@ use crate::domain::mfa::{
 use crate::error::Error;
 use crate::flows::audit::{committed, lock_event, new_event};
 use crate::flows::login::looks_like_token;
-use crate::mail::{Locale, MailKind, Outbox, render};
+use crate::mail::{MailKind, Outbox};
 use crate::service::{Auth, Authenticated, ClientContext, Principal};
 use crate::store::Store;
 
@@ -196,10 +196,6 @@ fn new_backup_code() -> String {
         out.push(char::from(CROCKFORD[index]));
     }
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Keyed hash of a backup code: a database dump alone does not allow guessing codes offline.
@@ -376,18 +372,13 @@ impl Auth {
     }
 
     async fn mail_sign_in_code(&self, user: &User, code: &str) {
-        let sent = match render(
+        notify(
+            &self.outbox,
+            user,
             MailKind::SignInCode { code },
-            Locale::negotiate(&user.locale),
-            &user.email,
             &self.config.product_name,
-        ) {
-            Ok(message) => self.outbox.queue(&message).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = sent {
-            tracing::error!(user_id = %user.id, error = %e, "queueing a sign-in code failed");
-        }
+        )
+        .await;
     }
 
     /// The live challenge an `mfa_token` names, if this client presents it.
@@ -762,14 +753,10 @@ impl Auth {
     }
 }
 
-/// Queues a security notice to the account's address; a failure is logged, never fatal.
+/// Queues a security message to the account's address; a failure is logged, never fatal.
 async fn notify(outbox: &Outbox, user: &User, kind: MailKind<'_>, product: &str) {
-    let sent = match render(kind, Locale::negotiate(&user.locale), &user.email, product) {
-        Ok(message) => outbox.queue(&message).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = sent {
-        tracing::error!(user_id = %user.id, error = %e, "queueing a security notice failed");
+    if let Err(e) = outbox.queue_for(user, kind, product).await {
+        tracing::error!(user_id = %user.id, error = %e, "queueing a security mail failed");
     }
 }
 

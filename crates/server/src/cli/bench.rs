@@ -144,12 +144,7 @@ async fn seed(
                     && store.enable_totp(id, &sealed, 0, now, &[]).await?;
                 anyhow::ensure!(enabled, "enabling TOTP for a seeded account failed");
             }
-            Some(
-                secret
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>(),
-            )
+            Some(porteiro_core::crypto::hex(&secret))
         }
         None => None,
     };

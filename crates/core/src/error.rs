@@ -95,6 +95,9 @@ pub enum Error {
         /// `username` or `email`.
         field: &'static str,
     },
+    /// The data's rules refuse the change (`last_admin`, `builtin_protected`); nothing changed.
+    #[error("refused: {0}")]
+    Refused(&'static str),
     /// The caller is authenticated but not allowed to do this.
     #[error("forbidden")]
     Forbidden,
@@ -126,6 +129,7 @@ impl From<StoreError> for Error {
         match err {
             StoreError::NotFound => Self::NotFound,
             StoreError::Conflict { field } => Self::Conflict { field },
+            StoreError::Refused(code) => Self::Refused(code),
             StoreError::Backend(e) => Self::Internal(e),
         }
     }

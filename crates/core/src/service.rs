@@ -11,7 +11,9 @@ use crate::config::AuthConfig;
 use crate::credentials::PasswordHasher;
 use crate::crypto::MasterKey;
 use crate::domain::User;
+use crate::domain::rbac::{PermSet, Permission};
 use crate::error::Error;
+use crate::grants::GrantsCache;
 use crate::keys::KeyRing;
 use crate::mail::Outbox;
 use crate::sessions::SessionCache;
@@ -62,37 +64,44 @@ where
     )));
 }
 
-/// An authenticated caller.
+/// An authenticated caller, with the built-in permissions they hold at this request (read
+/// through the grants cache, see [`crate::flows::rbac`]: a removed role stops working at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
     /// The user.
     pub user_id: Uuid,
     /// The session the access token belongs to.
     pub session_id: Uuid,
-    /// Administrator rights.
-    pub is_admin: bool,
+    /// Built-in permissions held.
+    pub perms: PermSet,
 }
 
 impl Principal {
-    /// Allows the caller to act on `user_id`: themselves, or anyone for an administrator.
-    ///
+    /// Whether the caller holds `permission`.
+    #[must_use]
+    pub const fn can(&self, permission: Permission) -> bool {
+        self.perms.has(permission)
+    }
+
     /// # Errors
-    /// `Forbidden` otherwise.
-    pub fn ensure_self_or_admin(&self, user_id: Uuid) -> Result<(), Error> {
-        if self.user_id == user_id || self.is_admin {
+    /// `Forbidden` unless the caller holds `permission`.
+    pub const fn ensure(&self, permission: Permission) -> Result<(), Error> {
+        if self.can(permission) {
             Ok(())
         } else {
             Err(Error::Forbidden)
         }
     }
 
+    /// Allows the caller to act on `user_id`: themselves, or anyone with `permission`.
+    ///
     /// # Errors
-    /// `Forbidden` unless the caller is an administrator.
-    pub fn ensure_admin(&self) -> Result<(), Error> {
-        if self.is_admin {
+    /// `Forbidden` otherwise.
+    pub const fn ensure_self_or(&self, user_id: Uuid, permission: Permission) -> Result<(), Error> {
+        if self.user_id.as_u128() == user_id.as_u128() {
             Ok(())
         } else {
-            Err(Error::Forbidden)
+            self.ensure(permission)
         }
     }
 }
@@ -132,6 +141,8 @@ pub struct Auth {
     pub(crate) hasher: PasswordHasher,
     pub(crate) keys: KeyRing,
     pub(crate) cache: SessionCache,
+    /// What each user holds, checked on every authenticated request.
+    pub(crate) grants: GrantsCache,
     pub(crate) outbox: Outbox,
     pub(crate) master: Arc<MasterKey>,
     /// Browser session cookies (hash → session, owner); revocation is still checked per request.
@@ -179,6 +190,7 @@ impl Auth {
             .unwrap_or(std::time::Duration::from_secs(300));
         Ok(Self {
             cache: SessionCache::new(200_000, access),
+            grants: GrantsCache::new(200_000),
             outbox: Outbox::new(store.clone(), master.clone(), clock.clone()),
             master,
             profiles: moka::future::Cache::builder()
@@ -233,7 +245,11 @@ impl Auth {
         match event {
             StoreEvent::SessionsRevoked(ids) => self.cache.revoked(&ids).await,
             StoreEvent::KeysChanged => self.reload_keys().await,
-            StoreEvent::Resync => self.cache.clear(),
+            StoreEvent::GrantsChanged => self.grants.changed(),
+            StoreEvent::Resync => {
+                self.cache.clear();
+                self.grants.changed();
+            }
         }
     }
 

@@ -22,6 +22,7 @@ use crate::domain::email_confirmation::NewEmailConfirmation;
 use crate::domain::mfa::{
     CompleteOutcome, EmailCodeOutcome, MfaChallenge, NewMfaChallenge, SpentFactor, TotpCredential,
 };
+use crate::domain::rbac::{Grants, RbacKind, RbacObject};
 use crate::domain::session::{NewRefreshToken, RotateOutcome};
 use crate::domain::webhook::{
     AttemptResult, ClaimedDelivery, NewWebhookEndpoint, Replay, WebhookDelivery, WebhookEndpoint,
@@ -41,6 +42,11 @@ pub enum StoreError {
         /// The field that collided.
         field: &'static str,
     },
+    /// A rule of the data refused the change, which was rolled back: `last_admin` (it would
+    /// leave no active holder of the `admin` role or of `roles:manage`), `builtin_protected`
+    /// (renaming or deleting a built-in role or permission).
+    #[error("refused: {0}")]
+    Refused(&'static str),
     /// Anything else from the database driver.
     #[error(transparent)]
     Backend(#[from] anyhow::Error),
@@ -687,6 +693,92 @@ pub trait MfaStore: Send + Sync {
     ) -> StoreResult<EmailCodeOutcome>;
 }
 
+/// Roles and permissions (see [`crate::domain::rbac`]). Every change writes its audit events in
+/// its transaction and tells other instances that grants changed (the event feed); every change
+/// that could remove a holder of the `admin` role or of `roles:manage` runs serialised with the
+/// others and is refused with [`StoreError::Refused`]`("last_admin")` when it would leave none
+/// (counting active accounts; a deployment that had none is left alone).
+#[async_trait]
+pub trait RbacStore: Send + Sync {
+    /// Stores a new role or permission. `Conflict { field: "name" }` when the name is taken.
+    async fn create_rbac_object(
+        &self,
+        kind: RbacKind,
+        object: &RbacObject,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<RbacObject>;
+    /// Every role or permission, by name.
+    async fn rbac_objects(&self, kind: RbacKind) -> StoreResult<Vec<RbacObject>>;
+    /// One role or permission by id.
+    async fn rbac_object(&self, kind: RbacKind, id: Uuid) -> StoreResult<Option<RbacObject>>;
+    /// One role or permission by name.
+    async fn rbac_object_by_name(
+        &self,
+        kind: RbacKind,
+        name: &str,
+    ) -> StoreResult<Option<RbacObject>>;
+    /// Renames and/or re-describes. `NotFound`; `Conflict { field: "name" }`;
+    /// `Refused("builtin_protected")` for a new name on a built-in.
+    async fn update_rbac_object(
+        &self,
+        kind: RbacKind,
+        id: Uuid,
+        name: Option<&str>,
+        description: Option<&str>,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<RbacObject>;
+    /// Deletes a role or permission with its links. `NotFound`; `Refused("builtin_protected")`;
+    /// `Refused("last_admin")`. Returns the deleted object.
+    async fn delete_rbac_object(
+        &self,
+        kind: RbacKind,
+        id: Uuid,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<RbacObject>;
+    /// Grants a permission to a role; false (and no event) when it already had it. `NotFound`
+    /// for an unknown role or permission; `Refused("builtin_protected")` for the `admin` role,
+    /// which holds everything implicitly.
+    async fn grant_permission(
+        &self,
+        role_id: Uuid,
+        permission_id: Uuid,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// Takes a permission from a role; false (and no event) when it did not have it. `NotFound`;
+    /// `Refused("builtin_protected")` for the `admin` role; `Refused("last_admin")`.
+    async fn revoke_permission(
+        &self,
+        role_id: Uuid,
+        permission_id: Uuid,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// The permissions of a role, by name (for `admin`, all of them); `None` for an unknown role.
+    async fn role_permissions(&self, role_id: Uuid) -> StoreResult<Option<Vec<RbacObject>>>;
+    /// Gives a role to a user; false (and no event) when they had it. `NotFound` for an unknown
+    /// user or role.
+    async fn assign_role(
+        &self,
+        user_id: UserId,
+        role_id: Uuid,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// Takes a role from a user; false (and no event) when they did not have it. `NotFound`;
+    /// `Refused("last_admin")`.
+    async fn unassign_role(
+        &self,
+        user_id: UserId,
+        role_id: Uuid,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// A user's roles, by name; `None` for an unknown user.
+    async fn user_roles(&self, user_id: UserId) -> StoreResult<Option<Vec<RbacObject>>>;
+    /// What a user holds: role names and permission names, sorted (empty for an unknown user).
+    async fn user_grants(&self, user_id: UserId) -> StoreResult<Grants>;
+}
+
 /// Bulk loading, for seeding benchmarks and imports: many rows per statement or transaction,
 /// no per-row round trip. Rows must be valid already (passwords hashed, names parsed).
 #[async_trait]
@@ -704,6 +796,8 @@ pub enum StoreEvent {
     SessionsRevoked(Vec<Uuid>),
     /// A signing key was added.
     KeysChanged,
+    /// Roles, permissions or their assignments changed: cached grants are stale.
+    GrantsChanged,
     /// Events may have been missed (listener reconnected): drop every cached state.
     Resync,
 }
@@ -722,6 +816,7 @@ pub trait Store:
     + BulkStore
     + WebhookStore
     + MfaStore
+    + RbacStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::NewUser;
 use porteiro_core::domain::audit::NewAuditEvent;
+use porteiro_core::domain::rbac::{ADMIN_ROLE_ID, USER_ROLE_ID};
 use porteiro_core::store::{BulkStore, StoreResult};
 use uuid::Uuid;
 
@@ -14,12 +15,16 @@ impl BulkStore for PgStore {
     async fn insert_users_bulk(&self, users: &[NewUser]) -> StoreResult<u64> {
         let col = |f: fn(&NewUser) -> String| users.iter().map(f).collect::<Vec<_>>();
         let result = sqlx::query(
-            "insert into users (id, username, username_key, email, first_name, last_name, password_hash, \
-             is_admin, locale, created_at, updated_at) \
-             select id, username, username_key, email, first_name, last_name, password_hash, is_admin, locale, t, t \
-             from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                         $8::boolean[], $9::text[], $10::timestamptz[]) \
-               as x(id, username, username_key, email, first_name, last_name, password_hash, is_admin, locale, t)",
+            "with x as (select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                         $6::text[], $7::text[], $8::boolean[], $9::text[], $10::timestamptz[]) \
+               as x(id, username, username_key, email, first_name, last_name, password_hash, is_admin, locale, t)), \
+             inserted as (insert into users (id, username, username_key, email, first_name, last_name, \
+               password_hash, locale, created_at, updated_at) \
+               select id, username, username_key, email, first_name, last_name, password_hash, locale, t, t from x \
+               returning id) \
+             insert into user_roles (user_id, role_id, created_at) \
+             select x.id, $11, x.t from x join inserted using (id) \
+             union all select x.id, $12, x.t from x join inserted using (id) where x.is_admin",
         )
         .bind(users.iter().map(|u| u.id).collect::<Vec<Uuid>>())
         .bind(col(|u| u.username.clone()))
@@ -31,10 +36,14 @@ impl BulkStore for PgStore {
         .bind(users.iter().map(|u| u.is_admin).collect::<Vec<_>>())
         .bind(col(|u| u.locale.clone()))
         .bind(users.iter().map(|u| u.now).collect::<Vec<DateTime<Utc>>>())
+        .bind(USER_ROLE_ID)
+        .bind(ADMIN_ROLE_ID)
         .execute(&self.pool)
         .await
         .map_err(on_unique)?;
-        Ok(result.rows_affected())
+        // One `user` row per account, one more per administrator.
+        let admins = users.iter().filter(|u| u.is_admin).count() as u64;
+        Ok(result.rows_affected() - admins)
     }
 
     async fn append_audit_bulk(&self, events: &[NewAuditEvent]) -> StoreResult<u64> {

@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_due_index",
         include_str!("../migrations/0008_webhook_due_index.sql"),
     ),
+    (9, "rbac", include_str!("../migrations/0009_rbac.sql")),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -1,7 +1,10 @@
 //! Row decoding into domain types.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::mfa::decode_names;
+use porteiro_core::domain::rbac::roles_from_column;
 use porteiro_core::domain::webhook::StoredColumns;
 use porteiro_core::domain::{Session, User};
 use porteiro_core::store::StoreResult;
@@ -28,7 +31,11 @@ pub(crate) fn user_from_row(r: &PgRow) -> StoreResult<User> {
         last_name: r.try_get("last_name").map_err(backend)?,
         password_hash: r.try_get("password_hash").map_err(backend)?,
         is_active: r.try_get("is_active").map_err(backend)?,
-        is_admin: r.try_get("is_admin").map_err(backend)?,
+        roles: roles_from_column(
+            r.try_get::<Option<String>, _>("roles")
+                .map_err(backend)?
+                .as_deref(),
+        ),
         email_verified: r.try_get("email_verified").map_err(backend)?,
         email_verified_at: r.try_get("email_verified_at").map_err(backend)?,
         failed_login_attempts: r.try_get("failed_login_attempts").map_err(backend)?,
@@ -59,13 +66,22 @@ pub(crate) fn session_from_row(r: &PgRow) -> StoreResult<Session> {
 }
 
 /// A row seen through [`StoredColumns`]: every column has its native type.
-pub(crate) struct Cols<'r>(pub(crate) &'r PgRow);
+pub(crate) struct Cols<R>(pub(crate) R);
+
+/// An owned row, for [`porteiro_store_sql`]'s shared code.
+pub(crate) type OwnedCols = Cols<PgRow>;
+
+impl From<PgRow> for OwnedCols {
+    fn from(row: PgRow) -> Self {
+        Self(row)
+    }
+}
 
 macro_rules! native_columns {
     ($($name:ident: $ty:ty),* $(,)?) => {
-        impl StoredColumns for Cols<'_> {
+        impl<R: Borrow<PgRow>> StoredColumns for Cols<R> {
             $(fn $name(&self, col: &str) -> StoreResult<$ty> {
-                self.0.try_get(col).map_err(backend)
+                self.0.borrow().try_get(col).map_err(backend)
             })*
         }
     };

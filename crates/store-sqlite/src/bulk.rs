@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use porteiro_core::domain::NewUser;
 use porteiro_core::domain::audit::NewAuditEvent;
+use porteiro_core::domain::rbac::{ADMIN_ROLE_ID, USER_ROLE_ID};
 use porteiro_core::store::{BulkStore, StoreResult};
 use serde_json::json;
 
@@ -33,16 +34,28 @@ impl BulkStore for SqliteStore {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "insert into users (id, username, username_key, email, first_name, last_name, password_hash, \
-             is_admin, locale, created_at, updated_at) \
+             locale, created_at, updated_at) \
              select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-                    value ->> 7, value ->> 8, value ->> 9, value ->> 9 \
+                    value ->> 8, value ->> 9, value ->> 9 \
              from json_each(?1)",
         )
-        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(serde_json::Value::Array(rows.clone()).to_string())
         .execute(&mut *tx)
         .await
         .map_err(on_unique)?
         .rows_affected();
+        // Every account has the `user` role; flagged ones the `admin` role too.
+        sqlx::query(
+            "insert into user_roles (user_id, role_id, created_at) \
+             select value ->> 0, ?2, value ->> 9 from json_each(?1) \
+             union all select value ->> 0, ?3, value ->> 9 from json_each(?1) where value ->> 7",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(USER_ROLE_ID.to_string())
+        .bind(ADMIN_ROLE_ID.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(done)
     }

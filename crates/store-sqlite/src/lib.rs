@@ -16,6 +16,7 @@ mod email_confirmation;
 mod mfa;
 mod migrations;
 mod rows;
+mod sql;
 mod webhooks;
 
 use std::path::Path;
@@ -44,11 +45,13 @@ use uuid::Uuid;
 
 use crate::audit::write_events;
 use crate::rows::{ms, opt_ms, session_from_row, user_from_row};
+use porteiro_store_sql::rbac;
 
 macro_rules! user_cols {
     () => {
-        "id, username, email, first_name, last_name, password_hash, is_active, is_admin, email_verified, \
-         failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at, email_verified_at"
+        "id, username, email, first_name, last_name, password_hash, is_active, email_verified, \
+         failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at, email_verified_at, \
+         (select group_concat(r.name, ',') from user_roles ur join roles r on r.id = ur.role_id where ur.user_id = users.id) as roles"
     };
 }
 macro_rules! session_cols {
@@ -223,11 +226,11 @@ async fn revoke_where_user(
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn insert_user(&self, u: &NewUser, events: &[NewAuditEvent]) -> StoreResult<User> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = sql::Tx(self.write_tx().await?);
         let row = sqlx::query(concat!(
-            "insert into users (id, username, username_key, email, first_name, last_name, password_hash, is_admin, \
+            "insert into users (id, username, username_key, email, first_name, last_name, password_hash, \
              locale, created_at, updated_at, email_verified, email_verified_at) \
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, case when ?11 then ?10 end) returning ",
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, case when ?10 then ?9 end) returning ",
             user_cols!()
         ))
         .bind(u.id.to_string())
@@ -237,16 +240,16 @@ impl UserStore for SqliteStore {
         .bind(&u.first_name)
         .bind(&u.last_name)
         .bind(&u.password_hash)
-        .bind(u.is_admin)
         .bind(&u.locale)
         .bind(ms(u.now))
         .bind(u.email_verified)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *tx.0)
         .await
         .map_err(on_unique)?;
-        let user = user_from_row(&row)?;
-        write_events(&mut tx, events).await?;
-        tx.commit().await.map_err(backend)?;
+        let mut user = user_from_row(&row)?;
+        user.roles = rbac::give_initial_roles(&mut tx, u.id, u.is_admin, u.now).await?;
+        write_events(&mut tx.0, events).await?;
+        tx.0.commit().await.map_err(backend)?;
         Ok(user)
     }
 
@@ -353,7 +356,8 @@ impl UserStore for SqliteStore {
         let rows = sqlx::query(concat!(
             "select ",
             user_cols!(),
-            " from users where is_admin and is_active order by created_at, id limit ?1"
+            " from users where is_active and exists (select 1 from user_roles ur where ur.user_id = users.id \
+             and ur.role_id = '00000000-0000-4000-8000-000000000001') order by created_at, id limit ?1"
         ))
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
@@ -712,7 +716,7 @@ impl SessionStore for SqliteStore {
 
     async fn session_auth_state(&self, id: Uuid) -> StoreResult<Option<SessionAuthState>> {
         let row = sqlx::query(
-            "select s.user_id, u.is_admin, (s.revoked_at is null and u.is_active) as usable, s.expires_at \
+            "select s.user_id, (s.revoked_at is null and u.is_active) as usable, s.expires_at \
              from sessions s join users u on u.id = s.user_id where s.id = ?1",
         )
         .bind(id.to_string())
@@ -722,7 +726,6 @@ impl SessionStore for SqliteStore {
         row.map(|r| {
             Ok(SessionAuthState {
                 user_id: rows::uuid(&r, "user_id")?,
-                is_admin: r.try_get("is_admin").map_err(backend)?,
                 usable: r.try_get("usable").map_err(backend)?,
                 expires_at: rows::time(&r, "expires_at")?,
             })

@@ -1,7 +1,10 @@
 //! Row decoding: Unix-millisecond times and UUID text into domain types.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::mfa::decode_names;
+use porteiro_core::domain::rbac::roles_from_column;
 use porteiro_core::domain::webhook::StoredColumns;
 use porteiro_core::domain::{Session, User};
 use porteiro_core::store::{StoreError, StoreResult};
@@ -53,7 +56,11 @@ pub(crate) fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
         last_name: r.try_get("last_name").map_err(backend)?,
         password_hash: r.try_get("password_hash").map_err(backend)?,
         is_active: r.try_get("is_active").map_err(backend)?,
-        is_admin: r.try_get("is_admin").map_err(backend)?,
+        roles: roles_from_column(
+            r.try_get::<Option<String>, _>("roles")
+                .map_err(backend)?
+                .as_deref(),
+        ),
         email_verified: r.try_get("email_verified").map_err(backend)?,
         email_verified_at: opt_time(r, "email_verified_at")?,
         failed_login_attempts: r.try_get("failed_login_attempts").map_err(backend)?,
@@ -84,18 +91,27 @@ pub(crate) fn session_from_row(r: &SqliteRow) -> StoreResult<Session> {
 }
 
 /// A row seen through [`StoredColumns`]: ids are UUID text, times Unix milliseconds.
-pub(crate) struct Cols<'r>(pub(crate) &'r SqliteRow);
+pub(crate) struct Cols<R>(pub(crate) R);
+
+/// An owned row, for [`porteiro_store_sql`]'s shared code.
+pub(crate) type OwnedCols = Cols<SqliteRow>;
+
+impl From<SqliteRow> for OwnedCols {
+    fn from(row: SqliteRow) -> Self {
+        Self(row)
+    }
+}
 
 /// Columns whose stored type is the domain's.
 macro_rules! native_columns {
     ($($name:ident: $ty:ty),* $(,)?) => {
         $(fn $name(&self, col: &str) -> StoreResult<$ty> {
-            self.0.try_get(col).map_err(backend)
+            self.0.borrow().try_get(col).map_err(backend)
         })*
     };
 }
 
-impl StoredColumns for Cols<'_> {
+impl<R: Borrow<SqliteRow>> StoredColumns for Cols<R> {
     native_columns!(
         text: String,
         opt_text: Option<String>,
@@ -108,12 +124,12 @@ impl StoredColumns for Cols<'_> {
         opt_bytes: Option<Vec<u8>>,
     );
     fn uuid(&self, col: &str) -> StoreResult<Uuid> {
-        uuid(self.0, col)
+        uuid(self.0.borrow(), col)
     }
     fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
-        time(self.0, col)
+        time(self.0.borrow(), col)
     }
     fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        opt_time(self.0, col)
+        opt_time(self.0.borrow(), col)
     }
 }

@@ -278,7 +278,7 @@ pub async fn insert_user_returns_the_stored_user(store: Arc<dyn Store>) {
     assert_eq!(stored.username, "Ana_Silva");
     assert_eq!(stored.email, "ana_silva@example.com");
     assert_eq!(stored.first_name.as_deref(), Some("Ana"));
-    assert!(stored.is_active && !stored.is_admin && !stored.email_verified);
+    assert!(stored.is_active && stored.roles == ["user"] && !stored.email_verified);
     assert_eq!(stored.failed_login_attempts, 0);
     assert_eq!(stored.locked_until, None);
     assert_eq!(stored.created_at, t0());
@@ -723,7 +723,7 @@ pub async fn session_auth_state_follows_revocation_and_user_state(store: Arc<dyn
     let u = user(&store, "ana").await;
     let id = session(&store, &u, "r1").await;
     let state = store.session_auth_state(id).await.unwrap().unwrap();
-    assert!(state.usable && !state.is_admin);
+    assert!(state.usable);
     assert_eq!(state.user_id, u.id);
     store
         .update_profile(

@@ -202,15 +202,29 @@ pub(crate) fn map(err: &Error) -> Mapped {
         // 409.
         Error::Conflict { field } => Mapped {
             status: StatusCode::CONFLICT,
-            code: if *field == "email" {
-                "email_taken"
-            } else {
-                "username_taken"
+            code: match *field {
+                "email" => "email_taken",
+                "username" => "username_taken",
+                _ => "conflict",
             },
             message: format!("This {field} is already in use."),
             field: Some(field),
             reasons: None,
         },
+        // 409: a rule of the data (the last administrator, a built-in role or permission).
+        Error::Refused(code) => simple(
+            StatusCode::CONFLICT,
+            code,
+            match *code {
+                "last_admin" => {
+                    "This would leave no administrator: give the role to someone else first."
+                }
+                "builtin_protected" => {
+                    "Built-in roles and permissions cannot be renamed or deleted."
+                }
+                _ => "This change is not allowed.",
+            },
+        ),
         // 403.
         Error::Forbidden => simple(
             StatusCode::FORBIDDEN,

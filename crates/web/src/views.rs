@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::User;
+use porteiro_core::domain::rbac::ADMIN_ROLE;
 use porteiro_core::flows::devices::Device;
 use porteiro_core::flows::mfa::SecondStep;
 use porteiro_core::service::Authenticated;
@@ -78,8 +79,10 @@ pub struct UserView {
     pub last_name: Option<String>,
     /// False when disabled by an administrator.
     pub is_active: bool,
-    /// Administrator.
+    /// Holds the built-in `admin` role.
     pub is_admin: bool,
+    /// Names of the roles held, sorted.
+    pub roles: Vec<String>,
     /// Locked after too many failed sign-ins.
     pub is_locked: bool,
     /// End of the current lock.
@@ -113,7 +116,8 @@ impl UserView {
             first_name: u.first_name,
             last_name: u.last_name,
             is_active: u.is_active,
-            is_admin: u.is_admin,
+            is_admin: u.roles.iter().any(|r| r == ADMIN_ROLE),
+            roles: u.roles,
             failed_login_attempts: u.failed_login_attempts,
             email_verified: u.email_verified,
             email_verified_at: u.email_verified_at,

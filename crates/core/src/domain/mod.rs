@@ -7,6 +7,7 @@ pub mod email_confirmation;
 pub mod mfa;
 pub mod names;
 pub mod password;
+pub mod rbac;
 pub mod session;
 pub mod user;
 pub mod username;

@@ -82,8 +82,6 @@ pub struct NewSession {
 pub struct SessionAuthState {
     /// Session owner.
     pub user_id: UserId,
-    /// Whether the owner is an administrator.
-    pub is_admin: bool,
     /// Session not revoked and user active.
     pub usable: bool,
     /// Session expiry.

@@ -23,8 +23,8 @@ pub struct User {
     pub password_hash: String,
     /// False when an administrator disabled the account.
     pub is_active: bool,
-    /// Administrators may list users, unlock accounts and act on any account.
-    pub is_admin: bool,
+    /// Names of the roles the account holds, sorted (see [`crate::domain::rbac`]).
+    pub roles: Vec<String>,
     /// Whether the primary email has been verified.
     pub email_verified: bool,
     /// When the current address was confirmed (`None` while it is not).
@@ -80,7 +80,7 @@ pub struct NewUser {
     pub last_name: Option<String>,
     /// Already-hashed password.
     pub password_hash: String,
-    /// Administrator flag.
+    /// Also give the account the `admin` role (every account gets the `user` role).
     pub is_admin: bool,
     /// Preferred language.
     pub locale: String,

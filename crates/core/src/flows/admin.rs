@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::domain::User;
 use crate::domain::audit::{Outcome, kind};
+use crate::domain::rbac::Permission;
 use crate::error::Error;
 use crate::flows::audit::committed;
 use crate::flows::registration::Registration;
@@ -39,7 +40,7 @@ impl Auth {
         page: u64,
         per_page: u64,
     ) -> Result<UserPage, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::UsersRead)?;
         self.users_page(page, per_page).await
     }
 
@@ -70,7 +71,7 @@ impl Auth {
     /// # Errors
     /// `Forbidden`, `NotFound`, `Validation`.
     pub async fn delete_user(&self, principal: &Principal, user_id: Uuid) -> Result<(), Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::UsersManage)?;
         if principal.user_id == user_id {
             return Err(Error::validation(
                 "id",
@@ -135,7 +136,7 @@ impl Auth {
     /// # Errors
     /// `Forbidden`, `NotFound`.
     pub async fn unlock_as(&self, principal: &Principal, identifier: &str) -> Result<User, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::UsersManage)?;
         self.unlock_by(identifier, Some(principal)).await
     }
 

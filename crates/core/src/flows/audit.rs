@@ -14,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::audit::{AuditEvent, AuditFilter, NewAuditEvent, Outcome, kind};
+use crate::domain::rbac::Permission;
 use crate::error::Error;
 use crate::service::{Auth, ClientContext, Principal};
 
@@ -156,7 +157,7 @@ impl Auth {
         filter: AuditFilter,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::AuditRead)?;
         self.read_audit(filter, limit).await
     }
 

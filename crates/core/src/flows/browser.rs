@@ -172,10 +172,15 @@ impl Auth {
         if !state.usable || state.user_id != user_id || state.expires_at <= now {
             return Err(Error::InvalidAccessToken);
         }
+        let perms = self
+            .grants
+            .get(self.store.as_ref(), user_id)
+            .await?
+            .builtin();
         Ok(Principal {
             user_id,
             session_id,
-            is_admin: state.is_admin,
+            perms,
         })
     }
 }

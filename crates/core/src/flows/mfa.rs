@@ -35,6 +35,7 @@ use crate::domain::mfa::{
     CompleteOutcome, EmailCodeOutcome, Method, MfaChallenge, NewMfaChallenge, SpentFactor,
     totp_secret_context,
 };
+use crate::domain::rbac::Permission;
 use crate::error::Error;
 use crate::flows::audit::{committed, lock_event, new_event};
 use crate::flows::login::looks_like_token;
@@ -1182,7 +1183,7 @@ impl TwoFactor {
         principal: &Principal,
         user_id: Uuid,
     ) -> Result<TwoFactorStatus, Error> {
-        principal.ensure_self_or_admin(user_id)?;
+        principal.ensure_self_or(user_id, Permission::UsersRead)?;
         if self.store.user_by_id(user_id).await?.is_none() {
             return Err(Error::NotFound);
         }
@@ -1206,7 +1207,7 @@ impl TwoFactor {
     /// `Forbidden` (not an administrator), `NotFound`.
     pub async fn reset(&self, actor: Option<&Principal>, user_id: Uuid) -> Result<bool, Error> {
         if let Some(actor) = actor {
-            actor.ensure_admin()?;
+            actor.ensure(Permission::UsersManage)?;
             // Removing one's own factor needs the password and a code (`disable`): an
             // administrator's access token alone must not strip its own second factor.
             if actor.user_id == user_id {

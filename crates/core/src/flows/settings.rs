@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::domain::audit::{Outcome, kind};
 use crate::domain::names::parse_optional_name;
+use crate::domain::rbac::Permission;
 use crate::domain::{ProfileUpdate, User};
 use crate::error::Error;
 use crate::flows::audit::committed;
@@ -40,7 +41,7 @@ impl Auth {
         current: Option<&SecretString>,
         new: &SecretString,
     ) -> Result<(), Error> {
-        principal.ensure_self_or_admin(user_id)?;
+        principal.ensure_self_or(user_id, Permission::UsersManage)?;
         let user = self
             .store
             .user_by_id(user_id)
@@ -187,7 +188,7 @@ impl Auth {
     /// # Errors
     /// `Forbidden`, `NotFound`.
     pub async fn user(&self, principal: &Principal, user_id: Uuid) -> Result<User, Error> {
-        principal.ensure_self_or_admin(user_id)?;
+        principal.ensure_self_or(user_id, Permission::UsersRead)?;
         self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)
     }
 
@@ -201,9 +202,9 @@ impl Auth {
         user_id: Uuid,
         change: ProfileChange,
     ) -> Result<User, Error> {
-        principal.ensure_self_or_admin(user_id)?;
+        principal.ensure_self_or(user_id, Permission::UsersManage)?;
         if change.is_active.is_some() {
-            principal.ensure_admin()?;
+            principal.ensure(Permission::UsersManage)?;
             if principal.user_id == user_id && change.is_active == Some(false) {
                 return Err(Error::validation(
                     "is_active",

@@ -32,6 +32,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::crypto::{MasterKey, random_bytes};
 use crate::domain::audit::{AuditEvent, NewAuditEvent, Outcome, kind};
+use crate::domain::rbac::Permission;
 use crate::domain::webhook::{
     ALL_EVENTS, AttemptResult, ClaimedDelivery, NOT_FANNED_OUT_PREFIX, NewWebhookEndpoint, Replay,
     WebhookDelivery, WebhookEndpoint, WebhookUpdate,
@@ -454,7 +455,7 @@ impl Webhooks {
         principal: &Principal,
         req: EndpointRequest,
     ) -> Result<(WebhookEndpoint, SecretString), Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         let event_types = validate_event_types(req.event_types)?;
         let description = validate_description(req.description)?.unwrap_or_default();
         let url = self.checked_url(&req.url).await?;
@@ -490,7 +491,7 @@ impl Webhooks {
     /// # Errors
     /// `Forbidden`, `NotFound`.
     pub async fn get(&self, principal: &Principal, id: Uuid) -> Result<WebhookEndpoint, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         self.endpoint(id).await
     }
 
@@ -499,7 +500,7 @@ impl Webhooks {
     /// # Errors
     /// `Forbidden`.
     pub async fn list(&self, principal: &Principal) -> Result<Vec<WebhookEndpoint>, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         Ok(self.store.list_webhooks().await?)
     }
 
@@ -513,7 +514,7 @@ impl Webhooks {
         id: Uuid,
         change: EndpointChange,
     ) -> Result<WebhookEndpoint, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         let current = self.endpoint(id).await?;
         // Only what differs from the stored endpoint is a change: an unchanged URL is not
         // resolved again, and a request that changes nothing writes nothing (and no event).
@@ -571,7 +572,7 @@ impl Webhooks {
     /// # Errors
     /// `Forbidden`, `NotFound`.
     pub async fn delete(&self, principal: &Principal, id: Uuid) -> Result<(), Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         let endpoint = self.endpoint(id).await?;
         let event = self.event(
             kind::WEBHOOK_DELETED,
@@ -599,7 +600,7 @@ impl Webhooks {
         id: Uuid,
         overlap_seconds: Option<i64>,
     ) -> Result<(WebhookEndpoint, SecretString), Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         let overlap = match overlap_seconds {
             None => DEFAULT_ROTATION_OVERLAP,
             Some(s) if (0..=MAX_ROTATION_OVERLAP_SECS).contains(&s) => Duration::seconds(s),
@@ -646,7 +647,7 @@ impl Webhooks {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         self.endpoint(id).await?;
         Ok(self
             .store
@@ -664,7 +665,7 @@ impl Webhooks {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         Ok(self
             .store
             .dead_letters(before, limit.clamp(1, MAX_DELIVERY_PAGE))
@@ -684,7 +685,7 @@ impl Webhooks {
         id: Uuid,
         req: ReplayRequest,
     ) -> Result<u64, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         let bad = |message: &str| Error::validation("replay", "invalid_replay", message);
         let (replay, details) = match (req.event_id, req.from, req.to) {
             (Some(event_id), None, None) => (
@@ -736,7 +737,7 @@ impl Webhooks {
     /// # Errors
     /// `Forbidden`, `NotFound`.
     pub async fn send_test(&self, principal: &Principal, id: Uuid) -> Result<i64, Error> {
-        principal.ensure_admin()?;
+        principal.ensure(Permission::WebhooksManage)?;
         let event = self.event(
             kind::WEBHOOK_TESTED,
             Some(principal),

@@ -378,7 +378,11 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
                 user.username,
                 user.email,
                 user.id,
-                if user.is_admin { " (admin)" } else { "" }
+                if user.roles.iter().any(|r| r == "admin") {
+                    " (admin)"
+                } else {
+                    ""
+                }
             );
             if user.email_verified {
                 println!("email address confirmed");
@@ -403,7 +407,7 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
             println!("{:<36}  {:<20}  {:<32}  flags", "id", "username", "email");
             for u in &page.users {
                 let mut flags = Vec::new();
-                if u.is_admin {
+                if u.roles.iter().any(|r| r == "admin") {
                     flags.push("admin");
                 }
                 if !u.is_active {

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use porteiro_core::Error;
+use porteiro_core::domain::rbac::Permission;
 use porteiro_core::flows::introspection::Introspection;
 use porteiro_core::flows::mfa::SignIn;
 use porteiro_core::flows::registration::Registration;
@@ -358,7 +359,7 @@ async fn unlock(
     Bearer(p): Bearer,
     AppJson(req): AppJson<UnlockRequest>,
 ) -> ApiResult<Json<Envelope<UserView>>> {
-    p.ensure_admin()?;
+    p.ensure(Permission::UsersManage)?;
     let identifier = req
         .user_id
         .map(|id| id.to_string())
@@ -474,7 +475,7 @@ async fn authorize_introspection(s: &AppState, headers: &HeaderMap) -> Result<()
     let (scheme, rest) = value.split_once(' ').unwrap_or(("", ""));
     if scheme.eq_ignore_ascii_case("bearer") {
         let p = s.auth.authenticate(rest.trim()).await?;
-        p.ensure_admin()?;
+        p.ensure(Permission::MetricsRead)?;
         return Ok(());
     }
     if scheme.eq_ignore_ascii_case("basic")

@@ -14,6 +14,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use porteiro_core::Error;
 use porteiro_core::domain::audit::AuditFilter;
+use porteiro_core::domain::rbac::ADMIN_ROLE;
 use porteiro_core::flows::mfa::{SecondFactor, TwoFactorStatus};
 use porteiro_core::flows::registration::ensure_confirmed;
 use porteiro_core::flows::settings::ProfileChange;
@@ -651,7 +652,7 @@ async fn render_admin(
             UserRow {
                 id: u.id,
                 is_self: u.id == p.user_id,
-                is_admin: u.is_admin,
+                is_admin: u.roles.iter().any(|r| r == ADMIN_ROLE),
                 is_active: u.is_active,
                 locked: u
                     .locked_until

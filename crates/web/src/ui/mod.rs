@@ -186,7 +186,8 @@ async fn js() -> Response {
 /// The signed-in user, as the page header needs it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NavUser {
-    pub is_admin: bool,
+    /// May open the admin console (holds `users:read`).
+    pub console: bool,
 }
 
 /// What every page's frame (header, language switch, forms) needs.

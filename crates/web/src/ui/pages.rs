@@ -622,6 +622,6 @@ pub(super) async fn logout(
 /// The header's view of a signed-in user.
 pub(super) fn nav(p: &porteiro_core::service::Principal) -> Option<NavUser> {
     Some(NavUser {
-        is_admin: p.is_admin,
+        console: p.can(porteiro_core::domain::rbac::Permission::UsersRead),
     })
 }

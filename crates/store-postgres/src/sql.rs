@@ -1,0 +1,119 @@
+//! [`SqlDb`] for PostgreSQL: the shared store code of `porteiro_store_sql` runs here. Values bind
+//! with their native types; a serialised transaction takes a transaction-level advisory lock
+//! first, and grant changes are announced with `pg_notify` (delivered at commit).
+
+use async_trait::async_trait;
+use porteiro_core::domain::audit::NewAuditEvent;
+use porteiro_core::store::{StoreError, StoreResult};
+use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, UNIQUE_VIOLATION};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{Postgres, Transaction};
+
+use crate::audit::write_events;
+use crate::rows::OwnedCols;
+use crate::{CHANNEL, PgStore, backend};
+
+/// The advisory-lock key of serialised transactions (any fixed number unique to Porteiro).
+pub(crate) const SERIAL_LOCK: i64 = 0x706f_7274_0001;
+
+fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArguments> {
+    // The statements are assembled from constant pieces (table names from an enum): no input.
+    args.iter().fold(
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())),
+        |q, arg| match *arg {
+            Arg::Uuid(id) => q.bind(id),
+            Arg::Text(t) => q.bind(t.to_owned()),
+            Arg::Time(t) => q.bind(t),
+            Arg::Bool(b) => q.bind(b),
+            Arg::Int(i) => q.bind(i),
+        },
+    )
+}
+
+fn error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict {
+            field: UNIQUE_VIOLATION,
+        };
+    }
+    backend(e)
+}
+
+fn rows(rows: Vec<sqlx::postgres::PgRow>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|r| Box::new(OwnedCols::from(r)) as Row)
+        .collect()
+}
+
+/// A write transaction.
+pub(crate) struct Tx(pub(crate) Transaction<'static, Postgres>);
+
+impl Tx {
+    /// Begins a transaction; `serialised` waits for every other serialised one first.
+    pub(crate) async fn begin(store: &PgStore, serialised: bool) -> StoreResult<Self> {
+        let mut tx = store.pool.begin().await.map_err(backend)?;
+        if serialised {
+            sqlx::query("select pg_advisory_xact_lock($1)")
+                .bind(SERIAL_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(Self(tx))
+    }
+}
+
+#[async_trait]
+impl SqlTx for Tx {
+    async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>> {
+        Ok(rows(
+            bind(sql, args)
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(error)?,
+        ))
+    }
+
+    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        Ok(bind(sql, args)
+            .execute(&mut *self.0)
+            .await
+            .map_err(error)?
+            .rows_affected())
+    }
+
+    async fn write_events(&mut self, events: &[NewAuditEvent]) -> StoreResult<()> {
+        write_events(&mut self.0, events).await.map(|_| ())
+    }
+
+    async fn notify_grants_changed(&mut self) -> StoreResult<()> {
+        sqlx::query("select pg_notify($1, 'g:')")
+            .bind(CHANNEL)
+            .execute(&mut *self.0)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.0.commit().await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl SqlDb for PgStore {
+    async fn begin(&self, serialised: bool) -> StoreResult<Box<dyn SqlTx + '_>> {
+        Ok(Box::new(Tx::begin(self, serialised).await?))
+    }
+
+    async fn read(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>> {
+        Ok(rows(
+            bind(sql, args).fetch_all(&self.pool).await.map_err(error)?,
+        ))
+    }
+}
+
+porteiro_store_sql::impl_rbac_store!(PgStore);

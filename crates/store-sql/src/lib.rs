@@ -1,0 +1,72 @@
+//! Store code that is the same on SQLite and PostgreSQL, written once.
+//!
+//! The two backends differ in how they store ids (text vs `uuid`), times (Unix milliseconds vs
+//! `timestamptz`) and flags, in locking, and in a few dialect details; the statements of most
+//! features are otherwise identical. Such features are written here against [`SqlDb`] and
+//! [`SqlTx`], which each backend implements once: they run a statement with typed arguments
+//! ([`Arg`]) bound the backend's way, and hand rows back through
+//! [`StoredColumns`], which decodes them the backend's way. Statements use `$1`-style
+//! placeholders, which both drivers accept.
+//!
+//! A feature here provides its store trait's implementation as a macro (e.g.
+//! [`impl_rbac_store!`]) that each backend expands for its store type.
+
+pub mod rbac;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use porteiro_core::domain::audit::NewAuditEvent;
+use porteiro_core::domain::webhook::StoredColumns;
+use porteiro_core::store::StoreResult;
+use uuid::Uuid;
+
+/// One bound argument.
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    /// An id.
+    Uuid(Uuid),
+    /// Text.
+    Text(&'a str),
+    /// A time.
+    Time(DateTime<Utc>),
+    /// A flag.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+}
+
+/// A fetched row.
+pub type Row = Box<dyn StoredColumns + Send + Sync>;
+
+/// A statement failed because a unique constraint refused it. The caller says which field.
+pub const UNIQUE_VIOLATION: &str = "unique";
+
+/// A write transaction. Dropping it without [`SqlTx::commit`] rolls it back.
+#[async_trait]
+pub trait SqlTx: Send {
+    /// Runs a query and returns its rows. A unique violation is
+    /// `StoreError::Conflict { field: UNIQUE_VIOLATION }`.
+    async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>>;
+    /// Runs a statement and returns how many rows it changed. A unique violation is
+    /// `StoreError::Conflict { field: UNIQUE_VIOLATION }`.
+    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64>;
+    /// Appends audit events (and their webhook deliveries) in this transaction.
+    async fn write_events(&mut self, events: &[NewAuditEvent]) -> StoreResult<()>;
+    /// Tells other instances, when this transaction commits, that grants changed (PostgreSQL
+    /// NOTIFY; nothing on SQLite, where one process owns the file).
+    async fn notify_grants_changed(&mut self) -> StoreResult<()>;
+    /// Commits.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// A database that runs portable statements.
+#[async_trait]
+pub trait SqlDb: Send + Sync {
+    /// Begins a write transaction. `serialised`: the transaction also waits for every other
+    /// serialised one (SQLite's single writer already does; PostgreSQL takes a transaction-level
+    /// advisory lock), for checks that must see every concurrent change, like "the last
+    /// administrator".
+    async fn begin(&self, serialised: bool) -> StoreResult<Box<dyn SqlTx + '_>>;
+    /// Runs a read-only query outside any transaction.
+    async fn read(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>>;
+}

@@ -1,0 +1,99 @@
+//! [`SqlDb`] for SQLite: the shared store code of `porteiro_store_sql` runs here. Ids bind as
+//! UUID text, times as Unix milliseconds; every write transaction is `BEGIN IMMEDIATE` on the one
+//! writer connection, so it is serialised already.
+
+use async_trait::async_trait;
+use porteiro_core::domain::audit::NewAuditEvent;
+use porteiro_core::store::{StoreError, StoreResult};
+use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, UNIQUE_VIOLATION};
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Sqlite, Transaction};
+
+use crate::audit::write_events;
+use crate::rows::{OwnedCols, ms};
+use crate::{SqliteStore, backend};
+
+fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Sqlite, SqliteArguments> {
+    // The statements are assembled from constant pieces (table names from an enum): no input.
+    args.iter().fold(
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())),
+        |q, arg| match *arg {
+            Arg::Uuid(id) => q.bind(id.to_string()),
+            Arg::Text(t) => q.bind(t.to_owned()),
+            Arg::Time(t) => q.bind(ms(t)),
+            Arg::Bool(b) => q.bind(b),
+            Arg::Int(i) => q.bind(i),
+        },
+    )
+}
+
+fn error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict {
+            field: UNIQUE_VIOLATION,
+        };
+    }
+    backend(e)
+}
+
+fn rows(rows: Vec<sqlx::sqlite::SqliteRow>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|r| Box::new(OwnedCols::from(r)) as Row)
+        .collect()
+}
+
+/// A write transaction on the writer connection.
+pub(crate) struct Tx(pub(crate) Transaction<'static, Sqlite>);
+
+#[async_trait]
+impl SqlTx for Tx {
+    async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>> {
+        Ok(rows(
+            bind(sql, args)
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(error)?,
+        ))
+    }
+
+    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        Ok(bind(sql, args)
+            .execute(&mut *self.0)
+            .await
+            .map_err(error)?
+            .rows_affected())
+    }
+
+    async fn write_events(&mut self, events: &[NewAuditEvent]) -> StoreResult<()> {
+        write_events(&mut self.0, events).await.map(|_| ())
+    }
+
+    async fn notify_grants_changed(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.0.commit().await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl SqlDb for SqliteStore {
+    async fn begin(&self, _serialised: bool) -> StoreResult<Box<dyn SqlTx + '_>> {
+        Ok(Box::new(Tx(self.write_tx().await?)))
+    }
+
+    async fn read(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>> {
+        Ok(rows(
+            bind(sql, args)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(error)?,
+        ))
+    }
+}
+
+porteiro_store_sql::impl_rbac_store!(SqliteStore);

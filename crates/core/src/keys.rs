@@ -65,6 +65,10 @@ pub struct AccessClaims {
     /// refreshes. Absent from tokens issued before sessions recorded it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// Names of the user's roles when the token was issued, for third-party services. Checks
+    /// made by Porteiro itself never trust it: they read the live grants.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// One JSON Web Key of the published set.
@@ -449,6 +453,7 @@ impl KeyRing {
         user_id: Uuid,
         session_id: Uuid,
         amr: &[String],
+        roles: &[String],
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> Result<String, Error> {
@@ -465,6 +470,7 @@ impl KeyRing {
             sid: session_id.to_string(),
             typ: ACCESS_TOKEN_TYPE.to_owned(),
             amr: amr.to_vec(),
+            roles: roles.to_vec(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(set.signing_kid.clone());

@@ -313,6 +313,7 @@ impl Application {
             webhooks: Arc::clone(&webhooks),
             email_confirmation,
             two_factor: Arc::new(porteiro_core::flows::mfa::TwoFactor::new(&auth)),
+            rbac: Arc::new(porteiro_core::flows::rbac::Rbac::new(&auth)),
             settings: Arc::new(settings),
         });
         let metrics = match config.metrics_addr {

@@ -56,6 +56,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "devices", description = "The caller's sessions, as devices."),
         (name = "mfa", description = "Multi-factor sign-in: the second step (`mfa_token`), authenticator apps (TOTP) with backup codes, emailed codes."),
         (name = "users", description = "Accounts (self or administrators)."),
+        (name = "rbac", description = "Roles, permissions, assignments and permission checks (seed 004 `/api/rbac`)."),
         (name = "audit", description = "The security event log: administrators see every event, users their own."),
         (name = "webhooks", description = "Signed deliveries of security events to your endpoints (Standard Webhooks), with delivery log, retries, dead letters and replay (administrators)."),
         (name = "tokens", description = "Public keys for verifying access tokens."),
@@ -100,6 +101,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::devices::router())
         .merge(routes::mfa::router())
         .merge(routes::users::router())
+        .merge(routes::rbac::router())
         .merge(routes::audit::router())
         .merge(routes::webhooks::router())
         .merge(routes::session::router())

@@ -6,6 +6,7 @@ use std::time::Duration;
 use porteiro_core::Auth;
 use porteiro_core::flows::email_confirmation::EmailConfirmation;
 use porteiro_core::flows::mfa::TwoFactor;
+use porteiro_core::flows::rbac::Rbac;
 use porteiro_core::flows::webhooks::Webhooks;
 use secrecy::SecretString;
 
@@ -95,6 +96,8 @@ pub struct Services {
     pub email_confirmation: Arc<EmailConfirmation>,
     /// Authenticator apps and backup codes.
     pub two_factor: Arc<TwoFactor>,
+    /// Roles and permissions.
+    pub rbac: Arc<Rbac>,
     /// Web settings.
     pub settings: Arc<WebSettings>,
 }

@@ -73,6 +73,29 @@ pub mod kind {
     pub const MFA_BACKUP_CODE_USED: &str = "mfa.backup_code_used";
     /// Re-authentication before a change to the factors failed (`details.reason`).
     pub const MFA_REAUTH_FAILED: &str = "mfa.reauthentication_failed";
+    /// A role was created, renamed or re-described, deleted (`details.role_id`, `details.name`).
+    pub const ROLE_CREATED: &str = "role.created";
+    /// See [`ROLE_CREATED`].
+    pub const ROLE_UPDATED: &str = "role.updated";
+    /// See [`ROLE_CREATED`].
+    pub const ROLE_DELETED: &str = "role.deleted";
+    /// A permission was created, renamed or re-described, deleted (`details.permission_id`,
+    /// `details.name`).
+    pub const PERMISSION_CREATED: &str = "permission.created";
+    /// See [`PERMISSION_CREATED`].
+    pub const PERMISSION_UPDATED: &str = "permission.updated";
+    /// See [`PERMISSION_CREATED`].
+    pub const PERMISSION_DELETED: &str = "permission.deleted";
+    /// A permission was granted to a role, or taken back (`details.role`, `details.permission`);
+    /// outcome `failure` when the caller could not grant what they do not hold.
+    pub const ROLE_PERMISSION_GRANTED: &str = "role.permission_granted";
+    /// See [`ROLE_PERMISSION_GRANTED`].
+    pub const ROLE_PERMISSION_REVOKED: &str = "role.permission_revoked";
+    /// A role was given to the event's user, or taken back (`details.role`); outcome `failure`
+    /// when the caller could not assign a role whose permissions they do not hold.
+    pub const USER_ROLE_ASSIGNED: &str = "user.role_assigned";
+    /// See [`USER_ROLE_ASSIGNED`].
+    pub const USER_ROLE_REMOVED: &str = "user.role_removed";
 
     /// Every kind, for validating filters.
     pub const ALL: &[&str] = &[
@@ -108,6 +131,16 @@ pub mod kind {
         WEBHOOK_TESTED,
         EMAIL_CONFIRMATION_SENT,
         EMAIL_CONFIRMED,
+        ROLE_CREATED,
+        ROLE_UPDATED,
+        ROLE_DELETED,
+        PERMISSION_CREATED,
+        PERMISSION_UPDATED,
+        PERMISSION_DELETED,
+        ROLE_PERMISSION_GRANTED,
+        ROLE_PERMISSION_REVOKED,
+        USER_ROLE_ASSIGNED,
+        USER_ROLE_REMOVED,
     ];
 }
 

@@ -30,6 +30,12 @@ pub enum Introspection {
         iat: Option<i64>,
         /// Token id (access tokens).
         jti: Option<String>,
+        /// How the session was authenticated.
+        amr: Vec<String>,
+        /// The user's roles now.
+        roles: Vec<String>,
+        /// Every permission the user holds now.
+        permissions: Vec<String>,
     },
 }
 
@@ -64,6 +70,7 @@ impl Auth {
             if !session.is_active(now) {
                 return Ok(Introspection::Inactive);
             }
+            let grants = self.grants.get(self.store.as_ref(), user.id).await?;
             return Ok(Introspection::Active {
                 token_type: "refresh_token",
                 sub: user.id.to_string(),
@@ -72,6 +79,9 @@ impl Auth {
                 exp: session.expires_at,
                 iat: None,
                 jti: None,
+                amr: session.amr,
+                roles: grants.roles.clone(),
+                permissions: grants.permissions.clone(),
             });
         }
         let Ok((principal, claims)) = self.authenticate_claims(token).await else {
@@ -80,6 +90,7 @@ impl Auth {
         let Some(user) = self.store.user_by_id(principal.user_id).await? else {
             return Ok(Introspection::Inactive);
         };
+        let grants = self.grants.get(self.store.as_ref(), user.id).await?;
         Ok(Introspection::Active {
             token_type: "access_token",
             sub: claims.sub.clone(),
@@ -88,6 +99,9 @@ impl Auth {
             exp: DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
             iat: Some(claims.iat),
             jti: Some(claims.jti.clone()),
+            amr: claims.amr.clone(),
+            roles: grants.roles.clone(),
+            permissions: grants.permissions.clone(),
         })
     }
 

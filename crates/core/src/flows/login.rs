@@ -398,6 +398,7 @@ impl Auth {
             user.id,
             session_id,
             &session.amr,
+            &user.roles,
             now,
             self.config.access_ttl,
         )?;
@@ -502,6 +503,7 @@ impl Auth {
             user.id,
             session.id,
             &session.amr,
+            &user.roles,
             now,
             self.config.access_ttl,
         )?;

@@ -8,6 +8,7 @@ pub mod email_confirmation;
 pub mod introspection;
 pub mod login;
 pub mod mfa;
+pub mod rbac;
 pub mod recovery;
 pub mod registration;
 pub mod settings;

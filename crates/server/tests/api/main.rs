@@ -23,6 +23,7 @@ mod jwt;
 mod metrics;
 mod mfa;
 mod multi_instance;
+mod rbac;
 mod recovery;
 mod resilience;
 mod tokens;

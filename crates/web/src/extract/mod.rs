@@ -4,6 +4,6 @@ pub(crate) mod auth;
 mod client;
 mod json;
 
-pub use auth::{Bearer, BearerChanging, CompactBearer};
+pub use auth::{Bearer, BearerChanging, CompactBearer, Needs, RequirePermission, perm};
 pub use client::ClientInfo;
 pub use json::{AppJson, AppPath, AppQuery};

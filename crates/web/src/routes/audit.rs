@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{AppQuery, Bearer};
+use crate::extract::{AppQuery, Bearer, RequirePermission, perm};
 use crate::state::AppState;
 use crate::views::{Envelope, ok};
 
@@ -131,7 +131,7 @@ fn limit(q: &AuditQuery) -> u32 {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn admin_audit(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::AuditRead>,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> ApiResult<Json<Envelope<AuditPage>>> {
     let limit = limit(&q);

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{AppJson, AppPath, Bearer, ClientInfo};
+use crate::extract::{AppJson, AppPath, Bearer, ClientInfo, RequirePermission, perm};
 use crate::routes::compact::FORGOT_MESSAGE;
 use crate::state::AppState;
 use crate::views::{AuthResponse, Envelope, Revoked, UserView, ok, ok_with};
@@ -149,6 +149,15 @@ pub struct IntrospectResponse {
     /// Audience.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// How the session was authenticated (RFC 8176).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// The user's roles now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Every permission the user holds now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
 }
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -356,10 +365,9 @@ async fn revoke_all(
     responses((status = 200, body = Envelope<UserView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn unlock(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::UsersManage>,
     AppJson(req): AppJson<UnlockRequest>,
 ) -> ApiResult<Json<Envelope<UserView>>> {
-    p.ensure(Permission::UsersManage)?;
     let identifier = req
         .user_id
         .map(|id| id.to_string())
@@ -435,6 +443,9 @@ async fn introspect(
             exp,
             iat,
             jti,
+            amr,
+            roles,
+            permissions,
         } => IntrospectResponse {
             active: true,
             token_type: Some(token_type),
@@ -446,6 +457,9 @@ async fn introspect(
             jti,
             iss: Some(s.auth.config().issuer.clone()),
             aud: Some(s.auth.config().audience.clone()),
+            amr: Some(amr),
+            roles: Some(roles),
+            permissions: Some(permissions),
         },
     };
     Ok(Json(answer).into_response())

@@ -9,6 +9,7 @@ pub mod email_confirmation;
 pub mod health;
 pub mod metrics;
 pub mod mfa;
+pub mod rbac;
 pub mod session;
 pub mod users;
 pub mod webhooks;

@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorBody, error_response};
-use crate::extract::{AppJson, AppPath, AppQuery, Bearer};
+use crate::extract::{AppJson, AppPath, AppQuery, RequirePermission, perm};
 use crate::state::AppState;
 use crate::views::{Envelope, Json, ok, ok_with};
 
@@ -305,7 +305,7 @@ fn optional_json<T: DeserializeOwned + Default>(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
     AppJson(req): AppJson<CreateWebhook>,
 ) -> ApiResult<Response> {
     let (endpoint, secret) = s
@@ -336,7 +336,7 @@ async fn create(
     responses((status = 200, body = Envelope<WebhookList>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
 ) -> ApiResult<Json<Envelope<WebhookList>>> {
     let now = s.webhooks.now();
     let items = s
@@ -354,7 +354,7 @@ async fn list(
     responses((status = 200, body = Envelope<WebhookView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_one(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<Envelope<WebhookView>>> {
     let endpoint = s.webhooks.get(&p, id).await?;
@@ -367,7 +367,7 @@ async fn get_one(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn update(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
     AppPath(id): AppPath<Uuid>,
     AppJson(req): AppJson<UpdateWebhook>,
 ) -> ApiResult<Json<Envelope<WebhookView>>> {
@@ -395,7 +395,7 @@ async fn update(
     responses((status = 200, body = Envelope<Option<String>>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<Envelope<Option<String>>>> {
     s.webhooks.delete(&p, id).await?;
@@ -409,7 +409,7 @@ async fn delete(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
 async fn rotate_secret(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
     AppPath(id): AppPath<Uuid>,
     headers: HeaderMap,
     body: Bytes,
@@ -436,7 +436,7 @@ async fn rotate_secret(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn deliveries(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
     AppPath(id): AppPath<Uuid>,
     AppQuery(q): AppQuery<DeliveryQuery>,
 ) -> ApiResult<Json<Envelope<DeliveryPage>>> {
@@ -450,7 +450,7 @@ async fn deliveries(
     responses((status = 200, body = Envelope<DeliveryPage>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn dead_letters(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
     AppQuery(q): AppQuery<DeliveryQuery>,
 ) -> ApiResult<Json<Envelope<DeliveryPage>>> {
     let limit = q.limit();
@@ -465,7 +465,7 @@ async fn dead_letters(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "No such endpoint or event")))]
 async fn replay(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
     AppPath(id): AppPath<Uuid>,
     AppJson(req): AppJson<ReplayWebhook>,
 ) -> ApiResult<Json<Envelope<Replayed>>> {
@@ -489,7 +489,7 @@ async fn replay(
     responses((status = 202, body = Envelope<TestQueued>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn send_test(
     State(s): State<AppState>,
-    Bearer(p): Bearer,
+    RequirePermission(p, _perm): RequirePermission<perm::WebhooksManage>,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Response> {
     let delivery_id = s.webhooks.send_test(&p, id).await?;

@@ -19,12 +19,14 @@ mod email_confirmation;
 mod emails;
 mod events;
 mod mfa;
+mod rbac;
 mod webhooks;
 pub use credentials::*;
 pub use email_confirmation::*;
 pub use emails::*;
 pub use events::*;
 pub use mfa::*;
+pub use rbac::*;
 pub use webhooks::*;
 
 /// An event to hand to store calls that take one, when the test is not about events.
@@ -166,15 +168,20 @@ macro_rules! all_contract_tests {
             sessions_keep_the_methods_they_were_opened_with,
             purge_removes_expired_challenges,
             deleting_an_account_removes_its_factors_and_challenges,
+            builtins_exist_with_fixed_ids,
+            rbac_objects_are_unique_and_built_ins_protected,
+            links_change_once_and_show_in_grants,
+            the_last_administrator_cannot_lose_the_role,
+            concurrent_removals_leave_one_administrator,
         );
     };
 }
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
 }
 
-fn new_user(name: &str) -> NewUser {
+pub(crate) fn new_user(name: &str) -> NewUser {
     NewUser {
         id: Uuid::now_v7(),
         username: name.to_owned(),
@@ -190,7 +197,7 @@ fn new_user(name: &str) -> NewUser {
     }
 }
 
-async fn user(store: &Arc<dyn Store>, name: &str) -> User {
+pub(crate) async fn user(store: &Arc<dyn Store>, name: &str) -> User {
     store.insert_user(&new_user(name), &[]).await.unwrap()
 }
 

@@ -11,6 +11,10 @@ use crate::service::Auth;
 
 /// What introspection learned about a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per introspection request, moved once into the response"
+)]
 pub enum Introspection {
     /// Not a live token of ours.
     Inactive,

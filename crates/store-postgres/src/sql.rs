@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 use porteiro_core::domain::audit::NewAuditEvent;
-use porteiro_core::store::{StoreError, StoreResult};
-use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, UNIQUE_VIOLATION};
+use porteiro_core::store::StoreResult;
+use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, driver_error};
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{Postgres, Transaction};
@@ -29,17 +29,6 @@ fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArguments> {
             Arg::Int(i) => q.bind(i),
         },
     )
-}
-
-fn error(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && db.is_unique_violation()
-    {
-        return StoreError::Conflict {
-            field: UNIQUE_VIOLATION,
-        };
-    }
-    backend(e)
 }
 
 fn rows(rows: Vec<sqlx::postgres::PgRow>) -> Vec<Row> {
@@ -73,7 +62,7 @@ impl SqlTx for Tx {
             bind(sql, args)
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(error)?,
+                .map_err(driver_error)?,
         ))
     }
 
@@ -81,7 +70,7 @@ impl SqlTx for Tx {
         Ok(bind(sql, args)
             .execute(&mut *self.0)
             .await
-            .map_err(error)?
+            .map_err(driver_error)?
             .rows_affected())
     }
 
@@ -111,7 +100,10 @@ impl SqlDb for PgStore {
 
     async fn read(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>> {
         Ok(rows(
-            bind(sql, args).fetch_all(&self.pool).await.map_err(error)?,
+            bind(sql, args)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(driver_error)?,
         ))
     }
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use porteiro_core::domain::audit::NewAuditEvent;
 use porteiro_core::domain::webhook::StoredColumns;
-use porteiro_core::store::StoreResult;
+use porteiro_core::store::{StoreError, StoreResult};
 use uuid::Uuid;
 
 /// One bound argument.
@@ -40,6 +40,20 @@ pub type Row = Box<dyn StoredColumns + Send + Sync>;
 
 /// A statement failed because a unique constraint refused it. The caller says which field.
 pub const UNIQUE_VIOLATION: &str = "unique";
+
+/// A driver error as the store reports it: a unique violation is
+/// `Conflict { field: UNIQUE_VIOLATION }`, anything else a backend error.
+#[must_use]
+pub fn driver_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict {
+            field: UNIQUE_VIOLATION,
+        };
+    }
+    StoreError::Backend(anyhow::Error::new(e))
+}
 
 /// A write transaction. Dropping it without [`SqlTx::commit`] rolls it back.
 #[async_trait]

@@ -274,6 +274,45 @@ pub async fn delete(
     Ok(old)
 }
 
+/// One side of a link row: its column in the link table, the table it refers to, the id.
+type End = (&'static str, &'static str, Uuid);
+
+/// Adds (`add` = creation time) or removes the link row `(a, b)` of `table`. Both ends must
+/// exist; a removal runs serialised and keeps an administrator.
+async fn link(
+    db: &dyn SqlDb,
+    table: &str,
+    a: End,
+    b: End,
+    add: Option<DateTime<Utc>>,
+    events: &[NewAuditEvent],
+) -> StoreResult<bool> {
+    let mut tx = db.begin(add.is_none()).await?;
+    if !exists(tx.as_mut(), a.1, a.2).await? || !exists(tx.as_mut(), b.1, b.2).await? {
+        return Err(StoreError::NotFound);
+    }
+    if b.1 == "permissions" && a.2 == ADMIN_ROLE_ID {
+        // The admin role holds every permission implicitly; its grants are not rows.
+        return Err(StoreError::Refused("builtin_protected"));
+    }
+    let changed = if let Some(now) = add {
+        let sql = format!(
+            "insert into {table} ({}, {}, created_at) values ($1, $2, $3) on conflict do nothing",
+            a.0, b.0
+        );
+        tx.execute(&sql, &[Arg::Uuid(a.2), Arg::Uuid(b.2), Arg::Time(now)])
+            .await?
+            == 1
+    } else {
+        let before = admins_present(tx.as_mut()).await?;
+        let sql = format!("delete from {table} where {} = $1 and {} = $2", a.0, b.0);
+        let n = tx.execute(&sql, &[Arg::Uuid(a.2), Arg::Uuid(b.2)]).await?;
+        still_administered(tx.as_mut(), before).await?;
+        n == 1
+    };
+    finish(tx, changed, events).await
+}
+
 /// [`porteiro_core::store::RbacStore::grant_permission`] and `revoke_permission`.
 ///
 /// # Errors
@@ -285,36 +324,9 @@ pub async fn link_permission(
     grant: Option<DateTime<Utc>>,
     events: &[NewAuditEvent],
 ) -> StoreResult<bool> {
-    let mut tx = db.begin(grant.is_none()).await?;
-    if !exists(tx.as_mut(), "roles", role_id).await?
-        || !exists(tx.as_mut(), "permissions", permission_id).await?
-    {
-        return Err(StoreError::NotFound);
-    }
-    if role_id == ADMIN_ROLE_ID {
-        return Err(StoreError::Refused("builtin_protected"));
-    }
-    let ids = [Arg::Uuid(role_id), Arg::Uuid(permission_id)];
-    let changed = if let Some(now) = grant {
-        tx.execute(
-            "insert into role_permissions (role_id, permission_id, created_at) values ($1, $2, $3) \
-             on conflict do nothing",
-            &[ids[0], ids[1], Arg::Time(now)],
-        )
-        .await?
-            == 1
-    } else {
-        let before = admins_present(tx.as_mut()).await?;
-        let n = tx
-            .execute(
-                "delete from role_permissions where role_id = $1 and permission_id = $2",
-                &ids,
-            )
-            .await?;
-        still_administered(tx.as_mut(), before).await?;
-        n == 1
-    };
-    finish(tx, changed, events).await
+    let role = ("role_id", "roles", role_id);
+    let permission = ("permission_id", "permissions", permission_id);
+    link(db, "role_permissions", role, permission, grant, events).await
 }
 
 /// [`porteiro_core::store::RbacStore::assign_role`] and `unassign_role`.
@@ -328,33 +340,9 @@ pub async fn link_role(
     assign: Option<DateTime<Utc>>,
     events: &[NewAuditEvent],
 ) -> StoreResult<bool> {
-    let mut tx = db.begin(assign.is_none()).await?;
-    if !exists(tx.as_mut(), "users", user_id).await?
-        || !exists(tx.as_mut(), "roles", role_id).await?
-    {
-        return Err(StoreError::NotFound);
-    }
-    let ids = [Arg::Uuid(user_id), Arg::Uuid(role_id)];
-    let changed = if let Some(now) = assign {
-        tx.execute(
-            "insert into user_roles (user_id, role_id, created_at) values ($1, $2, $3) \
-             on conflict do nothing",
-            &[ids[0], ids[1], Arg::Time(now)],
-        )
-        .await?
-            == 1
-    } else {
-        let before = admins_present(tx.as_mut()).await?;
-        let n = tx
-            .execute(
-                "delete from user_roles where user_id = $1 and role_id = $2",
-                &ids,
-            )
-            .await?;
-        still_administered(tx.as_mut(), before).await?;
-        n == 1
-    };
-    finish(tx, changed, events).await
+    let user = ("user_id", "users", user_id);
+    let role = ("role_id", "roles", role_id);
+    link(db, "user_roles", user, role, assign, events).await
 }
 
 /// [`porteiro_core::store::RbacStore::role_permissions`].

@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 use porteiro_core::domain::audit::NewAuditEvent;
-use porteiro_core::store::{StoreError, StoreResult};
-use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, UNIQUE_VIOLATION};
+use porteiro_core::store::StoreResult;
+use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, driver_error};
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Sqlite, Transaction};
@@ -28,17 +28,6 @@ fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Sqlite, SqliteArguments> 
     )
 }
 
-fn error(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && db.is_unique_violation()
-    {
-        return StoreError::Conflict {
-            field: UNIQUE_VIOLATION,
-        };
-    }
-    backend(e)
-}
-
 fn rows(rows: Vec<sqlx::sqlite::SqliteRow>) -> Vec<Row> {
     rows.into_iter()
         .map(|r| Box::new(OwnedCols::from(r)) as Row)
@@ -55,7 +44,7 @@ impl SqlTx for Tx {
             bind(sql, args)
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(error)?,
+                .map_err(driver_error)?,
         ))
     }
 
@@ -63,7 +52,7 @@ impl SqlTx for Tx {
         Ok(bind(sql, args)
             .execute(&mut *self.0)
             .await
-            .map_err(error)?
+            .map_err(driver_error)?
             .rows_affected())
     }
 
@@ -91,7 +80,7 @@ impl SqlDb for SqliteStore {
             bind(sql, args)
                 .fetch_all(&self.reader)
                 .await
-                .map_err(error)?,
+                .map_err(driver_error)?,
         ))
     }
 }

@@ -110,182 +110,111 @@ type Object = ApiResult<Json<Envelope<RbacView>>>;
 type Created = ApiResult<(StatusCode, Json<Envelope<RbacView>>)>;
 type List = ApiResult<Json<Envelope<Vec<RbacView>>>>;
 
-async fn list(s: &AppState, kind: RbacKind) -> List {
-    Ok(ok(views(s.rbac.list(kind).await?)))
-}
+/// The six handlers of one kind of object (`/api/rbac/permissions` or `/api/rbac/roles`), with
+/// the permission that changes them.
+macro_rules! object_routes {
+    ($kind:expr, $what:literal, $base:literal, $one:literal, $by_name:literal, $needs:ty, $needs_name:literal,
+     $list:ident, $create:ident, $get:ident, $by:ident, $update:ident, $delete:ident) => {
+        #[doc = concat!("List ", $what, "s (signed in).")]
+        #[utoipa::path(get, path = $base, tag = "rbac", security(("bearer" = [])),
+            responses((status = 200, body = Envelope<Vec<RbacView>>), (status = 401, body = ErrorBody)))]
+        async fn $list(State(s): State<AppState>, _caller: Bearer) -> List {
+            Ok(ok(views(s.rbac.list($kind).await?)))
+        }
 
-async fn create(
-    s: &AppState,
-    p: &porteiro_core::service::Principal,
-    kind: RbacKind,
-    req: CreateRbac,
-) -> Created {
-    let created = s
-        .rbac
-        .create(p, kind, &req.name, req.description.as_deref())
-        .await?;
-    Ok((StatusCode::CREATED, ok_with("Created.", created.into())))
-}
+        #[doc = concat!("Create a ", $what, " (needs `", $needs_name, "`).")]
+        #[utoipa::path(post, path = $base, tag = "rbac", request_body = CreateRbac, security(("bearer" = [])),
+            responses((status = 201, body = Envelope<RbacView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        async fn $create(
+            State(s): State<AppState>,
+            RequirePermission(p, _perm): RequirePermission<$needs>,
+            AppJson(req): AppJson<CreateRbac>,
+        ) -> Created {
+            let created = s
+                .rbac
+                .create(&p, $kind, &req.name, req.description.as_deref())
+                .await?;
+            Ok((StatusCode::CREATED, ok_with("Created.", created.into())))
+        }
 
-async fn update(
-    s: &AppState,
-    p: &porteiro_core::service::Principal,
-    kind: RbacKind,
-    id: Uuid,
-    req: UpdateRbac,
-) -> Object {
-    let change = RbacChange {
-        name: req.name,
-        description: req.description,
+        #[doc = concat!("One ", $what, " (signed in).")]
+        #[utoipa::path(get, path = $one, tag = "rbac", params(("id" = Uuid, Path)), security(("bearer" = [])),
+            responses((status = 200, body = Envelope<RbacView>), (status = 404, body = ErrorBody)))]
+        async fn $get(State(s): State<AppState>, _caller: Bearer, AppPath(id): AppPath<Uuid>) -> Object {
+            Ok(ok(s.rbac.get($kind, id).await?.into()))
+        }
+
+        #[doc = concat!("One ", $what, " by name (signed in).")]
+        #[utoipa::path(get, path = $by_name, tag = "rbac", params(("name" = String, Path)), security(("bearer" = [])),
+            responses((status = 200, body = Envelope<RbacView>), (status = 404, body = ErrorBody)))]
+        async fn $by(
+            State(s): State<AppState>,
+            _caller: Bearer,
+            AppPath(name): AppPath<String>,
+        ) -> Object {
+            Ok(ok(s.rbac.get_by_name($kind, &name).await?.into()))
+        }
+
+        #[doc = concat!("Rename or re-describe a ", $what, " (needs `", $needs_name, "`; built-ins keep their names).")]
+        #[utoipa::path(put, path = $one, tag = "rbac", params(("id" = Uuid, Path)), request_body = UpdateRbac, security(("bearer" = [])),
+            responses((status = 200, body = Envelope<RbacView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        async fn $update(
+            State(s): State<AppState>,
+            RequirePermission(p, _perm): RequirePermission<$needs>,
+            AppPath(id): AppPath<Uuid>,
+            AppJson(req): AppJson<UpdateRbac>,
+        ) -> Object {
+            let change = RbacChange {
+                name: req.name,
+                description: req.description,
+            };
+            Ok(ok_with("Updated.", s.rbac.update(&p, $kind, id, change).await?.into()))
+        }
+
+        #[doc = concat!("Delete a ", $what, " and its links (needs `", $needs_name, "`; never a built-in, never the last administrator's).")]
+        #[utoipa::path(delete, path = $one, tag = "rbac", params(("id" = Uuid, Path)), security(("bearer" = [])),
+            responses((status = 200, body = Envelope<RbacView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        async fn $delete(
+            State(s): State<AppState>,
+            RequirePermission(p, _perm): RequirePermission<$needs>,
+            AppPath(id): AppPath<Uuid>,
+        ) -> Object {
+            Ok(ok_with("Deleted.", s.rbac.delete(&p, $kind, id).await?.into()))
+        }
     };
-    Ok(ok_with(
-        "Updated.",
-        s.rbac.update(p, kind, id, change).await?.into(),
-    ))
 }
 
-async fn delete(
-    s: &AppState,
-    p: &porteiro_core::service::Principal,
-    kind: RbacKind,
-    id: Uuid,
-) -> Object {
-    Ok(ok_with(
-        "Deleted.",
-        s.rbac.delete(p, kind, id).await?.into(),
-    ))
-}
+object_routes!(
+    RbacKind::Permission,
+    "permission",
+    "/api/rbac/permissions",
+    "/api/rbac/permissions/{id}",
+    "/api/rbac/permissions/by-name/{name}",
+    perm::PermissionsManage,
+    "permissions:manage",
+    list_permissions,
+    create_permission,
+    get_permission,
+    permission_by_name,
+    update_permission,
+    delete_permission
+);
 
-/// List permissions (signed in).
-#[utoipa::path(get, path = "/api/rbac/permissions", tag = "rbac", security(("bearer" = [])),
-    responses((status = 200, body = Envelope<Vec<RbacView>>), (status = 401, body = ErrorBody)))]
-async fn list_permissions(State(s): State<AppState>, _caller: Bearer) -> List {
-    list(&s, RbacKind::Permission).await
-}
-
-/// Create a permission (`permissions:manage`).
-#[utoipa::path(post, path = "/api/rbac/permissions", tag = "rbac", request_body = CreateRbac, security(("bearer" = [])),
-    responses((status = 201, body = Envelope<RbacView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_permission(
-    State(s): State<AppState>,
-    RequirePermission(p, _perm): RequirePermission<perm::PermissionsManage>,
-    AppJson(req): AppJson<CreateRbac>,
-) -> Created {
-    create(&s, &p, RbacKind::Permission, req).await
-}
-
-/// One permission (signed in).
-#[utoipa::path(get, path = "/api/rbac/permissions/{id}", tag = "rbac", params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Envelope<RbacView>), (status = 404, body = ErrorBody)))]
-async fn get_permission(
-    State(s): State<AppState>,
-    _caller: Bearer,
-    AppPath(id): AppPath<Uuid>,
-) -> Object {
-    Ok(ok(s.rbac.get(RbacKind::Permission, id).await?.into()))
-}
-
-/// One permission by name (signed in).
-#[utoipa::path(get, path = "/api/rbac/permissions/by-name/{name}", tag = "rbac", params(("name" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Envelope<RbacView>), (status = 404, body = ErrorBody)))]
-async fn permission_by_name(
-    State(s): State<AppState>,
-    _caller: Bearer,
-    AppPath(name): AppPath<String>,
-) -> Object {
-    Ok(ok(s
-        .rbac
-        .get_by_name(RbacKind::Permission, &name)
-        .await?
-        .into()))
-}
-
-/// Rename or re-describe a permission (`permissions:manage`; built-ins keep their names).
-#[utoipa::path(put, path = "/api/rbac/permissions/{id}", tag = "rbac", params(("id" = Uuid, Path)), request_body = UpdateRbac, security(("bearer" = [])),
-    responses((status = 200, body = Envelope<RbacView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn update_permission(
-    State(s): State<AppState>,
-    RequirePermission(p, _perm): RequirePermission<perm::PermissionsManage>,
-    AppPath(id): AppPath<Uuid>,
-    AppJson(req): AppJson<UpdateRbac>,
-) -> Object {
-    update(&s, &p, RbacKind::Permission, id, req).await
-}
-
-/// Delete a permission and its grants (`permissions:manage`; never a built-in).
-#[utoipa::path(delete, path = "/api/rbac/permissions/{id}", tag = "rbac", params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Envelope<RbacView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_permission(
-    State(s): State<AppState>,
-    RequirePermission(p, _perm): RequirePermission<perm::PermissionsManage>,
-    AppPath(id): AppPath<Uuid>,
-) -> Object {
-    delete(&s, &p, RbacKind::Permission, id).await
-}
-
-/// List roles (signed in).
-#[utoipa::path(get, path = "/api/rbac/roles", tag = "rbac", security(("bearer" = [])),
-    responses((status = 200, body = Envelope<Vec<RbacView>>), (status = 401, body = ErrorBody)))]
-async fn list_roles(State(s): State<AppState>, _caller: Bearer) -> List {
-    list(&s, RbacKind::Role).await
-}
-
-/// Create a role (`roles:manage`).
-#[utoipa::path(post, path = "/api/rbac/roles", tag = "rbac", request_body = CreateRbac, security(("bearer" = [])),
-    responses((status = 201, body = Envelope<RbacView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_role(
-    State(s): State<AppState>,
-    RequirePermission(p, _perm): RequirePermission<perm::RolesManage>,
-    AppJson(req): AppJson<CreateRbac>,
-) -> Created {
-    create(&s, &p, RbacKind::Role, req).await
-}
-
-/// One role (signed in).
-#[utoipa::path(get, path = "/api/rbac/roles/{id}", tag = "rbac", params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Envelope<RbacView>), (status = 404, body = ErrorBody)))]
-async fn get_role(
-    State(s): State<AppState>,
-    _caller: Bearer,
-    AppPath(id): AppPath<Uuid>,
-) -> Object {
-    Ok(ok(s.rbac.get(RbacKind::Role, id).await?.into()))
-}
-
-/// One role by name (signed in).
-#[utoipa::path(get, path = "/api/rbac/roles/by-name/{name}", tag = "rbac", params(("name" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Envelope<RbacView>), (status = 404, body = ErrorBody)))]
-async fn role_by_name(
-    State(s): State<AppState>,
-    _caller: Bearer,
-    AppPath(name): AppPath<String>,
-) -> Object {
-    Ok(ok(s.rbac.get_by_name(RbacKind::Role, &name).await?.into()))
-}
-
-/// Rename or re-describe a role (`roles:manage`; built-ins keep their names).
-#[utoipa::path(put, path = "/api/rbac/roles/{id}", tag = "rbac", params(("id" = Uuid, Path)), request_body = UpdateRbac, security(("bearer" = [])),
-    responses((status = 200, body = Envelope<RbacView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn update_role(
-    State(s): State<AppState>,
-    RequirePermission(p, _perm): RequirePermission<perm::RolesManage>,
-    AppPath(id): AppPath<Uuid>,
-    AppJson(req): AppJson<UpdateRbac>,
-) -> Object {
-    update(&s, &p, RbacKind::Role, id, req).await
-}
-
-/// Delete a role and its assignments (`roles:manage`; never a built-in, never the last
-/// administrator's).
-#[utoipa::path(delete, path = "/api/rbac/roles/{id}", tag = "rbac", params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Envelope<RbacView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_role(
-    State(s): State<AppState>,
-    RequirePermission(p, _perm): RequirePermission<perm::RolesManage>,
-    AppPath(id): AppPath<Uuid>,
-) -> Object {
-    delete(&s, &p, RbacKind::Role, id).await
-}
+object_routes!(
+    RbacKind::Role,
+    "role",
+    "/api/rbac/roles",
+    "/api/rbac/roles/{id}",
+    "/api/rbac/roles/by-name/{name}",
+    perm::RolesManage,
+    "roles:manage",
+    list_roles,
+    create_role,
+    get_role,
+    role_by_name,
+    update_role,
+    delete_role
+);
 
 /// The permissions a role grants (signed in; `admin` grants all).
 #[utoipa::path(get, path = "/api/rbac/roles/{role_id}/permissions", tag = "rbac", params(("role_id" = Uuid, Path)), security(("bearer" = [])),

@@ -17,8 +17,9 @@ use std::time::Duration;
 use moka::future::Cache;
 use uuid::Uuid;
 
-use crate::domain::rbac::Grants;
+use crate::domain::rbac::{Grants, Permission};
 use crate::error::Error;
+use crate::service::Principal;
 use crate::store::Store;
 
 /// Per-user grants, generation-stamped.
@@ -66,6 +67,31 @@ impl GrantsCache {
             .insert(user_id, (generation, Arc::clone(&grants)))
             .await;
         Ok(grants)
+    }
+
+    /// Allows `principal` to change `user_id`'s account: their own; or, with `users:manage`, an
+    /// account holding no permission the caller lacks — so `users:manage` alone cannot reset an
+    /// administrator's password or factors, disable or delete them.
+    ///
+    /// # Errors
+    /// `Forbidden`; on store failure.
+    pub async fn ensure_manages(
+        &self,
+        store: &dyn Store,
+        principal: &Principal,
+        user_id: Uuid,
+    ) -> Result<(), Error> {
+        principal.ensure_self_or(user_id, Permission::UsersManage)?;
+        if principal.user_id == user_id {
+            return Ok(());
+        }
+        let mine = self.get(store, principal.user_id).await?;
+        let theirs = self.get(store, user_id).await?;
+        if theirs.permissions.iter().all(|p| mine.allows(p)) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
     }
 
     /// Roles, permissions or assignments changed: every entry is stale.

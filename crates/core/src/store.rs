@@ -700,7 +700,8 @@ pub trait MfaStore: Send + Sync {
 /// (counting active accounts; a deployment that had none is left alone).
 #[async_trait]
 pub trait RbacStore: Send + Sync {
-    /// Stores a new role or permission. `Conflict { field: "name" }` when the name is taken.
+    /// Stores a new role or permission (grants change: `admin` holds a new permission at once).
+    /// `Conflict { field: "name" }` when the name is taken.
     async fn create_rbac_object(
         &self,
         kind: RbacKind,
@@ -718,7 +719,7 @@ pub trait RbacStore: Send + Sync {
         name: &str,
     ) -> StoreResult<Option<RbacObject>>;
     /// Renames and/or re-describes. `NotFound`; `Conflict { field: "name" }`;
-    /// `Refused("builtin_protected")` for a new name on a built-in.
+    /// `Refused("builtin_protected")` for a built-in.
     async fn update_rbac_object(
         &self,
         kind: RbacKind,
@@ -766,7 +767,7 @@ pub trait RbacStore: Send + Sync {
         events: &[NewAuditEvent],
     ) -> StoreResult<bool>;
     /// Takes a role from a user; false (and no event) when they did not have it. `NotFound`;
-    /// `Refused("last_admin")`.
+    /// `Refused("builtin_protected")` for the `user` role; `Refused("last_admin")`.
     async fn unassign_role(
         &self,
         user_id: UserId,

@@ -169,8 +169,8 @@ pub async fn create(
         .await
         .map_err(name_taken)?;
     let created = object(rows.first().ok_or(StoreError::NotFound)?)?;
-    tx.write_events(events).await?;
-    tx.commit().await?;
+    // A new permission is the admin role's at once: grants changed.
+    finish(tx, true, events).await?;
     Ok(created)
 }
 
@@ -225,10 +225,10 @@ pub async fn update(
 ) -> StoreResult<RbacObject> {
     let mut tx = db.begin(false).await?;
     let old = current(tx.as_mut(), kind, id).await?;
-    let name = name.unwrap_or(&old.name);
-    if old.builtin && name != old.name {
+    if old.builtin {
         return Err(StoreError::Refused("builtin_protected"));
     }
+    let name = name.unwrap_or(&old.name);
     let sql = format!(
         "update {} set name = $2, description = $3, updated_at = $4 where id = $1 returning {}",
         kind.table(),
@@ -293,6 +293,10 @@ async fn link(
     }
     if b.1 == "permissions" && a.2 == ADMIN_ROLE_ID {
         // The admin role holds every permission implicitly; its grants are not rows.
+        return Err(StoreError::Refused("builtin_protected"));
+    }
+    if add.is_none() && b.1 == "roles" && b.2 == USER_ROLE_ID {
+        // Every account holds `user`.
         return Err(StoreError::Refused("builtin_protected"));
     }
     let changed = if let Some(now) = add {

@@ -56,7 +56,7 @@ from (values
     ('00000000-0000-4000-8001-000000000008', 'webhooks:manage', 'Create, change and delete webhook endpoints and read their deliveries.'),
     ('00000000-0000-4000-8001-000000000009', 'system:maintain', 'Run maintenance jobs (clean expired tokens, codes and sessions).'),
     ('00000000-0000-4000-8001-00000000000a', 'security_questions:manage', 'Create, change and deactivate security questions.'),
-    ('00000000-0000-4000-8001-00000000000b', 'metrics:read', 'Read the Prometheus metrics at /metrics with a bearer token.')
+    ('00000000-0000-4000-8001-00000000000b', 'tokens:introspect', 'Introspect tokens (RFC 7662) with a bearer token.')
 );
 
 insert into user_roles (user_id, role_id, created_at)

@@ -173,12 +173,12 @@ pub async fn rbac_objects_are_unique_and_built_ins_protected(store: Arc<dyn Stor
             store.delete_rbac_object(kind, id, &[]).await,
             Err(StoreError::Refused("builtin_protected"))
         ));
-        // The description of a built-in may change; its name stays.
-        let kept = store
-            .update_rbac_object(kind, id, None, Some("described"), t0(), &[])
-            .await
-            .unwrap();
-        assert_eq!(kept.description, "described");
+        assert!(matches!(
+            store
+                .update_rbac_object(kind, id, None, Some("described"), t0(), &[])
+                .await,
+            Err(StoreError::Refused("builtin_protected"))
+        ));
     }
     // The admin role's grants are implicit and cannot be edited.
     assert!(matches!(
@@ -361,12 +361,20 @@ pub async fn links_change_once_and_show_in_grants(store: Arc<dyn Store>) {
 pub async fn the_last_administrator_cannot_lose_the_role(store: Arc<dyn Store>) {
     // A deployment without administrators is left alone.
     let nobody = user(&store, "nobody").await;
-    assert!(
-        store
-            .unassign_role(nobody.id, USER_ROLE_ID, &[])
-            .await
-            .unwrap()
-    );
+    let extra = store
+        .create_rbac_object(RbacKind::Role, &object("extra"), &[])
+        .await
+        .unwrap();
+    store
+        .assign_role(nobody.id, extra.id, t0(), &[])
+        .await
+        .unwrap();
+    assert!(store.unassign_role(nobody.id, extra.id, &[]).await.unwrap());
+    // Every account keeps `user`.
+    assert!(matches!(
+        store.unassign_role(nobody.id, USER_ROLE_ID, &[]).await,
+        Err(StoreError::Refused("builtin_protected"))
+    ));
     let a = admin(&store, "first").await;
     assert!(matches!(
         store

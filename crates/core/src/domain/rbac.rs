@@ -80,7 +80,7 @@ permissions! {
     WebhooksManage = 8, "webhooks:manage", "Create, change and delete webhook endpoints and read their deliveries.";
     SystemMaintain = 9, "system:maintain", "Run maintenance jobs (clean expired tokens, codes and sessions).";
     SecurityQuestionsManage = 10, "security_questions:manage", "Create, change and deactivate security questions.";
-    MetricsRead = 11, "metrics:read", "Read the Prometheus metrics at /metrics with a bearer token.";
+    TokensIntrospect = 11, "tokens:introspect", "Introspect tokens (RFC 7662) with a bearer token.";
 }
 
 impl Permission {
@@ -239,14 +239,23 @@ pub fn parse_name(kind: RbacKind, name: &str) -> Result<String, Error> {
     }
 }
 
-/// Checks a description: at most 500 characters, no control characters but newlines.
+/// Direction overrides and invisible characters, which could make a description in the admin
+/// console read differently from what it says.
+const fn invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// Checks a description: at most 500 characters, no control characters but newlines, no
+/// direction overrides or invisible characters.
 ///
 /// # Errors
 /// `Validation` with code `invalid_description`.
 pub fn parse_description(text: Option<&str>) -> Result<String, Error> {
     let text = text.unwrap_or_default().trim();
     if text.chars().count() > MAX_DESCRIPTION_LEN
-        || text.chars().any(|c| c.is_control() && c != '\n')
+        || text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || invisible(c))
     {
         return Err(Error::validation(
             "description",

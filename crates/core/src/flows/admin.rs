@@ -72,6 +72,9 @@ impl Auth {
     /// `Forbidden`, `NotFound`, `Validation`.
     pub async fn delete_user(&self, principal: &Principal, user_id: Uuid) -> Result<(), Error> {
         principal.ensure(Permission::UsersManage)?;
+        self.grants
+            .ensure_manages(self.store.as_ref(), principal, user_id)
+            .await?;
         if principal.user_id == user_id {
             return Err(Error::validation(
                 "id",
@@ -110,6 +113,11 @@ impl Auth {
 
     async fn unlock_by(&self, identifier: &str, actor: Option<&Principal>) -> Result<User, Error> {
         let user = self.find_user(identifier).await?.ok_or(Error::NotFound)?;
+        if let Some(actor) = actor {
+            self.grants
+                .ensure_manages(self.store.as_ref(), actor, user.id)
+                .await?;
+        }
         let via = if actor.is_some() { "api" } else { "cli" };
         let unlocked = [self.event(
             kind::ACCOUNT_UNLOCKED,

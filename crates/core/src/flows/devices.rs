@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::domain::Session;
 use crate::domain::audit::{Outcome, kind};
-use crate::domain::rbac::Permission;
 use crate::error::Error;
 use crate::flows::audit::committed;
 use crate::service::{Auth, Principal};
@@ -118,7 +117,9 @@ impl Auth {
     /// # Errors
     /// `Forbidden`, `NotFound`.
     pub async fn revoke_all(&self, principal: &Principal, user_id: Uuid) -> Result<usize, Error> {
-        principal.ensure_self_or(user_id, Permission::UsersManage)?;
+        self.grants
+            .ensure_manages(self.store.as_ref(), principal, user_id)
+            .await?;
         self.store
             .user_by_id(user_id)
             .await?

@@ -800,6 +800,7 @@ pub struct TwoFactor {
     hasher: PasswordHasher,
     outbox: Outbox,
     config: AuthConfig,
+    grants: crate::grants::GrantsCache,
 }
 
 impl std::fmt::Debug for TwoFactor {
@@ -819,6 +820,7 @@ impl TwoFactor {
             hasher: auth.hasher.clone(),
             outbox: auth.outbox.clone(),
             config: auth.config.clone(),
+            grants: auth.grants.clone(),
         }
     }
 
@@ -1207,7 +1209,9 @@ impl TwoFactor {
     /// `Forbidden` (not an administrator), `NotFound`.
     pub async fn reset(&self, actor: Option<&Principal>, user_id: Uuid) -> Result<bool, Error> {
         if let Some(actor) = actor {
-            actor.ensure(Permission::UsersManage)?;
+            self.grants
+                .ensure_manages(self.store.as_ref(), actor, user_id)
+                .await?;
             // Removing one's own factor needs the password and a code (`disable`): an
             // administrator's access token alone must not strip its own second factor.
             if actor.user_id == user_id {

@@ -98,14 +98,52 @@ impl Rbac {
         actor: &Principal,
         details: Value,
     ) -> NewAuditEvent {
-        new_event(
-            self.now(),
-            event_type,
-            outcome,
-            user_id,
-            Some(actor),
-            details,
-        )
+        // The caller is named even when acting on their own account.
+        NewAuditEvent {
+            actor_id: Some(actor.user_id),
+            ..new_event(
+                self.now(),
+                event_type,
+                outcome,
+                user_id,
+                Some(actor),
+                details,
+            )
+        }
+    }
+
+    /// Refuses (audited) a change to `object` unless the caller holds what it grants: the
+    /// permission itself, or every permission of the role. Renaming or deleting something the
+    /// caller does not hold would otherwise hand its name — and what services make of it — away.
+    async fn ensure_holds(
+        &self,
+        principal: &Principal,
+        kind: RbacKind,
+        object: &RbacObject,
+        event_type: &'static str,
+    ) -> Result<(), Error> {
+        let held = self.grants_of(principal.user_id).await?;
+        let missing: Vec<String> = match kind {
+            RbacKind::Permission => vec![object.name.clone()],
+            RbacKind::Role => self
+                .role_permissions(object.id)
+                .await?
+                .into_iter()
+                .map(|p| p.name)
+                .collect(),
+        }
+        .into_iter()
+        .filter(|name| !held.allows(name))
+        .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut details = describe(kind, object);
+        details["reason"] = json!("permissions_not_held");
+        details["missing"] = json!(missing);
+        Err(self
+            .refused(self.event(event_type, Outcome::Failure, None, principal, details))
+            .await)
     }
 
     /// A change committed: grants, and the roles shown in profiles, are stale.
@@ -195,7 +233,8 @@ impl Rbac {
             .store
             .create_rbac_object(kind, &object, &events)
             .await?;
-        committed(&events);
+        // A new permission is the admin role's from now on.
+        self.changed(&events);
         Ok(created)
     }
 
@@ -221,9 +260,15 @@ impl Rbac {
             .as_deref()
             .map(|d| parse_description(Some(d)))
             .transpose()?;
-        let mut details = json!({"id": id});
+        let old = self.get(kind, id).await?;
+        if old.builtin {
+            return Err(Error::Refused("builtin_protected"));
+        }
+        self.ensure_holds(principal, kind, &old, kinds(kind)[1])
+            .await?;
+        let mut details = describe(kind, &old);
         if let Some(name) = &name {
-            details["name"] = json!(name);
+            details["new_name"] = json!(name);
         }
         let events = [self.event(kinds(kind)[1], Outcome::Success, None, principal, details)];
         let updated = self
@@ -252,12 +297,18 @@ impl Rbac {
         id: Uuid,
     ) -> Result<RbacObject, Error> {
         principal.ensure(manager(kind))?;
+        let old = self.get(kind, id).await?;
+        if old.builtin {
+            return Err(Error::Refused("builtin_protected"));
+        }
+        self.ensure_holds(principal, kind, &old, kinds(kind)[2])
+            .await?;
         let events = [self.event(
             kinds(kind)[2],
             Outcome::Success,
             None,
             principal,
-            json!({"id": id}),
+            describe(kind, &old),
         )];
         let deleted = self.store.delete_rbac_object(kind, id, &events).await?;
         self.changed(&events);

@@ -41,7 +41,9 @@ impl Auth {
         current: Option<&SecretString>,
         new: &SecretString,
     ) -> Result<(), Error> {
-        principal.ensure_self_or(user_id, Permission::UsersManage)?;
+        self.grants
+            .ensure_manages(self.store.as_ref(), principal, user_id)
+            .await?;
         let user = self
             .store
             .user_by_id(user_id)
@@ -202,7 +204,9 @@ impl Auth {
         user_id: Uuid,
         change: ProfileChange,
     ) -> Result<User, Error> {
-        principal.ensure_self_or(user_id, Permission::UsersManage)?;
+        self.grants
+            .ensure_manages(self.store.as_ref(), principal, user_id)
+            .await?;
         if change.is_active.is_some() {
             principal.ensure(Permission::UsersManage)?;
             if principal.user_id == user_id && change.is_active == Some(false) {

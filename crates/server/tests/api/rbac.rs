@@ -121,10 +121,23 @@ both_backends! {
             assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::CONFLICT, Some("builtin_protected")), "{path}");
         }
         let r = app.put_auth(&format!("/api/rbac/roles/{user_role}"), &admin, json!({"description": "Everyone"})).await;
-        assert_eq!((r.status, r.data()["name"].as_str()), (StatusCode::OK, Some("user")), "{}", r.text);
+        assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::CONFLICT, Some("builtin_protected")), "{}", r.text);
+        // Every account keeps the `user` role.
+        let r = app.delete_auth(&format!("/api/rbac/users/{}/roles/{user_role}", user.id), &admin).await;
+        assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::CONFLICT, Some("builtin_protected")), "{}", r.text);
+        // Descriptions cannot hide text behind direction overrides or invisible characters.
+        let r = app.post_auth("/api/rbac/roles", &admin, json!({"name": "spoof", "description": "safe\u{202e}txt.exe"})).await;
+        assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_description")), "{}", r.text);
+        // A permission created now is the administrators' at once (admin holds every one).
+        let fresh = create(&app, &admin, "permissions", "fresh:do").await;
+        let r = app.get_auth(&format!("/api/rbac/check-permission/{admin_id}/fresh:do"), &admin).await;
+        assert_eq!(r.data()["allowed"], true, "{}", r.text);
+        let freshers = create(&app, &admin, "roles", "freshers").await;
+        let r = app.post_auth(&format!("/api/rbac/roles/{freshers}/permissions/{fresh}"), &admin, json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         // The admin role's permissions are implicit: all of them, and not editable.
         let r = app.get_auth(&format!("/api/rbac/roles/{admin_role}/permissions"), &plain).await;
-        assert_eq!(names(r.data()).len(), perms.len());
+        assert_eq!(names(r.data()).len(), perms.len() + 1, "every permission, fresh:do included");
         let r = app.delete_auth(&format!("/api/rbac/roles/{admin_role}/permissions/{users_read}"), &admin).await;
         assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::CONFLICT, Some("builtin_protected")));
 
@@ -276,6 +289,94 @@ both_backends! {
         let r = app.get_auth(&format!("/api/rbac/check-permission/{}/users:read", uuid::Uuid::new_v4()), &e).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         assert_eq!(app.get_auth(&format!("/api/rbac/users/{}/roles", uuid::Uuid::new_v4()), &e).await.status, StatusCode::NOT_FOUND);
+    }
+
+    async fn managing_users_or_names_never_reaches_beyond_what_you_hold(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let admin = app.admin().await.access;
+        let admin_id = my_id(&app, &admin).await;
+        let mgr = app.register("gestora").await;
+        let plain = app.register("plain").await;
+        let managers = create(&app, &admin, "roles", "managers").await;
+        for p in ["users:manage", "users:read", "permissions:manage", "roles:manage"] {
+            let pid = permission_id(&app, &admin, p).await;
+            app.post_auth(&format!("/api/rbac/roles/{managers}/permissions/{pid}"), &admin, json!({})).await;
+        }
+        app.post_auth(&format!("/api/rbac/users/{}/roles/{managers}", mgr.id), &admin, json!({})).await;
+        let t = app.sign_in(&mgr).await.access;
+
+        // users:manage reaches accounts holding nothing more than the caller: not the admin.
+        for (method, path, body) in [
+            ("post", format!("/api/users/{admin_id}/change-password"), json!({"new_password": "Pwned-Admin-Pass-77"})),
+            ("post", format!("/api/users/{admin_id}/2fa/reset"), json!({})),
+            ("put", format!("/api/users/{admin_id}"), json!({"is_active": false})),
+            ("put", format!("/api/users/{admin_id}"), json!({"first_name": "Pwned"})),
+            ("delete", format!("/api/users/{admin_id}"), json!({})),
+            ("post", format!("/api/auth/revoke-all/{admin_id}"), json!({})),
+            ("post", "/api/auth/unlock".to_owned(), json!({"user_id": admin_id})),
+        ] {
+            let r = match method {
+                "post" => app.post_auth(&path, &t, body).await,
+                "put" => app.put_auth(&path, &t, body).await,
+                _ => app.delete_auth(&path, &t).await,
+            };
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}: {}", r.text);
+        }
+        assert_eq!(app.me_status(&admin).await, StatusCode::OK);
+        app.sign_in_as("admin", crate::helpers::ADMIN_PASSWORD).await;
+        // A plain account is within reach.
+        let r = app.post_auth(&format!("/api/users/{}/change-password", plain.id), &t, json!({"new_password": "Outra-S3nha-Boa"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+        // permissions:manage / roles:manage rename or delete only what the caller holds.
+        let billing = create(&app, &admin, "permissions", "billing:admin").await;
+        let finance = create(&app, &admin, "roles", "finance").await;
+        app.post_auth(&format!("/api/rbac/roles/{finance}/permissions/{billing}"), &admin, json!({})).await;
+        for (method, path) in [
+            ("delete", format!("/api/rbac/permissions/{billing}")),
+            ("put", format!("/api/rbac/permissions/{billing}")),
+            ("delete", format!("/api/rbac/roles/{finance}")),
+            ("put", format!("/api/rbac/roles/{finance}")),
+        ] {
+            let r = if method == "put" {
+                app.put_auth(&path, &t, json!({"name": if path.contains("roles") { "fin" } else { "billing:view" }})).await
+            } else {
+                app.delete_auth(&path, &t).await
+            };
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}: {}", r.text);
+        }
+        let r = app.get_auth(&format!("/api/rbac/roles/{finance}/permissions"), &admin).await;
+        assert_eq!(names(r.data()), ["billing:admin"]);
+        // What the caller created and holds, they may rename and delete.
+        let mine = create(&app, &t, "roles", "mine").await;
+        assert_eq!(app.put_auth(&format!("/api/rbac/roles/{mine}"), &t, json!({"name": "ours"})).await.status, StatusCode::OK);
+        assert_eq!(app.delete_auth(&format!("/api/rbac/roles/{mine}"), &t).await.status, StatusCode::OK);
+        // The rename event keeps the old name.
+        let r = app.get_auth("/api/admin/audit?type=role.updated", &admin).await;
+        let events = r.data()["events"].as_array().cloned().unwrap_or_default();
+        assert!(events.iter().any(|e| e["details"]["name"] == "mine" && e["details"]["new_name"] == "ours"), "{events:?}");
+
+        // Bearer introspection needs tokens:introspect (users:manage is not enough).
+        let r = app
+            .request(
+                app.client
+                    .post(format!("{}/api/auth/introspect", app.url))
+                    .bearer_auth(&t)
+                    .form(&[("token", admin.as_str())]),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        let r = app
+            .request(
+                app.client
+                    .post(format!("{}/api/auth/introspect", app.url))
+                    .bearer_auth(&admin)
+                    .form(&[("token", t.as_str())]),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["roles"], json!(["managers", "user"]));
+        assert!(r.body["permissions"].as_array().unwrap().contains(&json!("users:manage")));
     }
 
     async fn the_last_administrator_stays(backend: Backend) {

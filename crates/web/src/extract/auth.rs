@@ -163,7 +163,7 @@ pub mod perm {
         WebhooksManage,
         SystemMaintain,
         SecurityQuestionsManage,
-        MetricsRead,
+        TokensIntrospect,
     );
 }
 

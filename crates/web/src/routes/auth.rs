@@ -489,7 +489,7 @@ async fn authorize_introspection(s: &AppState, headers: &HeaderMap) -> Result<()
     let (scheme, rest) = value.split_once(' ').unwrap_or(("", ""));
     if scheme.eq_ignore_ascii_case("bearer") {
         let p = s.auth.authenticate(rest.trim()).await?;
-        p.ensure(Permission::MetricsRead)?;
+        p.ensure(Permission::TokensIntrospect)?;
         return Ok(());
     }
     if scheme.eq_ignore_ascii_case("basic")

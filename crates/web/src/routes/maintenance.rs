@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::Bearer;
+use crate::extract::{RequirePermission, perm};
 use crate::state::AppState;
 use crate::views::{Envelope, Json, ok_with};
 
@@ -28,54 +28,62 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(clean_sessions))
 }
 
+/// The caller, holding `system:maintain` (403 before the handler otherwise).
+type Maintainer = RequirePermission<perm::SystemMaintain>;
+
 async fn run(
     s: &AppState,
-    bearer: Bearer,
+    caller: Maintainer,
     job: Job,
     message: &str,
 ) -> ApiResult<Json<Envelope<Removed>>> {
-    let removed = s.maintenance.run(&bearer.0, job).await?;
+    let removed = s.maintenance.run(&caller.0, job).await?;
     Ok(ok_with(message, Removed { removed }))
 }
 
-/// Remove dead tokens: refresh tokens never spent and expired, every refresh token of a session
-/// that ended more than one refresh lifetime ago, and password-reset links expired or spent and
-/// issued before the recovery window. Spent refresh tokens of live sessions stay (they detect
-/// reuse). Requires `system:maintain`.
+/// Remove dead tokens (`system:maintain`).
+///
+/// Refresh tokens never spent and expired, every refresh token of a session that ended more than
+/// one refresh lifetime ago, and password-reset links expired or spent and issued before the
+/// recovery window. Spent refresh tokens of live sessions stay (they detect reuse).
 #[utoipa::path(post, path = "/api/admin/clean-tokens", tag = "maintenance", security(("bearer" = [])),
     responses((status = 200, body = Envelope<Removed>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn clean_tokens(
     State(s): State<AppState>,
-    bearer: Bearer,
+    caller: Maintainer,
 ) -> ApiResult<Json<Envelope<Removed>>> {
-    run(&s, bearer, Job::Tokens, "Expired tokens removed.").await
+    run(&s, caller, Job::Tokens, "Expired tokens removed.").await
 }
 
-/// Remove dead verification codes: address-confirmation links expired or spent and issued
-/// more than an hour ago, and second steps of sign-in (with their emailed codes) that expired,
-/// were completed or died after too many wrong codes. Requires `system:maintain`.
+/// Remove dead verification codes (`system:maintain`).
+///
+/// Address-confirmation links expired or spent and issued more than an hour ago, and second
+/// steps of sign-in (with their emailed codes) that expired, were completed or died after too
+/// many wrong codes.
 #[utoipa::path(post, path = "/api/admin/clean-verification-codes", tag = "maintenance", security(("bearer" = [])),
     responses((status = 200, body = Envelope<Removed>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn clean_verification_codes(
     State(s): State<AppState>,
-    bearer: Bearer,
+    caller: Maintainer,
 ) -> ApiResult<Json<Envelope<Removed>>> {
     run(
         &s,
-        bearer,
+        caller,
         Job::VerificationCodes,
         "Expired verification codes removed.",
     )
     .await
 }
 
-/// Remove sessions revoked or expired more than one refresh lifetime ago (at least a day),
-/// with their refresh tokens. Requires `system:maintain`.
+/// Remove long-ended sessions (`system:maintain`).
+///
+/// Sessions revoked or expired more than one refresh lifetime ago (at least a day), with their
+/// refresh tokens; `removed` counts the sessions.
 #[utoipa::path(post, path = "/api/admin/clean-sessions", tag = "maintenance", security(("bearer" = [])),
     responses((status = 200, body = Envelope<Removed>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn clean_sessions(
     State(s): State<AppState>,
-    bearer: Bearer,
+    caller: Maintainer,
 ) -> ApiResult<Json<Envelope<Removed>>> {
-    run(&s, bearer, Job::Sessions, "Ended sessions removed.").await
+    run(&s, caller, Job::Sessions, "Ended sessions removed.").await
 }

@@ -783,10 +783,10 @@ pub trait RbacStore: Send + Sync {
 /// Maintenance jobs (see [`crate::domain::maintenance`] for what each removes).
 #[async_trait]
 pub trait MaintenanceStore: Send + Sync {
-    /// Runs `job` with `cut`: deletes at most `batch` rows per statement, each statement its own
-    /// short transaction, repeating until a statement deletes fewer, so that sign-ins waiting for
-    /// the same tables (SQLite's single writer, PostgreSQL's row locks) wait for one batch at
-    /// most. Returns how many rows the job removed (for [`Job::Sessions`], sessions: their refresh
+    /// Runs `job` with `cut`: finds at most `batch` dead rows outside any write transaction and
+    /// deletes them by key in a short transaction of their own, repeating until fewer are found,
+    /// so that sign-ins waiting for the same tables (SQLite's single writer, PostgreSQL's row
+    /// locks) wait for one batch of deletes at most. Returns how many rows the job removed (for [`Job::Sessions`], sessions: their refresh
     /// tokens go with them uncounted). `events(removed)` are written in the last batch's
     /// transaction. Concurrent runs are safe: each row is removed once.
     async fn run_maintenance(

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
 use crate::domain::email_confirmation::NewEmailConfirmation;
+use crate::domain::maintenance::{Cutoffs, Job, RunEvents};
 use crate::domain::mfa::{
     CompleteOutcome, EmailCodeOutcome, MfaChallenge, NewMfaChallenge, SpentFactor, TotpCredential,
 };
@@ -780,6 +781,36 @@ pub trait RbacStore: Send + Sync {
     async fn user_grants(&self, user_id: UserId) -> StoreResult<Grants>;
 }
 
+/// Maintenance jobs (see [`crate::domain::maintenance`] for what each removes).
+#[async_trait]
+pub trait MaintenanceStore: Send + Sync {
+    /// Runs `job` with `cut`: finds at most `batch` dead rows outside any write transaction and
+    /// deletes them by key in a short transaction of their own, repeating until fewer are found,
+    /// so that sign-ins waiting for the same tables (SQLite's single writer, PostgreSQL's row
+    /// locks) wait for one batch of deletes at most. Returns how many rows the job removed (for [`Job::Sessions`], sessions: their refresh
+    /// tokens go with them uncounted). `events(removed)` are written in the last batch's
+    /// transaction. Concurrent runs are safe: each row is removed once.
+    async fn run_maintenance(
+        &self,
+        job: Job,
+        cut: &Cutoffs,
+        batch: u32,
+        events: RunEvents<'_>,
+    ) -> StoreResult<u64>;
+    /// Takes the maintenance lock without waiting: `None` when another holder has it
+    /// (PostgreSQL: a session-level advisory lock on a connection of its own, so it is held by
+    /// one instance at a time and freed if that instance dies; SQLite: one holder per store).
+    async fn try_maintenance_lock(&self) -> StoreResult<Option<Box<dyn MaintenanceLock>>>;
+}
+
+/// The held maintenance lock ([`MaintenanceStore::try_maintenance_lock`]).
+#[async_trait]
+pub trait MaintenanceLock: Send {
+    /// Releases the lock. (Dropping it releases it too, but on PostgreSQL only once the server
+    /// notices its connection closed.)
+    async fn release(self: Box<Self>) -> StoreResult<()>;
+}
+
 /// Bulk loading, for seeding benchmarks and imports: many rows per statement or transaction,
 /// no per-row round trip. Rows must be valid already (passwords hashed, names parsed).
 #[async_trait]
@@ -818,15 +849,15 @@ pub trait Store:
     + WebhookStore
     + MfaStore
     + RbacStore
+    + MaintenanceStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
-    /// Maintenance: deletes what can no longer matter — failure counters of unknown identifiers
-    /// idle and unlocked since before `before`, reset tokens, confirmation tokens, refresh tokens
-    /// and second-step challenges that expired before `before`, and known devices unused since
-    /// `devices_before`. Returns how many rows went.
+    /// Maintenance: deletes failure counters of unknown identifiers idle and unlocked since
+    /// before `before`, and known devices unused since `devices_before`. Returns how many rows
+    /// went. (Tokens, codes and sessions are [`MaintenanceStore`]'s jobs.)
     async fn purge_expired(
         &self,
         before: DateTime<Utc>,

@@ -12,7 +12,9 @@ use porteiro_core::Auth;
 use porteiro_core::clock::{Clock, SystemClock};
 use porteiro_core::credentials::PasswordHasher;
 use porteiro_core::crypto::MasterKey;
+use porteiro_core::domain::maintenance::Job;
 use porteiro_core::flows::email_confirmation::{ConfirmationSettings, EmailConfirmation};
+use porteiro_core::flows::maintenance::{Maintenance, MaintenanceSettings};
 use porteiro_core::flows::webhooks::Webhooks;
 use porteiro_core::mail::MailTransport;
 use porteiro_core::store::Store;
@@ -177,6 +179,21 @@ pub fn build_email_confirmation(auth: &Auth, clock: Arc<dyn Clock>) -> Arc<Email
     ))
 }
 
+/// The maintenance service beside `auth`: same store and clock; what it keeps follows the
+/// refresh lifetime and the issuance windows of recovery and confirmation links.
+#[must_use]
+pub fn build_maintenance(
+    auth: &Auth,
+    email_confirmation: &EmailConfirmation,
+    clock: Arc<dyn Clock>,
+) -> Arc<Maintenance> {
+    Arc::new(Maintenance::new(
+        Arc::clone(auth.store()),
+        clock,
+        MaintenanceSettings::new(auth.config(), email_confirmation.settings()),
+    ))
+}
+
 /// Loads the certificate chain and key into a rustls configuration: TLS 1.2 and 1.3 only, the
 /// aws-lc-rs provider's default (forward-secret, AEAD-only) cipher suites, HTTP/2 and HTTP/1.1.
 ///
@@ -242,6 +259,7 @@ impl Application {
         let auth =
             build_auth_with_key(&config, Arc::clone(&store), clock.clone(), master.clone()).await?;
         let email_confirmation = build_email_confirmation(&auth, clock.clone());
+        let maintenance = build_maintenance(&auth, &email_confirmation, clock.clone());
         let mut webhooks = Webhooks::new(store, master, clock, config.webhooks.clone());
         if config.mail.enabled {
             webhooks = webhooks.with_admin_notices(porteiro_core::flows::webhooks::AdminNotices {
@@ -273,7 +291,11 @@ impl Application {
                 tracing::warn!(error = %e, "rewriting stored emails to their canonical form failed");
             }
         });
-        tokio::spawn(maintenance(Arc::clone(&auth)));
+        tokio::spawn(maintain(
+            Arc::clone(&auth),
+            Arc::clone(&maintenance),
+            config.maintenance_interval,
+        ));
         tokio::spawn(porteiro_web::metrics::upkeep());
 
         let tls = config
@@ -314,6 +336,7 @@ impl Application {
             email_confirmation,
             two_factor: Arc::new(porteiro_core::flows::mfa::TwoFactor::new(&auth)),
             rbac: Arc::new(porteiro_core::flows::rbac::Rbac::new(&auth)),
+            maintenance,
             settings: Arc::new(settings),
         });
         let metrics = match config.metrics_addr {
@@ -484,30 +507,52 @@ fn serving_settings(config: &Config) -> serve::Settings {
     }
 }
 
-/// Every ten minutes (and at start-up): purges expired rows (see [`Store::purge_expired`]) —
-/// anything older than a day is past every lock and token lifetime the configuration allows;
-/// device cookies live a year — and retires signing keys that no live token can need.
-async fn maintenance(auth: Arc<Auth>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+/// At start-up and every `MAINTENANCE_INTERVAL`: a census of the stored password-hash parameters
+/// (each instance sets its own verification padding) and the retirement of signing keys that no
+/// live token can need; and, from one interval after start-up on, the maintenance round (expired
+/// tokens, codes and sessions, stale failure counters and unused known devices; see
+/// [`Maintenance::run_scheduled`] — on PostgreSQL one instance at a time, the others skip it).
+/// The round waits an interval so that instances restarted together do not all queue for the
+/// lock at once, and so that a test's fresh server never cleans behind the test's back.
+async fn maintain(auth: Arc<Auth>, maintenance: Arc<Maintenance>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
     loop {
         tick.tick().await;
         if let Err(e) = auth.calibrate_password_hashing().await {
             tracing::warn!(error = %e, "maintenance: password-hash census failed");
         }
-        let now = auth.now();
-        let (before, devices_before) = (
-            now - chrono::Duration::days(1),
-            now - chrono::Duration::days(365),
-        );
-        match auth.store().purge_expired(before, devices_before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "maintenance: expired rows purged"),
-            Err(e) => tracing::warn!(error = %e, "maintenance purge failed"),
+        if !std::mem::take(&mut first) {
+            clean(&maintenance).await;
         }
         if let Err(e) = auth.retire_superseded_keys().await {
             tracing::warn!(error = %e, "maintenance: retiring superseded signing keys failed");
         }
+    }
+}
+
+/// One scheduled maintenance round, logged.
+async fn clean(maintenance: &Maintenance) {
+    match maintenance.run_scheduled().await {
+        Ok(Some(round)) => {
+            let removed = |job| {
+                round
+                    .jobs
+                    .iter()
+                    .find(|(j, _)| *j == job)
+                    .map_or(0, |(_, n)| *n)
+            };
+            tracing::info!(
+                tokens = removed(Job::Tokens),
+                verification_codes = removed(Job::VerificationCodes),
+                sessions = removed(Job::Sessions),
+                counters_and_devices = round.counters_and_devices,
+                "maintenance: expired rows removed"
+            );
+        }
+        Ok(None) => tracing::info!("maintenance: another instance is running the round; skipped"),
+        Err(e) => tracing::warn!(error = %e, "maintenance round failed"),
     }
 }
 

@@ -153,6 +153,9 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// `REQUIRE_VERIFIED_EMAIL`: refuse sign-in to accounts whose address is unconfirmed.
     pub require_verified_email: bool,
+    /// `MAINTENANCE_INTERVAL`: how often the maintenance round runs (expired tokens, codes and
+    /// sessions; on PostgreSQL on one instance at a time).
+    pub maintenance_interval: StdDuration,
 }
 
 /// Connection deadlines and caps as configured. The caps in force also depend on the descriptor
@@ -531,6 +534,13 @@ impl Config {
                 "must differ from SERVER_HOST:SERVER_PORT",
             ));
         }
+        let maintenance_interval = env.duration("MAINTENANCE_INTERVAL", Duration::minutes(10))?;
+        if maintenance_interval < Duration::seconds(1) || maintenance_interval > Duration::days(1) {
+            return Err(err(
+                "MAINTENANCE_INTERVAL",
+                "must be between 1 second and 24 hours",
+            ));
+        }
         let require_verified_email = env.bool("REQUIRE_VERIFIED_EMAIL", false)?;
         if require_verified_email && !mail.enabled {
             return Err(err(
@@ -580,6 +590,9 @@ impl Config {
             metrics_addr,
             webhooks: Self::webhooks(&env)?,
             require_verified_email,
+            maintenance_interval: maintenance_interval
+                .to_std()
+                .unwrap_or(StdDuration::from_secs(600)),
         })
     }
 
@@ -1006,6 +1019,10 @@ mod tests {
             ("WEBHOOK_POLL_INTERVAL", "2m"),
             ("WEBHOOK_DISABLE_AFTER", "10s"),
             ("WEBHOOK_DISABLE_AFTER", "100d"),
+            ("MAINTENANCE_INTERVAL", "soon"),
+            ("MAINTENANCE_INTERVAL", "0"),
+            ("MAINTENANCE_INTERVAL", "-5m"),
+            ("MAINTENANCE_INTERVAL", "2d"),
         ] {
             let e = Config::from_env(&env(&[(var, value)])).expect_err(var);
             assert_eq!(e.var, var, "{e}");
@@ -1209,6 +1226,19 @@ mod tests {
         assert_eq!(c.webhooks.poll_interval, StdDuration::from_millis(50));
         assert_eq!(c.webhooks.timeout, StdDuration::from_secs(2));
         assert_eq!(c.webhooks.max_attempts, 3);
+    }
+
+    #[test]
+    fn maintenance_runs_every_ten_minutes_by_default() {
+        let defaults = Config::from_env(&HashMap::new()).expect("defaults are valid");
+        assert_eq!(defaults.maintenance_interval, StdDuration::from_secs(600));
+        let c = Config::from_env(&env(&[("MAINTENANCE_INTERVAL", "30s")])).expect("valid");
+        assert_eq!(c.maintenance_interval, StdDuration::from_secs(30));
+        let e = Config::from_env(&env(&[("MAINTENANCE_INTERVAL", "0s")])).expect_err("zero");
+        assert_eq!(
+            e.to_string(),
+            "configuration error: MAINTENANCE_INTERVAL: must be between 1 second and 24 hours"
+        );
     }
 
     #[test]

@@ -1253,20 +1253,14 @@ impl Store for PgStore {
             .await
             .map_err(backend)?
             .rows_affected();
-        for sql in [
+        removed += sqlx::query(
             "delete from login_failures where updated_at < $1 and (locked_until is null or locked_until < $1)",
-            "delete from password_reset_tokens where expires_at < $1",
-            "delete from email_confirmation_tokens where expires_at < $1",
-            "delete from refresh_tokens where expires_at < $1",
-            "delete from mfa_challenges where expires_at < $1",
-        ] {
-            removed += sqlx::query(sql)
-                .bind(before)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-        }
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
         Ok(removed)
     }
 

@@ -4,11 +4,11 @@
 
 use async_trait::async_trait;
 use porteiro_core::domain::audit::NewAuditEvent;
-use porteiro_core::store::StoreResult;
+use porteiro_core::store::{MaintenanceLock, StoreResult};
 use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, driver_error};
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
-use sqlx::{Postgres, Transaction};
+use sqlx::{Connection as _, PgConnection, Postgres, Transaction};
 
 use crate::audit::write_events;
 use crate::rows::OwnedCols;
@@ -109,3 +109,45 @@ impl SqlDb for PgStore {
 }
 
 porteiro_store_sql::impl_rbac_store!(PgStore);
+porteiro_store_sql::impl_maintenance_store!(PgStore, maintenance_lock);
+
+/// The advisory-lock key of scheduled maintenance rounds.
+pub(crate) const MAINTENANCE_LOCK: i64 = 0x706f_7274_0002;
+
+/// The held maintenance lock: a session-level advisory lock on a connection of its own, outside
+/// the pool, so that it lives exactly as long as this value (or the process: the server frees a
+/// closed connection's locks).
+struct MaintenanceGuard(PgConnection);
+
+#[async_trait]
+impl MaintenanceLock for MaintenanceGuard {
+    async fn release(self: Box<Self>) -> StoreResult<()> {
+        let mut conn = self.0;
+        sqlx::query("select pg_advisory_unlock($1)")
+            .bind(MAINTENANCE_LOCK)
+            .execute(&mut conn)
+            .await
+            .map_err(backend)?;
+        conn.close().await.map_err(backend)
+    }
+}
+
+/// `pg_try_advisory_lock` on a fresh connection: an instance that does not get it skips the
+/// round. A session-level lock (not a transaction's) because a round is many short
+/// transactions, run on pooled connections while this one holds the lock.
+async fn maintenance_lock(store: &PgStore) -> StoreResult<Option<Box<dyn MaintenanceLock>>> {
+    let mut conn = PgConnection::connect_with(&store.pool.connect_options())
+        .await
+        .map_err(backend)?;
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+        .bind(MAINTENANCE_LOCK)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(backend)?;
+    if locked {
+        Ok(Some(Box::new(MaintenanceGuard(conn))))
+    } else {
+        conn.close().await.map_err(backend)?;
+        Ok(None)
+    }
+}

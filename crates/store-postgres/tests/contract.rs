@@ -9,7 +9,7 @@ use chrono::{TimeZone as _, Utc};
 use futures::StreamExt as _;
 use porteiro_core::domain::session::NewRefreshToken;
 use porteiro_core::domain::{NewSession, NewUser};
-use porteiro_core::store::{Store, StoreEvent};
+use porteiro_core::store::{MaintenanceStore as _, Store, StoreEvent};
 use porteiro_store_postgres::PgStore;
 use porteiro_store_postgres::testing::fresh_database;
 
@@ -128,4 +128,34 @@ async fn the_audit_log_refuses_updates_and_deletes() {
         let err = sqlx::query(sql).execute(&mut raw).await.expect_err(sql);
         assert!(err.to_string().contains("append-only"), "{err}");
     }
+}
+
+/// Two instances on one database (two pools, as two servers would have): while one holds the
+/// maintenance lock the other is refused, and gets it once the first releases it.
+#[tokio::test]
+async fn a_second_instance_skips_maintenance_while_the_first_holds_the_lock() {
+    let Ok(admin) = std::env::var("TEST_POSTGRES_URL") else {
+        eprintln!("TEST_POSTGRES_URL is not set: skipping a PostgreSQL contract test");
+        return;
+    };
+    let url = fresh_database(&admin).await.expect("create test database");
+    let first = PgStore::connect(&url, 4).await.expect("connect");
+    let second = PgStore::connect(&url, 4).await.expect("connect");
+    let held = first
+        .try_maintenance_lock()
+        .await
+        .expect("lock")
+        .expect("free at first");
+    assert!(
+        second.try_maintenance_lock().await.expect("lock").is_none(),
+        "the other instance skips its round"
+    );
+    held.release().await.expect("release");
+    let taken = second
+        .try_maintenance_lock()
+        .await
+        .expect("lock")
+        .expect("free once released");
+    assert!(first.try_maintenance_lock().await.expect("lock").is_none());
+    taken.release().await.expect("release");
 }

@@ -21,6 +21,7 @@ mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,6 +67,8 @@ macro_rules! session_cols {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The maintenance lock: one process owns the file, so one holder per store suffices.
+    maintenance: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -125,7 +128,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            maintenance: Arc::default(),
+        })
     }
 
     pub(crate) async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
@@ -1235,20 +1242,14 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?
             .rows_affected();
-        for sql in [
+        removed += sqlx::query(
             "delete from login_failures where updated_at < ?1 and (locked_until is null or locked_until < ?1)",
-            "delete from password_reset_tokens where expires_at < ?1",
-            "delete from email_confirmation_tokens where expires_at < ?1",
-            "delete from refresh_tokens where expires_at < ?1",
-            "delete from mfa_challenges where expires_at < ?1",
-        ] {
-            removed += sqlx::query(sql)
-                .bind(ms(before))
-                .execute(&self.writer)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-        }
+        )
+        .bind(ms(before))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?
+        .rows_affected();
         Ok(removed)
     }
 

@@ -2,9 +2,11 @@
 //! UUID text, times as Unix milliseconds; every write transaction is `BEGIN IMMEDIATE` on the one
 //! writer connection, so it is serialised already.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use porteiro_core::domain::audit::NewAuditEvent;
-use porteiro_core::store::StoreResult;
+use porteiro_core::store::{MaintenanceLock, StoreResult};
 use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, driver_error};
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
@@ -86,3 +88,25 @@ impl SqlDb for SqliteStore {
 }
 
 porteiro_store_sql::impl_rbac_store!(SqliteStore);
+porteiro_store_sql::impl_maintenance_store!(SqliteStore, maintenance_lock);
+
+/// The held maintenance lock of a SQLite store.
+struct MaintenanceGuard(tokio::sync::OwnedMutexGuard<()>);
+
+#[async_trait]
+impl MaintenanceLock for MaintenanceGuard {
+    async fn release(self: Box<Self>) -> StoreResult<()> {
+        drop(self.0);
+        Ok(())
+    }
+}
+
+/// One holder per store: the process owns the file (one server per SQLite file), and the jobs'
+/// writes are serialised by the single writer anyway; the lock keeps two rounds of this process
+/// from running at once.
+async fn maintenance_lock(store: &SqliteStore) -> StoreResult<Option<Box<dyn MaintenanceLock>>> {
+    Ok(Arc::clone(&store.maintenance)
+        .try_lock_owned()
+        .ok()
+        .map(|guard| Box::new(MaintenanceGuard(guard)) as Box<dyn MaintenanceLock>))
+}

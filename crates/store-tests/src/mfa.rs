@@ -17,7 +17,7 @@ use crate::events::{numbered, written};
 use crate::{hash, new_session, rotate, t0, user};
 
 /// Wrong codes a challenge survives.
-const MAX_ATTEMPTS: i32 = 5;
+pub(crate) const MAX_ATTEMPTS: i32 = 5;
 /// The TOTP step the setup is enabled with.
 const FIRST_STEP: i64 = 1_000;
 
@@ -38,12 +38,12 @@ fn totp(step: i64) -> SpentFactor {
     SpentFactor::TotpStep(step)
 }
 
-fn backup(name: &str) -> SpentFactor {
+pub(crate) fn backup(name: &str) -> SpentFactor {
     SpentFactor::BackupCode(code(name))
 }
 
 /// An account with TOTP enabled at [`FIRST_STEP`] and backup codes `b0` … `b9`.
-async fn enrolled(store: &Arc<dyn Store>, name: &str) -> User {
+pub(crate) async fn enrolled(store: &Arc<dyn Store>, name: &str) -> User {
     let u = user(store, name).await;
     assert!(
         store
@@ -61,7 +61,7 @@ async fn enrolled(store: &Arc<dyn Store>, name: &str) -> User {
 }
 
 /// A second step for `u` opened at `now` with token `token`, alive five minutes.
-fn challenge(u: &User, token: &str, now: DateTime<Utc>) -> NewMfaChallenge {
+pub(crate) fn challenge(u: &User, token: &str, now: DateTime<Utc>) -> NewMfaChallenge {
     NewMfaChallenge {
         id: Uuid::new_v4(),
         token_hash: hash(token),
@@ -79,12 +79,12 @@ fn challenge(u: &User, token: &str, now: DateTime<Utc>) -> NewMfaChallenge {
 }
 
 /// Stores `c` and returns its id.
-async fn open(store: &Arc<dyn Store>, c: &NewMfaChallenge) -> Uuid {
+pub(crate) async fn open(store: &Arc<dyn Store>, c: &NewMfaChallenge) -> Uuid {
     store.insert_mfa_challenge(c, &[]).await.unwrap();
     c.id
 }
 
-async fn complete(
+pub(crate) async fn complete(
     store: &Arc<dyn Store>,
     id: Uuid,
     factor: &SpentFactor,
@@ -96,7 +96,11 @@ async fn complete(
         .unwrap()
 }
 
-async fn live(store: &Arc<dyn Store>, token: &str, at: DateTime<Utc>) -> Option<MfaChallenge> {
+pub(crate) async fn live(
+    store: &Arc<dyn Store>,
+    token: &str,
+    at: DateTime<Utc>,
+) -> Option<MfaChallenge> {
     store
         .mfa_challenge(&hash(token), MAX_ATTEMPTS, at)
         .await
@@ -990,10 +994,13 @@ pub async fn purge_removes_expired_challenges(store: Arc<dyn Store>) {
     let cut = t0() + Duration::hours(2);
     open(&store, &challenge(&ana, "new", cut)).await;
     assert_eq!(
-        store
-            .purge_expired(cut, cut - Duration::days(365))
-            .await
-            .unwrap(),
+        crate::maintenance::run(
+            &store,
+            porteiro_core::domain::maintenance::Job::VerificationCodes,
+            cut,
+            1_000
+        )
+        .await,
         1
     );
     assert!(live(&store, "old", t0()).await.is_none());

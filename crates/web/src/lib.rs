@@ -59,6 +59,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "rbac", description = "Roles, permissions, assignments and permission checks (seed 004 `/api/rbac`)."),
         (name = "audit", description = "The security event log: administrators see every event, users their own."),
         (name = "webhooks", description = "Signed deliveries of security events to your endpoints (Standard Webhooks), with delivery log, retries, dead letters and replay (administrators)."),
+        (name = "maintenance", description = "Removing expired tokens, codes and sessions on request (`system:maintain`); the same jobs run every `MAINTENANCE_INTERVAL`."),
         (name = "tokens", description = "Public keys for verifying access tokens."),
         (name = "health", description = "Liveness and version."),
         (name = "metrics", description = "Prometheus metrics (`METRICS_TOKEN`, `METRICS_ADDR`).")
@@ -104,6 +105,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::rbac::router())
         .merge(routes::audit::router())
         .merge(routes::webhooks::router())
+        .merge(routes::maintenance::router())
         .merge(routes::session::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())

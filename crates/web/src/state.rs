@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use porteiro_core::Auth;
 use porteiro_core::flows::email_confirmation::EmailConfirmation;
+use porteiro_core::flows::maintenance::Maintenance;
 use porteiro_core::flows::mfa::TwoFactor;
 use porteiro_core::flows::rbac::Rbac;
 use porteiro_core::flows::webhooks::Webhooks;
@@ -98,6 +99,8 @@ pub struct Services {
     pub two_factor: Arc<TwoFactor>,
     /// Roles and permissions.
     pub rbac: Arc<Rbac>,
+    /// Maintenance jobs (`/api/admin/clean-*`).
+    pub maintenance: Arc<Maintenance>,
     /// Web settings.
     pub settings: Arc<WebSettings>,
 }

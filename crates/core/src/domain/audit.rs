@@ -97,6 +97,9 @@ pub mod kind {
     /// See [`USER_ROLE_ASSIGNED`].
     pub const USER_ROLE_REMOVED: &str = "user.role_removed";
 
+    /// An administrator ran a maintenance job (`details.job`, `details.removed`).
+    pub const MAINTENANCE_RUN: &str = "maintenance.run";
+
     /// Every kind, for validating filters.
     pub const ALL: &[&str] = &[
         SIGN_IN_SUCCEEDED,
@@ -141,6 +144,7 @@ pub mod kind {
         ROLE_PERMISSION_REVOKED,
         USER_ROLE_ASSIGNED,
         USER_ROLE_REMOVED,
+        MAINTENANCE_RUN,
     ];
 }
 

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod device;
 pub mod email;
 pub mod email_confirmation;
+pub mod maintenance;
 pub mod mfa;
 pub mod names;
 pub mod password;

@@ -202,6 +202,12 @@ impl EmailConfirmation {
         Ok(true)
     }
 
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &ConfirmationSettings {
+        &self.settings
+    }
+
     /// Asks for a new link for `email`. Returns once the address is validated; the look-up,
     /// token and mail happen in the background, so the answer is the same, and as fast, for an
     /// unknown address, a confirmed account and one waiting for its link.

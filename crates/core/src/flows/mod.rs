@@ -7,6 +7,7 @@ pub mod devices;
 pub mod email_confirmation;
 pub mod introspection;
 pub mod login;
+pub mod maintenance;
 pub mod mfa;
 pub mod rbac;
 pub mod recovery;

@@ -246,6 +246,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     "refused"
                 }
             );
+            println!(
+                "  maintenance:   every {} s",
+                config.maintenance_interval.as_secs()
+            );
             match &config.mail.smtp {
                 Some(s) => println!("  mail:          smtp {}:{} ({:?})", s.host, s.port, s.tls),
                 None => println!(

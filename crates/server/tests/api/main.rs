@@ -20,6 +20,7 @@ mod hardening;
 mod hostile_input;
 mod http;
 mod jwt;
+mod maintenance;
 mod metrics;
 mod mfa;
 mod multi_instance;

@@ -28,11 +28,11 @@ const STEP: i64 = 30;
 
 /// An account with an authenticator app: the app (a `totp-rs` generator built from the URI the
 /// server handed out) and the last step this test spent, since each is accepted once.
-struct Enrolled {
-    user: TestUser,
+pub(crate) struct Enrolled {
+    pub(crate) user: TestUser,
     app: totp_rs::Totp,
     secret: String,
-    backup_codes: Vec<String>,
+    pub(crate) backup_codes: Vec<String>,
     last_step: i64,
 }
 
@@ -46,7 +46,7 @@ impl Enrolled {
 
     /// A code of a step not used before and within the server's ±1-step window; the server's
     /// clock moves on a step when this account already spent the next one.
-    fn code(&mut self, app: &TestApp) -> String {
+    pub(crate) fn code(&mut self, app: &TestApp) -> String {
         let mut now = current_step(app);
         let step = (self.last_step + 1).max(now);
         if step > now + 1 {
@@ -75,13 +75,13 @@ fn current_step(app: &TestApp) -> i64 {
 }
 
 /// The claims of a JWT (not verified: the JWT tests do that).
-fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 /// Registers `name`, sets up an authenticator app and enables it with a code.
-async fn enrol(app: &TestApp, name: &str) -> Enrolled {
+pub(crate) async fn enrol(app: &TestApp, name: &str) -> Enrolled {
     let user = app.register(name).await;
     let tokens = first_session(app, &user).await;
     enrol_user(app, user, &tokens).await
@@ -154,14 +154,14 @@ async fn password_step(app: &TestApp, user: &TestUser) -> Reply {
 }
 
 /// The `mfa_token` of a new sign-in of an account with an authenticator app.
-async fn mfa_token(app: &TestApp, user: &TestUser) -> String {
+pub(crate) async fn mfa_token(app: &TestApp, user: &TestUser) -> String {
     let r = password_step(app, user).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.data()["requires_2fa"], true, "{}", r.text);
     r.data()["mfa_token"].as_str().unwrap().to_owned()
 }
 
-async fn verify(app: &TestApp, token: &str, code: &str) -> Reply {
+pub(crate) async fn verify(app: &TestApp, token: &str, code: &str) -> Reply {
     app.post(
         "/api/auth/2fa/verify",
         json!({"mfa_token": token, "code": code}),
@@ -169,7 +169,7 @@ async fn verify(app: &TestApp, token: &str, code: &str) -> Reply {
     .await
 }
 
-async fn verify_backup(app: &TestApp, token: &str, code: &str) -> Reply {
+pub(crate) async fn verify_backup(app: &TestApp, token: &str, code: &str) -> Reply {
     app.post(
         "/api/auth/2fa/verify",
         json!({"mfa_token": token, "backup_code": code}),

@@ -98,7 +98,15 @@ impl Docs {
             }
         }
         let order = [
-            "compact", "auth", "devices", "users", "audit", "webhooks", "tokens", "health",
+            "compact",
+            "auth",
+            "devices",
+            "users",
+            "audit",
+            "webhooks",
+            "maintenance",
+            "tokens",
+            "health",
         ];
         sections.sort_by_key(|s| {
             order

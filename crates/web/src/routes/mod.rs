@@ -7,6 +7,7 @@ pub mod devices;
 pub mod docs;
 pub mod email_confirmation;
 pub mod health;
+pub mod maintenance;
 pub mod metrics;
 pub mod mfa;
 pub mod rbac;

@@ -8,10 +8,11 @@
 # bench/results/<date>-<backend>.{md,json,svg}. --smoke runs each scenario for a second on a tiny
 # database and only checks that they work (scripts/test.sh runs it); it never judges figures.
 #
-# Scenarios: baseline, health, me, login, login-2fa (password + authenticator code, alternating
-# with login), me-under-login-flood, refresh, register, webhooks (login
-# and register with one subscribed endpoint vs none; delivery throughput), idle, startup, scale
-# (login and me on 1k vs 1M accounts with 10M audit rows). See bench/README.md.
+# Scenarios: baseline, health, me, check-permission (a permission check, alternating with me),
+# login, login-2fa (password + authenticator code, alternating with login), me-under-login-flood,
+# refresh, register, webhooks (login and register with one subscribed endpoint vs none; delivery
+# throughput), idle, startup, scale (login and me on 1k vs 1M accounts with 10M audit rows),
+# users-search (an administrator's user search on the 1M-account database). See bench/README.md.
 #
 # The machine's speed drifts by several per cent over minutes, so every ratio is taken from runs
 # made side by side: baseline and me alternate (same wrk script and headers), the hashing and
@@ -172,9 +173,9 @@ import json, sys
 r = json.loads(sys.stdin.read()); r["peak_rss_kb"] = int(sys.argv[1]); print(json.dumps(r))' "$peak"
 }
 
-seed() { # users start [sessions] [audit_rows] (into $DATABASE_URL)
+seed() { # users start [sessions] [audit_rows] [readers] (into $DATABASE_URL)
     printf '%s\n' "$password" | "$bin" bench seed --users "$1" --start "$2" \
-        --sessions "${3:-0}" --audit-rows "${4:-0}" >>"$work/seed.log"
+        --sessions "${3:-0}" --audit-rows "${4:-0}" --readers "${5:-0}" >>"$work/seed.log"
 }
 
 # After a bulk seed, let the database catch up before measuring: on PostgreSQL, VACUUM ANALYZE
@@ -208,6 +209,30 @@ print("{" + ",".join('"%s"' % t for t in out) + "}")
 EOF
 }
 
+# check_paths 'tokens = {...}' -> 'paths = {...}': each access token's own
+# /api/rbac/check-permission/{sub}/users:read, in the same order. (The table goes through a
+# file: 256 tokens are more than one command-line argument may hold.)
+check_paths() {
+    printf '%s' "$1" >"$work/check-tokens.lua"
+    python3 - "$work/check-tokens.lua" <<'EOF'
+import base64, json, re, sys
+paths = []
+for token in re.findall(r'"([^"]+)"', open(sys.argv[1]).read()):
+    payload = token.split(".")[1]
+    sub = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    paths.append('"/api/rbac/check-permission/%s/users:read"' % sub)
+print("paths = {" + ",".join(paths) + "}")
+EOF
+}
+
+# admin_token URL -> an access token of the bench administrator (benchadmin, made by the CLI on
+# the large database, whose seeded accounts keep start-up from creating the first administrator).
+admin_token() {
+    curl -fsS -H 'Content-Type: application/json' \
+        -d "{\"login\": \"benchadmin\", \"password\": \"$ADMIN_PASSWORD\"}" "$1/auth" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["auth"])'
+}
+
 # Another process answering on our ports would be measured instead of ours.
 for p in "$port" "$large_port" "$base_port"; do
     if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/"; then
@@ -224,8 +249,8 @@ idle_empty=$(rss_kb "$server_pid")
 stop_server
 
 # ---------------------------------------------------------------- small database
-log "seeding $small_users accounts"
-seed "$small_users" 0
+log "seeding $small_users accounts ($tokens of them with a role holding users:read)"
+seed "$small_users" 0 0 0 "$tokens"
 settle
 start_server
 
@@ -234,9 +259,24 @@ record health "$(wrk_run health "$server_pid" "$url/api/health" "" 64 "$cores")"
 
 # me against the baseline: rounds alternate between the two servers, with the same wrk script
 # (the same per-request Lua and the same Authorization headers; the hello-world ignores them), so
-# the load generator costs the same on both sides and drift hits both alike.
-log "me ($tokens users' tokens) against the baseline, $rounds alternating rounds"
+# the load generator costs the same on both sides and drift hits both alike. check-permission
+# (the same users, each asking whether it holds users:read) runs in the same rounds, right after
+# me, and is compared with it.
+log "me ($tokens users' tokens) against the baseline, and check-permission, $rounds alternating rounds"
 me_tokens="tokens = $(sign_in_tokens "$tokens" auth)"
+check_lua="$me_tokens
+$(check_paths "$me_tokens")"
+printf '%s' "$check_lua" >"$work/check.lua"
+allowed=$(python3 - "$url" "$work/check.lua" <<'EOF'
+import json, re, sys, urllib.request
+url, lua = sys.argv[1], open(sys.argv[2]).read()
+token = re.search(r'tokens = \{"([^"]+)"', lua).group(1)
+path = re.search(r'paths = \{"([^"]+)"', lua).group(1)
+req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + token})
+print(json.load(urllib.request.urlopen(req))["data"]["allowed"])
+EOF
+)
+[[ "$allowed" == True ]] || { echo "bench/run.sh: check-permission answered allowed=$allowed" >&2; exit 1; }
 BASELINE_PORT=$base_port "$baseline_bin" &
 base_pid=$!
 for _ in $(seq 1 200); do curl -fsS "http://127.0.0.1:$base_port/" >/dev/null 2>&1 && break; sleep 0.02; done
@@ -244,16 +284,25 @@ base_url="http://127.0.0.1:$base_port"
 warm_up "$base_url" me.lua "$me_tokens
 ME_PATH = \"/\""
 warm_up "$url" me.lua "$me_tokens"
-base_runs="" me_runs=""
+warm_up "$url" check.lua "$check_lua"
+base_runs="" me_runs="" check_runs=""
 for _ in $(seq 1 "$rounds"); do
     base_runs+=$(wrk_run baseline "$base_pid" "$base_url" me.lua 64 "$cores" "$me_tokens
 ME_PATH = \"/\"")$'\n'
     me_runs+=$(wrk_run me "$server_pid" "$url" me.lua 64 "$cores" "$me_tokens")$'\n'
+    check_runs+=$(wrk_run check-permission "$server_pid" "$url" check.lua 64 "$cores" "$check_lua")$'\n'
 done
 kill "$base_pid"; wait "$base_pid" 2>/dev/null || true
 base_pid=""
 record baseline "$(median "$base_runs")"
 record me "$(median "$me_runs")"
+record check-permission "$(python3 -c '
+import json, sys
+check, me = (json.loads(a) for a in sys.argv[1:3])
+check["me_rps"] = me["rps"]
+check["rounds_me_rps"] = me["rounds_rps"]
+check["ratio"] = round(check["rps"] / me["rps"], 3)
+print(json.dumps(check))' "$(median "$check_runs")" "$(median "$me_runs")")"
 
 # hash_ceiling: `porteiro bench hash` with the server stopped (it would compete for the cores).
 hash_ceiling() { "$bin" bench hash --iterations $((smoke ? 5 : 40)); }
@@ -403,6 +452,10 @@ stop_server
 seed_started=$(date +%s)
 DATABASE_URL=$large_db seed "$large_users" 0 "$idle_sessions" "$audit_rows"
 seed_secs=$(($(date +%s) - seed_started))
+# The seeded accounts keep start-up from creating the first administrator: users-search signs in
+# as one made here.
+printf '%s\n' "$ADMIN_PASSWORD" | DATABASE_URL=$large_db "$bin" user create --username benchadmin \
+    --email benchadmin@example.com --admin --verified --password-stdin >>"$work/seed.log"
 settle "$large_db"
 
 log "startup on the large database"
@@ -472,6 +525,17 @@ print(json.dumps({
 }))' "$(median "$small_me")" "$(median "$large_me")" "$(median "$small_login")" \
     "$(median "$large_login")" "$large_users" "$small_users" "$audit_rows" "$seed_secs")"
 stop_server
+
+# users-search: an administrator searching the 1M accounts by username or email prefix, 20 per
+# page, with the total; the p99 of the median round counts.
+log "users-search on $large_users accounts, $rounds rounds"
+search_lua="TOKEN = \"$(admin_token "$large_url")\""
+warm_up "$large_url" users_search.lua "$search_lua"
+search_runs=""
+for _ in $(seq 1 "$rounds"); do
+    search_runs+=$(wrk_run users-search "$large_pid" "$large_url" users_search.lua $((cores * 4)) "$cores" "$search_lua")$'\n'
+done
+record users-search "$(median "$search_runs")"
 kill "$large_pid"; wait "$large_pid" 2>/dev/null || true
 large_pid=""
 

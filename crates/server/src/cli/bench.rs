@@ -12,6 +12,7 @@ use porteiro_core::Auth;
 use porteiro_core::crypto::{MasterKey, random_bytes, random_token, token_hash};
 use porteiro_core::domain::audit::kind;
 use porteiro_core::domain::mfa::totp_secret_context;
+use porteiro_core::domain::rbac::{Permission, RbacKind, RbacObject};
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
 use porteiro_core::domain::{NewAuditEvent, NewSession, NewUser, Outcome, Username};
 use secrecy::SecretString;
@@ -43,6 +44,11 @@ pub enum BenchCommand {
         /// backup codes.
         #[arg(long)]
         totp: bool,
+        /// Give the first `readers` new accounts the custom role `bench-reader`, holding
+        /// `users:read` (the role is created if missing): the accounts of the
+        /// `check-permission` scenario.
+        #[arg(long, default_value_t = 0)]
+        readers: u64,
     },
     /// Password verifications per second on one thread with the configured parameters, and that
     /// times the cores: the sign-in ceiling.
@@ -78,9 +84,18 @@ pub async fn run(auth: Arc<Auth>, master: &MasterKey, cmd: BenchCommand) -> anyh
             sessions,
             audit_rows,
             totp,
+            readers,
         } => {
             let totp = totp.then_some(master);
-            seed(&auth, users, start, &prefix, sessions, audit_rows, totp).await
+            let seeded = Seeded {
+                users,
+                start,
+                prefix,
+                sessions,
+                audit_rows,
+                readers,
+            };
+            seed(&auth, &seeded, totp).await
         }
         BenchCommand::Hash { iterations } => hash_ceiling(&auth, iterations).await,
         BenchCommand::Rotate { iterations, chains } => {
@@ -89,15 +104,25 @@ pub async fn run(auth: Arc<Auth>, master: &MasterKey, cmd: BenchCommand) -> anyh
     }
 }
 
-async fn seed(
-    auth: &Auth,
+/// What `bench seed` creates.
+struct Seeded {
     users: u64,
     start: u64,
-    prefix: &str,
+    prefix: String,
     sessions: u64,
     audit_rows: u64,
-    totp: Option<&MasterKey>,
-) -> anyhow::Result<()> {
+    readers: u64,
+}
+
+async fn seed(auth: &Auth, seeded: &Seeded, totp: Option<&MasterKey>) -> anyhow::Result<()> {
+    let Seeded {
+        users,
+        start,
+        ref prefix,
+        sessions,
+        audit_rows,
+        readers,
+    } = *seeded;
     let began = Instant::now();
     let password = super::read_password_stdin()?;
     let hash = auth.hasher().hash(&password).await?;
@@ -178,6 +203,12 @@ async fn seed(
             )
             .await?;
     }
+    let readers = ids
+        .get(..usize::try_from(readers)?.min(ids.len()))
+        .unwrap_or_default();
+    if !readers.is_empty() {
+        give_reader_role(auth, readers).await?;
+    }
     let mut events = Vec::with_capacity(BATCH);
     for i in 0..audit_rows {
         events.push(NewAuditEvent {
@@ -215,9 +246,42 @@ async fn seed(
         serde_json::json!({
             "users": users, "sessions": sessions, "audit_rows": audit_rows,
             "users_secs": users_done.as_secs_f64(), "total_secs": began.elapsed().as_secs_f64(),
-            "totp_secret_hex": totp_secret,
+            "totp_secret_hex": totp_secret, "readers": readers.len(),
         })
     );
+    Ok(())
+}
+
+/// Name of the custom role `--readers` gives.
+const READER_ROLE: &str = "bench-reader";
+
+/// Gives `ids` the role [`READER_ROLE`], holding `users:read`, creating it if missing.
+async fn give_reader_role(auth: &Auth, ids: &[Uuid]) -> anyhow::Result<()> {
+    let store = auth.store();
+    let now = auth.now();
+    let role = match store
+        .rbac_object_by_name(RbacKind::Role, READER_ROLE)
+        .await?
+    {
+        Some(role) => role,
+        None => {
+            let role = RbacObject {
+                id: Uuid::now_v7(),
+                name: READER_ROLE.to_owned(),
+                description: "Benchmark accounts of the check-permission scenario.".to_owned(),
+                builtin: false,
+                created_at: now,
+                updated_at: now,
+            };
+            store.create_rbac_object(RbacKind::Role, &role, &[]).await?
+        }
+    };
+    store
+        .grant_permission(role.id, Permission::UsersRead.id(), now, &[])
+        .await?;
+    for &id in ids {
+        store.assign_role(id, role.id, now, &[]).await?;
+    }
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
-use porteiro_core::domain::{NewSession, NewUser, ProfileUpdate, User};
+use porteiro_core::domain::{NewSession, NewUser, ProfileUpdate, User, UserQuery};
 use porteiro_core::store::{Store, StoreError, StoredKey};
 use uuid::Uuid;
 
@@ -362,10 +362,11 @@ pub async fn list_users_pages_in_creation_order_with_total(store: Arc<dyn Store>
         n.now = t0() + Duration::seconds(i);
         ids.push(store.insert_user(&n, &[]).await.unwrap().id);
     }
-    let (page, total) = store.list_users(2, 2).await.unwrap();
+    let all = UserQuery::all(t0());
+    let (page, total) = store.list_users(&all, 2, 2).await.unwrap();
     assert_eq!(total, 5);
     assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), ids[2..4]);
-    let (last, _) = store.list_users(4, 10).await.unwrap();
+    let (last, _) = store.list_users(&all, 4, 10).await.unwrap();
     assert_eq!(last.len(), 1);
 }
 

@@ -21,6 +21,7 @@ mod events;
 mod maintenance;
 mod mfa;
 mod rbac;
+mod users;
 mod webhooks;
 pub use credentials::*;
 pub use email_confirmation::*;
@@ -29,6 +30,7 @@ pub use events::*;
 pub use maintenance::*;
 pub use mfa::*;
 pub use rbac::*;
+pub use users::*;
 pub use webhooks::*;
 
 /// An event to hand to store calls that take one, when the test is not about events.
@@ -180,6 +182,14 @@ macro_rules! all_contract_tests {
             the_sessions_job_removes_long_ended_sessions_in_batches,
             a_run_writes_its_events_once_with_its_last_batch,
             the_maintenance_lock_has_one_holder_at_a_time,
+            user_search_matches_email_or_username_prefixes,
+            user_list_filters_by_state_and_role,
+            the_last_admin_can_be_neither_deleted_nor_disabled,
+            concurrent_removals_of_the_last_two_admins_leave_one,
+            email_change_links_change_the_address_when_used,
+            email_change_links_follow_the_confirmation_rules,
+            an_email_change_to_a_taken_address_changes_nothing,
+            concurrent_uses_of_one_email_change_link_have_one_winner,
         );
     };
 }

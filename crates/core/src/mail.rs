@@ -265,6 +265,55 @@ const BACKUP_CODE_USED_PT: Wording = Wording {
     ignore: "Se não foi você, alguém tem sua senha e um código de backup: redefina sua senha imediatamente e fale com o administrador.",
 };
 
+const EMAIL_CHANGE_EN: Wording = Wording {
+    subject: "Confirm your new email address",
+    greeting: "Hello",
+    body: "A change of an account's email address to this address was asked for. Open the link below to confirm it: the change takes effect only then.",
+    action: "Confirm my new address",
+    expiry: "The link works once and expires in 24 hours.",
+    ignore: "If you did not ask for this, ignore this message: no account will use this address.",
+};
+const EMAIL_CHANGE_PT: Wording = Wording {
+    subject: "Confirme seu novo endereço de email",
+    greeting: "Olá",
+    body: "Foi solicitada a troca do endereço de email de uma conta para este endereço. Abra o link abaixo para confirmá-la: a troca só vale depois disso.",
+    action: "Confirmar meu novo endereço",
+    expiry: "O link funciona uma única vez e expira em 24 horas.",
+    ignore: "Se você não pediu isso, ignore esta mensagem: nenhuma conta usará este endereço.",
+};
+const EMAIL_CHANGE_NOTICE_EN: Wording = Wording {
+    subject: "A change of your email address was asked for",
+    greeting: "Hello",
+    body: "Someone asked to change the email address of your account to another one. A link to confirm the change was sent to the new address; until it is used, your account keeps this address.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, change your password at once and contact your administrator.",
+};
+const EMAIL_CHANGE_NOTICE_PT: Wording = Wording {
+    subject: "Foi solicitada a troca do seu endereço de email",
+    greeting: "Olá",
+    body: "Alguém pediu para trocar o endereço de email da sua conta por outro. Um link para confirmar a troca foi enviado ao novo endereço; até que ele seja usado, sua conta continua com este endereço.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, troque sua senha imediatamente e fale com o administrador.",
+};
+const EMAIL_IN_USE_EN: Wording = Wording {
+    subject: "This email address is already in use",
+    greeting: "Hello",
+    body: "Someone asked to use this email address for an account, but it already belongs to an account here, so nothing was changed. If it was you, sign in with the account that has this address, or ask for a password reset if you forgot its password.",
+    action: "",
+    expiry: "",
+    ignore: "If you did not ask for this, ignore this message: your account is unchanged.",
+};
+const EMAIL_IN_USE_PT: Wording = Wording {
+    subject: "Este endereço de email já está em uso",
+    greeting: "Olá",
+    body: "Alguém pediu para usar este endereço de email em uma conta, mas ele já pertence a uma conta aqui, então nada foi alterado. Se foi você, entre com a conta que tem este endereço, ou peça a redefinição da senha se a esqueceu.",
+    action: "",
+    expiry: "",
+    ignore: "Se você não pediu isso, ignore esta mensagem: sua conta não foi alterada.",
+};
+
 #[derive(Template)]
 #[template(path = "mail/message.txt")]
 struct TextMail<'a> {
@@ -319,6 +368,17 @@ pub enum MailKind<'a> {
     BackupCodesRegenerated,
     /// Notice that a backup code was used.
     BackupCodeUsed,
+    /// Link confirming a change of address, sent to the new address.
+    EmailChange {
+        /// The full link, built from `EMAIL_BASE_URL`.
+        link: &'a str,
+    },
+    /// Notice to an account's address that a change to another one was asked for.
+    EmailChangeRequested,
+    /// Notice to an address that another account asked to change to it although an account
+    /// has it already (sent instead of [`MailKind::EmailChange`], so that the answer to the
+    /// request says nothing about which addresses have accounts).
+    EmailInUse,
 }
 
 /// Renders a message for `to` in `locale`. There is deliberately no parameter for the
@@ -356,6 +416,14 @@ pub fn render(
         (MailKind::EmailConfirmation { link }, _) => {
             (pick(locale, CONFIRM_EN, CONFIRM_PT), Some(link))
         }
+        (MailKind::EmailChange { link }, _) => {
+            (pick(locale, EMAIL_CHANGE_EN, EMAIL_CHANGE_PT), Some(link))
+        }
+        (MailKind::EmailChangeRequested, _) => (
+            pick(locale, EMAIL_CHANGE_NOTICE_EN, EMAIL_CHANGE_NOTICE_PT),
+            None,
+        ),
+        (MailKind::EmailInUse, _) => (pick(locale, EMAIL_IN_USE_EN, EMAIL_IN_USE_PT), None),
     };
     let text = TextMail {
         c: copy,

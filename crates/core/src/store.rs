@@ -29,7 +29,9 @@ use crate::domain::webhook::{
     AttemptResult, ClaimedDelivery, NewWebhookEndpoint, Replay, WebhookDelivery, WebhookEndpoint,
     WebhookUpdate,
 };
-use crate::domain::{NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId};
+use crate::domain::{
+    NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId, UserQuery,
+};
 
 /// Store-level failure.
 #[derive(Debug, thiserror::Error)]
@@ -98,13 +100,24 @@ pub trait UserStore: Send + Sync {
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<bool>;
-    /// One page of users ordered by creation, and the total count.
-    async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)>;
+    /// One page of the users `query` selects, ordered by creation (then id), and how many it
+    /// selects in all. A search prefix matches the start of the email or of the username key
+    /// (both already in their stored spelling; `%`, `_` and `\` are plain characters), through
+    /// an index: the list stays fast on millions of accounts.
+    async fn list_users(
+        &self,
+        query: &UserQuery,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<User>, u64)>;
     /// Number of accounts.
     async fn count_users(&self) -> StoreResult<u64>;
     /// Up to `limit` active administrators, oldest first (who gets operational notices).
     async fn active_administrators(&self, limit: u32) -> StoreResult<Vec<User>>;
-    /// Applies a profile update. `NotFound` when the user does not exist.
+    /// Applies a profile update. `NotFound` when the user does not exist. Disabling an account
+    /// (`is_active: Some(false)`) runs serialised with the role changes and is refused with
+    /// `Refused("last_admin")` when it would leave no active holder of the `admin` role or of
+    /// `roles:manage` (see [`RbacStore`]).
     async fn update_profile(
         &self,
         id: UserId,
@@ -112,7 +125,10 @@ pub trait UserStore: Send + Sync {
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<User>;
-    /// Deletes an account and everything it owns. Returns the ids of the sessions it had.
+    /// Deletes an account and everything it owns. Returns the ids of the sessions it had, or
+    /// `None` when there is no such account. Serialised with the role changes, and refused with
+    /// `Refused("last_admin")` when it would leave no active holder of the `admin` role or of
+    /// `roles:manage`: of two concurrent deletions of the last two administrators, one fails.
     async fn delete_user(
         &self,
         id: UserId,
@@ -337,6 +353,35 @@ pub trait EmailConfirmationStore: Send + Sync {
         &self,
         token_hash: &str,
         owner: UserId,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// Stores a token for changing the account's address to `c.email` — only if the account is
+    /// active, its address is another one, and it was issued fewer than `limit` tokens (of
+    /// either kind) after `window_start` — and spends the account's older tokens. Whether
+    /// another account has `c.email` is not looked at: that is decided when the token is used.
+    /// Returns whether the token was stored; `events` are written only then. (The flow derives
+    /// a change token's hash differently from a confirmation token's, so neither kind can be
+    /// used as the other; [`EmailConfirmationStore::confirmation_token_owner`] finds both.)
+    async fn issue_email_change(
+        &self,
+        c: &NewEmailConfirmation,
+        window_start: DateTime<Utc>,
+        limit: u32,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// Spends a live change token of `owner` and makes the address it was mailed to the
+    /// account's, confirmed at `now` — if the account is active, its address is still `current`
+    /// and that is not the token's address — in one transaction that also spends the account's other tokens and
+    /// deletes its password-reset tokens (mailed to the old address). Of concurrent calls with
+    /// one token exactly one succeeds. Returns whether it did (otherwise nothing changed and no
+    /// event was written); `Conflict { field: "email" }`, changing nothing and leaving the token
+    /// live, when another account has the address by now.
+    async fn confirm_email_change(
+        &self,
+        token_hash: &str,
+        owner: UserId,
+        current: &str,
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<bool>;

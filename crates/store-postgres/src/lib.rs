@@ -28,7 +28,7 @@ use porteiro_core::domain::audit::failure_events;
 use porteiro_core::domain::mfa::encode_names;
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use porteiro_core::domain::{
-    NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
+    NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId, UserQuery,
 };
 use porteiro_core::store::{
     HashCensus, KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError,
@@ -41,6 +41,7 @@ use uuid::Uuid;
 use crate::audit::write_events;
 use crate::rows::{session_from_row, user_from_row};
 use porteiro_store_sql::rbac;
+use porteiro_store_sql::users::{self, FilterArg, PrefixIndex};
 
 /// The LISTEN/NOTIFY channel for cache invalidation.
 pub const CHANNEL: &str = "porteiro_events";
@@ -317,22 +318,30 @@ impl UserStore for PgStore {
         commit_if(tx, done.rows_affected() == 1, events).await
     }
 
-    async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)> {
-        let rows = sqlx::query(concat!(
-            "select ",
+    async fn list_users(
+        &self,
+        query: &UserQuery,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<User>, u64)> {
+        let list = users::list_sql(query, PrefixIndex::Like, offset, limit);
+        let args: Vec<_> = list.args.iter().map(FilterArg::as_arg).collect();
+        let page = format!(
+            "select {} from users where id in ({}) order by created_at, id",
             user_cols!(),
-            " from users order by created_at, id limit $1 offset $2"
-        ))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
+            list.page_ids
+        );
+        let (rows, n) = tokio::try_join!(
+            sql::bind(&page, &args).fetch_all(&self.pool),
+            sql::bind(&list.count, &args[..list.count_args]).fetch_one(&self.pool),
+        )
         .map_err(backend)?;
         let users = rows
             .iter()
             .map(user_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok((users, self.count_users().await?))
+        let total: i64 = n.try_get("n").map_err(backend)?;
+        Ok((users, u64::try_from(total).unwrap_or(0)))
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
@@ -364,7 +373,14 @@ impl UserStore for PgStore {
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<User> {
-        let mut tx = self.write_tx().await?;
+        // Disabling can remove the last administrator: serialised with the role changes.
+        let disabling = p.is_active == Some(false);
+        let mut tx = sql::Tx::begin(self, disabling).await?;
+        let before = if disabling {
+            Some(rbac::admins_present(&mut tx).await?)
+        } else {
+            None
+        };
         let row = sqlx::query(concat!(
             "update users set \
                first_name = case when $2 then $3 else first_name end, \
@@ -383,13 +399,16 @@ impl UserStore for PgStore {
         .bind(&p.locale)
         .bind(p.is_active)
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *tx.0)
         .await
         .map_err(backend)?
         .ok_or(StoreError::NotFound)?;
         let user = user_from_row(&row)?;
-        write_events(&mut tx, events).await?;
-        tx.commit().await.map_err(backend)?;
+        if let Some(before) = before {
+            rbac::still_administered(&mut tx, before).await?;
+        }
+        write_events(&mut tx.0, events).await?;
+        tx.0.commit().await.map_err(backend)?;
         Ok(user)
     }
 
@@ -398,29 +417,33 @@ impl UserStore for PgStore {
         id: UserId,
         events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>> {
-        let mut tx = self.write_tx().await?;
+        // Serialised with the role changes (advisory lock), so the last-administrator check sees
+        // every concurrent removal.
+        let mut tx = sql::Tx::begin(self, true).await?;
+        let before = rbac::admins_present(&mut tx).await?;
         let sessions =
             sqlx::query("select id from sessions where user_id = $1 and revoked_at is null")
                 .bind(id)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *tx.0)
                 .await
                 .map_err(backend)?;
         let deleted = sqlx::query("delete from users where id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *tx.0)
             .await
             .map_err(backend)?
             .rows_affected();
         if deleted == 0 {
             return Ok(None);
         }
+        rbac::still_administered(&mut tx, before).await?;
         let ids = sessions
             .iter()
             .map(|r| rows::uuid(r, "id"))
             .collect::<StoreResult<Vec<_>>>()?;
-        notify_revoked(&mut tx, &ids).await?;
-        write_events(&mut tx, events).await?;
-        tx.commit().await.map_err(backend)?;
+        notify_revoked(&mut tx.0, &ids).await?;
+        write_events(&mut tx.0, events).await?;
+        tx.0.commit().await.map_err(backend)?;
         Ok(Some(ids))
     }
 

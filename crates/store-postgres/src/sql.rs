@@ -17,7 +17,7 @@ use crate::{CHANNEL, PgStore, backend};
 /// The advisory-lock key of serialised transactions (any fixed number unique to Porteiro).
 pub(crate) const SERIAL_LOCK: i64 = 0x706f_7274_0001;
 
-fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArguments> {
+pub(crate) fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArguments> {
     // The statements are assembled from constant pieces (table names from an enum): no input.
     args.iter().fold(
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())),

@@ -13,6 +13,7 @@
 
 pub mod maintenance;
 pub mod rbac;
+pub mod users;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -11,7 +11,7 @@ use porteiro_core::store::{EmailConfirmationStore, StoreResult};
 use sqlx::{Row as _, Sqlite, Transaction};
 
 use crate::rows::{ms, uuid};
-use crate::{SqliteStore, backend, commit_if};
+use crate::{SqliteStore, backend, commit_if, on_unique};
 
 /// Spends the account's live tokens other than `keep`.
 async fn retire_others(
@@ -107,6 +107,78 @@ impl EmailConfirmationStore for SqliteStore {
             return Ok(false);
         }
         retire_others(&mut tx, &owner, now, token_hash).await?;
+        commit_if(tx, true, events).await
+    }
+
+    async fn issue_email_change(
+        &self,
+        c: &NewEmailConfirmation,
+        window_start: DateTime<Utc>,
+        limit: u32,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let user_id = c.user_id.to_string();
+        let issued = sqlx::query(sql::ISSUE_CHANGE)
+            .bind(&c.token_hash)
+            .bind(&user_id)
+            .bind(&c.email)
+            .bind(ms(c.expires_at))
+            .bind(ms(c.now))
+            .bind(ms(window_start))
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            == 1;
+        if issued {
+            retire_others(&mut tx, &user_id, c.now, &c.token_hash).await?;
+        }
+        commit_if(tx, issued, events).await
+    }
+
+    async fn confirm_email_change(
+        &self,
+        token_hash: &str,
+        owner: UserId,
+        current: &str,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let owner = owner.to_string();
+        let spent = sqlx::query(sql::SPEND)
+            .bind(token_hash)
+            .bind(ms(now))
+            .bind(&owner)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(spent) = spent else {
+            return Ok(false);
+        };
+        // Dropping the transaction without a commit rolls the spend back: a refused change
+        // (the address taken meanwhile) leaves the token live.
+        let changed = sqlx::query(sql::CHANGE)
+            .bind(&owner)
+            .bind(spent.try_get::<String, _>("email").map_err(backend)?)
+            .bind(ms(now))
+            .bind(current)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique)?
+            .rows_affected()
+            == 1;
+        if !changed {
+            return Ok(false);
+        }
+        retire_others(&mut tx, &owner, now, token_hash).await?;
+        sqlx::query(sql::FORGET_RESET_LINKS)
+            .bind(&owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         commit_if(tx, true, events).await
     }
 }

@@ -32,7 +32,7 @@ use porteiro_core::domain::audit::failure_events;
 use porteiro_core::domain::mfa::encode_names;
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome, Rotation};
 use porteiro_core::domain::{
-    NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId,
+    NewSession, NewUser, ProfileUpdate, Session, SessionAuthState, User, UserId, UserQuery,
 };
 use porteiro_core::store::{
     HashCensus, KeyStore, OutboxStore, QueuedMail, RecoveryStore, SessionStore, Store, StoreError,
@@ -47,6 +47,7 @@ use uuid::Uuid;
 use crate::audit::write_events;
 use crate::rows::{ms, opt_ms, session_from_row, user_from_row};
 use porteiro_store_sql::rbac;
+use porteiro_store_sql::users::{self, FilterArg, PrefixIndex};
 
 macro_rules! user_cols {
     () => {
@@ -333,22 +334,51 @@ impl UserStore for SqliteStore {
         commit_if(tx, done.rows_affected() == 1, events).await
     }
 
-    async fn list_users(&self, offset: u64, limit: u64) -> StoreResult<(Vec<User>, u64)> {
-        let rows = sqlx::query(concat!(
-            "select ",
-            user_cols!(),
-            " from users order by created_at, id limit ?1 offset ?2"
-        ))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
+    async fn list_users(
+        &self,
+        query: &UserQuery,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<User>, u64)> {
+        let list = users::list_sql(query, PrefixIndex::Range, offset, limit);
+        let args: Vec<_> = list.args.iter().map(FilterArg::as_arg).collect();
+        let n: i64 = sql::bind(&list.count, &args[..list.count_args])
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?
+            .try_get("n")
+            .map_err(backend)?;
+        let total = u64::try_from(n).unwrap_or(0);
+        if offset >= total {
+            return Ok((Vec::new(), total));
+        }
+        // SQLite's planner cannot tell a search matching a handful of accounts from one
+        // matching half of them; the count can. (The largest rowid is a cheap upper bound of
+        // the number of accounts.)
+        let mut ids = &list.page_ids;
+        if let Some(walk) = &list.page_ids_by_creation {
+            let accounts: i64 = sqlx::query_scalar("select coalesce(max(rowid), 0) from users")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(backend)?;
+            let accounts = u64::try_from(accounts).unwrap_or(0);
+            if users::prefer_creation_order(total, accounts, offset, limit) {
+                ids = walk;
+            }
+        }
+        let page = format!(
+            "select {} from users where id in ({ids}) order by created_at, id",
+            user_cols!()
+        );
+        let rows = sql::bind(&page, &args)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
         let users = rows
             .iter()
             .map(user_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok((users, self.count_users().await?))
+        Ok((users, total))
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
@@ -380,7 +410,13 @@ impl UserStore for SqliteStore {
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<User> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = sql::Tx(self.write_tx().await?);
+        // Every write transaction is serialised already (one writer connection).
+        let before = if p.is_active == Some(false) {
+            Some(rbac::admins_present(&mut tx).await?)
+        } else {
+            None
+        };
         let row = sqlx::query(concat!(
             "update users set \
                first_name = case when ?2 then ?3 else first_name end, \
@@ -399,13 +435,16 @@ impl UserStore for SqliteStore {
         .bind(&p.locale)
         .bind(p.is_active)
         .bind(ms(now))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *tx.0)
         .await
         .map_err(backend)?
         .ok_or(StoreError::NotFound)?;
         let user = user_from_row(&row)?;
-        write_events(&mut tx, events).await?;
-        tx.commit().await.map_err(backend)?;
+        if let Some(before) = before {
+            rbac::still_administered(&mut tx, before).await?;
+        }
+        write_events(&mut tx.0, events).await?;
+        tx.0.commit().await.map_err(backend)?;
         Ok(user)
     }
 
@@ -414,24 +453,27 @@ impl UserStore for SqliteStore {
         id: UserId,
         events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>> {
-        let mut tx = self.write_tx().await?;
+        // Every write transaction is serialised already (one writer connection).
+        let mut tx = sql::Tx(self.write_tx().await?);
+        let before = rbac::admins_present(&mut tx).await?;
         let sessions =
             sqlx::query("select id from sessions where user_id = ?1 and revoked_at is null")
                 .bind(id.to_string())
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *tx.0)
                 .await
                 .map_err(backend)?;
         let deleted = sqlx::query("delete from users where id = ?1")
             .bind(id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut *tx.0)
             .await
             .map_err(backend)?
             .rows_affected();
         if deleted == 0 {
             return Ok(None);
         }
-        write_events(&mut tx, events).await?;
-        tx.commit().await.map_err(backend)?;
+        rbac::still_administered(&mut tx, before).await?;
+        write_events(&mut tx.0, events).await?;
+        tx.0.commit().await.map_err(backend)?;
         Ok(Some(
             sessions
                 .iter()

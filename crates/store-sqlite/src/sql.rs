@@ -16,7 +16,7 @@ use crate::audit::write_events;
 use crate::rows::{OwnedCols, ms};
 use crate::{SqliteStore, backend};
 
-fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Sqlite, SqliteArguments> {
+pub(crate) fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Sqlite, SqliteArguments> {
     // The statements are assembled from constant pieces (table names from an enum): no input.
     args.iter().fold(
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())),

@@ -222,6 +222,7 @@ pub(crate) fn map(err: &Error) -> Mapped {
                 "builtin_protected" => {
                     "Built-in roles and permissions cannot be renamed or deleted."
                 }
+                "account_disabled" => "The account is disabled: enable it first.",
                 _ => "This change is not allowed.",
             },
         ),

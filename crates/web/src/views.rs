@@ -260,13 +260,21 @@ pub struct UserList {
     pub total_pages: u64,
 }
 
-/// Pagination query.
+/// The user list's query: pagination, search and filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct PageQuery {
+pub struct UserListQuery {
     /// 1-based page (default 1).
     pub page: Option<u64>,
     /// Page size, 1–100 (default 20).
     pub per_page: Option<u64>,
+    /// Case-insensitive prefix of the email or the username (at most 254 characters).
+    pub q: Option<String>,
+    /// `true`: active accounts only; `false`: disabled ones only.
+    pub active: Option<bool>,
+    /// `true`: accounts locked by failed sign-ins right now; `false`: the others.
+    pub locked: Option<bool>,
+    /// Holders of this role (a name); an unknown role gives an empty page.
+    pub role: Option<String>,
 }
 
 /// A count of revoked sessions.

@@ -58,6 +58,13 @@ pub mod kind {
     pub const EMAIL_CONFIRMATION_SENT: &str = "email.confirmation_sent";
     /// An account's address was confirmed with the mailed link.
     pub const EMAIL_CONFIRMED: &str = "email.confirmed";
+    /// A change of an account's address was asked for (`details.by`: `self` or `admin`): a link
+    /// went to the new address and a notice to the current one (or, on failure, the current
+    /// password was wrong or too many links were asked for: `details.reason`).
+    pub const EMAIL_CHANGE_REQUESTED: &str = "email.change_requested";
+    /// A change of address was confirmed with the link mailed to the new address, which is now
+    /// the account's (or, on failure, another account had taken it meanwhile).
+    pub const EMAIL_CHANGED: &str = "email.changed";
 
     /// A correct password asked for a second step (`details.methods`); no session yet.
     pub const SIGN_IN_SECOND_STEP: &str = "sign_in.second_step";
@@ -145,6 +152,8 @@ pub mod kind {
         USER_ROLE_ASSIGNED,
         USER_ROLE_REMOVED,
         MAINTENANCE_RUN,
+        EMAIL_CHANGE_REQUESTED,
+        EMAIL_CHANGED,
     ];
 }
 

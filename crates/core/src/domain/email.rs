@@ -155,7 +155,8 @@ fn invalid_characters() -> Error {
 }
 
 /// NFC, lower-cased, NFC again (lower-casing can decompose: `İ` becomes `i` + U+0307).
-fn canonical_case(s: &str) -> String {
+/// NFC and lower case: the case every stored address is in (also for search prefixes).
+pub(crate) fn canonical_case(s: &str) -> String {
     if s.is_ascii() {
         return s.to_ascii_lowercase();
     }

@@ -18,5 +18,5 @@ pub use audit::{AuditEvent, AuditFilter, NewAuditEvent, Outcome};
 pub use email::{Email, EmailPolicy, login_key};
 pub use password::{PasswordIssue, Strength, StrengthLevel};
 pub use session::{NewSession, Session, SessionAuthState};
-pub use user::{NewUser, ProfileUpdate, User, UserId};
+pub use user::{NewUser, ProfileUpdate, SearchPrefix, User, UserId, UserQuery};
 pub use username::Username;

@@ -103,3 +103,98 @@ pub struct ProfileUpdate {
     /// New active flag (administrators only).
     pub is_active: Option<bool>,
 }
+
+/// Longest search term accepted (the longest address).
+pub const MAX_SEARCH_LEN: usize = 254;
+
+/// Which accounts a user list shows, as the store runs it: the search term in the spelling of
+/// the stored columns, the role resolved to its id, and the time a lock is judged at. Built by
+/// `Auth::list_users` from a `flows::admin::UserFilter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserQuery {
+    /// Only accounts whose email or username key starts with this.
+    pub prefix: Option<SearchPrefix>,
+    /// Only active (`true`) or disabled (`false`) accounts.
+    pub active: Option<bool>,
+    /// Only accounts locked (`true`) or not locked (`false`) at `now`.
+    pub locked: Option<bool>,
+    /// Only holders of this role.
+    pub role_id: Option<Uuid>,
+    /// When a lock is judged.
+    pub now: DateTime<Utc>,
+}
+
+impl UserQuery {
+    /// Every account.
+    #[must_use]
+    pub const fn all(now: DateTime<Utc>) -> Self {
+        Self {
+            prefix: None,
+            active: None,
+            locked: None,
+            role_id: None,
+            now,
+        }
+    }
+}
+
+/// A case-insensitive search term, spelled as the stored columns are, so that a prefix match
+/// on them is an index range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPrefix {
+    /// Prefix of `users.email` (NFC, lower case: the stored spelling).
+    pub email: String,
+    /// Prefix of `users.username_key` (ASCII lower case); `None` when the term has a character
+    /// no username has, so only the email can match.
+    pub username_key: Option<String>,
+}
+
+impl SearchPrefix {
+    /// Parses a search term: trimmed; `None` when empty.
+    ///
+    /// # Errors
+    /// `Validation` (`invalid_query`, field `q`) for a term longer than [`MAX_SEARCH_LEN`]
+    /// characters or with a control character.
+    pub fn parse(q: &str) -> Result<Option<Self>, crate::error::Error> {
+        let q = q.trim();
+        if q.chars().count() > MAX_SEARCH_LEN || q.chars().any(char::is_control) {
+            return Err(crate::error::Error::validation(
+                "q",
+                "invalid_query",
+                "The search term has at most 254 printable characters.",
+            ));
+        }
+        if q.is_empty() {
+            return Ok(None);
+        }
+        let username_key = q
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .then(|| q.to_ascii_lowercase());
+        Ok(Some(Self {
+            email: crate::domain::email::canonical_case(q),
+            username_key,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn search_terms_take_the_stored_spelling() {
+        let p = SearchPrefix::parse("  Ana.S ").unwrap().unwrap();
+        assert_eq!(p.email, "ana.s");
+        assert_eq!(p.username_key.as_deref(), Some("ana.s"));
+        let p = SearchPrefix::parse("ANA@Ex").unwrap().unwrap();
+        assert_eq!((p.email.as_str(), p.username_key), ("ana@ex", None));
+        let p = SearchPrefix::parse("JOSÉ").unwrap().unwrap();
+        assert_eq!((p.email.as_str(), p.username_key), ("josé", None));
+        assert_eq!(SearchPrefix::parse("   ").unwrap(), None);
+        assert!(SearchPrefix::parse("a\u{0}b").is_err());
+        assert!(SearchPrefix::parse(&"a".repeat(255)).is_err());
+        assert!(SearchPrefix::parse(&"a".repeat(254)).unwrap().is_some());
+    }
+}

@@ -1,13 +1,14 @@
-//! Administration: listing users, unlocking, deleting, and the first administrator.
+//! Administration: listing and searching users, deleting, unlocking, password-reset links on
+//! an administrator's behalf, and the first administrator.
 
 use secrecy::SecretString;
 use uuid::Uuid;
 
 use serde_json::json;
 
-use crate::domain::User;
 use crate::domain::audit::{Outcome, kind};
-use crate::domain::rbac::Permission;
+use crate::domain::rbac::{Permission, RbacKind};
+use crate::domain::{SearchPrefix, User, UserQuery};
 use crate::error::Error;
 use crate::flows::audit::committed;
 use crate::flows::registration::Registration;
@@ -29,26 +30,49 @@ pub struct UserPage {
 /// The largest page an administrator may request.
 pub const MAX_PER_PAGE: u64 = 100;
 
+/// Which users a list shows (`GET /api/users`, `porteiro user list`, the admin console). Every
+/// field is optional; together they narrow the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Case-insensitive prefix of the email or the username (trimmed; empty means none).
+    pub q: Option<String>,
+    /// Only active (`true`) or disabled (`false`) accounts.
+    pub active: Option<bool>,
+    /// Only accounts locked by failed sign-ins right now (`true`), or not locked (`false`).
+    pub locked: Option<bool>,
+    /// Only holders of the role of this name (empty means none). An unknown role selects
+    /// nobody: an empty page, not an error.
+    pub role: Option<String>,
+}
+
 impl Auth {
-    /// Lists users (administrators only).
+    /// One page of the users `filter` selects, in creation order, with their total (callers
+    /// with `users:read`).
     ///
     /// # Errors
-    /// `Forbidden`, `Validation`.
+    /// `Forbidden`; `Validation` (`invalid_pagination`: `page` from 1, `per_page` 1 to 100;
+    /// `invalid_query`: a search term over 254 characters or with control characters).
     pub async fn list_users(
         &self,
         principal: &Principal,
+        filter: &UserFilter,
         page: u64,
         per_page: u64,
     ) -> Result<UserPage, Error> {
         principal.ensure(Permission::UsersRead)?;
-        self.users_page(page, per_page).await
+        self.users_page(filter, page, per_page).await
     }
 
-    /// Lists users without a caller (CLI).
+    /// [`Auth::list_users`] without a caller (CLI).
     ///
     /// # Errors
-    /// `Validation` for an out-of-range page.
-    pub async fn users_page(&self, page: u64, per_page: u64) -> Result<UserPage, Error> {
+    /// `Validation`, as [`Auth::list_users`].
+    pub async fn users_page(
+        &self,
+        filter: &UserFilter,
+        page: u64,
+        per_page: u64,
+    ) -> Result<UserPage, Error> {
         if page == 0 || !(1..=MAX_PER_PAGE).contains(&per_page) {
             return Err(Error::validation(
                 "page",
@@ -56,8 +80,46 @@ impl Auth {
                 "page starts at 1; per_page is 1 to 100.",
             ));
         }
-        let offset = (page - 1).saturating_mul(per_page);
-        let (users, total) = self.store.list_users(offset, per_page).await?;
+        let empty = UserPage {
+            users: Vec::new(),
+            total: 0,
+            page,
+            per_page,
+        };
+        let mut query = UserQuery::all(self.now());
+        query.prefix = filter
+            .q
+            .as_deref()
+            .map(SearchPrefix::parse)
+            .transpose()?
+            .flatten();
+        query.active = filter.active;
+        query.locked = filter.locked;
+        let role = filter
+            .role
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        if let Some(name) = role {
+            let name = name.to_ascii_lowercase();
+            match self
+                .store
+                .rbac_object_by_name(RbacKind::Role, &name)
+                .await?
+            {
+                Some(role) => query.role_id = Some(role.id),
+                None => return Ok(empty),
+            }
+        }
+        // A page past what the database can count to is simply empty.
+        let Some(offset) = (page - 1)
+            .checked_mul(per_page)
+            .filter(|o| i64::try_from(*o).is_ok())
+        else {
+            let (_, total) = self.store.list_users(&query, 0, 1).await?;
+            return Ok(UserPage { total, ..empty });
+        };
+        let (users, total) = self.store.list_users(&query, offset, per_page).await?;
         Ok(UserPage {
             users,
             total,
@@ -66,30 +128,58 @@ impl Auth {
         })
     }
 
-    /// Deletes an account (administrators only; not oneself).
+    /// Deletes an account and everything it owns (sessions, tokens, factors, roles: the
+    /// database cascades), ending its sessions at once. Someone else's needs `users:manage`;
+    /// one's own needs the current `password` (checked like [`Auth::change_password`] checks
+    /// it). Refused when it would leave no active administrator.
     ///
     /// # Errors
-    /// `Forbidden`, `NotFound`, `Validation`.
-    pub async fn delete_user(&self, principal: &Principal, user_id: Uuid) -> Result<(), Error> {
-        principal.ensure(Permission::UsersManage)?;
-        self.grants
-            .ensure_manages(self.store.as_ref(), principal, user_id)
-            .await?;
-        if principal.user_id == user_id {
-            return Err(Error::validation(
-                "id",
-                "cannot_delete_self",
-                "You cannot delete your own account.",
-            ));
+    /// `Forbidden`, `NotFound`, `IncorrectPassword`, `Refused("last_admin")`.
+    pub async fn delete_user(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+        password: Option<&SecretString>,
+    ) -> Result<(), Error> {
+        let own = principal.user_id == user_id;
+        if own {
+            let user = self
+                .store
+                .user_by_id(user_id)
+                .await?
+                .ok_or(Error::NotFound)?;
+            self.verify_current_password(&user, password, kind::USER_DELETED)
+                .await?;
+        } else {
+            self.grants
+                .ensure_manages(self.store.as_ref(), principal, user_id)
+                .await?;
         }
+        self.remove_user(Some(principal), user_id).await
+    }
+
+    /// Deletes an account without a caller (CLI), with the same last-administrator rule.
+    ///
+    /// # Errors
+    /// `NotFound`, `Refused("last_admin")`.
+    pub async fn delete_user_cli(&self, user_id: Uuid) -> Result<(), Error> {
+        self.remove_user(None, user_id).await
+    }
+
+    async fn remove_user(&self, actor: Option<&Principal>, user_id: Uuid) -> Result<(), Error> {
+        let by = match actor {
+            None => "cli",
+            Some(p) if p.user_id == user_id => "self",
+            Some(_) => "admin",
+        };
         // The count of sessions ended is only known inside the deletion; the event names the
         // account and who deleted it, which is what a receiver acts on.
         let deleted = [self.event(
             kind::USER_DELETED,
             Outcome::Success,
             Some(user_id),
-            Some(principal),
-            json!({}),
+            actor,
+            json!({"by": by}),
         )];
         let sessions = self
             .store
@@ -98,9 +188,67 @@ impl Auth {
             .ok_or(Error::NotFound)?;
         self.sessions_revoked(&sessions).await;
         self.profile_changed(user_id).await;
-        tracing::info!(%user_id, by = %principal.user_id, revoked_sessions = sessions.len(), "account deleted");
+        tracing::info!(%user_id, by, revoked_sessions = sessions.len(), "account deleted");
         committed(&deleted);
         Ok(())
+    }
+
+    /// Mails `user_id` a password-reset link, as if they had asked for one (`users:manage`, over
+    /// an account holding nothing the caller lacks; `POST /api/users/{id}/send-password-reset`).
+    /// Recorded with the caller as actor.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `Refused("account_disabled")`, `RateLimited` (the account's
+    /// limit of reset mails is reached).
+    pub async fn send_password_reset(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+    ) -> Result<(), Error> {
+        principal.ensure(Permission::UsersManage)?;
+        self.grants
+            .ensure_manages(self.store.as_ref(), principal, user_id)
+            .await?;
+        self.send_password_reset_by(Some(principal), user_id).await
+    }
+
+    /// [`Auth::send_password_reset`] without a caller (CLI).
+    ///
+    /// # Errors
+    /// `NotFound`, `Refused("account_disabled")`, `RateLimited`.
+    pub async fn send_password_reset_cli(&self, user_id: Uuid) -> Result<(), Error> {
+        self.send_password_reset_by(None, user_id).await
+    }
+
+    async fn send_password_reset_by(
+        &self,
+        actor: Option<&Principal>,
+        user_id: Uuid,
+    ) -> Result<(), Error> {
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        if !user.is_active {
+            // A disabled account cannot complete a reset: no link that cannot work.
+            return Err(Error::Refused("account_disabled"));
+        }
+        if !self.issue_reset_link(&user, actor).await? {
+            return Err(Error::RateLimited {
+                retry_after_secs: self.config.recovery_window.num_seconds().unsigned_abs(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends every session of an account without a caller (CLI `porteiro user sign-out-all`).
+    /// Returns how many were ended.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn sign_out_everywhere_cli(&self, user_id: Uuid) -> Result<usize, Error> {
+        self.revoke_all_by(None, user_id).await
     }
 
     /// Clears the lock of an account found by id, username or email.

@@ -112,7 +112,9 @@ impl Auth {
         Ok(())
     }
 
-    /// Revokes every session of `user_id` (the caller's own included). Returns how many.
+    /// Revokes every session of `user_id` (the caller's own included): the account holder, or
+    /// anyone with `users:manage` (`POST /api/auth/revoke-all/{id}`,
+    /// `POST /api/users/{id}/sign-out-all`). Returns how many.
     ///
     /// # Errors
     /// `Forbidden`, `NotFound`.
@@ -120,16 +122,29 @@ impl Auth {
         self.grants
             .ensure_manages(self.store.as_ref(), principal, user_id)
             .await?;
+        self.revoke_all_by(Some(principal), user_id).await
+    }
+
+    pub(crate) async fn revoke_all_by(
+        &self,
+        actor: Option<&Principal>,
+        user_id: Uuid,
+    ) -> Result<usize, Error> {
         self.store
             .user_by_id(user_id)
             .await?
             .ok_or(Error::NotFound)?;
+        let details = if actor.is_none() {
+            json!({"via": "cli"})
+        } else {
+            json!({})
+        };
         let event = [self.event(
             kind::SESSIONS_REVOKED_ALL,
             Outcome::Success,
             Some(user_id),
-            Some(principal),
-            json!({}),
+            actor,
+            details,
         )];
         let revoked = self
             .store
@@ -137,7 +152,7 @@ impl Auth {
             .await?;
         self.store.forget_devices(user_id).await?;
         self.sessions_revoked(&revoked).await;
-        tracing::info!(%user_id, by = %principal.user_id, count = revoked.len(), "all sessions revoked");
+        tracing::info!(%user_id, by = ?actor.map(|p| p.user_id), count = revoked.len(), "all sessions revoked");
         committed(&event);
         Ok(revoked.len())
     }

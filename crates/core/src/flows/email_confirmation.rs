@@ -1,4 +1,5 @@
-//! Address confirmation at registration (issue 14; seeds 000 and 003).
+//! Address confirmation at registration (issue 14; seeds 000 and 003), and of a new address
+//! (issue 15).
 //!
 //! Registration mails a link `EMAIL_BASE_URL/ui/verify-email?token=…`. The page it opens asks
 //! for a click — a form post with a CSRF token, because mail scanners follow links and a `GET`
@@ -6,7 +7,10 @@
 //! `POST /api/auth/verify-email` does. The token is 24 CSPRNG bytes in base64url (32
 //! characters), stored only as its SHA-256, valid 24 hours and single use; a new link spends
 //! the older ones. It confirms the address it was mailed to, and only while that is still the
-//! account's address.
+//! account's address. A *change* link, mailed to a new address an account holder (or an
+//! administrator) asked for (`flows::email_change`), goes through the same table, route and
+//! page, and makes that address the account's when used; its token is hashed under a label of
+//! its own ([`change_token_hash`]), so neither kind can be used as the other.
 //!
 //! [`EmailConfirmation::resend`] answers the same way, at the same speed, for an unknown
 //! address, a confirmed account and one waiting for its link: it validates the format and hands
@@ -36,10 +40,16 @@ use crate::flows::audit::{committed, new_event};
 use crate::flows::login::looks_like_token;
 use crate::mail::{MailKind, Outbox};
 use crate::service::{Auth, in_background};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Confirmation tokens are 24 random bytes, base64url: 32 characters.
 pub const CONFIRMATION_TOKEN_LEN: usize = 32;
+/// How long a link works, in hours (confirmation and change links alike).
+pub const LINK_TTL_HOURS: i64 = 24;
+/// Most links (of either kind) one account is mailed per [`MAIL_WINDOW_HOURS`].
+pub const MAIL_LIMIT: u32 = 3;
+/// The sliding window of [`MAIL_LIMIT`], in hours.
+pub const MAIL_WINDOW_HOURS: i64 = 1;
 
 /// Whether `token` has the shape of a confirmation token (says nothing about its validity).
 #[must_use]
@@ -70,9 +80,9 @@ impl ConfirmationSettings {
         Self {
             email_base_url,
             product_name,
-            ttl: Duration::hours(24),
-            mail_limit: 3,
-            window: Duration::hours(1),
+            ttl: Duration::hours(LINK_TTL_HOURS),
+            mail_limit: MAIL_LIMIT,
+            window: Duration::hours(MAIL_WINDOW_HOURS),
         }
     }
 }
@@ -127,9 +137,14 @@ impl EmailConfirmation {
         new_event(self.now(), event_type, outcome, user_id, None, details)
     }
 
-    /// Appends an event that stands alone (nothing changed); a failure is only logged.
+    /// Appends an `email.confirmation_sent` event that stands alone (nothing changed).
     async fn record(&self, outcome: Outcome, user_id: Option<Uuid>, details: Value) {
         let event = self.event(kind::EMAIL_CONFIRMATION_SENT, outcome, user_id, details);
+        self.append(event).await;
+    }
+
+    /// Appends an event that stands alone; a failure is only logged.
+    async fn append(&self, event: NewAuditEvent) {
         match self.store.append_audit(&event).await {
             Ok(()) => committed(std::slice::from_ref(&event)),
             Err(e) => tracing::error!(error = %e, "audit event not recorded"),
@@ -258,24 +273,39 @@ impl EmailConfirmation {
         Ok(())
     }
 
-    /// Confirms the address a link was mailed to, spending its token. Returns the account as it
-    /// is now.
+    /// Uses a link, spending its token: a confirmation link marks the address it was mailed
+    /// to confirmed (while that is still the account's address); a change link (see
+    /// [`crate::flows::email_change`]) makes the new address it was mailed to the account's,
+    /// confirmed. Returns the account as it is now.
     ///
     /// # Errors
-    /// `InvalidConfirmationToken` (malformed, unknown, expired, spent, or for an address the
-    /// account no longer has; nothing changes); store failures.
+    /// `InvalidConfirmationToken` (malformed, unknown, expired, spent, or the account changed
+    /// meanwhile; nothing changes); `Conflict { field: "email" }` when the new address of a
+    /// change was taken by another account since it was asked for (nothing changes: the link
+    /// works again if the address becomes free before it expires); store failures.
     pub async fn confirm(&self, token: &str) -> Result<User, Error> {
         let token = token.trim();
         if !confirmation_token_shaped(token) {
             return Err(Error::InvalidConfirmationToken);
         }
-        let hash = token_hash(token);
         let now = self.now();
-        let owner = self
-            .store
-            .confirmation_token_owner(&hash, now)
-            .await?
-            .ok_or(Error::InvalidConfirmationToken)?;
+        let hash = token_hash(token);
+        if let Some(owner) = self.store.confirmation_token_owner(&hash, now).await? {
+            return self.confirm_address(&hash, owner, now).await;
+        }
+        let hash = change_token_hash(token);
+        match self.store.confirmation_token_owner(&hash, now).await? {
+            Some(owner) => self.change_address(&hash, owner, now).await,
+            None => Err(Error::InvalidConfirmationToken),
+        }
+    }
+
+    async fn confirm_address(
+        &self,
+        hash: &str,
+        owner: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<User, Error> {
         let confirmed = [self.event(
             kind::EMAIL_CONFIRMED,
             Outcome::Success,
@@ -284,7 +314,7 @@ impl EmailConfirmation {
         )];
         if !self
             .store
-            .confirm_email(&hash, owner, now, &confirmed)
+            .confirm_email(hash, owner, now, &confirmed)
             .await?
         {
             return Err(Error::InvalidConfirmationToken);
@@ -296,6 +326,60 @@ impl EmailConfirmation {
             .await?
             .ok_or(Error::InvalidConfirmationToken)
     }
+
+    async fn change_address(
+        &self,
+        hash: &str,
+        owner: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<User, Error> {
+        let user = self
+            .store
+            .user_by_id(owner)
+            .await?
+            .ok_or(Error::InvalidConfirmationToken)?;
+        let changed = [self.event(
+            kind::EMAIL_CHANGED,
+            Outcome::Success,
+            Some(owner),
+            json!({}),
+        )];
+        match self
+            .store
+            .confirm_email_change(hash, owner, &user.email, now, &changed)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::InvalidConfirmationToken),
+            Err(StoreError::Conflict { .. }) => {
+                let refused = self.event(
+                    kind::EMAIL_CHANGED,
+                    Outcome::Failure,
+                    Some(owner),
+                    json!({"reason": "email_taken"}),
+                );
+                self.append(refused).await;
+                return Err(Error::Conflict { field: "email" });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        committed(&changed);
+        tracing::info!(user_id = %owner, "email address changed");
+        self.store
+            .user_by_id(owner)
+            .await?
+            .ok_or(Error::InvalidConfirmationToken)
+    }
+}
+
+/// The stored hash of a *change* link's token (see [`crate::flows::email_change`]): the
+/// SHA-256 of the token under a label of its own, where a confirmation link's is the token's
+/// plain SHA-256. The kind of a link is thereby bound to its token: looking a token up as a
+/// confirmation never finds a change, and the other way round, although both kinds share one
+/// table (and its per-account limit).
+#[must_use]
+pub(crate) fn change_token_hash(token: &str) -> String {
+    token_hash(&format!("porteiro-email-change:{token}"))
 }
 
 impl Auth {

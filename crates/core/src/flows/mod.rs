@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod browser;
 pub mod devices;
+pub mod email_change;
 pub mod email_confirmation;
 pub mod introspection;
 pub mod login;

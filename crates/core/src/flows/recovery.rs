@@ -75,14 +75,34 @@ impl Auth {
             .await;
             return Ok(());
         };
+        self.issue_reset_link(&user, None).await?;
+        Ok(())
+    }
+
+    /// Stores a reset token for `user` and mails the link, unless the account's limit of
+    /// reset mails is reached (then the refusal is recorded and nothing is mailed). `actor`:
+    /// an administrator sending it on the account's behalf. Returns whether a link was queued.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub(crate) async fn issue_reset_link(
+        &self,
+        user: &crate::domain::User,
+        actor: Option<&crate::service::Principal>,
+    ) -> Result<bool, Error> {
         let now = self.now();
         let token = random_token::<24>();
+        let by = if actor.is_some() { "admin" } else { "self" };
+        let mut details = json!({"mail": "queued"});
+        if actor.is_some() {
+            details["by"] = json!(by);
+        }
         let requested = [self.event(
             kind::PASSWORD_RESET_REQUESTED,
             Outcome::Success,
             Some(user.id),
-            None,
-            json!({"mail": "queued"}),
+            actor,
+            details,
         )];
         let issued = self
             .store
@@ -102,11 +122,11 @@ impl Auth {
                 kind::PASSWORD_RESET_REQUESTED,
                 Outcome::Failure,
                 Some(user.id),
-                None,
+                actor,
                 json!({"mail": "suppressed", "reason": "mail_limit"}),
             )
             .await;
-            return Ok(());
+            return Ok(false);
         }
         committed(&requested);
         let link = format!(
@@ -115,10 +135,10 @@ impl Auth {
         );
         let kind = MailKind::PasswordReset { link: &link };
         self.outbox
-            .queue_for(&user, kind, &self.config.product_name)
+            .queue_for(user, kind, &self.config.product_name)
             .await?;
-        tracing::info!(user_id = %user.id, "password reset link queued");
-        Ok(())
+        tracing::info!(user_id = %user.id, by, "password reset link queued");
+        Ok(true)
     }
 
     /// Completes a reset. `email`, when given (compact API), must be the token owner's.

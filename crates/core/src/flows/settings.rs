@@ -1,4 +1,5 @@
-//! What users change about their own account: password and profile.
+//! What users change about their own account (and administrators about others'): password,
+//! profile, email address, active flag.
 
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -8,13 +9,13 @@ use serde_json::json;
 use crate::domain::audit::{Outcome, kind};
 use crate::domain::names::parse_optional_name;
 use crate::domain::rbac::Permission;
-use crate::domain::{ProfileUpdate, User};
+use crate::domain::{Email, ProfileUpdate, User};
 use crate::error::Error;
 use crate::flows::audit::committed;
 use crate::mail::Locale;
 use crate::service::{Auth, Principal};
 
-/// A profile change as received.
+/// A profile change as received. Absent fields are unchanged.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileChange {
     /// New first name; empty string clears.
@@ -23,8 +24,24 @@ pub struct ProfileChange {
     pub last_name: Option<String>,
     /// New language tag.
     pub locale: Option<String>,
-    /// Enable or disable the account (administrators only).
+    /// Enable or disable the account (`users:manage`, never one's own).
     pub is_active: Option<bool>,
+    /// A new email address: asks for the change, which happens when the link mailed to it is
+    /// used (see [`crate::flows::email_change`]). The current address (in any spelling) is no
+    /// change.
+    pub email: Option<String>,
+    /// The current password, needed to change one's own email address.
+    pub password: Option<SecretString>,
+}
+
+/// What [`Auth::update_user`] did.
+#[derive(Debug, Clone)]
+pub struct UpdatedProfile {
+    /// The account as it is now: its email is still the old one while a change waits for its
+    /// link.
+    pub user: User,
+    /// A change of address was asked for: a link went to the new address.
+    pub email_change_requested: bool,
 }
 
 impl Auth {
@@ -50,51 +67,8 @@ impl Auth {
             .await?
             .ok_or(Error::NotFound)?;
         if principal.user_id == user_id {
-            // The current password is a credential check like sign-in: failures count towards
-            // the lock, so a stolen access token is no password-guessing oracle.
-            let current = current.ok_or(Error::IncorrectPassword)?;
-            let matches = self
-                .hasher
-                .verify(current, Some(&user.password_hash))
-                .await?
-                .matches;
-            let now = self.now();
-            if !matches {
-                let (attempts, lock_until) = (
-                    self.config.lockout_attempts,
-                    now + self.config.lockout_duration,
-                );
-                let failed = self.event(
-                    kind::PASSWORD_CHANGED,
-                    Outcome::Failure,
-                    Some(user_id),
-                    None,
-                    json!({"reason": "incorrect_password"}),
-                );
-                let locked = self.lock_event(user_id, "account", attempts, lock_until);
-                let locked_now = self
-                    .store
-                    .record_failed_login(user_id, now, attempts, lock_until, &failed, &locked)
-                    .await?;
-                committed(&[failed]);
-                if locked_now {
-                    self.profile_changed(user_id).await;
-                    committed(&[locked]);
-                }
-                return Err(Error::IncorrectPassword);
-            }
-            if !self.store.record_successful_login(user_id, now).await? {
-                // Locked (by failures that landed meanwhile, or before): refused, nothing changed.
-                self.record(
-                    kind::PASSWORD_CHANGED,
-                    Outcome::Failure,
-                    Some(user_id),
-                    None,
-                    json!({"reason": "incorrect_password"}),
-                )
-                .await;
-                return Err(Error::IncorrectPassword);
-            }
+            self.verify_current_password(&user, current, kind::PASSWORD_CHANGED)
+                .await?;
         }
         self.check_password_policy(new, Some(&user.username), Some(&user.email))?;
         let hash = self.hasher.hash(new).await?;
@@ -134,6 +108,66 @@ impl Auth {
         tracing::info!(%user_id, by = %principal.user_id, revoked_sessions = revoked.len(), "password changed");
         committed(&changed);
         self.notify_password_changed(&user).await;
+        Ok(())
+    }
+
+    /// Checks the current password an account holder gives to confirm a change of their own
+    /// (password, email address, deleting the account). It is a credential check like sign-in:
+    /// a wrong one counts towards the lock (and a locked account's right one is refused), so a
+    /// stolen access token is no password-guessing oracle. A refusal is recorded as a failed
+    /// `event_type` event (`details.reason: incorrect_password`).
+    ///
+    /// # Errors
+    /// `IncorrectPassword` (missing, wrong, or the account is locked).
+    pub(crate) async fn verify_current_password(
+        &self,
+        user: &User,
+        current: Option<&SecretString>,
+        event_type: &'static str,
+    ) -> Result<(), Error> {
+        let current = current.ok_or(Error::IncorrectPassword)?;
+        let matches = self
+            .hasher
+            .verify(current, Some(&user.password_hash))
+            .await?
+            .matches;
+        let now = self.now();
+        if !matches {
+            let (attempts, lock_until) = (
+                self.config.lockout_attempts,
+                now + self.config.lockout_duration,
+            );
+            let failed = self.event(
+                event_type,
+                Outcome::Failure,
+                Some(user.id),
+                None,
+                json!({"reason": "incorrect_password"}),
+            );
+            let locked = self.lock_event(user.id, "account", attempts, lock_until);
+            let locked_now = self
+                .store
+                .record_failed_login(user.id, now, attempts, lock_until, &failed, &locked)
+                .await?;
+            committed(&[failed]);
+            if locked_now {
+                self.profile_changed(user.id).await;
+                committed(&[locked]);
+            }
+            return Err(Error::IncorrectPassword);
+        }
+        if !self.store.record_successful_login(user.id, now).await? {
+            // Locked (by failures that landed meanwhile, or before): refused, nothing changed.
+            self.record(
+                event_type,
+                Outcome::Failure,
+                Some(user.id),
+                None,
+                json!({"reason": "incorrect_password"}),
+            )
+            .await;
+            return Err(Error::IncorrectPassword);
+        }
         Ok(())
     }
 
@@ -194,26 +228,34 @@ impl Auth {
         self.store.user_by_id(user_id).await?.ok_or(Error::NotFound)
     }
 
-    /// Updates a profile. Disabling an account revokes all its sessions.
+    /// Updates a profile: the caller's own, or anyone's with `users:manage`. Enabling or
+    /// disabling needs `users:manage` and is never allowed on one's own account; disabling
+    /// revokes every session of the account at once, and is refused when it would leave no
+    /// active administrator. A new `email` asks for a change of address (one's own needs the
+    /// current `password`); the rest of the change is applied only once that request went
+    /// through, so a wrong password changes nothing. Everything else in a request body
+    /// (roles, flags, ids) is not part of a profile and never reaches this.
     ///
     /// # Errors
-    /// `Forbidden`, `NotFound`, `Validation`.
+    /// `Forbidden`, `NotFound`, `Validation` (`invalid_name`, `invalid_email`,
+    /// `cannot_disable_self`), `IncorrectPassword`, `RateLimited`,
+    /// `Refused("last_admin" | "account_disabled")`.
     pub async fn update_user(
         &self,
         principal: &Principal,
         user_id: Uuid,
         change: ProfileChange,
-    ) -> Result<User, Error> {
+    ) -> Result<UpdatedProfile, Error> {
         self.grants
             .ensure_manages(self.store.as_ref(), principal, user_id)
             .await?;
         if change.is_active.is_some() {
             principal.ensure(Permission::UsersManage)?;
-            if principal.user_id == user_id && change.is_active == Some(false) {
+            if principal.user_id == user_id {
                 return Err(Error::validation(
                     "is_active",
                     "cannot_disable_self",
-                    "You cannot disable your own account.",
+                    "You cannot disable or enable your own account.",
                 ));
             }
         }
@@ -234,7 +276,25 @@ impl Auth {
                 .map(|tag| Locale::negotiate(tag).tag().to_owned()),
             is_active: change.is_active,
         };
-        let now = self.now();
+        let new_email = change
+            .email
+            .as_deref()
+            .map(|e| Email::parse(e, self.config.email_policy))
+            .transpose()?;
+        let mut email_change_requested = false;
+        if let Some(email) = new_email {
+            let user = self
+                .store
+                .user_by_id(user_id)
+                .await?
+                .ok_or(Error::NotFound)?;
+            // The current mailbox, in whatever spelling, is no change.
+            if email.as_str() != Email::lookup_key(&user.email) {
+                self.request_email_change(principal, &user, &email, change.password.as_ref())
+                    .await?;
+                email_change_requested = true;
+            }
+        }
         let mut fields = Vec::new();
         for (name, set) in [
             ("first_name", update.first_name.is_some()),
@@ -246,19 +306,54 @@ impl Auth {
                 fields.push(name);
             }
         }
+        if fields.is_empty() && email_change_requested {
+            // Only the address: nothing else to write (the request has its own event).
+            let user = self
+                .store
+                .user_by_id(user_id)
+                .await?
+                .ok_or(Error::NotFound)?;
+            return Ok(UpdatedProfile {
+                user,
+                email_change_requested,
+            });
+        }
+        let user = self
+            .change_profile(Some(principal), user_id, &update, fields)
+            .await?;
+        Ok(UpdatedProfile {
+            user,
+            email_change_requested,
+        })
+    }
+
+    /// Writes a profile update with its `user.updated` event; disabling also ends every
+    /// session of the account. The caller's permissions were checked.
+    pub(crate) async fn change_profile(
+        &self,
+        actor: Option<&Principal>,
+        user_id: Uuid,
+        update: &ProfileUpdate,
+        fields: Vec<&'static str>,
+    ) -> Result<User, Error> {
+        let now = self.now();
+        let mut details = json!({"fields": fields, "is_active": update.is_active});
+        if actor.is_none() {
+            details["via"] = json!("cli");
+        }
         let updated = [self.event(
             kind::USER_UPDATED,
             Outcome::Success,
             Some(user_id),
-            Some(principal),
-            json!({"fields": fields, "is_active": change.is_active}),
+            actor,
+            details,
         )];
         let user = self
             .store
-            .update_profile(user_id, &update, now, &updated)
+            .update_profile(user_id, update, now, &updated)
             .await?;
         self.profile_changed(user_id).await;
-        if change.is_active == Some(false) {
+        if update.is_active == Some(false) {
             // Disabling already refuses every session (their owner is checked on each use);
             // this ends them for good and moves the credential epoch.
             let revoked = self
@@ -270,5 +365,38 @@ impl Auth {
         }
         committed(&updated);
         Ok(user)
+    }
+
+    /// Enables or disables another account (`users:manage`; `POST /api/users/{id}/enable`,
+    /// `/disable`). Disabling revokes every session at once and is refused when it would leave
+    /// no active administrator.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `Validation` (`cannot_disable_self`), `Refused("last_admin")`.
+    pub async fn set_active(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+        active: bool,
+    ) -> Result<User, Error> {
+        let change = ProfileChange {
+            is_active: Some(active),
+            ..ProfileChange::default()
+        };
+        Ok(self.update_user(principal, user_id, change).await?.user)
+    }
+
+    /// Enables or disables an account without a caller (CLI `porteiro user enable|disable`),
+    /// with the same last-administrator rule.
+    ///
+    /// # Errors
+    /// `NotFound`, `Refused("last_admin")`.
+    pub async fn set_active_cli(&self, user_id: Uuid, active: bool) -> Result<User, Error> {
+        let update = ProfileUpdate {
+            is_active: Some(active),
+            ..ProfileUpdate::default()
+        };
+        self.change_profile(None, user_id, &update, vec!["is_active"])
+            .await
     }
 }

@@ -52,7 +52,7 @@ pub enum UserCommand {
     /// Create an account. The password is read from stdin with `--password-stdin`, otherwise a
     /// random one is generated and printed once (passwords never go on the command line).
     Create(CreateUser),
-    /// List accounts.
+    /// List accounts, oldest first, with optional search and filters.
     List {
         /// 1-based page.
         #[arg(long, default_value_t = 1)]
@@ -60,6 +60,47 @@ pub enum UserCommand {
         /// Page size (1–100).
         #[arg(long, default_value_t = 50)]
         per_page: u64,
+        /// Only accounts whose email or username starts with this (case-insensitive).
+        #[arg(long)]
+        q: Option<String>,
+        /// Only active (`true`) or disabled (`false`) accounts.
+        #[arg(long)]
+        active: Option<bool>,
+        /// Only accounts locked by failed sign-ins right now (`true`), or the others (`false`).
+        #[arg(long)]
+        locked: Option<bool>,
+        /// Only holders of this role.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Disable an account: it can no longer sign in and its sessions end (refused for the last
+    /// active administrator).
+    Disable {
+        /// User id, username or email.
+        user: String,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// User id, username or email.
+        user: String,
+    },
+    /// End every session of an account at once.
+    SignOutAll {
+        /// User id, username or email.
+        user: String,
+    },
+    /// Mail an account a password-reset link (the account's limit of reset mails applies).
+    SendPasswordReset {
+        /// User id, username or email.
+        user: String,
+    },
+    /// Delete an account and everything of it (refused for the last active administrator).
+    Delete {
+        /// User id, username or email.
+        user: String,
+        /// Confirm the deletion (it cannot be undone).
+        #[arg(long)]
+        yes: bool,
     },
     /// Set a user's password (revokes all their sessions).
     SetPassword {
@@ -162,8 +203,45 @@ fn domain_error(e: porteiro_core::Error) -> anyhow::Error {
                     .join(" ")
             )
         }
+        porteiro_core::Error::Refused("last_admin") => anyhow::anyhow!(
+            "refused: this would leave no active administrator (give the admin role to someone else first)"
+        ),
+        porteiro_core::Error::Refused("account_disabled") => {
+            anyhow::anyhow!("refused: the account is disabled (enable it first)")
+        }
+        porteiro_core::Error::RateLimited { retry_after_secs } => anyhow::anyhow!(
+            "refused: the account's limit of mails is reached; retry in {retry_after_secs} s"
+        ),
+        porteiro_core::Error::NotFound => anyhow::anyhow!("no such user"),
         other => anyhow::anyhow!("{other}"),
     }
+}
+
+/// The account named by id, username or email.
+async fn find(
+    auth: &porteiro_core::Auth,
+    user: &str,
+) -> anyhow::Result<porteiro_core::domain::User> {
+    auth.find_user(user)
+        .await
+        .map_err(domain_error)?
+        .context("no such user")
+}
+
+async fn set_active(auth: &porteiro_core::Auth, user: &str, active: bool) -> anyhow::Result<()> {
+    let target = find(auth, user).await?;
+    auth.set_active_cli(target.id, active)
+        .await
+        .map_err(domain_error)?;
+    if active {
+        println!("{} enabled", target.username);
+    } else {
+        println!(
+            "{} disabled; all their sessions were revoked",
+            target.username
+        );
+    }
+    Ok(())
 }
 
 /// Runs a parsed command line.
@@ -402,9 +480,22 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
                 println!("password: {p}");
             }
         }
-        UserCommand::List { page, per_page } => {
+        UserCommand::List {
+            page,
+            per_page,
+            q,
+            active,
+            locked,
+            role,
+        } => {
+            let filter = porteiro_core::flows::admin::UserFilter {
+                q,
+                active,
+                locked,
+                role,
+            };
             let page = auth
-                .users_page(page, per_page)
+                .users_page(&filter, page, per_page)
                 .await
                 .map_err(domain_error)?;
             let now = auth.now();
@@ -470,6 +561,41 @@ async fn user_command(auth: &porteiro_core::Auth, cmd: UserCommand) -> anyhow::R
                 other => domain_error(other),
             })?;
             println!("{} unlocked", u.username);
+        }
+        UserCommand::Disable { user } => set_active(auth, &user, false).await?,
+        UserCommand::Enable { user } => set_active(auth, &user, true).await?,
+        UserCommand::SignOutAll { user } => {
+            let target = find(auth, &user).await?;
+            let n = auth
+                .sign_out_everywhere_cli(target.id)
+                .await
+                .map_err(domain_error)?;
+            println!("{n} session(s) of {} revoked", target.username);
+        }
+        UserCommand::SendPasswordReset { user } => {
+            let target = find(auth, &user).await?;
+            auth.send_password_reset_cli(target.id)
+                .await
+                .map_err(domain_error)?;
+            println!(
+                "a password-reset link for {} was queued (delivered by the server's mail worker)",
+                target.username
+            );
+        }
+        UserCommand::Delete { user, yes } => {
+            let target = find(auth, &user).await?;
+            anyhow::ensure!(
+                yes,
+                "deleting {} cannot be undone: add --yes to confirm",
+                target.username
+            );
+            auth.delete_user_cli(target.id)
+                .await
+                .map_err(domain_error)?;
+            println!(
+                "{} <{}> deleted with everything of theirs",
+                target.username, target.email
+            );
         }
         UserCommand::Reset2fa { user } => {
             let target = auth

@@ -92,6 +92,11 @@ fn every_command_has_help() {
         vec!["user", "list", "--help"],
         vec!["user", "set-password", "--help"],
         vec!["user", "unlock", "--help"],
+        vec!["user", "disable", "--help"],
+        vec!["user", "enable", "--help"],
+        vec!["user", "sign-out-all", "--help"],
+        vec!["user", "send-password-reset", "--help"],
+        vec!["user", "delete", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["config", "check", "--help"],
     ] {
@@ -188,6 +193,97 @@ fn users_and_keys_are_managed_from_the_command_line() {
     assert!(
         first.starts_with("new signing key ") && first != second,
         "{first} {second}"
+    );
+}
+
+#[test]
+fn accounts_are_administered_from_the_command_line() {
+    let cli = Cli::new();
+    let create = |name: &str, admin: bool| {
+        let email = format!("{name}@example.com");
+        let mut args = vec![
+            "user",
+            "create",
+            "--username",
+            name,
+            "--email",
+            &email,
+            "--password-stdin",
+        ];
+        if admin {
+            args.push("--admin");
+        }
+        cli.ok(&args, Some("MinhaS3nha!Forte"));
+    };
+    create("ana", true);
+    create("bia", false);
+    create("bruno", false);
+    let fails = |args: &[&str]| {
+        let out = cli.run(args, &[], None);
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    };
+
+    // Search and filters.
+    let list = cli.ok(&["user", "list", "--q", "B"], None);
+    assert!(
+        list.contains("bia")
+            && list.contains("bruno")
+            && !list.contains("ana@")
+            && list.contains("(2 users)"),
+        "{list}"
+    );
+    let list = cli.ok(&["user", "list", "--role", "admin"], None);
+    assert!(list.contains("ana") && list.contains("(1 users)"), "{list}");
+    assert!(
+        cli.ok(&["user", "list", "--role", "nobody"], None)
+            .contains("(0 users)")
+    );
+
+    // Disable and enable.
+    assert!(
+        cli.ok(&["user", "disable", "bia"], None)
+            .contains("bia disabled")
+    );
+    let list = cli.ok(&["user", "list", "--active", "false"], None);
+    assert!(
+        list.contains("bia") && list.contains("disabled") && list.contains("(1 users)"),
+        "{list}"
+    );
+    assert!(fails(&["user", "send-password-reset", "bia"]).contains("disabled"));
+    assert!(
+        cli.ok(&["user", "enable", "BIA@example.com"], None)
+            .contains("bia enabled")
+    );
+    assert!(
+        cli.ok(&["user", "list", "--active", "false"], None)
+            .contains("(0 users)")
+    );
+
+    // Sign-out and a reset link (queued for the server's mail worker).
+    assert!(
+        cli.ok(&["user", "sign-out-all", "bia"], None)
+            .contains("0 session(s) of bia revoked")
+    );
+    assert!(
+        cli.ok(&["user", "send-password-reset", "bia"], None)
+            .contains("password-reset link for bia was queued")
+    );
+
+    // Deletion needs --yes; the last administrator can be neither disabled nor deleted.
+    assert!(fails(&["user", "delete", "bruno"]).contains("--yes"));
+    assert!(
+        cli.ok(&["user", "delete", "bruno", "--yes"], None)
+            .contains("bruno <bruno@example.com> deleted")
+    );
+    assert!(fails(&["user", "delete", "bruno", "--yes"]).contains("no such user"));
+    assert!(fails(&["user", "disable", "ana"]).contains("no active administrator"));
+    assert!(fails(&["user", "delete", "ana", "--yes"]).contains("no active administrator"));
+    assert!(fails(&["user", "disable", "nobody"]).contains("no such user"));
+    let list = cli.ok(&["user", "list"], None);
+    assert!(
+        list.contains("ana") && list.contains("bia") && list.contains("(2 users)"),
+        "{list}"
     );
 }
 

@@ -30,4 +30,5 @@ mod resilience;
 mod tokens;
 mod ui;
 mod ui_mfa;
+mod users_admin;
 mod webhooks;

@@ -1,4 +1,5 @@
-//! `/api/auth/verify-email`: confirming the address a new account registered with (issue 14).
+//! `/api/auth/verify-email`: confirming the address a new account registered with (issue 14), or
+//! a new address an account asked to change to (issue 15).
 //!
 //! Neither route needs a sign-in: with `REQUIRE_VERIFIED_EMAIL` an unconfirmed account cannot
 //! sign in. Resending answers the same for every well-formed address (see
@@ -53,9 +54,13 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Confirm an address with the token from the emailed link; the token is spent.
+///
+/// The link mailed to a new address after a change was asked for (`PUT /api/users/{id}` with
+/// `email`) is used here too: it makes that address the account's, confirmed.
 #[utoipa::path(post, path = "/api/auth/verify-email", tag = "auth", request_body = VerifyEmailRequest,
     responses((status = 200, body = Envelope<EmailConfirmed>),
               (status = 400, body = ErrorBody, description = "`invalid_confirmation_token` (malformed, unknown, expired, spent, or for an address the account no longer has), `invalid_json`"),
+              (status = 409, body = ErrorBody, description = "`email_taken`: the new address of a change was taken by another account meanwhile; nothing changed"),
               (status = 429, body = ErrorBody)))]
 async fn verify_email(
     State(s): State<AppState>,

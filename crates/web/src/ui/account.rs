@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use porteiro_core::Error;
 use porteiro_core::domain::audit::AuditFilter;
 use porteiro_core::domain::rbac::ADMIN_ROLE;
+use porteiro_core::flows::admin::UserFilter;
 use porteiro_core::flows::mfa::{SecondFactor, TwoFactorStatus};
 use porteiro_core::flows::registration::ensure_confirmed;
 use porteiro_core::flows::settings::ProfileChange;
@@ -633,7 +634,11 @@ async fn render_admin(
     error: Option<Failure>,
 ) -> Response {
     let t = ui.t;
-    let listed = match s.auth.list_users(p, page, PER_PAGE).await {
+    let listed = match s
+        .auth
+        .list_users(p, &UserFilter::default(), page, PER_PAGE)
+        .await
+    {
         Ok(listed) => listed,
         Err(Error::Validation(_)) => return super::redirect(HeaderMap::new(), "/ui/admin"),
         Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),

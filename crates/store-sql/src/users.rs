@@ -305,7 +305,7 @@ mod tests {
         let walk = range.page_ids_by_creation.unwrap();
         assert!(
             walk.contains("((+email >= $1 and +email < $2) or (+username_key >= $3 and +username_key < $4))")
-                && walk.contains("exists (select 1 from user_roles ur where ur.user_id = users.id and ur.role_id = $7)"),
+                && walk.contains("exists (select 1 from user_roles ur where ur.user_id = users.id and ur.role_id = $6)"),
             "{walk}"
         );
         let all = list_sql(&UserQuery::all(now), PrefixIndex::Range, 0, 20);

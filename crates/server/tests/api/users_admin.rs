@@ -549,6 +549,8 @@ both_backends! {
             app.put_auth(&path, &manager.access, json!({"first_name": "Pwned"})).await,
             app.post_auth(&format!("{path}/change-password"), &manager.access, json!({"new_password": "Outra-S3nha-Boa"})).await,
             app.post_auth(&format!("{path}/disable"), &manager.access, json!({})).await,
+            app.post_auth(&format!("{path}/unlock"), &manager.access, json!({})).await,
+            app.post_auth(&format!("{path}/send-password-reset"), &manager.access, json!({})).await,
             app.post_auth(&format!("{path}/sign-out-all"), &manager.access, json!({})).await,
             app.post_auth(&format!("/api/auth/revoke-all/{admin_id}"), &manager.access, json!({})).await,
             app.delete_auth(&path, &manager.access).await,

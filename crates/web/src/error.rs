@@ -26,7 +26,8 @@ pub struct ErrorBody {
     /// `invalid_confirmation_token`, `csrf_failed`,
     /// `forbidden`, `not_found`, `invalid_event_type`, `invalid_url`, `invalid_event_types`,
     /// `invalid_description`, `invalid_overlap`, `invalid_replay`, `cannot_disable_self`,
-    /// `cannot_delete_self`, `invalid_json`, `invalid_request`, `invalid_path`, `invalid_query`,
+    /// `invalid_pagination`, `last_admin`, `builtin_protected`, `conflict`, `invalid_json`,
+    /// `invalid_request`, `invalid_path`, `invalid_query`,
     /// `unsupported_media_type`, `payload_too_large`, `method_not_allowed`, `bad_request`,
     /// `request_timeout`, `service_unavailable` (with `Retry-After`), `internal_error`;
     /// second step and two-factor: `invalid_mfa_token`, `invalid_code`, `invalid_code_format`,

@@ -10,7 +10,6 @@
 mod audit;
 mod browser;
 mod bulk;
-mod email_confirmation;
 mod mfa;
 mod migrations;
 mod rows;

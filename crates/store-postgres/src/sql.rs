@@ -9,6 +9,7 @@ use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, driver_error};
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{Connection as _, PgConnection, Postgres, Transaction};
+use uuid::Uuid;
 
 use crate::audit::write_events;
 use crate::rows::OwnedCols;
@@ -87,6 +88,15 @@ impl SqlTx for Tx {
         Ok(())
     }
 
+    async fn lock_account(&mut self, user_id: Uuid) -> StoreResult<()> {
+        sqlx::query("select 1 from users where id = $1 for update")
+            .bind(user_id)
+            .execute(&mut *self.0)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.0.commit().await.map_err(backend)
     }
@@ -109,6 +119,7 @@ impl SqlDb for PgStore {
 }
 
 porteiro_store_sql::impl_rbac_store!(PgStore);
+porteiro_store_sql::impl_email_confirmation_store!(PgStore);
 porteiro_store_sql::impl_maintenance_store!(PgStore, maintenance_lock);
 
 /// The advisory-lock key of scheduled maintenance rounds.

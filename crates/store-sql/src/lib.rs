@@ -11,6 +11,7 @@
 //! A feature here provides its store trait's implementation as a macro (e.g.
 //! [`impl_rbac_store!`]) that each backend expands for its store type.
 
+pub mod email_confirmation;
 pub mod maintenance;
 pub mod rbac;
 pub mod users;
@@ -71,6 +72,10 @@ pub trait SqlTx: Send {
     /// Tells other instances, when this transaction commits, that grants changed (PostgreSQL
     /// NOTIFY; nothing on SQLite, where one process owns the file).
     async fn notify_grants_changed(&mut self) -> StoreResult<()>;
+    /// Locks account `user_id`'s row until the transaction ends (PostgreSQL `for update`;
+    /// nothing on SQLite, whose write transactions are serialised already), so that changes to
+    /// one account's dependent rows run in turn and take their locks in one order.
+    async fn lock_account(&mut self, user_id: Uuid) -> StoreResult<()>;
     /// Commits.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
@@ -85,4 +90,21 @@ pub trait SqlDb: Send + Sync {
     async fn begin(&self, serialised: bool) -> StoreResult<Box<dyn SqlTx + '_>>;
     /// Runs a read-only query outside any transaction.
     async fn read(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>>;
+}
+
+/// Commits `tx`, writing `events` first when `changed` (a call that changed nothing writes no
+/// event). Returns `changed`.
+///
+/// # Errors
+/// On store failure.
+pub async fn commit_if(
+    mut tx: Box<dyn SqlTx + '_>,
+    changed: bool,
+    events: &[NewAuditEvent],
+) -> StoreResult<bool> {
+    if changed {
+        tx.write_events(events).await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
 }

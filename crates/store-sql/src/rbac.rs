@@ -16,7 +16,7 @@ use porteiro_core::domain::rbac::{
 use porteiro_core::store::{StoreError, StoreResult};
 use uuid::Uuid;
 
-use crate::{Arg, Row, SqlDb, SqlTx, UNIQUE_VIOLATION};
+use crate::{Arg, Row, SqlDb, SqlTx, UNIQUE_VIOLATION, commit_if};
 
 fn columns(prefix: &str) -> String {
     [
@@ -106,11 +106,9 @@ async fn finish(
     events: &[NewAuditEvent],
 ) -> StoreResult<bool> {
     if changed {
-        tx.write_events(events).await?;
         tx.notify_grants_changed().await?;
     }
-    tx.commit().await?;
-    Ok(changed)
+    commit_if(tx, changed, events).await
 }
 
 /// Gives a new account its roles, in the transaction that creates it: `user`, and `admin` when

@@ -12,7 +12,6 @@
 mod audit;
 mod browser;
 mod bulk;
-mod email_confirmation;
 mod mfa;
 mod migrations;
 mod rows;

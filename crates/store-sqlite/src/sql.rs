@@ -11,6 +11,7 @@ use porteiro_store_sql::{Arg, Row, SqlDb, SqlTx, driver_error};
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Sqlite, Transaction};
+use uuid::Uuid;
 
 use crate::audit::write_events;
 use crate::rows::{OwnedCols, ms};
@@ -66,6 +67,10 @@ impl SqlTx for Tx {
         Ok(())
     }
 
+    async fn lock_account(&mut self, _user_id: Uuid) -> StoreResult<()> {
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.0.commit().await.map_err(backend)
     }
@@ -88,6 +93,7 @@ impl SqlDb for SqliteStore {
 }
 
 porteiro_store_sql::impl_rbac_store!(SqliteStore);
+porteiro_store_sql::impl_email_confirmation_store!(SqliteStore);
 porteiro_store_sql::impl_maintenance_store!(SqliteStore, maintenance_lock);
 
 /// The held maintenance lock of a SQLite store.

@@ -1,6 +1,9 @@
 //! Sessions as devices (seed 004 `/api/auth/devices`): list, inspect, rename, revoke.
 //!
 //! Users only ever see and touch their own sessions; a foreign id is answered as not found.
+//! Administrators see another account's sessions with `users:read` and end one with
+//! `users:manage` over that account ([`Auth::user_devices`], [`Auth::revoke_user_device`]: the
+//! admin console).
 
 use uuid::Uuid;
 
@@ -8,6 +11,7 @@ use serde_json::json;
 
 use crate::domain::Session;
 use crate::domain::audit::{Outcome, kind};
+use crate::domain::rbac::Permission;
 use crate::error::Error;
 use crate::flows::audit::committed;
 use crate::service::{Auth, Principal};
@@ -56,6 +60,65 @@ impl Auth {
             is_current: session.id == principal.session_id,
             session,
         })
+    }
+
+    /// Another account's active sessions, newest activity first (`users:read`; one's own too).
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound` (no such account).
+    pub async fn user_devices(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+    ) -> Result<Vec<Device>, Error> {
+        principal.ensure_self_or(user_id, Permission::UsersRead)?;
+        self.store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let sessions = self.store.list_active_sessions(user_id, self.now()).await?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| Device {
+                is_current: s.id == principal.session_id,
+                session: s,
+            })
+            .collect())
+    }
+
+    /// Ends one session of `user_id`: its holder, or someone with `users:manage` who holds every
+    /// permission the account holds (as for [`Auth::revoke_all`]). Recorded like
+    /// [`Auth::revoke_device`], with the caller as actor when it is someone else.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound` (not a live session of that account).
+    pub async fn revoke_user_device(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> Result<(), Error> {
+        self.grants
+            .ensure_manages(self.store.as_ref(), principal, user_id)
+            .await?;
+        let revoked = [self.event(
+            kind::SESSION_REVOKED,
+            Outcome::Success,
+            Some(user_id),
+            Some(principal),
+            json!({"session_id": id, "reason": "device_revoked"}),
+        )];
+        if !self
+            .store
+            .revoke_session(user_id, id, self.now(), &revoked)
+            .await?
+        {
+            return Err(Error::NotFound);
+        }
+        self.sessions_revoked(&[id]).await;
+        tracing::info!(%user_id, session_id = %id, by = %principal.user_id, "session revoked");
+        committed(&revoked);
+        Ok(())
     }
 
     /// Renames one of the caller's sessions (1–64 printable characters).

@@ -29,6 +29,7 @@ mod recovery;
 mod resilience;
 mod tokens;
 mod ui;
+mod ui_admin;
 mod ui_mfa;
 mod users_admin;
 mod webhooks;

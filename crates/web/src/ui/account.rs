@@ -1,5 +1,5 @@
-//! The signed-in pages: the account (profile, password, two-factor authentication, sessions,
-//! sign-out) and the administrators' user list with lock controls.
+//! The account page: profile, password, two-factor authentication, sessions, sign-out. (The
+//! administrators' pages are in `admin.rs`.)
 //!
 //! Two-factor setup shows the new secret (QR code and text) and the backup codes only in the
 //! answer to the setup form: they are never put in a cookie or a URL, and the page cannot be
@@ -14,8 +14,6 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use porteiro_core::Error;
 use porteiro_core::domain::audit::AuditFilter;
-use porteiro_core::domain::rbac::ADMIN_ROLE;
-use porteiro_core::flows::admin::UserFilter;
 use porteiro_core::flows::mfa::{SecondFactor, TwoFactorStatus};
 use porteiro_core::flows::registration::ensure_confirmed;
 use porteiro_core::flows::settings::ProfileChange;
@@ -28,9 +26,6 @@ use super::pages::{CsrfForm, NoticeQuery, nav, notice};
 use super::{CSP_DATA_IMAGES, Chrome, Failure, Messages, Ui, html};
 use crate::state::AppState;
 
-/// Users per admin page.
-const PER_PAGE: u64 = 20;
-
 /// A time as shown (the language's date-time format, UTC) and as `<time datetime>` wants it.
 pub(super) fn when(t: Messages, at: DateTime<Utc>) -> (String, String) {
     (
@@ -40,7 +35,7 @@ pub(super) fn when(t: Messages, at: DateTime<Utc>) -> (String, String) {
 }
 
 /// A day as shown, and as `<time datetime>` wants it.
-fn day(t: Messages, at: DateTime<Utc>) -> (String, String) {
+pub(super) fn day(t: Messages, at: DateTime<Utc>) -> (String, String) {
     (at.format(t.get("format.date")).to_string(), at.to_rfc3339())
 }
 
@@ -596,164 +591,5 @@ pub(super) async fn two_factor_backup_codes(
             html(StatusCode::OK, headers, &page)
         }
         Err(e) => account_outcome(&s, &ui, &p, Err(e), Section::BackupCodes, "").await,
-    }
-}
-
-struct UserRow {
-    id: Uuid,
-    username: String,
-    email: String,
-    is_admin: bool,
-    is_self: bool,
-    is_active: bool,
-    locked: Option<String>,
-    created: String,
-    created_iso: String,
-}
-
-#[derive(Template)]
-#[template(path = "ui/admin.html")]
-struct AdminPage {
-    c: Chrome,
-    t: Messages,
-    users: Vec<UserRow>,
-    total: String,
-    page: u64,
-    pages: u64,
-    page_label: String,
-    notice: Option<String>,
-    error: Option<String>,
-}
-
-async fn render_admin(
-    s: &AppState,
-    ui: &Ui,
-    p: &Principal,
-    page: u64,
-    notice_text: Option<String>,
-    error: Option<Failure>,
-) -> Response {
-    let t = ui.t;
-    let listed = match s
-        .auth
-        .list_users(p, &UserFilter::default(), page, PER_PAGE)
-        .await
-    {
-        Ok(listed) => listed,
-        Err(Error::Validation(_)) => return super::redirect(HeaderMap::new(), "/ui/admin"),
-        Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),
-    };
-    let now = s.auth.now();
-    let pages = listed.total.div_ceil(PER_PAGE).max(1);
-    if page > pages {
-        // Past the last page (accounts were deleted, or a hand-made link): show the last one.
-        return super::redirect(HeaderMap::new(), &format!("/ui/admin?page={pages}"));
-    }
-    let users = listed
-        .users
-        .into_iter()
-        .map(|u| {
-            let (created, created_iso) = day(t, u.created_at);
-            UserRow {
-                id: u.id,
-                is_self: u.id == p.user_id,
-                is_admin: u.roles.iter().any(|r| r == ADMIN_ROLE),
-                is_active: u.is_active,
-                locked: u
-                    .locked_until
-                    .filter(|l| *l > now)
-                    .map(|l| t.fmt("admin.locked", &[("time", &when(t, l).0)])),
-                username: u.username,
-                email: u.email,
-                created,
-                created_iso,
-            }
-        })
-        .collect();
-    let status = error.as_ref().map_or(StatusCode::OK, |f| f.status);
-    let mut headers = HeaderMap::new();
-    let view = AdminPage {
-        c: ui.chrome(s, &mut headers, nav(p), "admin"),
-        t,
-        users,
-        total: t.fmt("admin.total", &[("total", &listed.total.to_string())]),
-        page: listed.page,
-        pages,
-        page_label: t.fmt(
-            "admin.page",
-            &[
-                ("page", &listed.page.to_string()),
-                ("pages", &pages.to_string()),
-            ],
-        ),
-        notice: notice_text,
-        error: error.map(|f| f.message),
-    };
-    html(status, headers, &view)
-}
-
-/// `GET /ui/admin`: the user list (administrators only).
-pub(super) async fn admin_page(
-    State(s): State<AppState>,
-    Query(q): Query<NoticeQuery>,
-    ui: Ui,
-) -> Response {
-    let Some(p) = ui.principal(&s).await else {
-        return ui.to_login();
-    };
-    render_admin(&s, &ui, &p, q.page(), notice(ui.t, q.notice()), None).await
-}
-
-/// `POST /ui/admin/users/{id}/{unlock|disable|enable}`.
-pub(super) async fn admin_action(
-    State(s): State<AppState>,
-    Path((id, action)): Path<(String, String)>,
-    Query(q): Query<NoticeQuery>,
-    ui: Ui,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let p = match form_caller(&s, &ui, &form.csrf_token).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let Ok(user_id) = Uuid::parse_str(&id) else {
-        return super::pages::not_found(State(s), ui).await;
-    };
-    let (result, done) = match action.as_str() {
-        "unlock" => (
-            s.auth.unlock_as(&p, &user_id.to_string()).await.map(|_| ()),
-            "unlocked",
-        ),
-        "disable" | "enable" => {
-            let change = ProfileChange {
-                is_active: Some(action == "enable"),
-                ..ProfileChange::default()
-            };
-            let done = if action == "enable" {
-                "enabled"
-            } else {
-                "disabled"
-            };
-            (
-                s.auth.update_user(&p, user_id, change).await.map(|_| ()),
-                done,
-            )
-        }
-        _ => return super::pages::not_found(State(s), ui).await,
-    };
-    let page = q.page();
-    match result {
-        Ok(()) => ui.done(
-            HeaderMap::new(),
-            &format!("/ui/admin?page={page}&notice={done}"),
-        ),
-        Err(e) => {
-            let f = Failure::from_error(ui.t, &e);
-            if ui.wants_json {
-                ui.json_failure(&f, HeaderMap::new())
-            } else {
-                render_admin(&s, &ui, &p, page, None, Some(f)).await
-            }
-        }
     }
 }

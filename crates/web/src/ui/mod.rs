@@ -13,6 +13,7 @@
 //! this browser did (see [`porteiro_core::flows::browser::AttemptState`]).
 
 mod account;
+mod admin;
 pub mod i18n;
 mod mfa;
 mod pages;
@@ -119,11 +120,38 @@ pub(crate) fn router() -> Router<AppState> {
             "/ui/account/2fa/backup-codes",
             axum::routing::post(account::two_factor_backup_codes),
         )
-        .route("/ui/admin", get(account::admin_page))
+        .route("/ui/admin", get(admin::users_page))
+        .route("/ui/admin/users/{id}", get(admin::user_page))
         .route(
             "/ui/admin/users/{id}/{action}",
-            axum::routing::post(account::admin_action),
+            axum::routing::post(admin::user_action),
         )
+        .route(
+            "/ui/admin/roles",
+            get(admin::roles_page).post(admin::create_role),
+        )
+        .route(
+            "/ui/admin/roles/{id}",
+            get(admin::role_page).post(admin::update_role),
+        )
+        .route(
+            "/ui/admin/roles/{id}/{action}",
+            axum::routing::post(admin::role_action),
+        )
+        .route(
+            "/ui/admin/permissions",
+            get(admin::permissions_anchor).post(admin::create_permission),
+        )
+        .route(
+            "/ui/admin/permissions/{id}",
+            get(admin::permission_page).post(admin::update_permission),
+        )
+        .route(
+            "/ui/admin/permissions/{id}/delete",
+            axum::routing::post(admin::delete_permission),
+        )
+        .route("/ui/admin/audit", get(admin::audit_page))
+        .route("/ui/admin/audit.csv", get(admin::audit_csv))
         .route(
             "/ui/admin/webhooks",
             get(webhooks::list_page).post(webhooks::create),
@@ -186,8 +214,14 @@ async fn js() -> Response {
 /// The signed-in user, as the page header needs it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NavUser {
-    /// May open the admin console (holds `users:read`).
+    /// May open the console's users pages (holds `users:read`).
     pub console: bool,
+    /// May open the roles and permissions pages (see [`admin::sees_roles`]).
+    pub roles: bool,
+    /// May read the audit log (holds `audit:read`).
+    pub audit: bool,
+    /// May manage webhooks (holds `webhooks:manage`).
+    pub webhooks: bool,
 }
 
 /// What every page's frame (header, language switch, forms) needs.

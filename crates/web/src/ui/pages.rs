@@ -49,21 +49,11 @@ pub(super) fn notice(t: Messages, code: Option<&str>) -> Option<String> {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct NoticeQuery {
     notice: Option<String>,
-    /// Read leniently: a malformed page number is page 1, not an error.
-    page: Option<String>,
 }
 
 impl NoticeQuery {
     pub(super) fn notice(&self) -> Option<&str> {
         self.notice.as_deref()
-    }
-
-    pub(super) fn page(&self) -> u64 {
-        self.page
-            .as_deref()
-            .and_then(|p| p.parse::<u64>().ok())
-            .unwrap_or(1)
-            .max(1)
     }
 }
 
@@ -621,7 +611,11 @@ pub(super) async fn logout(
 
 /// The header's view of a signed-in user.
 pub(super) fn nav(p: &porteiro_core::service::Principal) -> Option<NavUser> {
+    use porteiro_core::domain::rbac::Permission;
     Some(NavUser {
-        console: p.can(porteiro_core::domain::rbac::Permission::UsersRead),
+        console: p.can(Permission::UsersRead),
+        roles: super::admin::sees_roles(p),
+        audit: p.can(Permission::AuditRead),
+        webhooks: p.can(Permission::WebhooksManage),
     })
 }

@@ -804,7 +804,7 @@ pub(super) async fn delete(
 
 /// A time from the replay form: `datetime-local` (taken as UTC, as the page shows times) or
 /// RFC 3339.
-fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
     let raw = raw.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Some(t.with_timezone(&Utc));

@@ -266,6 +266,11 @@ pub trait SessionStore: Send + Sync {
     /// `Rotated` carries the session and its account as read in the same transaction, so a
     /// refresh needs no second look-up. On `ReuseDetected`, the event `on_reuse(user, session)`
     /// makes is written with the revocation.
+    ///
+    /// Grace window: when the presented token was spent at or after `reuse_since` and
+    /// `next_hash` is an unspent, unexpired token of the same live session (the successor the
+    /// caller derives from the presented token), nothing changes and the answer is `Replayed`.
+    /// `None` turns the window off.
     #[allow(clippy::too_many_arguments)]
     async fn rotate_refresh_token(
         &self,
@@ -275,6 +280,7 @@ pub trait SessionStore: Send + Sync {
         max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
+        reuse_since: Option<DateTime<Utc>>,
         on_reuse: &(dyn Fn(UserId, Uuid) -> NewAuditEvent + Send + Sync),
     ) -> StoreResult<RotateOutcome>;
     /// The session of a live (unspent, unexpired) refresh token, if any.

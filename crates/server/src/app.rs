@@ -328,6 +328,7 @@ impl Application {
             },
             // Extra scrape-time gauges are added here (`scrape_hooks.add(..)`).
             scrape_hooks: porteiro_web::metrics::ScrapeHooks::default(),
+            default_language: config.default_language,
             ..WebSettings::default()
         };
         let state = AppState::new(porteiro_web::state::Services {

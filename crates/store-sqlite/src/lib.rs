@@ -866,16 +866,17 @@ impl SessionStore for SqliteStore {
         max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
+        reuse_since: Option<DateTime<Utc>>,
         on_reuse: &(dyn Fn(UserId, Uuid) -> NewAuditEvent + Send + Sync),
     ) -> StoreResult<RotateOutcome> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = sql::Tx(self.write_tx().await?);
         let spent = sqlx::query(
             "update refresh_tokens set used_at = ?2, updated_at = ?2 \
              where token_hash = ?1 and used_at is null and expires_at > ?2 returning session_id",
         )
         .bind(presented_hash)
         .bind(ms(now))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *tx.0)
         .await
         .map_err(backend)?;
         let outcome = if let Some(row) = spent {
@@ -891,7 +892,7 @@ impl SessionStore for SqliteStore {
             .bind(ms(next_expires_at))
             .bind(ip_address)
             .bind(max_lifetime.num_milliseconds())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *tx.0)
             .await
             .map_err(backend)?;
             match session {
@@ -905,7 +906,7 @@ impl SessionStore for SqliteStore {
                     .bind(&session_id)
                     .bind(ms(session.expires_at))
                     .bind(ms(now))
-                    .execute(&mut *tx)
+                    .execute(&mut *tx.0)
                     .await
                     .map_err(backend)?;
                     let user = sqlx::query(concat!(
@@ -914,7 +915,7 @@ impl SessionStore for SqliteStore {
                         " from users where id = ?1"
                     ))
                     .bind(session.user_id.to_string())
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *tx.0)
                     .await
                     .map_err(backend)?;
                     match user {
@@ -927,10 +928,25 @@ impl SessionStore for SqliteStore {
                 }
                 None => RotateOutcome::Invalid,
             }
+        } else if let Some(session_id) = match reuse_since {
+            Some(since) => {
+                porteiro_store_sql::refresh::replayable_session(
+                    &mut tx,
+                    presented_hash,
+                    next_hash,
+                    since,
+                    now,
+                )
+                .await?
+            }
+            None => None,
+        } {
+            tx.0.commit().await.map_err(backend)?;
+            return porteiro_store_sql::refresh::replayed(self, session_id, now).await;
         } else {
             let previous = sqlx::query("select session_id from refresh_tokens where token_hash = ?1 and used_at is not null")
                 .bind(presented_hash)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *tx.0)
                 .await
                 .map_err(backend)?;
             match previous {
@@ -943,14 +959,14 @@ impl SessionStore for SqliteStore {
                     )
                     .bind(&session_id)
                     .bind(ms(now))
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut *tx.0)
                     .await
                     .map_err(backend)?;
                     let (session_id, user_id) = (
                         rows::parse_uuid(&session_id)?,
                         rows::uuid(&owner, "user_id")?,
                     );
-                    write_events(&mut tx, &[on_reuse(user_id, session_id)]).await?;
+                    write_events(&mut tx.0, &[on_reuse(user_id, session_id)]).await?;
                     RotateOutcome::ReuseDetected {
                         session_id,
                         user_id,
@@ -959,7 +975,7 @@ impl SessionStore for SqliteStore {
                 None => RotateOutcome::Invalid,
             }
         };
-        tx.commit().await.map_err(backend)?;
+        tx.0.commit().await.map_err(backend)?;
         Ok(outcome)
     }
 

@@ -21,6 +21,7 @@ mod events;
 mod maintenance;
 mod mfa;
 mod rbac;
+mod refresh;
 mod users;
 mod webhooks;
 pub use credentials::*;
@@ -30,6 +31,7 @@ pub use events::*;
 pub use maintenance::*;
 pub use mfa::*;
 pub use rbac::*;
+pub use refresh::*;
 pub use users::*;
 pub use webhooks::*;
 
@@ -102,6 +104,12 @@ macro_rules! all_contract_tests {
             expired_or_unknown_refresh_tokens_are_invalid,
             rotation_on_a_revoked_session_is_invalid,
             concurrent_rotation_has_exactly_one_winner,
+            a_just_spent_token_is_replayed_into_its_successor,
+            replay_ends_once_the_successor_is_spent,
+            replay_ends_with_the_grace_window,
+            replay_needs_the_true_successor,
+            replay_does_not_revive_an_ended_session,
+            racing_refreshes_keep_exactly_one_live_family,
             refresh_token_session_finds_only_live_tokens,
             a_new_reset_token_replaces_older_ones,
             reset_tokens_are_limited_per_window,
@@ -218,7 +226,7 @@ pub(crate) async fn user(store: &Arc<dyn Store>, name: &str) -> User {
     store.insert_user(&new_user(name), &[]).await.unwrap()
 }
 
-fn hash(label: &str) -> String {
+pub(crate) fn hash(label: &str) -> String {
     format!("{label:0>64}")
 }
 
@@ -257,7 +265,7 @@ fn new_session(
 
 /// Creates a session for `user` (at its current credential epoch) with refresh token hash
 /// `refresh`, expiring a day after `t0`.
-async fn session(store: &Arc<dyn Store>, user: &User, refresh: &str) -> Uuid {
+pub(crate) async fn session(store: &Arc<dyn Store>, user: &User, refresh: &str) -> Uuid {
     let epoch = store
         .user_by_id(user.id)
         .await
@@ -287,6 +295,7 @@ async fn rotate(
             Duration::days(30),
             Some("198.51.100.7"),
             at,
+            None,
             &crate::no_reuse,
         )
         .await

@@ -21,6 +21,8 @@ use crate::flows::audit::committed;
 use crate::flows::mfa::SignIn;
 use crate::keys::AccessClaims;
 use crate::service::{Auth, Authenticated, ClientContext, Principal};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Refresh tokens are 32 random bytes, base64url: 43 characters.
 const REFRESH_TOKEN_LEN: usize = 43;
@@ -413,7 +415,10 @@ impl Auth {
     }
 
     /// Exchanges a refresh token for a new pair. The presented token is spent; presenting a spent
-    /// token again revokes its whole session (family) and every access token of it.
+    /// token again revokes its whole session (family) and every access token of it — except
+    /// within the grace window (`refresh_reuse_interval`) while its successor is still unspent:
+    /// then the answer carries that same successor and a fresh access token, so two requests of
+    /// one client racing on one token both succeed and leave one family.
     ///
     /// # Errors
     /// `InvalidRefreshToken`.
@@ -439,6 +444,16 @@ impl Auth {
             .await
     }
 
+    /// The refresh token that `presented` is rotated into: an HMAC of it under a key derived
+    /// from the master key. Deterministic, so the grace window can hand the same successor out
+    /// again without storing it in a readable form; unpredictable without the master key.
+    fn successor_of(&self, presented: &str) -> String {
+        let tag = self
+            .master
+            .sign(&[b"refresh-successor v1", presented.as_bytes()]);
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
     async fn rotate(
         &self,
         presented: &str,
@@ -460,7 +475,9 @@ impl Auth {
                 return Err(Error::InvalidRefreshToken);
             }
         }
-        let next = random_token::<32>();
+        let next = self.successor_of(presented);
+        let reuse_since = (self.config.refresh_reuse_interval > chrono::Duration::zero())
+            .then(|| now - self.config.refresh_reuse_interval);
         let on_reuse = |user_id: Uuid, session_id: Uuid| {
             self.event(
                 kind::REFRESH_TOKEN_REUSED,
@@ -479,11 +496,16 @@ impl Auth {
                 self.config.session_max_lifetime,
                 ctx.ip.as_deref(),
                 now,
+                reuse_since,
                 &on_reuse,
             )
             .await?;
         let Rotation { session, user } = match outcome {
             RotateOutcome::Rotated(rotation) => *rotation,
+            RotateOutcome::Replayed(rotation) => {
+                tracing::debug!(session_id = %rotation.session.id, "spent refresh token replayed within the grace window");
+                *rotation
+            }
             RotateOutcome::ReuseDetected {
                 session_id,
                 user_id,

@@ -115,6 +115,28 @@ impl Messages {
     }
 }
 
+/// English success messages of the API (`api.message.*` entries of en.json), by their text.
+static API_MESSAGES: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| {
+    EN.iter()
+        .filter(|(key, _)| key.starts_with("api.message."))
+        .map(|(key, text)| (text.as_str(), key.as_str()))
+        .collect()
+});
+
+/// The message key of an English success message of the API, if it has one.
+#[must_use]
+pub fn api_message_key(english: &str) -> Option<&'static str> {
+    API_MESSAGES.get(english).copied()
+}
+
+impl Messages {
+    /// The text of `key`, if this language has it.
+    #[must_use]
+    pub fn lookup(&self, key: &str) -> Option<&'static str> {
+        self.catalog.get(key).map(String::as_str)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

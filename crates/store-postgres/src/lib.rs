@@ -17,6 +17,7 @@ mod sql;
 pub mod testing;
 mod webhooks;
 
+use porteiro_store_sql::refresh::{replayable_session, replayed};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -899,21 +900,11 @@ impl SessionStore for PgStore {
                 }
                 None => RotateOutcome::Invalid,
             }
-        } else if let Some(session_id) = match reuse_since {
-            Some(since) => {
-                porteiro_store_sql::refresh::replayable_session(
-                    &mut tx,
-                    presented_hash,
-                    next_hash,
-                    since,
-                    now,
-                )
-                .await?
-            }
-            None => None,
-        } {
+        } else if let Some(session_id) =
+            replayable_session(&mut tx, presented_hash, next_hash, reuse_since, now).await?
+        {
             tx.0.commit().await.map_err(backend)?;
-            return porteiro_store_sql::refresh::replayed(self, session_id, now).await;
+            return replayed(self, session_id, now).await;
         } else {
             let previous = sqlx::query("select session_id from refresh_tokens where token_hash = $1 and used_at is not null")
                 .bind(presented_hash)

@@ -10,7 +10,7 @@ use crate::{Arg, SqlTx};
 /// The live session in which a spent token may be replayed: the token `presented_hash` was spent
 /// at or after `since`, and `next_hash` (its successor) is an unspent, unexpired token of the same
 /// session, which is itself neither revoked nor expired. `None` otherwise: the caller then treats
-/// the presentation as reuse.
+/// the presentation as reuse. `since: None` (the window is off) is always `None`.
 ///
 /// # Errors
 /// On store failure.
@@ -18,9 +18,12 @@ pub async fn replayable_session(
     tx: &mut dyn SqlTx,
     presented_hash: &str,
     next_hash: &str,
-    since: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<Uuid>> {
+    let Some(since) = since else {
+        return Ok(None);
+    };
     let rows = tx
         .fetch(
             "select s.id from refresh_tokens spent \

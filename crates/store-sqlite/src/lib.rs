@@ -18,6 +18,7 @@ mod rows;
 mod sql;
 mod webhooks;
 
+use porteiro_store_sql::refresh::{replayable_session, replayed};
 use std::path::Path;
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -928,21 +929,11 @@ impl SessionStore for SqliteStore {
                 }
                 None => RotateOutcome::Invalid,
             }
-        } else if let Some(session_id) = match reuse_since {
-            Some(since) => {
-                porteiro_store_sql::refresh::replayable_session(
-                    &mut tx,
-                    presented_hash,
-                    next_hash,
-                    since,
-                    now,
-                )
-                .await?
-            }
-            None => None,
-        } {
+        } else if let Some(session_id) =
+            replayable_session(&mut tx, presented_hash, next_hash, reuse_since, now).await?
+        {
             tx.0.commit().await.map_err(backend)?;
-            return porteiro_store_sql::refresh::replayed(self, session_id, now).await;
+            return replayed(self, session_id, now).await;
         } else {
             let previous = sqlx::query("select session_id from refresh_tokens where token_hash = ?1 and used_at is not null")
                 .bind(presented_hash)

@@ -287,6 +287,17 @@ async fn rotate(
     next: &str,
     at: DateTime<Utc>,
 ) -> RotateOutcome {
+    rotate_within(store, presented, next, at, None).await
+}
+
+/// A rotation at `at` with the grace window reaching back to `reuse_since`.
+pub(crate) async fn rotate_within(
+    store: &Arc<dyn Store>,
+    presented: &str,
+    next: &str,
+    at: DateTime<Utc>,
+    reuse_since: Option<DateTime<Utc>>,
+) -> RotateOutcome {
     store
         .rotate_refresh_token(
             &hash(presented),
@@ -295,7 +306,7 @@ async fn rotate(
             Duration::days(30),
             Some("198.51.100.7"),
             at,
-            None,
+            reuse_since,
             &crate::no_reuse,
         )
         .await

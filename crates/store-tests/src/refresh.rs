@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use porteiro_core::domain::session::RotateOutcome;
 use porteiro_core::store::Store;
 
-use crate::{hash, session, t0, user};
+use crate::{hash, rotate_within, session, t0, user};
 
 const GRACE: i64 = 10;
 
@@ -17,19 +17,14 @@ async fn rotate_with_grace(
     next: &str,
     at: DateTime<Utc>,
 ) -> RotateOutcome {
-    store
-        .rotate_refresh_token(
-            &hash(presented),
-            &hash(next),
-            at + Duration::days(1),
-            Duration::days(30),
-            None,
-            at,
-            Some(at - Duration::seconds(GRACE)),
-            &crate::no_reuse,
-        )
-        .await
-        .unwrap()
+    rotate_within(
+        store,
+        presented,
+        next,
+        at,
+        Some(at - Duration::seconds(GRACE)),
+    )
+    .await
 }
 
 async fn live(store: &Arc<dyn Store>, token: &str, at: DateTime<Utc>) -> bool {

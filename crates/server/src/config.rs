@@ -144,6 +144,9 @@ pub struct Config {
     pub cors: CorsOrigins,
     /// `TLS_CERT_FILE` and `TLS_KEY_FILE` (PEM): serve HTTPS directly.
     pub tls: Option<TlsFiles>,
+    /// `GEOIP_DATABASE`: a local MaxMind City database (`.mmdb`) for the approximate place in
+    /// new-device alerts. Unset: alerts name no place (never a network look-up).
+    pub geoip_database: Option<PathBuf>,
     /// `ALLOW_INSECURE_COOKIES`: serve a plain-HTTP, non-loopback `PUBLIC_URL` anyway.
     pub allow_insecure_cookies: bool,
     /// Connection deadlines and caps (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`, `MAX_CONNECTIONS`,
@@ -516,6 +519,16 @@ impl Config {
             }
         };
         let tls = Self::tls(&env)?;
+        let geoip_database = match env.get("GEOIP_DATABASE") {
+            None => None,
+            Some(path) if std::path::Path::new(path).is_file() => Some(PathBuf::from(path)),
+            Some(path) => {
+                return Err(err(
+                    "GEOIP_DATABASE",
+                    format!("{path:?} is not a readable file"),
+                ));
+            }
+        };
         let allow_insecure_cookies = env.bool("ALLOW_INSECURE_COOKIES", false)?;
         if tls.is_none() && !is_secure_origin(&public_url) && !allow_insecure_cookies {
             // Without `Secure`, a cookie set over plain HTTP (by anyone on the path, or by a
@@ -610,6 +623,7 @@ impl Config {
             rate_limits: Self::rate_limits(&env)?,
             cors: Self::cors(&env)?,
             tls,
+            geoip_database,
             allow_insecure_cookies,
             connections: Self::connections(&env)?,
             metrics_token,

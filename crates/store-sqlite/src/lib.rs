@@ -53,6 +53,7 @@ macro_rules! user_cols {
     () => {
         "id, username, email, first_name, last_name, password_hash, is_active, email_verified, \
          failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at, email_verified_at, \
+         login_alerts, password_reset_required, \
          (select group_concat(r.name, ',') from user_roles ur join roles r on r.id = ur.role_id where ur.user_id = users.id) as roles"
     };
 }
@@ -423,6 +424,7 @@ impl UserStore for SqliteStore {
                last_name = case when ?4 then ?5 else last_name end, \
                locale = coalesce(?6, locale), \
                is_active = coalesce(?7, is_active), \
+               login_alerts = coalesce(?9, login_alerts), \
                updated_at = ?8 \
              where id = ?1 returning ",
             user_cols!()
@@ -435,6 +437,7 @@ impl UserStore for SqliteStore {
         .bind(&p.locale)
         .bind(p.is_active)
         .bind(ms(now))
+        .bind(p.login_alerts)
         .fetch_optional(&mut *tx.0)
         .await
         .map_err(backend)?
@@ -674,7 +677,8 @@ impl UserStore for SqliteStore {
     ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
-            "update users set password_hash = ?2, credential_epoch = credential_epoch + 1, updated_at = ?3 \
+            "update users set password_hash = ?2, credential_epoch = credential_epoch + 1, \
+               password_reset_required = false, updated_at = ?3 \
              where id = ?1 and (?4 is null or credential_epoch = ?4)",
         )
         .bind(id.to_string())
@@ -707,47 +711,12 @@ impl SessionStore for SqliteStore {
         r: &NewRefreshToken,
         events: &[NewAuditEvent],
     ) -> StoreResult<Option<Session>> {
-        // The single writer connection serialises this with every epoch change.
-        let mut tx = self.write_tx().await?;
-        let row = sqlx::query(concat!(
-            "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
-             device_type, os, browser, amr, created_at, updated_at) \
-             select ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?3, ?3 from users \
-             where id = ?2 and is_active and credential_epoch = ?11 returning ",
-            session_cols!()
-        ))
-        .bind(s.id.to_string())
-        .bind(s.user_id.to_string())
-        .bind(ms(s.now))
-        .bind(ms(s.expires_at))
-        .bind(&s.ip_address)
-        .bind(&s.user_agent)
-        .bind(&s.device_name)
-        .bind(&s.device_type)
-        .bind(&s.os)
-        .bind(&s.browser)
-        .bind(s.credential_epoch)
-        .bind(encode_names(s.amr.iter().map(String::as_str)))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else {
+        let Some((mut tx, session)) = open_session(self, s, r).await? else {
             return Ok(None);
         };
-        sqlx::query(
-            "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
-             values (?1, ?2, ?3, ?4, ?4)",
-        )
-        .bind(&r.token_hash)
-        .bind(r.session_id.to_string())
-        .bind(ms(r.expires_at))
-        .bind(ms(r.now))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        write_events(&mut tx, events).await?;
-        tx.commit().await.map_err(backend)?;
-        session_from_row(&row).map(Some)
+        tx.write_events(events).await?;
+        tx.commit().await?;
+        Ok(Some(session))
     }
 
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>> {
@@ -1088,7 +1057,7 @@ impl RecoveryStore for SqliteStore {
         // A disabled account cannot complete a reset issued before it was disabled.
         let updated = sqlx::query(
             "update users set password_hash = ?2, failed_login_attempts = 0, locked_until = null, \
-               credential_epoch = credential_epoch + 1, updated_at = ?3 \
+               credential_epoch = credential_epoch + 1, password_reset_required = false, updated_at = ?3 \
              where id = ?1 and is_active",
         )
         .bind(owner.to_string())
@@ -1324,4 +1293,53 @@ fn pool_stats<DB: sqlx::Database>(
         idle: u32::try_from(of.num_idle()).unwrap_or(open).min(open),
         max: of.options().get_max_connections(),
     }
+}
+
+/// Opens a session as [`SessionStore::create_session`] does (and only while the account is not
+/// waiting for a password reset after a "this wasn't me"), in a write transaction handed back
+/// uncommitted, so a caller can add to it (see `porteiro_store_sql::impl_sign_in_alert_store!`).
+pub(crate) async fn open_session<'a>(
+    store: &'a SqliteStore,
+    s: &NewSession,
+    r: &NewRefreshToken,
+) -> StoreResult<Option<(Box<dyn porteiro_store_sql::SqlTx + 'a>, Session)>> {
+    // The single writer connection serialises this with every epoch change.
+    let mut tx = store.write_tx().await?;
+    let row = sqlx::query(concat!(
+        "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
+         device_type, os, browser, amr, created_at, updated_at) \
+         select ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?3, ?3 from users \
+         where id = ?2 and is_active and credential_epoch = ?11 and not password_reset_required returning ",
+        session_cols!()
+    ))
+    .bind(s.id.to_string())
+    .bind(s.user_id.to_string())
+    .bind(ms(s.now))
+    .bind(ms(s.expires_at))
+    .bind(&s.ip_address)
+    .bind(&s.user_agent)
+    .bind(&s.device_name)
+    .bind(&s.device_type)
+    .bind(&s.os)
+    .bind(&s.browser)
+    .bind(s.credential_epoch)
+    .bind(encode_names(s.amr.iter().map(String::as_str)))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
+         values (?1, ?2, ?3, ?4, ?4)",
+    )
+    .bind(&r.token_hash)
+    .bind(r.session_id.to_string())
+    .bind(ms(r.expires_at))
+    .bind(ms(r.now))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok(Some((Box::new(sql::Tx(tx)), session_from_row(&row)?)))
 }

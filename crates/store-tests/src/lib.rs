@@ -22,6 +22,7 @@ mod maintenance;
 mod mfa;
 mod rbac;
 mod refresh;
+mod sign_in_alerts;
 mod users;
 mod webhooks;
 pub use credentials::*;
@@ -32,6 +33,7 @@ pub use maintenance::*;
 pub use mfa::*;
 pub use rbac::*;
 pub use refresh::*;
+pub use sign_in_alerts::*;
 pub use users::*;
 pub use webhooks::*;
 
@@ -198,6 +200,13 @@ macro_rules! all_contract_tests {
             email_change_links_follow_the_confirmation_rules,
             an_email_change_to_a_taken_address_changes_nothing,
             concurrent_uses_of_one_email_change_link_have_one_winner,
+            only_a_new_device_of_an_account_seen_before_is_alerted,
+            a_device_cookie_issued_with_a_sign_in_is_known_next_time,
+            accounts_that_turned_alerts_off_get_none,
+            disowning_ends_only_its_session_once_and_requires_a_reset,
+            a_reset_clears_the_required_reset,
+            expired_alert_links_do_nothing_and_are_purged,
+            login_history_lists_the_accounts_own_sign_ins_newest_first,
         );
     };
 }

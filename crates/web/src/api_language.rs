@@ -6,7 +6,8 @@
 //! same message files as the hosted pages: an error's from `api.error.<code>`, else
 //! `error.<code>`; a success message from the `api.message.*` entry whose English text it is.
 //! Anything without wording stays English, and every answer says which it is in
-//! `Content-Language`. English answers pass through untouched: no body is read.
+//! `Content-Language`. English answers pass through untouched: no body is read. The hosted pages
+//! (`/ui/…`) are left alone: they answer in the page's language themselves.
 
 use std::sync::Arc;
 
@@ -47,6 +48,10 @@ pub async fn localise(
     request: Request,
     next: Next,
 ) -> Response {
+    // The hosted pages' own JSON answers are already in the page's language.
+    if request.uri().path().starts_with("/ui/") {
+        return next.run(request).await;
+    }
     let locale = request_locale(request.headers(), settings.default_language);
     let mut response = next.run(request).await;
     let json = response

@@ -108,6 +108,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::webhooks::router())
         .merge(routes::maintenance::router())
         .merge(routes::session::router())
+        .merge(routes::sign_in_alerts::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())
         .merge(routes::metrics::router())

@@ -107,6 +107,13 @@ pub mod kind {
     /// An administrator ran a maintenance job (`details.job`, `details.removed`).
     pub const MAINTENANCE_RUN: &str = "maintenance.run";
 
+    /// A sign-in came from a device the account had not used before, and its owner was mailed
+    /// an alert with a "this wasn't me" link (`details.session_id`, `details.device`).
+    pub const LOGIN_NEW_DEVICE: &str = "login.new_device";
+    /// The owner said "this wasn't me" about a sign-in: its session was ended and the password
+    /// must be reset before it works again (`details.session_id`, `details.session_revoked`).
+    pub const SESSION_DISOWNED: &str = "session.disowned";
+
     /// Every kind, for validating filters.
     pub const ALL: &[&str] = &[
         SIGN_IN_SUCCEEDED,
@@ -154,6 +161,8 @@ pub mod kind {
         MAINTENANCE_RUN,
         EMAIL_CHANGE_REQUESTED,
         EMAIL_CHANGED,
+        LOGIN_NEW_DEVICE,
+        SESSION_DISOWNED,
     ];
 }
 

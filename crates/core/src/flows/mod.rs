@@ -14,4 +14,5 @@ pub mod rbac;
 pub mod recovery;
 pub mod registration;
 pub mod settings;
+pub mod sign_in_alerts;
 pub mod webhooks;

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod rbac;
 pub mod session;
+pub mod sign_in_alerts;
 pub mod users;
 pub mod webhooks;
 pub mod well_known;

@@ -184,6 +184,8 @@ mod tests {
             include_str!("mfa.rs"),
             include_str!("webhooks.rs"),
             include_str!("verify_email.rs"),
+            include_str!("../../templates/ui/not_me.html"),
+            include_str!("not_me.rs"),
         ];
         let mut missing = Vec::new();
         for source in sources {
@@ -213,6 +215,8 @@ mod tests {
                         "mfa",
                         "twofactor",
                         "verify",
+                        "history",
+                        "not_me",
                     ]
                     .contains(&ns)
                         && !name.is_empty()

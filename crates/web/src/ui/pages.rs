@@ -35,6 +35,7 @@ const NOTICES: &[&str] = &[
     "code_sent",
     "two_factor_enabled",
     "two_factor_disabled",
+    "login_alerts_saved",
 ];
 
 /// The text of a whitelisted notice.

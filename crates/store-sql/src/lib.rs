@@ -14,6 +14,7 @@
 pub mod email_confirmation;
 pub mod maintenance;
 pub mod rbac;
+pub mod security_questions;
 pub mod users;
 
 use async_trait::async_trait;

@@ -13,5 +13,6 @@ pub mod mfa;
 pub mod rbac;
 pub mod recovery;
 pub mod registration;
+pub mod security_questions;
 pub mod settings;
 pub mod webhooks;

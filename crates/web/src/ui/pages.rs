@@ -551,7 +551,7 @@ pub(super) async fn reset(
         match confirmed {
             Ok(()) => s
                 .auth
-                .reset_password(&token, None, &form.password)
+                .reset_password(&token, None, &form.password, None)
                 .await
                 .map_err(|e| Failure::from_error(ui.t, &e)),
             Err(e) => Err(Failure::from_error(ui.t, &e)),

@@ -447,7 +447,11 @@ pub fn render(
             None,
         ),
         (MailKind::SecurityAnswersRemoved, _) => (
-            pick(locale, SECURITY_ANSWERS_REMOVED_EN, SECURITY_ANSWERS_REMOVED_PT),
+            pick(
+                locale,
+                SECURITY_ANSWERS_REMOVED_EN,
+                SECURITY_ANSWERS_REMOVED_PT,
+            ),
             None,
         ),
         (MailKind::MfaReset, _) => (pick(locale, MFA_RESET_EN, MFA_RESET_PT), None),

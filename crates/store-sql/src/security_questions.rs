@@ -164,8 +164,11 @@ pub async fn delete(
         &[Arg::Uuid(id)],
     )
     .await?;
-    tx.execute("delete from security_questions where id = $1", &[Arg::Uuid(id)])
-        .await?;
+    tx.execute(
+        "delete from security_questions where id = $1",
+        &[Arg::Uuid(id)],
+    )
+    .await?;
     commit_if(tx, true, events).await?;
     Ok(current)
 }
@@ -557,8 +560,7 @@ macro_rules! impl_security_question_store {
                 question_id: Option<::uuid::Uuid>,
                 events: &[::porteiro_core::domain::audit::NewAuditEvent],
             ) -> ::porteiro_core::store::StoreResult<u64> {
-                $crate::security_questions::delete_answers(self, user_id, question_id, events)
-                    .await
+                $crate::security_questions::delete_answers(self, user_id, question_id, events).await
             }
             async fn question_lock(
                 &self,

@@ -21,6 +21,7 @@ mod events;
 mod maintenance;
 mod mfa;
 mod rbac;
+mod security_questions;
 mod users;
 mod webhooks;
 pub use credentials::*;
@@ -30,6 +31,7 @@ pub use events::*;
 pub use maintenance::*;
 pub use mfa::*;
 pub use rbac::*;
+pub use security_questions::*;
 pub use users::*;
 pub use webhooks::*;
 
@@ -190,6 +192,10 @@ macro_rules! all_contract_tests {
             email_change_links_follow_the_confirmation_rules,
             an_email_change_to_a_taken_address_changes_nothing,
             concurrent_uses_of_one_email_change_link_have_one_winner,
+            security_questions_are_unique_and_deleted_with_their_answers,
+            security_answers_are_bounded_and_listed_without_hashes,
+            wrong_answers_lock_and_proofs_follow_the_answers,
+            resets_of_accounts_with_questions_need_a_proof,
         );
     };
 }

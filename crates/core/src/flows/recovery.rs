@@ -145,7 +145,10 @@ impl Auth {
     ///
     /// # Errors
     /// On store failure.
-    pub async fn reset_token_user(&self, token: &str) -> Result<Option<crate::domain::User>, Error> {
+    pub async fn reset_token_user(
+        &self,
+        token: &str,
+    ) -> Result<Option<crate::domain::User>, Error> {
         let token = token.trim();
         if !looks_like_token(token, RESET_TOKEN_LEN) {
             return Ok(None);
@@ -201,14 +204,12 @@ impl Auth {
         let proof_hash = match proof {
             Some(proof) => {
                 let proof_hash = token_hash(proof);
-                let proved = looks_like_token(
-                    proof,
-                    crate::domain::security_question::PROOF_LEN,
-                ) && self
-                    .store
-                    .recovery_proof_owner(&proof_hash, self.now())
-                    .await?
-                    == Some(owner);
+                let proved = looks_like_token(proof, crate::domain::security_question::PROOF_LEN)
+                    && self
+                        .store
+                        .recovery_proof_owner(&proof_hash, self.now())
+                        .await?
+                        == Some(owner);
                 if !proved {
                     return Err(Error::InvalidRecoveryProof);
                 }

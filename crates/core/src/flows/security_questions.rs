@@ -95,7 +95,9 @@ impl RecoveryLimiter {
                 used: 0,
             }))
         });
-        let mut w = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut w = cell
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if now.saturating_duration_since(w.started) >= self.window {
             w.started = now;
             w.used = 0;
@@ -332,7 +334,11 @@ impl SecurityQuestions {
     ///
     /// # Errors
     /// `Forbidden`, `NotFound`.
-    pub async fn answers(&self, p: &Principal, user_id: Uuid) -> Result<Vec<SecurityAnswer>, Error> {
+    pub async fn answers(
+        &self,
+        p: &Principal,
+        user_id: Uuid,
+    ) -> Result<Vec<SecurityAnswer>, Error> {
         self.auth
             .grants
             .ensure_manages(self.auth.store.as_ref(), p, user_id)
@@ -587,7 +593,11 @@ impl SecurityQuestions {
             &self
                 .auth
                 .master
-                .sign(&[b"security-questions limit v1", email.as_str().as_bytes(), ip.as_bytes()])
+                .sign(&[
+                    b"security-questions limit v1",
+                    email.as_str().as_bytes(),
+                    ip.as_bytes(),
+                ])
                 .as_ref()[..16],
         )
     }
@@ -693,9 +703,7 @@ impl SecurityQuestions {
             return Err(Error::validation(
                 "answers",
                 "invalid_answers_format",
-                format!(
-                    "Give one answer per question, 1 to {MAX_ANSWERS}, each question once."
-                ),
+                format!("Give one answer per question, 1 to {MAX_ANSWERS}, each question once."),
             ));
         }
         self.verifications.take(self.limit_key(&email))?;

@@ -240,10 +240,7 @@ async fn list(
     State(s): State<AppState>,
     AppQuery(q): AppQuery<ListQuery>,
 ) -> ApiResult<Json<Envelope<Vec<SecurityQuestionView>>>> {
-    let questions = s
-        .security_questions
-        .list(q.active.unwrap_or(false))
-        .await?;
+    let questions = s.security_questions.list(q.active.unwrap_or(false)).await?;
     Ok(ok(questions.into_iter().map(Into::into).collect()))
 }
 

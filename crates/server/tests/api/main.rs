@@ -27,6 +27,7 @@ mod multi_instance;
 mod rbac;
 mod recovery;
 mod resilience;
+mod security_questions;
 mod tokens;
 mod ui;
 mod ui_admin;

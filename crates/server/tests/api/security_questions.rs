@@ -427,4 +427,31 @@ both_backends! {
         let r = app.post("/api/auth/reset-password", json!({"token": token, "password": "Nova-S3nha-Boa"})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
+
+    async fn the_reset_page_asks_the_questions_before_taking_the_new_password(backend: Backend) {
+        use crate::ui::{form_token, get, location, post};
+        let app = spawn_app(backend).await;
+        let admin = app.admin().await;
+        let qs = catalogue(&app, &admin, 3).await;
+        let (user, _) = user_with_answers(&app, "tania", &qs).await;
+        let token = reset_token(&app, &user).await;
+        let mut jar = crate::browser::Jar::default();
+        let page = get(&app, &mut jar, &format!("/ui/reset-password?token={token}"), "pt-BR").await;
+        assert!(page.text.contains("Security question number 0?") && page.text.contains("Security question number 1?"), "{}", page.text);
+        assert!(!page.text.contains("Security question number 2?"));
+        let csrf = form_token(&page);
+        let field = |n: usize| page.text.split(&format!("name=\"question_{n}\" value=\"")).nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let (q1, q2) = (field(1), field(2));
+        let answer = |q: &str| if *q == qs[0] { "sao paulo" } else { "rex" };
+        // Without the answers, or with wrong ones: refused, the token still works.
+        let wrong = post(&app, &mut jar, "/ui/reset-password",
+            &[("csrf_token", &csrf), ("token", &token), ("password", "Nova-Senha-42!"), ("confirm_password", "Nova-Senha-42!"),
+              ("question_1", &q1), ("answer_1", "nope"), ("question_2", &q2), ("answer_2", "nope")], true).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.text);
+        let done = post(&app, &mut jar, "/ui/reset-password",
+            &[("csrf_token", &csrf), ("token", &token), ("password", "Nova-Senha-42!"), ("confirm_password", "Nova-Senha-42!"),
+              ("question_1", &q1), ("answer_1", answer(&q1)), ("question_2", &q2), ("answer_2", answer(&q2))], false).await;
+        assert_eq!(location(&done), "/ui/login?notice=password_reset", "{}", done.text);
+        app.sign_in_as(&user.username, "Nova-Senha-42!").await;
+    }
 }

@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn question_text_is_validated() {
         assert_eq!(
-            parse_question_text("  What was   your first pet?  ").unwrap(),
+            parse_question_text("  What was   your first pet?  ").expect("valid"),
             "What was your first pet?"
         );
         assert!(parse_question_text("Why").is_err());

@@ -455,3 +455,77 @@ both_backends! {
         app.sign_in_as(&user.username, "Nova-Senha-42!").await;
     }
 }
+
+/// Median seconds of `POST /api/auth/security-questions` for each class of addresses (40
+/// samples each: 20 rounds over two addresses per class, as one address may be looked up 30
+/// times per 15 minutes from one client), interleaved, after one warm-up each. Printed, never
+/// asserted (timing assertions are flaky): run with `cargo nextest run -p porteiro --test api
+/// security_questions_timing --run-ignored only --no-capture`.
+async fn median_lookup_secs(app: &TestApp, classes: &[[&str; 2]]) -> Vec<f64> {
+    let mut samples = vec![Vec::new(); classes.len()];
+    for round in 0..=20 {
+        for (i, class) in classes.iter().enumerate() {
+            for email in class {
+                let start = std::time::Instant::now();
+                let r = app
+                    .post("/api/auth/security-questions", json!({"email": email}))
+                    .await;
+                let took = start.elapsed().as_secs_f64();
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+                if round > 0 {
+                    samples[i].push(took);
+                }
+            }
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect()
+}
+
+mod security_questions_timing {
+    use super::*;
+
+    async fn report(backend: crate::helpers::Backend) {
+        let app = spawn_app(backend).await;
+        let admin = app.admin().await;
+        let qs = catalogue(&app, &admin, 8).await;
+        let (k1, _) = user_with_answers(&app, "timing1", &qs).await;
+        let (k2, _) = user_with_answers(&app, "timing2", &qs).await;
+        let p1 = app.register("plain1").await;
+        let p2 = app.register("plain2").await;
+        let medians = median_lookup_secs(
+            &app,
+            &[
+                [&k1.email, &k2.email],
+                ["nobody1@example.com", "nobody2@example.com"],
+                [&p1.email, &p2.email],
+            ],
+        )
+        .await;
+        println!(
+            "{backend:?}: security-questions median of 40 — known {:.3} ms, unknown {:.3} ms, no questions {:.3} ms",
+            medians[0] * 1000.0,
+            medians[1] * 1000.0,
+            medians[2] * 1000.0
+        );
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "a measurement, not a test: prints medians"]
+    async fn sqlite() {
+        report(crate::helpers::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "a measurement, not a test: prints medians"]
+    async fn postgres() {
+        if std::env::var("TEST_POSTGRES_URL").is_err() {
+            return;
+        }
+        report(crate::helpers::Backend::Postgres).await;
+    }
+}

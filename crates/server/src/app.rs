@@ -343,6 +343,9 @@ impl Application {
             two_factor: Arc::new(porteiro_core::flows::mfa::TwoFactor::new(&auth)),
             rbac: Arc::new(porteiro_core::flows::rbac::Rbac::new(&auth)),
             maintenance,
+            security_questions: Arc::new(
+                porteiro_core::flows::security_questions::SecurityQuestions::new(Arc::clone(&auth)),
+            ),
             settings: Arc::new(settings),
         });
         let metrics = match config.metrics_addr {

@@ -15,6 +15,7 @@ pub mod email_confirmation;
 pub mod maintenance;
 pub mod rbac;
 pub mod refresh;
+pub mod security_questions;
 pub mod sign_in_alerts;
 pub mod users;
 

@@ -32,7 +32,10 @@ pub struct ErrorBody {
     /// `request_timeout`, `service_unavailable` (with `Retry-After`), `internal_error`;
     /// second step and two-factor: `invalid_mfa_token`, `invalid_code`, `invalid_code_format`,
     /// `mfa_required` (compact API), `mfa_method_not_allowed`, `mfa_already_enabled`,
-    /// `mfa_not_enabled`, `mfa_setup_required`, `reauthentication_required`.
+    /// `mfa_not_enabled`, `mfa_setup_required`, `reauthentication_required`;
+    /// security questions: `invalid_question`, `question_taken`, `invalid_answer`,
+    /// `question_inactive`, `too_many_answers`, `invalid_answers_format`, `invalid_answers`,
+    /// `recovery_proof_required`, `invalid_recovery_proof`.
     #[schema(example = "invalid_credentials")]
     pub code: &'static str,
     /// Human-readable explanation.
@@ -128,6 +131,24 @@ pub(crate) fn map(err: &Error) -> Mapped {
             "The reset link is invalid or has expired.",
         ),
         // 403: only revealed after the right password was given (`REQUIRE_VERIFIED_EMAIL`).
+        // 403: the token was right, but this account also needs its security questions.
+        Error::RecoveryProofRequired => simple(
+            StatusCode::FORBIDDEN,
+            "recovery_proof_required",
+            "This account has security questions: answer them first (POST /api/auth/verify-security-question) and send the recovery_proof with the token.",
+        ),
+        // 403.
+        Error::InvalidRecoveryProof => simple(
+            StatusCode::FORBIDDEN,
+            "invalid_recovery_proof",
+            "The recovery proof is invalid or has expired.",
+        ),
+        // 401: wrong answers, unknown address and locked account alike.
+        Error::InvalidAnswers => simple(
+            StatusCode::UNAUTHORIZED,
+            "invalid_answers",
+            "The answers are not correct.",
+        ),
         Error::EmailNotVerified => simple(
             StatusCode::FORBIDDEN,
             "email_not_verified",
@@ -206,6 +227,7 @@ pub(crate) fn map(err: &Error) -> Mapped {
             code: match *field {
                 "email" => "email_taken",
                 "username" => "username_taken",
+                "text" => "question_taken",
                 _ => "conflict",
             },
             message: format!("This {field} is already in use."),

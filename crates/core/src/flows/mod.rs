@@ -13,6 +13,7 @@ pub mod mfa;
 pub mod rbac;
 pub mod recovery;
 pub mod registration;
+pub mod security_questions;
 pub mod settings;
 pub mod sign_in_alerts;
 pub mod webhooks;

@@ -27,6 +27,7 @@ mod multi_instance;
 mod rbac;
 mod recovery;
 mod resilience;
+mod security_questions;
 mod sign_in_alerts;
 mod tokens;
 mod ui;

@@ -79,8 +79,13 @@ impl Auth {
         )?;
         self.check_password_policy(
             &input.password,
-            Some(username.as_str()),
-            Some(email.as_str()),
+            PolicyContext {
+                username: Some(username.as_str()),
+                email: Some(email.as_str()),
+                first_name: first_name.as_deref(),
+                last_name: last_name.as_deref(),
+                ..PolicyContext::default()
+            },
         )?;
         let password_hash = self.hasher.hash(&input.password).await?;
         let locale = Locale::negotiate(input.locale.as_deref().unwrap_or("en"));
@@ -116,20 +121,20 @@ impl Auth {
         Ok(user)
     }
 
-    /// Applies the password policy.
+    /// Applies the password policy, with the account's own words (`ctx`: username, email,
+    /// names; `PolicyContext::for_user`) counted against the password. Every path that sets a
+    /// password calls this: registration, change, reset, the CLI and administrators.
     ///
     /// # Errors
     /// `WeakPassword` with every issue found.
     pub fn check_password_policy(
         &self,
         password: &SecretString,
-        username: Option<&str>,
-        email: Option<&str>,
+        ctx: PolicyContext<'_>,
     ) -> Result<(), Error> {
         let ctx = PolicyContext {
-            username,
-            email,
             bcrypt: self.hasher.scheme().is_bcrypt(),
+            ..ctx
         };
         let issues = check_policy(password.expose_secret(), ctx);
         if issues.is_empty() {

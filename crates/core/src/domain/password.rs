@@ -272,10 +272,9 @@ mod tests {
         ] {
             let issues = check_policy(weak, ctx());
             assert!(
-                issues.iter().any(|i| matches!(
-                    i,
-                    PasswordIssue::Common | PasswordIssue::Guessable(_)
-                )),
+                issues
+                    .iter()
+                    .any(|i| matches!(i, PasswordIssue::Common | PasswordIssue::Guessable(_))),
                 "{weak}: {issues:?}"
             );
         }
@@ -284,7 +283,11 @@ mod tests {
         assert_eq!(issues, vec![PasswordIssue::Guessable(GuessHint::Variant)]);
         assert_eq!(issues[0].code(), "guessable");
         assert_eq!(issues[0].hint_code(), Some("guessable_variant"));
-        assert!(issues[0].message().starts_with("This password is among the first"));
+        assert!(
+            issues[0]
+                .message()
+                .starts_with("This password is among the first")
+        );
     }
 
     #[test]

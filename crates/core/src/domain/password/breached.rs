@@ -27,7 +27,10 @@ struct Filter {
     bits: &'static [u8],
 }
 
-static FILTER: LazyLock<Filter> = LazyLock::new(|| parse(BYTES).expect("the bundled breached-password filter is well formed (checked by a unit test)"));
+static FILTER: LazyLock<Filter> = LazyLock::new(|| {
+    parse(BYTES)
+        .expect("the bundled breached-password filter is well formed (checked by a unit test)")
+});
 
 fn parse(bytes: &'static [u8]) -> Option<Filter> {
     let (header, bits) = bytes.split_at_checked(HEADER_LEN)?;
@@ -83,7 +86,13 @@ mod tests {
 
     #[test]
     fn listed_passwords_are_found() {
-        for listed in ["passw0rd", "welcome123", "qwerty123", "iloveyou1", "senha123"] {
+        for listed in [
+            "passw0rd",
+            "welcome123",
+            "qwerty123",
+            "iloveyou1",
+            "senha123",
+        ] {
             assert!(contains(listed), "{listed}");
         }
     }

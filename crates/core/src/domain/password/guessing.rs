@@ -56,6 +56,20 @@ pub enum GuessHint {
 }
 
 impl GuessHint {
+    /// Every hint.
+    pub const ALL: [Self; 10] = [
+        Self::Keyboard,
+        Self::Repeat,
+        Self::Sequence,
+        Self::Date,
+        Self::Common,
+        Self::Variant,
+        Self::Word,
+        Self::Name,
+        Self::Personal,
+        Self::Other,
+    ];
+
     /// Stable code; the wording is `error.<code>` in the message files.
     #[must_use]
     pub fn code(self) -> &'static str {
@@ -77,7 +91,9 @@ impl GuessHint {
     #[must_use]
     pub fn message(self) -> &'static str {
         match self {
-            Self::Keyboard => "Rows and patterns of keys, like qwerty or 1qaz2wsx, are tried early.",
+            Self::Keyboard => {
+                "Rows and patterns of keys, like qwerty or 1qaz2wsx, are tried early."
+            }
             Self::Repeat => "Repeated characters or words add almost nothing.",
             Self::Sequence => "Sequences like abc or 6543 are tried early.",
             Self::Date => "Years and dates are tried early.",
@@ -156,14 +172,16 @@ pub fn guessable(password: &str, inputs: &[Option<&str>]) -> Option<GuessHint> {
         return None;
     }
     let folded: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
-    let personal = estimate.sequence().iter().any(|m| {
-        matches!(&m.pattern, MatchPattern::Dictionary(d) if folded.contains(&d.matched_word))
-    });
+    let personal = estimate.sequence().iter().any(
+        |m| matches!(&m.pattern, MatchPattern::Dictionary(d) if folded.contains(&d.matched_word)),
+    );
     if personal {
         return Some(GuessHint::Personal);
     }
     Some(GuessHint::from_warning(
-        estimate.feedback().and_then(zxcvbn::feedback::Feedback::warning),
+        estimate
+            .feedback()
+            .and_then(zxcvbn::feedback::Feedback::warning),
     ))
 }
 

@@ -43,7 +43,7 @@ pub struct ErrorBody {
     /// The request field at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
-    /// Every reason a password was refused (`too_short`, `no_digit`, `common`, ...).
+    /// Every reason a password was refused (`too_short`, `no_digit`, `common`, `guessable`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasons: Option<Vec<&'static str>>,
 }

@@ -7,6 +7,7 @@
 //! minutes (no mail bombing); further requests get the same answer and send nothing. A completed
 //! reset revokes every session.
 
+use crate::domain::password::PolicyContext;
 use std::sync::Arc;
 
 use secrecy::SecretString;
@@ -231,7 +232,7 @@ impl Auth {
                 None
             }
         };
-        self.check_password_policy(password, Some(&user.username), Some(&user.email))?;
+        self.check_password_policy(password, PolicyContext::for_user(&user))?;
         let new_hash = self.hasher.hash(password).await?;
         let completed = [self.event(
             kind::PASSWORD_RESET_COMPLETED,

@@ -24,6 +24,7 @@ mod maintenance;
 mod metrics;
 mod mfa;
 mod multi_instance;
+mod password_policy;
 mod rbac;
 mod recovery;
 mod resilience;

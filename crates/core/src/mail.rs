@@ -63,21 +63,39 @@ impl Locale {
     /// Picks from a stored tag or an `Accept-Language` header; English by default.
     #[must_use]
     pub fn negotiate(tag: &str) -> Self {
-        for part in tag.split(',') {
-            let lang = part
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            if lang.starts_with("pt") {
-                return Self::PtBr;
+        // The supported language with the highest quality (RFC 9110 §12.5.4): `q=0` means "not
+        // acceptable", and an entry with an invalid weight is ignored. Ties keep header order.
+        let mut best: Option<(f32, Self)> = None;
+        for part in tag.split(',').take(32) {
+            let mut pieces = part.split(';');
+            let lang = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+            let locale = if lang.starts_with("pt") {
+                Self::PtBr
+            } else if lang.starts_with("en") {
+                Self::En
+            } else {
+                continue;
+            };
+            let mut q = Some(1.0_f32);
+            for param in pieces {
+                if let Some(v) = param
+                    .trim()
+                    .strip_prefix("q=")
+                    .or_else(|| param.trim().strip_prefix("Q="))
+                {
+                    q = v
+                        .trim()
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|q| (0.0..=1.0).contains(q));
+                }
             }
-            if lang.starts_with("en") {
-                return Self::En;
+            match q {
+                Some(q) if q > 0.0 && best.is_none_or(|(b, _)| q > b) => best = Some((q, locale)),
+                _ => {}
             }
         }
-        Self::En
+        best.map_or(Self::En, |(_, locale)| locale)
     }
 
     /// The tag stored on the user.

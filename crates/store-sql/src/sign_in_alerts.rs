@@ -62,9 +62,29 @@ const SPEND: &str = "update sign_in_alerts set used_at = $2 \
      where token_hash = $1 and used_at is null and expires_at > $2 \
      returning user_id, session_id";
 
-/// Revokes session `$1` of account `$2` at `$3`, if still live.
+/// Session `$1` was opened from device `$2`.
+const SESSION_DEVICE: &str = "update sessions set device_key = $2 where id = $1";
+
+/// Revokes, at `$3`, session `$1` of account `$2` and every other live session of the account
+/// opened from the same device (its later sign-ins there were no new device: no alert, no link).
 const REVOKE: &str = "update sessions set revoked_at = $3, revoke_reason = 'disowned', updated_at = $3 \
-     where id = $1 and user_id = $2 and revoked_at is null";
+     where user_id = $2 and revoked_at is null \
+       and (id = $1 or device_key = (select device_key from sessions where id = $1)) \
+     returning id";
+
+/// When session `$1` was opened.
+const OPENED: &str = "select created_at from sessions where id = $1";
+
+/// What an intruder could have set up from the disowned sign-in to keep the account, undone:
+/// an authenticator app enabled, recovery addresses added, security answers set since `$2`, on
+/// account `$1`. (Each statement changes nothing when there is nothing of the kind.)
+const UNDO_TOTP: &str = "delete from totp_credentials where user_id = $1 and enabled_at >= $2";
+const UNDO_BACKUP_CODES: &str = "delete from backup_codes where user_id = $1 \
+     and not exists (select 1 from totp_credentials t where t.user_id = $1 and t.enabled_at is not null)";
+const UNDO_RECOVERY_EMAILS: &str =
+    "delete from recovery_emails where user_id = $1 and created_at >= $2";
+const UNDO_ANSWERS: &str =
+    "delete from user_security_answers where user_id = $1 and updated_at >= $2";
 
 /// Account `$1` must reset its password before signing in again.
 const REQUIRE_RESET: &str =
@@ -140,6 +160,11 @@ pub async fn note_device(
         tx.execute(TRIM, &[user, Arg::Int(MAX_SIGN_IN_DEVICES)])
             .await?;
     }
+    tx.execute(
+        SESSION_DEVICE,
+        &[Arg::Uuid(session_id), Arg::Text(&sighting.device_key)],
+    )
+    .await?;
     let Some(alert) = sighting.alert.as_ref().filter(|_| elsewhere) else {
         return Ok(false);
     };
@@ -207,15 +232,32 @@ pub async fn disown(
         return Ok(None);
     };
     let (user_id, session_id) = (spent.uuid("user_id")?, spent.uuid("session_id")?);
-    let session_revoked = tx
-        .execute(
+    let revoked = tx
+        .fetch(
             REVOKE,
             &[Arg::Uuid(session_id), Arg::Uuid(user_id), Arg::Time(now)],
         )
         .await?
-        == 1;
-    if session_revoked {
-        tx.notify_sessions_revoked(&[session_id]).await?;
+        .iter()
+        .map(|r| r.uuid("id"))
+        .collect::<StoreResult<Vec<Uuid>>>()?;
+    let session_revoked = revoked.contains(&session_id);
+    if !revoked.is_empty() {
+        tx.notify_sessions_revoked(&revoked).await?;
+    }
+    let mut undone = 0;
+    if let Some(opened) = tx
+        .fetch(OPENED, &[Arg::Uuid(session_id)])
+        .await?
+        .first()
+        .map(|r| r.time("created_at"))
+        .transpose()?
+    {
+        let args = [Arg::Uuid(user_id), Arg::Time(opened)];
+        for undo in [UNDO_TOTP, UNDO_RECOVERY_EMAILS, UNDO_ANSWERS] {
+            undone += tx.execute(undo, &args).await?;
+        }
+        tx.execute(UNDO_BACKUP_CODES, &args[..1]).await?;
     }
     tx.execute(REQUIRE_RESET, &[Arg::Uuid(user_id), Arg::Time(now)])
         .await?;
@@ -225,6 +267,8 @@ pub async fn disown(
         user_id,
         session_id,
         session_revoked,
+        revoked,
+        undone,
     }))
 }
 

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "account_recovery",
         include_str!("../migrations/0010_account_recovery.sql"),
     ),
+    (
+        11,
+        "session_device",
+        include_str!("../migrations/0011_session_device.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

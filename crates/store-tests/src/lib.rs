@@ -206,6 +206,7 @@ macro_rules! all_contract_tests {
             a_device_cookie_issued_with_a_sign_in_is_known_next_time,
             accounts_that_turned_alerts_off_get_none,
             disowning_ends_only_its_session_once_and_requires_a_reset,
+            disowning_ends_every_session_of_that_device_only,
             a_reset_clears_the_required_reset,
             expired_alert_links_do_nothing_and_are_purged,
             login_history_lists_the_accounts_own_sign_ins_newest_first,

@@ -423,3 +423,44 @@ pub async fn login_history_lists_the_accounts_own_sign_ins_newest_first(store: A
         1
     );
 }
+
+pub async fn disowning_ends_every_session_of_that_device_only(store: Arc<dyn Store>) {
+    // Arrange: the owner's laptop; an intruder's phone signs in twice (the second sign-in is
+    // a known device: no alert, no link of its own).
+    let ana = user(&store, "ana").await;
+    let (laptop, _) = sign_in(&store, &ana, "r1", &sighting(&ana, "laptop", &[], None)).await;
+    let (first, alerted) = sign_in(
+        &store,
+        &ana,
+        "r2",
+        &sighting(&ana, "phone", &[], Some("t1")),
+    )
+    .await;
+    let (second, again) = sign_in(
+        &store,
+        &ana,
+        "r3",
+        &sighting(&ana, "phone", &[], Some("t2")),
+    )
+    .await;
+    assert!(alerted && !again);
+    // Act
+    let done = store
+        .disown_sign_in(&hash("t1"), t0(), &[])
+        .await
+        .unwrap()
+        .expect("a live link");
+    // Assert
+    let mut revoked = done.revoked.clone();
+    revoked.sort();
+    let mut want = vec![first, second];
+    want.sort();
+    assert_eq!(revoked, want);
+    for (id, usable) in [(first, false), (second, false), (laptop, true)] {
+        assert_eq!(
+            store.session_auth_state(id).await.unwrap().unwrap().usable,
+            usable,
+            "{id}"
+        );
+    }
+}

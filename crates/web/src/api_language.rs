@@ -32,15 +32,21 @@ const MAX_REWRITE: u64 = 64 * 1024;
 /// when they name neither language), else `default`.
 #[must_use]
 pub fn request_locale(headers: &HeaderMap, default: Locale) -> Locale {
-    if headers.contains_key(ACCEPT_LANGUAGE) || headers.contains_key(COOKIE) {
-        let chosen = Messages::for_request(headers).locale;
-        // A cookie header without the language cookie and no Accept-Language names nothing.
-        if headers.contains_key(ACCEPT_LANGUAGE) || chosen != Locale::En {
-            return chosen;
-        }
+    let switched = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|c| c.trim_start().starts_with(LANG_COOKIE_PREFIX));
+    if switched || headers.contains_key(ACCEPT_LANGUAGE) {
+        Messages::for_request(headers).locale
+    } else {
+        default
     }
-    default
 }
+
+/// How the language switch's cookie starts in a `Cookie` header.
+const LANG_COOKIE_PREFIX: &str = "porteiro-lang=";
 
 /// The layer: see the module documentation.
 pub async fn localise(
@@ -157,6 +163,17 @@ mod tests {
         );
         let switch = headers(&[("cookie", "porteiro-lang=pt-BR")]);
         assert_eq!(request_locale(&switch, Locale::En), Locale::PtBr);
+        for (header, want) in [
+            ("pt-BR;q=0", Locale::En),
+            ("en;q=-1,pt-BR", Locale::PtBr),
+            ("en;q=0.5,pt-BR;q=0.9", Locale::PtBr),
+            ("pt-BR;q=0.2,en", Locale::En),
+            ("fr,de", Locale::En),
+        ] {
+            assert_eq!(Locale::negotiate(header), want, "{header}");
+        }
+        let english = headers(&[("cookie", "a=b; porteiro-lang=en")]);
+        assert_eq!(request_locale(&english, Locale::PtBr), Locale::En);
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub struct SignInAlert {
 }
 
 /// What confirming a link did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disowned {
     /// The account.
     pub user_id: UserId,
@@ -76,6 +76,12 @@ pub struct Disowned {
     pub session_id: Uuid,
     /// Whether that session was still live and is now revoked.
     pub session_revoked: bool,
+    /// Every session revoked: that one and the account's other live sessions from the same
+    /// device.
+    pub revoked: Vec<Uuid>,
+    /// How many things set up since that sign-in were undone: an authenticator app enabled,
+    /// recovery addresses added, security answers set (an intruder's ways to keep the account).
+    pub undone: u64,
 }
 
 /// One sign-in attempt of the account, as the audit log recorded it.

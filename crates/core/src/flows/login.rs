@@ -499,14 +499,17 @@ impl Auth {
         }
         let now = self.now();
         let presented_hash = token_hash(presented);
-        if let Some(expected) = expected_session {
-            let owner = self
+        // A live token of another session is refused untouched. A spent one goes on to the
+        // rotation, where the grace window and reuse detection apply as on `refresh`; the session
+        // is compared again below.
+        if let Some(expected) = expected_session
+            && let Some(owner) = self
                 .store
                 .refresh_token_session(&presented_hash, now)
-                .await?;
-            if owner.is_none_or(|s| s.id != expected) {
-                return Err(Error::InvalidRefreshToken);
-            }
+                .await?
+            && owner.id != expected
+        {
+            return Err(Error::InvalidRefreshToken);
         }
         let next = self.successor_of(presented);
         let reuse_since = (self.config.refresh_reuse_interval > chrono::Duration::zero())
@@ -550,7 +553,8 @@ impl Auth {
             }
             RotateOutcome::Invalid => return Err(Error::InvalidRefreshToken),
         };
-        if !user.is_active {
+        // The caller's own session only (`rotate_for`).
+        if !user.is_active || expected_session.is_some_and(|expected| expected != session.id) {
             return Err(Error::InvalidRefreshToken);
         }
         crate::metrics::refresh_rotated();

@@ -262,8 +262,11 @@ impl Auth {
             .await?)
     }
 
-    /// "This wasn't me": spends the link, ends the session it names (only that one) and makes
-    /// the password unusable until a reset, recording `session.disowned`. `None` — and nothing
+    /// "This wasn't me": spends the link, ends the session it names and the account's other
+    /// sessions from the same device (later sign-ins there raised no alert of their own), undoes
+    /// what could have been set up since that sign-in to keep the account (an authenticator app
+    /// enabled, recovery addresses added, security answers set), and makes the password unusable
+    /// until a reset, recording `session.disowned`. The account's other devices are untouched. `None` — and nothing
     /// changed — for a link that is malformed, unknown, used or expired.
     ///
     /// # Errors
@@ -290,8 +293,8 @@ impl Auth {
         let Some(done) = self.store.disown_sign_in(&hash, now, &event).await? else {
             return Ok(None);
         };
-        if done.session_revoked {
-            self.sessions_revoked(&[done.session_id]).await;
+        if !done.revoked.is_empty() {
+            self.sessions_revoked(&done.revoked).await;
         }
         self.profile_changed(done.user_id).await;
         tracing::warn!(user_id = %done.user_id, session_id = %done.session_id, "sign-in disowned by the account holder: session ended, password reset required");
@@ -311,8 +314,13 @@ impl Auth {
         limit: u32,
     ) -> Result<LoginHistoryPage, Error> {
         if limit == 0 || limit > MAX_HISTORY_PAGE || before.is_some_and(|b| b <= 0) {
+            let field = if limit == 0 || limit > MAX_HISTORY_PAGE {
+                "limit"
+            } else {
+                "before"
+            };
             return Err(Error::validation(
-                "limit",
+                field,
                 "invalid_pagination",
                 "limit is 1 to 100 and before a positive event id.",
             ));

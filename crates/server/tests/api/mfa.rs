@@ -109,7 +109,7 @@ async fn first_session(app: &TestApp, user: &TestUser) -> Tokens {
     tokens_of(&r)
 }
 
-async fn enrol_user(app: &TestApp, user: TestUser, tokens: &Tokens) -> Enrolled {
+pub(crate) async fn enrol_user(app: &TestApp, user: TestUser, tokens: &Tokens) -> Enrolled {
     let r = app
         .get_auth(&format!("/api/users/{}/2fa/setup", user.id), &tokens.access)
         .await;

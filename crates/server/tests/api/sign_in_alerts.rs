@@ -222,6 +222,44 @@ both_backends! {
         assert_eq!(me(&app, &fresh).await["password_reset_required"], false);
     }
 
+    async fn the_link_ends_every_session_of_that_device_and_undoes_its_two_factor(backend: Backend) {
+        // Arrange: the owner on a laptop; an intruder signs in twice from one phone (the second
+        // sign-in is a known device: no alert) and, from the second session, turns on an
+        // authenticator app of their own.
+        let app = spawn_app(backend).await;
+        let user = app.register("cecilia").await;
+        let laptop = access(&login_from(&app, &user, PASSWORD, FIREFOX).await);
+        let first = access(&login_from(&app, &user, PASSWORD, IPHONE).await);
+        let second = login_from(&app, &user, PASSWORD, IPHONE).await;
+        let tokens = crate::helpers::Tokens {
+            access: access(&second),
+            refresh: second.data()["refresh_token"].as_str().unwrap().to_owned(),
+        };
+        let token = alert_token(&app, &user.email, 1).await;
+        let enrolled = crate::mfa::enrol_user(&app, user.clone(), &tokens).await;
+        let status = |token: String| {
+            let app = &app;
+            let id = user.id.clone();
+            async move { app.get_auth(&format!("/api/users/{id}/2fa/status"), &token).await }
+        };
+        assert_eq!(status(laptop.clone()).await.data()["enabled"], true);
+        assert_eq!(alerts(&app, &user.email).len(), 1, "one alert for the phone");
+        // Act
+        let mut jar = Jar::default();
+        let page = get(&app, &mut jar, &format!("/ui/not-me?token={token}"), "en").await;
+        let done = post(&app, &mut jar, "/ui/not-me", &[("csrf_token", &form_token(&page)), ("token", &token)], false).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+        // Assert: both of the phone's sessions ended, its refresh token too; the laptop stays;
+        // the intruder's authenticator app is gone.
+        assert_eq!(app.me_status(&first).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.me_status(&tokens.access).await, StatusCode::UNAUTHORIZED);
+        let r = app.post("/api/auth/refresh", json!({"refresh_token": tokens.refresh})).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.me_status(&laptop).await, StatusCode::OK);
+        assert_eq!(status(laptop.clone()).await.data()["enabled"], false, "the intruder's app was removed");
+        drop(enrolled);
+    }
+
     async fn an_expired_link_does_nothing(backend: Backend) {
         let app = spawn_app(backend).await;
         let user = app.register("duda").await;
@@ -231,7 +269,7 @@ both_backends! {
         app.clock.advance(Duration::days(7) + Duration::minutes(1));
         let mut jar = Jar::default();
         let page = get(&app, &mut jar, &format!("/ui/not-me?token={token}"), "en").await;
-        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(page.status, StatusCode::GONE, "a dead link says so on GET as on POST");
         assert!(page.text.contains("already used or has expired"), "{}", page.text);
         assert!(!page.text.contains("name=\"token\""));
         let login = get(&app, &mut jar, "/ui/login", "en").await;
@@ -244,7 +282,7 @@ both_backends! {
         let _ = intruder;
         // Mangled tokens are no link at all.
         let bad = get(&app, &mut jar, "/ui/not-me?token=abc%3Cscript%3E", "en").await;
-        assert_eq!(bad.status, StatusCode::OK);
+        assert_eq!(bad.status, StatusCode::GONE);
         assert!(!bad.text.contains("name=\"token\"") && !bad.text.contains("<script>"));
     }
 

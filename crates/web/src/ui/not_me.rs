@@ -57,7 +57,8 @@ pub(super) async fn page(
     let token = q.token.as_deref().map(str::trim).unwrap_or_default();
     match s.auth.sign_in_alert(token).await {
         Ok(Some(_)) => page.token = token.to_owned(),
-        Ok(None) => {}
+        // Used, expired or unknown: the page says so.
+        Ok(None) => return html(StatusCode::GONE, headers, &page),
         Err(e) => {
             let f = Failure::from_error(ui.t, &e);
             page.error = Some(f.message);

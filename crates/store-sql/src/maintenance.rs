@@ -105,6 +105,16 @@ fn steps(job: Job, cut: &Cutoffs) -> Vec<Step<'static>> {
                 args: vec![now],
                 counted: true,
             },
+            Step {
+                // Recovery proofs (security-question answers) that expired or were spent with
+                // a reset: nothing can redeem them, and nothing counts them.
+                table: "recovery_proofs",
+                key: tokens,
+                select: "select token_hash as k from recovery_proofs \
+                         where expires_at <= $1 or used_at is not null",
+                args: vec![now],
+                counted: true,
+            },
         ],
         Job::Sessions => vec![
             // The tokens first, in batches of their own: a session may have thousands (one per

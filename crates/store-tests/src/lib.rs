@@ -191,6 +191,7 @@ macro_rules! all_contract_tests {
             concurrent_removals_leave_one_administrator,
             the_tokens_job_removes_dead_tokens_and_keeps_reuse_detection,
             the_verification_codes_job_removes_dead_links_and_second_steps,
+            the_verification_codes_job_removes_dead_recovery_proofs,
             the_sessions_job_removes_long_ended_sessions_in_batches,
             a_run_writes_its_events_once_with_its_last_batch,
             the_maintenance_lock_has_one_holder_at_a_time,

@@ -217,6 +217,73 @@ pub async fn the_verification_codes_job_removes_dead_links_and_second_steps(stor
     );
 }
 
+/// Recovery proofs (from answered security questions) that expired or were spent with a reset
+/// go with the verification codes; a live one stays until it expires.
+pub async fn the_verification_codes_job_removes_dead_recovery_proofs(store: Arc<dyn Store>) {
+    // Arrange: three accounts with two answers each; ana's proof expired, bob's was spent
+    // with his reset, carl's is live for five more minutes.
+    let now = t0() + Duration::days(2);
+    let qs = crate::security_questions::catalogue(&store, 2).await;
+    let mut users = Vec::new();
+    for name in ["ana", "bob", "carl"] {
+        let u = user(&store, name).await;
+        for q in &qs {
+            crate::security_questions::answer(&store, &u, q, "h").await;
+        }
+        users.push(u);
+    }
+    let (ana, bob, carl) = (&users[0], &users[1], &users[2]);
+    let proof = |u: &User, p: &'static str, at: DateTime<Utc>| {
+        let store = Arc::clone(&store);
+        let id = u.id;
+        async move {
+            assert!(
+                store
+                    .issue_recovery_proof(id, &hash(p), at + Duration::minutes(10), at, &[])
+                    .await
+                    .unwrap()
+            );
+        }
+    };
+    proof(ana, "pa", now - Duration::minutes(20)).await;
+    proof(bob, "pb", now - Duration::minutes(5)).await;
+    proof(carl, "pc", now - Duration::minutes(5)).await;
+    assert!(reset(&store, bob, "tb", now - Duration::minutes(4)).await);
+    assert!(
+        store
+            .complete_reset_with_proof(
+                &hash("tb"),
+                &hash("pb"),
+                bob.id,
+                "new",
+                now - Duration::minutes(3),
+                &[]
+            )
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Act / Assert: one row per batch, and a second run finds nothing.
+    assert_eq!(
+        run(&store, Job::VerificationCodes, now, 1).await,
+        2,
+        "pa (expired) and pb (spent)"
+    );
+    assert_eq!(run(&store, Job::VerificationCodes, now, 1).await, 0);
+    assert_eq!(
+        store.recovery_proof_owner(&hash("pc"), now).await.unwrap(),
+        Some(carl.id),
+        "the live proof stays usable"
+    );
+    let later = now + Duration::minutes(5);
+    assert_eq!(
+        run(&store, Job::VerificationCodes, later, 1).await,
+        1,
+        "pc expired"
+    );
+}
+
 pub async fn the_sessions_job_removes_long_ended_sessions_in_batches(store: Arc<dyn Store>) {
     let now = t0() + Duration::days(30);
     let ana = user(&store, "ana").await;

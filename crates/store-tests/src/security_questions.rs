@@ -29,7 +29,7 @@ fn event(event_type: &'static str) -> NewAuditEvent {
     NewAuditEvent { event_type, ..ev() }
 }
 
-async fn catalogue(store: &Arc<dyn Store>, n: usize) -> Vec<SecurityQuestion> {
+pub(crate) async fn catalogue(store: &Arc<dyn Store>, n: usize) -> Vec<SecurityQuestion> {
     let mut out = Vec::new();
     for i in 0..n {
         out.push(
@@ -42,7 +42,7 @@ async fn catalogue(store: &Arc<dyn Store>, n: usize) -> Vec<SecurityQuestion> {
     out
 }
 
-async fn answer(
+pub(crate) async fn answer(
     store: &Arc<dyn Store>,
     u: &User,
     q: &SecurityQuestion,

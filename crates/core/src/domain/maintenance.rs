@@ -14,7 +14,9 @@
 //! - **Verification codes** ([`Job::VerificationCodes`]): address-confirmation links that are
 //!   expired or spent and were issued before their issuance window
 //!   ([`Cutoffs::confirmations_issued_before`]); second-step challenges (with their emailed
-//!   code) that expired, were completed, or died after [`Cutoffs::mfa_max_attempts`] wrong codes.
+//!   code) that expired, were completed, or died after [`Cutoffs::mfa_max_attempts`] wrong codes;
+//!   "this wasn't me" links past their week; recovery proofs (from answered security questions)
+//!   that expired or were spent with a reset (no limit counts them).
 //! - **Sessions** ([`Job::Sessions`]): sessions revoked or expired before
 //!   [`Cutoffs::sessions_ended_before`], with their refresh tokens. The service sets that to one
 //!   refresh lifetime ago (see `flows::maintenance`): for that long a replayed refresh token of an
@@ -30,7 +32,8 @@ use chrono::{DateTime, Utc};
 pub enum Job {
     /// Dead refresh and password-reset tokens.
     Tokens,
-    /// Dead address-confirmation links, second-step challenges and "this wasn't me" links.
+    /// Dead address-confirmation links, second-step challenges, "this wasn't me" links and
+    /// recovery proofs.
     VerificationCodes,
     /// Sessions that ended long enough ago.
     Sessions,

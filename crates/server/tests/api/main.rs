@@ -34,5 +34,6 @@ mod tokens;
 mod ui;
 mod ui_admin;
 mod ui_mfa;
+mod ui_questions;
 mod users_admin;
 mod webhooks;

@@ -1,5 +1,5 @@
-//! The account page: profile, password, two-factor authentication, sessions, sign-out. (The
-//! administrators' pages are in `admin.rs`.)
+//! The account page: profile, password, two-factor authentication, security questions
+//! (`account/questions.rs`), sessions, sign-out. (The administrators' pages are in `admin.rs`.)
 //!
 //! Two-factor setup shows the new secret (QR code and text) and the backup codes only in the
 //! answer to the setup form: they are never put in a cookie or a URL, and the page cannot be
@@ -25,6 +25,8 @@ use uuid::Uuid;
 use super::pages::{CsrfForm, nav, notice};
 use super::{CSP_DATA_IMAGES, Chrome, Failure, Messages, Ui, html};
 use crate::state::AppState;
+
+pub(super) mod questions;
 
 /// A time as shown (the language's date-time format, UTC) and as `<time datetime>` wants it.
 pub(super) fn when(t: Messages, at: DateTime<Utc>) -> (String, String) {
@@ -151,6 +153,10 @@ struct AccountPage {
     two_factor_off_error: Option<String>,
     backup_codes_error: Option<String>,
     sessions_error: Option<String>,
+    /// The security-questions section, and the errors of its two forms.
+    questions: questions::QuestionsView,
+    questions_error: Option<String>,
+    questions_remove_error: Option<String>,
 }
 
 /// Which form of the account page an error belongs to.
@@ -167,6 +173,10 @@ enum Section {
     Sessions,
     /// The new-device alerts toggle.
     Alerts,
+    /// Answering a security question.
+    Questions,
+    /// Removing security answers.
+    QuestionsRemove,
 }
 
 async fn render_account(
@@ -190,6 +200,10 @@ async fn render_account_at(
     let t = ui.t;
     let history = match s.auth.login_history(p, history_before, HISTORY_PAGE).await {
         Ok(h) => h,
+        Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),
+    };
+    let questions = match questions::QuestionsView::load(s, t, p).await {
+        Ok(q) => q,
         Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),
     };
     let recent = s
@@ -319,6 +333,9 @@ async fn render_account_at(
         two_factor_off_error: pick(Section::TwoFactorOff),
         backup_codes_error: pick(Section::BackupCodes),
         sessions_error: pick(Section::Sessions),
+        questions,
+        questions_error: pick(Section::Questions),
+        questions_remove_error: pick(Section::QuestionsRemove),
     };
     html(status, headers, &page)
 }

@@ -111,6 +111,14 @@ pub(crate) fn router() -> Router<AppState> {
             axum::routing::post(account::revoke_session),
         )
         .route(
+            "/ui/account/security-questions",
+            axum::routing::post(account::questions::set_answer),
+        )
+        .route(
+            "/ui/account/security-questions/remove",
+            axum::routing::post(account::questions::remove_answers),
+        )
+        .route(
             "/ui/account/2fa/setup",
             axum::routing::post(account::two_factor_setup),
         )

@@ -36,6 +36,9 @@ const NOTICES: &[&str] = &[
     "two_factor_enabled",
     "two_factor_disabled",
     "login_alerts_saved",
+    "security_answer_saved",
+    "security_answer_removed",
+    "security_answers_removed",
 ];
 
 /// The text of a whitelisted notice.

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0008_webhook_due_index.sql"),
     ),
     (9, "rbac", include_str!("../migrations/0009_rbac.sql")),
+    (
+        10,
+        "account_recovery",
+        include_str!("../migrations/0010_account_recovery.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

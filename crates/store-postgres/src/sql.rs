@@ -120,6 +120,7 @@ impl SqlDb for PgStore {
 
 porteiro_store_sql::impl_rbac_store!(PgStore);
 porteiro_store_sql::impl_email_confirmation_store!(PgStore);
+porteiro_store_sql::impl_recovery_email_store!(PgStore);
 porteiro_store_sql::impl_maintenance_store!(PgStore, maintenance_lock);
 
 /// The advisory-lock key of scheduled maintenance rounds.

@@ -14,6 +14,7 @@
 pub mod email_confirmation;
 pub mod maintenance;
 pub mod rbac;
+pub mod recovery_emails;
 pub mod users;
 
 use async_trait::async_trait;

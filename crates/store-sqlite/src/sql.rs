@@ -94,6 +94,7 @@ impl SqlDb for SqliteStore {
 
 porteiro_store_sql::impl_rbac_store!(SqliteStore);
 porteiro_store_sql::impl_email_confirmation_store!(SqliteStore);
+porteiro_store_sql::impl_recovery_email_store!(SqliteStore);
 porteiro_store_sql::impl_maintenance_store!(SqliteStore, maintenance_lock);
 
 /// The held maintenance lock of a SQLite store.

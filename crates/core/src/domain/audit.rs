@@ -107,6 +107,13 @@ pub mod kind {
     /// An administrator ran a maintenance job (`details.job`, `details.removed`).
     pub const MAINTENANCE_RUN: &str = "maintenance.run";
 
+    /// A recovery address was added to the account, unverified (`details.recovery_email_id`).
+    pub const RECOVERY_EMAIL_ADDED: &str = "recovery_email.added";
+    /// A recovery address was verified with its mailed link (`details.recovery_email_id`).
+    pub const RECOVERY_EMAIL_VERIFIED: &str = "recovery_email.verified";
+    /// A recovery address was removed (`details.recovery_email_id`).
+    pub const RECOVERY_EMAIL_REMOVED: &str = "recovery_email.removed";
+
     /// Every kind, for validating filters.
     pub const ALL: &[&str] = &[
         SIGN_IN_SUCCEEDED,
@@ -154,6 +161,9 @@ pub mod kind {
         MAINTENANCE_RUN,
         EMAIL_CHANGE_REQUESTED,
         EMAIL_CHANGED,
+        RECOVERY_EMAIL_ADDED,
+        RECOVERY_EMAIL_VERIFIED,
+        RECOVERY_EMAIL_REMOVED,
     ];
 }
 

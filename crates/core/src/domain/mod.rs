@@ -9,6 +9,7 @@ pub mod mfa;
 pub mod names;
 pub mod password;
 pub mod rbac;
+pub mod recovery_email;
 pub mod session;
 pub mod user;
 pub mod username;

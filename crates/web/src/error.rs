@@ -32,7 +32,9 @@ pub struct ErrorBody {
     /// `request_timeout`, `service_unavailable` (with `Retry-After`), `internal_error`;
     /// second step and two-factor: `invalid_mfa_token`, `invalid_code`, `invalid_code_format`,
     /// `mfa_required` (compact API), `mfa_method_not_allowed`, `mfa_already_enabled`,
-    /// `mfa_not_enabled`, `mfa_setup_required`, `reauthentication_required`.
+    /// `mfa_not_enabled`, `mfa_setup_required`, `reauthentication_required`;
+    /// recovery addresses: `recovery_email_is_primary`, `recovery_email_limit`,
+    /// `recovery_email_exists`, `recovery_email_verified`.
     #[schema(example = "invalid_credentials")]
     pub code: &'static str,
     /// Human-readable explanation.
@@ -224,6 +226,11 @@ pub(crate) fn map(err: &Error) -> Mapped {
                     "Built-in roles and permissions cannot be renamed or deleted."
                 }
                 "account_disabled" => "The account is disabled: enable it first.",
+                "recovery_email_limit" => {
+                    "An account has at most 5 recovery addresses: remove one first."
+                }
+                "recovery_email_exists" => "This recovery address is on the account already.",
+                "recovery_email_verified" => "This recovery address is verified already.",
                 _ => "This change is not allowed.",
             },
         ),

@@ -1,5 +1,5 @@
 //! The account page: profile, password, two-factor authentication, sessions, sign-out. (The
-//! administrators' pages are in `admin.rs`.)
+//! administrators' pages are in `admin.rs`; the recovery-address forms in `recovery_emails.rs`.)
 //!
 //! Two-factor setup shows the new secret (QR code and text) and the backup codes only in the
 //! answer to the setup form: they are never put in a cookie or a URL, and the page cannot be
@@ -123,11 +123,13 @@ struct AccountPage {
     two_factor_off_error: Option<String>,
     backup_codes_error: Option<String>,
     sessions_error: Option<String>,
+    recovery_emails: Vec<super::recovery_emails::RecoveryRow>,
+    recovery_error: Option<String>,
 }
 
 /// Which form of the account page an error belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Section {
+pub(super) enum Section {
     Profile,
     Password,
     /// Starting the authenticator-app setup.
@@ -137,6 +139,8 @@ enum Section {
     /// New backup codes.
     BackupCodes,
     Sessions,
+    /// Recovery addresses (any of their forms).
+    RecoveryEmails,
 }
 
 async fn render_account(
@@ -162,6 +166,13 @@ async fn render_account(
         (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             return ui.refuse(s, Failure::from_error(t, &e));
         }
+    };
+    let recovery_emails = match s.recovery_emails.list(p).await {
+        Ok(list) => list
+            .into_iter()
+            .map(|a| super::recovery_emails::RecoveryRow::new(t, a))
+            .collect(),
+        Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),
     };
     let name = user
         .first_name
@@ -245,6 +256,8 @@ async fn render_account(
         two_factor_off_error: pick(Section::TwoFactorOff),
         backup_codes_error: pick(Section::BackupCodes),
         sessions_error: pick(Section::Sessions),
+        recovery_emails,
+        recovery_error: pick(Section::RecoveryEmails),
     };
     html(status, headers, &page)
 }
@@ -277,7 +290,7 @@ pub(super) async fn form_caller(s: &AppState, ui: &Ui, csrf: &str) -> Result<Pri
 }
 
 /// The answer to an account form: on to the page with a notice, or the error in its section.
-async fn account_outcome(
+pub(super) async fn account_outcome(
     s: &AppState,
     ui: &Ui,
     p: &Principal,

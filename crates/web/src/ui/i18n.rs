@@ -155,6 +155,8 @@ mod tests {
             include_str!("../../templates/ui/two_factor_setup.html"),
             include_str!("../../templates/ui/backup_codes.html"),
             include_str!("../../templates/ui/backup_codes_list.html"),
+            include_str!("../../templates/ui/account_recovery_emails.html"),
+            include_str!("../../templates/ui/recovery_email.html"),
             include_str!("mod.rs"),
             include_str!("pages.rs"),
             include_str!("account.rs"),
@@ -162,6 +164,7 @@ mod tests {
             include_str!("mfa.rs"),
             include_str!("webhooks.rs"),
             include_str!("verify_email.rs"),
+            include_str!("recovery_emails.rs"),
         ];
         let mut missing = Vec::new();
         for source in sources {
@@ -191,6 +194,7 @@ mod tests {
                         "mfa",
                         "twofactor",
                         "verify",
+                        "recovery",
                     ]
                     .contains(&ns)
                         && !name.is_empty()

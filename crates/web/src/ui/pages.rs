@@ -35,6 +35,10 @@ const NOTICES: &[&str] = &[
     "code_sent",
     "two_factor_enabled",
     "two_factor_disabled",
+    "recovery_email_added",
+    "recovery_email_sent",
+    "recovery_email_removed",
+    "recovery_email_verified",
 ];
 
 /// The text of a whitelisted notice.

@@ -26,6 +26,7 @@ mod mfa;
 mod multi_instance;
 mod rbac;
 mod recovery;
+mod recovery_emails;
 mod resilience;
 mod tokens;
 mod ui;

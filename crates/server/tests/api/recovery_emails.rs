@@ -267,7 +267,9 @@ both_backends! {
         add_verified(&app, &t, "hana.verified@example.net").await;
         assert_eq!(add(&app, &t, "hana.pending@example.net").await.status, StatusCode::CREATED);
         mails(&app, "hana.pending@example.net", 1).await;
-        let before_primary = mails(&app, &hana.email, 2).await.len();
+        // The account's own address: two "added" notices and one "verified".
+        let before_primary = mails(&app, &hana.email, 3).await.len();
+        assert_eq!(before_primary, 3);
 
         // Unverified and unknown: the same answer, and nothing is sent.
         let answers: Vec<Reply> = futures::future::join_all(

@@ -19,6 +19,10 @@ pub struct AuthConfig {
     /// Absolute session lifetime from sign-in (`SESSION_MAX_LIFETIME`): no refresh extends a
     /// session past it.
     pub session_max_lifetime: Duration,
+    /// Grace window for a refresh token that was just spent (`REFRESH_REUSE_INTERVAL`): within
+    /// it, presenting the token again returns the same successor instead of revoking the session,
+    /// so two requests of one app racing on one token do not sign it out. Zero turns it off.
+    pub refresh_reuse_interval: Duration,
     /// Password-reset token lifetime.
     pub reset_ttl: Duration,
     /// Most recovery mails per address within [`AuthConfig::recovery_window`]; further requests
@@ -118,6 +122,7 @@ impl Default for AuthConfig {
             access_ttl: Duration::minutes(5),
             refresh_ttl: Duration::days(7),
             session_max_lifetime: Duration::days(30),
+            refresh_reuse_interval: Duration::seconds(10),
             reset_ttl: Duration::minutes(30),
             recovery_mail_limit: 3,
             recovery_window: Duration::minutes(15),

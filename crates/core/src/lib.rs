@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod flows;
+pub mod geo;
 pub mod grants;
 pub mod keys;
 pub mod mail;

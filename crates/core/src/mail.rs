@@ -576,6 +576,132 @@ fn pick(locale: Locale, en: Wording, pt: Wording) -> Wording {
     }
 }
 
+const NEW_DEVICE_EN: Wording = Wording {
+    subject: "New sign-in to your account",
+    greeting: "Hello",
+    body: "Your account was just signed in to from a device it had not used before:",
+    action: "This wasn't me",
+    expiry: "The link works once, for 7 days. It opens a page where you confirm; that sign-in is then ended, and your password must be reset before it works again.",
+    ignore: "If this was you, there is nothing to do.",
+};
+const NEW_DEVICE_PT: Wording = Wording {
+    subject: "Novo acesso à sua conta",
+    greeting: "Olá",
+    body: "Sua conta acabou de ser acessada de um dispositivo que ela ainda não tinha usado:",
+    action: "Não fui eu",
+    expiry: "O link funciona uma única vez, por 7 dias. Ele abre uma página onde você confirma; esse acesso é então encerrado, e sua senha precisa ser redefinida antes de voltar a funcionar.",
+    ignore: "Se foi você, não é preciso fazer nada.",
+};
+
+/// What a new-device alert says about the sign-in. Every value comes from the server (the
+/// clock, the client address, the fixed names the user-agent parser knows, the GeoIP
+/// database), never text the client chose freely.
+#[derive(Debug, Clone, Default)]
+pub struct SignInFacts {
+    /// When, already formatted for the recipient's language (UTC).
+    pub when: String,
+    /// Approximate place, only with a GeoIP database.
+    pub place: Option<String>,
+    /// Browser name, when the user agent names a known one.
+    pub browser: Option<String>,
+    /// Operating system, when known.
+    pub os: Option<String>,
+    /// Client address.
+    pub ip: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/new_device.txt")]
+struct NewDeviceText<'a> {
+    c: Wording,
+    facts: Vec<(&'static str, String)>,
+    link: &'a str,
+    product: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/new_device.html")]
+struct NewDeviceHtml<'a> {
+    c: Wording,
+    facts: Vec<(&'static str, String)>,
+    link: &'a str,
+    product: &'a str,
+    lang: &'a str,
+}
+
+/// Renders the new-device alert with its "this wasn't me" `link` for `to` in `locale`.
+///
+/// # Errors
+/// Only if a template fails to render, which would be a bug.
+pub fn render_new_device(
+    facts: &SignInFacts,
+    link: &str,
+    locale: Locale,
+    to: &str,
+    product: &str,
+) -> Result<MailMessage, Error> {
+    let copy = pick(locale, NEW_DEVICE_EN, NEW_DEVICE_PT);
+    let labels: [&'static str; 5] = match locale {
+        Locale::En => [
+            "When",
+            "Where (approximate)",
+            "Browser",
+            "Operating system",
+            "IP address",
+        ],
+        Locale::PtBr => [
+            "Quando",
+            "Onde (aproximado)",
+            "Navegador",
+            "Sistema operacional",
+            "Endereço IP",
+        ],
+    };
+    let unknown = match locale {
+        Locale::En => "unknown",
+        Locale::PtBr => "desconhecido",
+    };
+    let mut lines = vec![(labels[0], facts.when.clone())];
+    if let Some(place) = &facts.place {
+        lines.push((labels[1], place.clone()));
+    }
+    lines.push((
+        labels[2],
+        facts.browser.clone().unwrap_or_else(|| unknown.to_owned()),
+    ));
+    lines.push((
+        labels[3],
+        facts.os.clone().unwrap_or_else(|| unknown.to_owned()),
+    ));
+    lines.push((
+        labels[4],
+        facts.ip.clone().unwrap_or_else(|| unknown.to_owned()),
+    ));
+    let text = NewDeviceText {
+        c: copy,
+        facts: lines.clone(),
+        link,
+        product,
+    }
+    .render()
+    .map_err(|e| anyhow::anyhow!("mail template: {e}"))?;
+    let html = NewDeviceHtml {
+        c: copy,
+        facts: lines,
+        link,
+        product,
+        lang: locale.tag(),
+    }
+    .render()
+    .map_err(|e| anyhow::anyhow!("mail template: {e}"))?;
+    Ok(MailMessage {
+        to: to.to_owned(),
+        subject: format!("{product}: {}", copy.subject),
+        text,
+        html,
+    })
+}
+
 /// Puts messages in the outbox and wakes the worker.
 #[derive(Clone)]
 pub struct Outbox {
@@ -608,14 +734,28 @@ impl Outbox {
     /// # Errors
     /// On store failure.
     pub async fn queue(&self, message: &MailMessage) -> Result<(), Error> {
-        let plain =
-            serde_json::to_vec(message).map_err(|e| anyhow::anyhow!("mail encoding: {e}"))?;
-        let sealed = self.master.seal(SEAL_CONTEXT, &plain);
+        let sealed = self.seal(message)?;
         self.store
             .enqueue_mail(Uuid::new_v4(), &sealed, self.clock.now())
             .await?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Seals a message as the outbox stores it, for a flow that inserts it in a transaction of
+    /// its own (then calls [`Outbox::wake`] once that commits).
+    ///
+    /// # Errors
+    /// Only if the message cannot be encoded, which would be a bug.
+    pub fn seal(&self, message: &MailMessage) -> Result<Vec<u8>, Error> {
+        let plain =
+            serde_json::to_vec(message).map_err(|e| anyhow::anyhow!("mail encoding: {e}"))?;
+        Ok(self.master.seal(SEAL_CONTEXT, &plain))
+    }
+
+    /// Wakes the delivery worker (a message was queued by another path).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Renders `kind` for `user`'s address, in the account's language, and queues it.

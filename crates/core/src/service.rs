@@ -153,6 +153,8 @@ pub struct Auth {
     pub(crate) profiles: moka::future::Cache<Uuid, User>,
     /// Bounds concurrent background recovery work (look-up, token, mail) under a flood.
     pub(crate) recovery_slots: Arc<tokio::sync::Semaphore>,
+    /// New-device alerts of sign-ins (see [`crate::flows::sign_in_alerts`]).
+    pub(crate) alerts: crate::flows::sign_in_alerts::SignInAlerts,
 }
 
 impl std::fmt::Debug for Auth {
@@ -188,10 +190,18 @@ impl Auth {
             .access_ttl
             .to_std()
             .unwrap_or(std::time::Duration::from_secs(300));
+        let outbox = Outbox::new(store.clone(), master.clone(), clock.clone());
+        let alerts = crate::flows::sign_in_alerts::SignInAlerts::new(
+            store.clone(),
+            master.clone(),
+            outbox.clone(),
+            &config,
+        );
         Ok(Self {
+            alerts,
             cache: SessionCache::new(200_000, access),
             grants: GrantsCache::new(200_000),
-            outbox: Outbox::new(store.clone(), master.clone(), clock.clone()),
+            outbox,
             master,
             profiles: moka::future::Cache::builder()
                 .max_capacity(100_000)

@@ -29,6 +29,9 @@ use crate::domain::recovery_email::{
     VerifyOutcome,
 };
 use crate::domain::session::{NewRefreshToken, RotateOutcome};
+use crate::domain::sign_in_alert::{
+    DeviceSighting, DeviceState, Disowned, LoginAttempt, SignInAlert,
+};
 use crate::domain::webhook::{
     AttemptResult, ClaimedDelivery, NewWebhookEndpoint, Replay, WebhookDelivery, WebhookEndpoint,
     WebhookUpdate,
@@ -270,6 +273,11 @@ pub trait SessionStore: Send + Sync {
     /// `Rotated` carries the session and its account as read in the same transaction, so a
     /// refresh needs no second look-up. On `ReuseDetected`, the event `on_reuse(user, session)`
     /// makes is written with the revocation.
+    ///
+    /// Grace window: when the presented token was spent at or after `reuse_since` and
+    /// `next_hash` is an unspent, unexpired token of the same live session (the successor the
+    /// caller derives from the presented token), nothing changes and the answer is `Replayed`.
+    /// `None` turns the window off.
     #[allow(clippy::too_many_arguments)]
     async fn rotate_refresh_token(
         &self,
@@ -279,6 +287,7 @@ pub trait SessionStore: Send + Sync {
         max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
+        reuse_since: Option<DateTime<Utc>>,
         on_reuse: &(dyn Fn(UserId, Uuid) -> NewAuditEvent + Send + Sync),
     ) -> StoreResult<RotateOutcome>;
     /// The session of a live (unspent, unexpired) refresh token, if any.
@@ -936,6 +945,57 @@ pub trait BulkStore: Send + Sync {
     async fn append_audit_bulk(&self, events: &[NewAuditEvent]) -> StoreResult<u64>;
 }
 
+/// New-device sign-in alerts and their "this wasn't me" links (see
+/// [`crate::domain::sign_in_alert`]). Device keys and link tokens arrive hashed.
+#[async_trait]
+pub trait SignInAlertStore: Send + Sync {
+    /// Whether the account signed in before from the device `device_key`, and from any device.
+    async fn sign_in_device_state(
+        &self,
+        user_id: UserId,
+        device_key: &str,
+    ) -> StoreResult<DeviceState>;
+    /// [`SessionStore::create_session`] (same checks, and the account must not be waiting for
+    /// a password reset after a "this wasn't me") that also records the device in the same
+    /// transaction: `sighting.device_key` and `also_keys` are marked seen at `now`. When
+    /// `sighting.alert` is given, the device key was not seen before, the account had signed
+    /// in before from another device and still wants alerts, the alert's link is stored for
+    /// the new session, its mail queued in the outbox and its event written — all in that
+    /// transaction. Returns the session and whether the alert was stored; `None` as
+    /// `create_session`.
+    async fn create_session_noting_device(
+        &self,
+        session: &NewSession,
+        refresh: &NewRefreshToken,
+        sighting: &DeviceSighting,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<(Session, bool)>>;
+    /// The live (unspent, unexpired) link whose token hash is `token_hash`.
+    async fn sign_in_alert(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SignInAlert>>;
+    /// Uses a live link, atomically: spends it, revokes the session it names (if still live;
+    /// the account's other sessions stay) and marks the account as needing a password reset.
+    /// Of concurrent calls exactly one succeeds; `None` (nothing changed, no event) for a link
+    /// that is not live. `events` are written on success.
+    async fn disown_sign_in(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<Disowned>>;
+    /// The account's sign-in attempts (`sign_in.succeeded` and `sign_in.failed` events), newest
+    /// first, with ids below `before_id` when given, at most `limit`.
+    async fn login_history(
+        &self,
+        user_id: UserId,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<LoginAttempt>>;
+}
+
 /// A change another instance made that local caches must learn about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
@@ -966,6 +1026,7 @@ pub trait Store:
     + MfaStore
     + RbacStore
     + MaintenanceStore
+    + SignInAlertStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

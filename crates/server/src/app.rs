@@ -161,7 +161,12 @@ pub async fn build_auth_with_key(
     let (workers, queue) = (config.hash_workers, config.hash_queue);
     let hasher =
         tokio::task::spawn_blocking(move || PasswordHasher::new(scheme, workers, queue)).await??;
-    let auth = Auth::new(store, clock, master, hasher, config.auth_config()).await?;
+    let mut auth = Auth::new(store, clock, master, hasher, config.auth_config()).await?;
+    if let Some(path) = &config.geoip_database {
+        let geo = porteiro_core::geo::GeoIp::open(path)
+            .map_err(|e| anyhow::anyhow!("configuration error: GEOIP_DATABASE: {e}"))?;
+        auth = auth.with_geoip(geo);
+    }
     Ok(Arc::new(auth))
 }
 
@@ -346,6 +351,7 @@ impl Application {
             },
             // Extra scrape-time gauges are added here (`scrape_hooks.add(..)`).
             scrape_hooks: porteiro_web::metrics::ScrapeHooks::default(),
+            default_language: config.default_language,
             ..WebSettings::default()
         };
         let state = AppState::new(porteiro_web::state::Services {

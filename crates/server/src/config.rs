@@ -96,6 +96,10 @@ pub struct Config {
     pub refresh_ttl: Duration,
     /// Absolute session lifetime (`SESSION_MAX_LIFETIME`): refreshes never extend past it.
     pub session_max_lifetime: Duration,
+    /// Grace window for a just-rotated refresh token (`REFRESH_REUSE_INTERVAL`, 0 = off).
+    pub refresh_reuse_interval: Duration,
+    /// The language of API messages for requests that name none (`DEFAULT_LANGUAGE`).
+    pub default_language: porteiro_core::mail::Locale,
     /// Password hashing.
     pub hash_scheme: HashScheme,
     /// Concurrent hashes.
@@ -140,6 +144,9 @@ pub struct Config {
     pub cors: CorsOrigins,
     /// `TLS_CERT_FILE` and `TLS_KEY_FILE` (PEM): serve HTTPS directly.
     pub tls: Option<TlsFiles>,
+    /// `GEOIP_DATABASE`: a local MaxMind City database (`.mmdb`) for the approximate place in
+    /// new-device alerts. Unset: alerts name no place (never a network look-up).
+    pub geoip_database: Option<PathBuf>,
     /// `ALLOW_INSECURE_COOKIES`: serve a plain-HTTP, non-loopback `PUBLIC_URL` anyway.
     pub allow_insecure_cookies: bool,
     /// Connection deadlines and caps (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`, `MAX_CONNECTIONS`,
@@ -356,6 +363,26 @@ impl Config {
             ));
         }
 
+        let refresh_reuse_interval =
+            env.duration("REFRESH_REUSE_INTERVAL", Duration::seconds(10))?;
+        if refresh_reuse_interval > Duration::minutes(1) {
+            return Err(err(
+                "REFRESH_REUSE_INTERVAL",
+                "at most 1 minute (0 turns the grace window off)",
+            ));
+        }
+
+        let default_language = match env.get("DEFAULT_LANGUAGE").map(str::trim) {
+            None | Some("en") => porteiro_core::mail::Locale::En,
+            Some("pt-BR" | "pt") => porteiro_core::mail::Locale::PtBr,
+            Some(other) => {
+                return Err(err(
+                    "DEFAULT_LANGUAGE",
+                    format!("{other:?} is not a supported language (en or pt-BR)"),
+                ));
+            }
+        };
+
         let bcrypt = match env
             .get("PASSWORD_HASH")
             .map(str::to_ascii_lowercase)
@@ -492,6 +519,16 @@ impl Config {
             }
         };
         let tls = Self::tls(&env)?;
+        let geoip_database = match env.get("GEOIP_DATABASE") {
+            None => None,
+            Some(path) if std::path::Path::new(path).is_file() => Some(PathBuf::from(path)),
+            Some(path) => {
+                return Err(err(
+                    "GEOIP_DATABASE",
+                    format!("{path:?} is not a readable file"),
+                ));
+            }
+        };
         let allow_insecure_cookies = env.bool("ALLOW_INSECURE_COOKIES", false)?;
         if tls.is_none() && !is_secure_origin(&public_url) && !allow_insecure_cookies {
             // Without `Secure`, a cookie set over plain HTTP (by anyone on the path, or by a
@@ -561,6 +598,8 @@ impl Config {
             access_ttl,
             refresh_ttl,
             session_max_lifetime,
+            refresh_reuse_interval,
+            default_language,
             hash_scheme,
             hash_workers,
             hash_queue,
@@ -584,6 +623,7 @@ impl Config {
             rate_limits: Self::rate_limits(&env)?,
             cors: Self::cors(&env)?,
             tls,
+            geoip_database,
             allow_insecure_cookies,
             connections: Self::connections(&env)?,
             metrics_token,
@@ -874,6 +914,7 @@ impl Config {
             access_ttl: self.access_ttl,
             refresh_ttl: self.refresh_ttl,
             session_max_lifetime: self.session_max_lifetime,
+            refresh_reuse_interval: self.refresh_reuse_interval,
             reset_ttl: Duration::minutes(30),
             recovery_mail_limit: 3,
             recovery_window: Duration::minutes(15),
@@ -929,6 +970,8 @@ mod tests {
         assert_eq!(c.access_ttl, Duration::minutes(5));
         assert_eq!(c.refresh_ttl, Duration::days(7));
         assert_eq!(c.session_max_lifetime, Duration::days(30));
+        assert_eq!(c.refresh_reuse_interval, Duration::seconds(10));
+        assert_eq!(c.default_language, porteiro_core::mail::Locale::En);
         assert_eq!(
             c.hash_scheme,
             HashScheme::Argon2id {
@@ -983,6 +1026,10 @@ mod tests {
             ("TLS_CERT_FILE", "/nonexistent/cert.pem"),
             ("SESSION_MAX_LIFETIME", "10m"),
             ("SESSION_MAX_LIFETIME", "400d"),
+            ("REFRESH_REUSE_INTERVAL", "2m"),
+            ("REFRESH_REUSE_INTERVAL", "-1"),
+            ("REFRESH_REUSE_INTERVAL", "soon"),
+            ("DEFAULT_LANGUAGE", "fr"),
             ("EMAIL_ALLOW_UNICODE", "maybe"),
             ("EMAIL_VERIFICATION_ENABLED", "sometimes"),
             ("MFA_EMAIL_FALLBACK", "perhaps"),

@@ -17,6 +17,7 @@ mod sql;
 pub mod testing;
 mod webhooks;
 
+use porteiro_store_sql::refresh::{replayable_session, replayed};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,6 +52,7 @@ macro_rules! user_cols {
     () => {
         "id, username, email, first_name, last_name, password_hash, is_active, email_verified, \
          failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at, email_verified_at, \
+         login_alerts, password_reset_required, \
          (select string_agg(r.name, ',') from user_roles ur join roles r on r.id = ur.role_id where ur.user_id = users.id) as roles"
     };
 }
@@ -386,6 +388,7 @@ impl UserStore for PgStore {
                last_name = case when $4 then $5 else last_name end, \
                locale = coalesce($6, locale), \
                is_active = coalesce($7, is_active), \
+               login_alerts = coalesce($9, login_alerts), \
                updated_at = $8 \
              where id = $1 returning ",
             user_cols!()
@@ -398,6 +401,7 @@ impl UserStore for PgStore {
         .bind(&p.locale)
         .bind(p.is_active)
         .bind(now)
+        .bind(p.login_alerts)
         .fetch_optional(&mut *tx.0)
         .await
         .map_err(backend)?
@@ -641,7 +645,8 @@ impl UserStore for PgStore {
         // Under READ COMMITTED a concurrent change blocks on the row lock, then re-checks the
         // epoch against the committed row: the second of two racing changes matches nothing.
         let updated = sqlx::query(
-            "update users set password_hash = $2, credential_epoch = credential_epoch + 1, updated_at = $3 \
+            "update users set password_hash = $2, credential_epoch = credential_epoch + 1, \
+               password_reset_required = false, updated_at = $3 \
              where id = $1 and ($4::bigint is null or credential_epoch = $4)",
         )
         .bind(id)
@@ -674,48 +679,12 @@ impl SessionStore for PgStore {
         r: &NewRefreshToken,
         events: &[NewAuditEvent],
     ) -> StoreResult<Option<Session>> {
-        let mut tx = self.write_tx().await?;
-        // FOR SHARE: an epoch change in flight (its row lock) makes this wait and then re-check
-        // the committed row; one that starts later waits for this insert and then revokes it.
-        let row = sqlx::query(concat!(
-            "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
-             device_type, os, browser, amr, created_at, updated_at) \
-             select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $12, $3, $3 from users \
-             where id = $2 and is_active and credential_epoch = $11 for share returning ",
-            session_cols!()
-        ))
-        .bind(s.id)
-        .bind(s.user_id)
-        .bind(s.now)
-        .bind(s.expires_at)
-        .bind(&s.ip_address)
-        .bind(&s.user_agent)
-        .bind(&s.device_name)
-        .bind(&s.device_type)
-        .bind(&s.os)
-        .bind(&s.browser)
-        .bind(s.credential_epoch)
-        .bind(encode_names(s.amr.iter().map(String::as_str)))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else {
+        let Some((mut tx, session)) = open_session(self, s, r).await? else {
             return Ok(None);
         };
-        sqlx::query(
-            "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
-             values ($1, $2, $3, $4, $4)",
-        )
-        .bind(&r.token_hash)
-        .bind(r.session_id)
-        .bind(r.expires_at)
-        .bind(r.now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        write_events(&mut tx, events).await?;
-        tx.commit().await.map_err(backend)?;
-        session_from_row(&row).map(Some)
+        tx.write_events(events).await?;
+        tx.commit().await?;
+        Ok(Some(session))
     }
 
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>> {
@@ -839,16 +808,17 @@ impl SessionStore for PgStore {
         max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
+        reuse_since: Option<DateTime<Utc>>,
         on_reuse: &(dyn Fn(UserId, Uuid) -> NewAuditEvent + Send + Sync),
     ) -> StoreResult<RotateOutcome> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = sql::Tx(self.write_tx().await?);
         let spent = sqlx::query(
             "update refresh_tokens set used_at = $2, updated_at = $2 \
              where token_hash = $1 and used_at is null and expires_at > $2 returning session_id",
         )
         .bind(presented_hash)
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *tx.0)
         .await
         .map_err(backend)?;
         let outcome = if let Some(row) = spent {
@@ -865,7 +835,7 @@ impl SessionStore for PgStore {
             .bind(next_expires_at)
             .bind(ip_address)
             .bind(max_lifetime.num_milliseconds())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *tx.0)
             .await
             .map_err(backend)?;
             match session {
@@ -885,7 +855,7 @@ impl SessionStore for PgStore {
                     .bind(session.expires_at)
                     .bind(now)
                     .bind(session.user_id)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *tx.0)
                     .await
                     .map_err(backend)?;
                     match user {
@@ -898,10 +868,15 @@ impl SessionStore for PgStore {
                 }
                 None => RotateOutcome::Invalid,
             }
+        } else if let Some(session_id) =
+            replayable_session(&mut tx, presented_hash, next_hash, reuse_since, now).await?
+        {
+            tx.0.commit().await.map_err(backend)?;
+            return replayed(self, session_id, now).await;
         } else {
             let previous = sqlx::query("select session_id from refresh_tokens where token_hash = $1 and used_at is not null")
                 .bind(presented_hash)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *tx.0)
                 .await
                 .map_err(backend)?;
             match previous {
@@ -914,12 +889,12 @@ impl SessionStore for PgStore {
                     )
                     .bind(session_id)
                     .bind(now)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut *tx.0)
                     .await
                     .map_err(backend)?;
-                    notify_revoked(&mut tx, &[session_id]).await?;
+                    notify_revoked(&mut tx.0, &[session_id]).await?;
                     let user_id = rows::uuid(&owner, "user_id")?;
-                    write_events(&mut tx, &[on_reuse(user_id, session_id)]).await?;
+                    write_events(&mut tx.0, &[on_reuse(user_id, session_id)]).await?;
                     RotateOutcome::ReuseDetected {
                         session_id,
                         user_id,
@@ -928,7 +903,7 @@ impl SessionStore for PgStore {
                 None => RotateOutcome::Invalid,
             }
         };
-        tx.commit().await.map_err(backend)?;
+        tx.0.commit().await.map_err(backend)?;
         Ok(outcome)
     }
 
@@ -1058,7 +1033,7 @@ impl RecoveryStore for PgStore {
         // A disabled account cannot complete a reset issued before it was disabled.
         let updated = sqlx::query(
             "update users set password_hash = $2, failed_login_attempts = 0, locked_until = null, \
-               credential_epoch = credential_epoch + 1, updated_at = $3 \
+               credential_epoch = credential_epoch + 1, password_reset_required = false, updated_at = $3 \
              where id = $1 and is_active",
         )
         .bind(owner)
@@ -1328,4 +1303,54 @@ fn pool_stats<DB: sqlx::Database>(
         idle: u32::try_from(of.num_idle()).unwrap_or(open).min(open),
         max: of.options().get_max_connections(),
     }
+}
+
+/// Opens a session as [`SessionStore::create_session`] does (and only while the account is not
+/// waiting for a password reset after a "this wasn't me"), in a write transaction handed back
+/// uncommitted, so a caller can add to it (see `porteiro_store_sql::impl_sign_in_alert_store!`).
+pub(crate) async fn open_session<'a>(
+    store: &'a PgStore,
+    s: &NewSession,
+    r: &NewRefreshToken,
+) -> StoreResult<Option<(Box<dyn porteiro_store_sql::SqlTx + 'a>, Session)>> {
+    let mut tx = store.write_tx().await?;
+    // FOR SHARE: an epoch change in flight (its row lock) makes this wait and then re-check
+    // the committed row; one that starts later waits for this insert and then revokes it.
+    let row = sqlx::query(concat!(
+        "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
+         device_type, os, browser, amr, created_at, updated_at) \
+         select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $12, $3, $3 from users \
+         where id = $2 and is_active and credential_epoch = $11 and not password_reset_required for share returning ",
+        session_cols!()
+    ))
+    .bind(s.id)
+    .bind(s.user_id)
+    .bind(s.now)
+    .bind(s.expires_at)
+    .bind(&s.ip_address)
+    .bind(&s.user_agent)
+    .bind(&s.device_name)
+    .bind(&s.device_type)
+    .bind(&s.os)
+    .bind(&s.browser)
+    .bind(s.credential_epoch)
+    .bind(encode_names(s.amr.iter().map(String::as_str)))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
+         values ($1, $2, $3, $4, $4)",
+    )
+    .bind(&r.token_hash)
+    .bind(r.session_id)
+    .bind(r.expires_at)
+    .bind(r.now)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok(Some((Box::new(sql::Tx(tx)), session_from_row(&row)?)))
 }

@@ -28,6 +28,7 @@ pub(crate) fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgAr
             Arg::Time(t) => q.bind(t),
             Arg::Bool(b) => q.bind(b),
             Arg::Int(i) => q.bind(i),
+            Arg::Bytes(b) => q.bind(b.to_vec()),
         },
     )
 }
@@ -88,6 +89,10 @@ impl SqlTx for Tx {
         Ok(())
     }
 
+    async fn notify_sessions_revoked(&mut self, ids: &[Uuid]) -> StoreResult<()> {
+        crate::notify_revoked(&mut self.0, ids).await
+    }
+
     async fn lock_account(&mut self, user_id: Uuid) -> StoreResult<()> {
         sqlx::query("select 1 from users where id = $1 for update")
             .bind(user_id)
@@ -122,6 +127,7 @@ porteiro_store_sql::impl_rbac_store!(PgStore);
 porteiro_store_sql::impl_email_confirmation_store!(PgStore);
 porteiro_store_sql::impl_recovery_email_store!(PgStore);
 porteiro_store_sql::impl_maintenance_store!(PgStore, maintenance_lock);
+porteiro_store_sql::impl_sign_in_alert_store!(PgStore, crate::open_session);
 
 /// The advisory-lock key of scheduled maintenance rounds.
 pub(crate) const MAINTENANCE_LOCK: i64 = 0x706f_7274_0002;

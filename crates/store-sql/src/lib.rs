@@ -15,6 +15,8 @@ pub mod email_confirmation;
 pub mod maintenance;
 pub mod rbac;
 pub mod recovery_emails;
+pub mod refresh;
+pub mod sign_in_alerts;
 pub mod users;
 
 use async_trait::async_trait;
@@ -37,6 +39,8 @@ pub enum Arg<'a> {
     Bool(bool),
     /// An integer.
     Int(i64),
+    /// Bytes (a sealed mail payload).
+    Bytes(&'a [u8]),
 }
 
 /// A fetched row.
@@ -73,6 +77,9 @@ pub trait SqlTx: Send {
     /// Tells other instances, when this transaction commits, that grants changed (PostgreSQL
     /// NOTIFY; nothing on SQLite, where one process owns the file).
     async fn notify_grants_changed(&mut self) -> StoreResult<()>;
+    /// Tells other instances, when this transaction commits, that these sessions were revoked
+    /// (PostgreSQL NOTIFY; nothing on SQLite).
+    async fn notify_sessions_revoked(&mut self, ids: &[Uuid]) -> StoreResult<()>;
     /// Locks account `user_id`'s row until the transaction ends (PostgreSQL `for update`;
     /// nothing on SQLite, whose write transactions are serialised already), so that changes to
     /// one account's dependent rows run in turn and take their locks in one order.

@@ -105,6 +105,15 @@ fn steps(job: Job, cut: &Cutoffs) -> Vec<Step<'static>> {
                 args: vec![now, Arg::Int(i64::from(cut.mfa_max_attempts))],
                 counted: true,
             },
+            Step {
+                // "This wasn't me" links past their week, used or not: a late click finds no
+                // link, which the page answers like a used one.
+                table: "sign_in_alerts",
+                key: tokens,
+                select: "select token_hash as k from sign_in_alerts where expires_at <= $1",
+                args: vec![now],
+                counted: true,
+            },
         ],
         Job::Sessions => vec![
             // The tokens first, in batches of their own: a session may have thousands (one per

@@ -18,6 +18,7 @@ mod rows;
 mod sql;
 mod webhooks;
 
+use porteiro_store_sql::refresh::{replayable_session, replayed};
 use std::path::Path;
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ macro_rules! user_cols {
     () => {
         "id, username, email, first_name, last_name, password_hash, is_active, email_verified, \
          failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at, email_verified_at, \
+         login_alerts, password_reset_required, \
          (select group_concat(r.name, ',') from user_roles ur join roles r on r.id = ur.role_id where ur.user_id = users.id) as roles"
     };
 }
@@ -422,6 +424,7 @@ impl UserStore for SqliteStore {
                last_name = case when ?4 then ?5 else last_name end, \
                locale = coalesce(?6, locale), \
                is_active = coalesce(?7, is_active), \
+               login_alerts = coalesce(?9, login_alerts), \
                updated_at = ?8 \
              where id = ?1 returning ",
             user_cols!()
@@ -434,6 +437,7 @@ impl UserStore for SqliteStore {
         .bind(&p.locale)
         .bind(p.is_active)
         .bind(ms(now))
+        .bind(p.login_alerts)
         .fetch_optional(&mut *tx.0)
         .await
         .map_err(backend)?
@@ -673,7 +677,8 @@ impl UserStore for SqliteStore {
     ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
-            "update users set password_hash = ?2, credential_epoch = credential_epoch + 1, updated_at = ?3 \
+            "update users set password_hash = ?2, credential_epoch = credential_epoch + 1, \
+               password_reset_required = false, updated_at = ?3 \
              where id = ?1 and (?4 is null or credential_epoch = ?4)",
         )
         .bind(id.to_string())
@@ -706,47 +711,12 @@ impl SessionStore for SqliteStore {
         r: &NewRefreshToken,
         events: &[NewAuditEvent],
     ) -> StoreResult<Option<Session>> {
-        // The single writer connection serialises this with every epoch change.
-        let mut tx = self.write_tx().await?;
-        let row = sqlx::query(concat!(
-            "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
-             device_type, os, browser, amr, created_at, updated_at) \
-             select ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?3, ?3 from users \
-             where id = ?2 and is_active and credential_epoch = ?11 returning ",
-            session_cols!()
-        ))
-        .bind(s.id.to_string())
-        .bind(s.user_id.to_string())
-        .bind(ms(s.now))
-        .bind(ms(s.expires_at))
-        .bind(&s.ip_address)
-        .bind(&s.user_agent)
-        .bind(&s.device_name)
-        .bind(&s.device_type)
-        .bind(&s.os)
-        .bind(&s.browser)
-        .bind(s.credential_epoch)
-        .bind(encode_names(s.amr.iter().map(String::as_str)))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else {
+        let Some((mut tx, session)) = open_session(self, s, r).await? else {
             return Ok(None);
         };
-        sqlx::query(
-            "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
-             values (?1, ?2, ?3, ?4, ?4)",
-        )
-        .bind(&r.token_hash)
-        .bind(r.session_id.to_string())
-        .bind(ms(r.expires_at))
-        .bind(ms(r.now))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        write_events(&mut tx, events).await?;
-        tx.commit().await.map_err(backend)?;
-        session_from_row(&row).map(Some)
+        tx.write_events(events).await?;
+        tx.commit().await?;
+        Ok(Some(session))
     }
 
     async fn session_by_id(&self, id: Uuid) -> StoreResult<Option<Session>> {
@@ -866,16 +836,17 @@ impl SessionStore for SqliteStore {
         max_lifetime: chrono::Duration,
         ip_address: Option<&str>,
         now: DateTime<Utc>,
+        reuse_since: Option<DateTime<Utc>>,
         on_reuse: &(dyn Fn(UserId, Uuid) -> NewAuditEvent + Send + Sync),
     ) -> StoreResult<RotateOutcome> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = sql::Tx(self.write_tx().await?);
         let spent = sqlx::query(
             "update refresh_tokens set used_at = ?2, updated_at = ?2 \
              where token_hash = ?1 and used_at is null and expires_at > ?2 returning session_id",
         )
         .bind(presented_hash)
         .bind(ms(now))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *tx.0)
         .await
         .map_err(backend)?;
         let outcome = if let Some(row) = spent {
@@ -891,7 +862,7 @@ impl SessionStore for SqliteStore {
             .bind(ms(next_expires_at))
             .bind(ip_address)
             .bind(max_lifetime.num_milliseconds())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *tx.0)
             .await
             .map_err(backend)?;
             match session {
@@ -905,7 +876,7 @@ impl SessionStore for SqliteStore {
                     .bind(&session_id)
                     .bind(ms(session.expires_at))
                     .bind(ms(now))
-                    .execute(&mut *tx)
+                    .execute(&mut *tx.0)
                     .await
                     .map_err(backend)?;
                     let user = sqlx::query(concat!(
@@ -914,7 +885,7 @@ impl SessionStore for SqliteStore {
                         " from users where id = ?1"
                     ))
                     .bind(session.user_id.to_string())
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *tx.0)
                     .await
                     .map_err(backend)?;
                     match user {
@@ -927,10 +898,15 @@ impl SessionStore for SqliteStore {
                 }
                 None => RotateOutcome::Invalid,
             }
+        } else if let Some(session_id) =
+            replayable_session(&mut tx, presented_hash, next_hash, reuse_since, now).await?
+        {
+            tx.0.commit().await.map_err(backend)?;
+            return replayed(self, session_id, now).await;
         } else {
             let previous = sqlx::query("select session_id from refresh_tokens where token_hash = ?1 and used_at is not null")
                 .bind(presented_hash)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *tx.0)
                 .await
                 .map_err(backend)?;
             match previous {
@@ -943,14 +919,14 @@ impl SessionStore for SqliteStore {
                     )
                     .bind(&session_id)
                     .bind(ms(now))
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut *tx.0)
                     .await
                     .map_err(backend)?;
                     let (session_id, user_id) = (
                         rows::parse_uuid(&session_id)?,
                         rows::uuid(&owner, "user_id")?,
                     );
-                    write_events(&mut tx, &[on_reuse(user_id, session_id)]).await?;
+                    write_events(&mut tx.0, &[on_reuse(user_id, session_id)]).await?;
                     RotateOutcome::ReuseDetected {
                         session_id,
                         user_id,
@@ -959,7 +935,7 @@ impl SessionStore for SqliteStore {
                 None => RotateOutcome::Invalid,
             }
         };
-        tx.commit().await.map_err(backend)?;
+        tx.0.commit().await.map_err(backend)?;
         Ok(outcome)
     }
 
@@ -1081,7 +1057,7 @@ impl RecoveryStore for SqliteStore {
         // A disabled account cannot complete a reset issued before it was disabled.
         let updated = sqlx::query(
             "update users set password_hash = ?2, failed_login_attempts = 0, locked_until = null, \
-               credential_epoch = credential_epoch + 1, updated_at = ?3 \
+               credential_epoch = credential_epoch + 1, password_reset_required = false, updated_at = ?3 \
              where id = ?1 and is_active",
         )
         .bind(owner.to_string())
@@ -1317,4 +1293,53 @@ fn pool_stats<DB: sqlx::Database>(
         idle: u32::try_from(of.num_idle()).unwrap_or(open).min(open),
         max: of.options().get_max_connections(),
     }
+}
+
+/// Opens a session as [`SessionStore::create_session`] does (and only while the account is not
+/// waiting for a password reset after a "this wasn't me"), in a write transaction handed back
+/// uncommitted, so a caller can add to it (see `porteiro_store_sql::impl_sign_in_alert_store!`).
+pub(crate) async fn open_session<'a>(
+    store: &'a SqliteStore,
+    s: &NewSession,
+    r: &NewRefreshToken,
+) -> StoreResult<Option<(Box<dyn porteiro_store_sql::SqlTx + 'a>, Session)>> {
+    // The single writer connection serialises this with every epoch change.
+    let mut tx = store.write_tx().await?;
+    let row = sqlx::query(concat!(
+        "insert into sessions (id, user_id, last_active_at, expires_at, ip_address, user_agent, device_name, \
+         device_type, os, browser, amr, created_at, updated_at) \
+         select ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?3, ?3 from users \
+         where id = ?2 and is_active and credential_epoch = ?11 and not password_reset_required returning ",
+        session_cols!()
+    ))
+    .bind(s.id.to_string())
+    .bind(s.user_id.to_string())
+    .bind(ms(s.now))
+    .bind(ms(s.expires_at))
+    .bind(&s.ip_address)
+    .bind(&s.user_agent)
+    .bind(&s.device_name)
+    .bind(&s.device_type)
+    .bind(&s.os)
+    .bind(&s.browser)
+    .bind(s.credential_epoch)
+    .bind(encode_names(s.amr.iter().map(String::as_str)))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "insert into refresh_tokens (token_hash, session_id, expires_at, created_at, updated_at) \
+         values (?1, ?2, ?3, ?4, ?4)",
+    )
+    .bind(&r.token_hash)
+    .bind(r.session_id.to_string())
+    .bind(ms(r.expires_at))
+    .bind(ms(r.now))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok(Some((Box::new(sql::Tx(tx)), session_from_row(&row)?)))
 }

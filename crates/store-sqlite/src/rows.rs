@@ -67,6 +67,8 @@ pub(crate) fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
         locked_until: opt_time(r, "locked_until")?,
         locale: r.try_get("locale").map_err(backend)?,
         credential_epoch: r.try_get("credential_epoch").map_err(backend)?,
+        login_alerts: r.try_get("login_alerts").map_err(backend)?,
+        password_reset_required: r.try_get("password_reset_required").map_err(backend)?,
         created_at: time(r, "created_at")?,
         updated_at: time(r, "updated_at")?,
     })

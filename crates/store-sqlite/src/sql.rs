@@ -27,6 +27,7 @@ pub(crate) fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Sqlite, Sqlite
             Arg::Time(t) => q.bind(ms(t)),
             Arg::Bool(b) => q.bind(b),
             Arg::Int(i) => q.bind(i),
+            Arg::Bytes(b) => q.bind(b.to_vec()),
         },
     )
 }
@@ -67,6 +68,10 @@ impl SqlTx for Tx {
         Ok(())
     }
 
+    async fn notify_sessions_revoked(&mut self, _ids: &[Uuid]) -> StoreResult<()> {
+        Ok(())
+    }
+
     async fn lock_account(&mut self, _user_id: Uuid) -> StoreResult<()> {
         Ok(())
     }
@@ -96,6 +101,7 @@ porteiro_store_sql::impl_rbac_store!(SqliteStore);
 porteiro_store_sql::impl_email_confirmation_store!(SqliteStore);
 porteiro_store_sql::impl_recovery_email_store!(SqliteStore);
 porteiro_store_sql::impl_maintenance_store!(SqliteStore, maintenance_lock);
+porteiro_store_sql::impl_sign_in_alert_store!(SqliteStore, crate::open_session);
 
 /// The held maintenance lock of a SQLite store.
 struct MaintenanceGuard(tokio::sync::OwnedMutexGuard<()>);

@@ -251,6 +251,7 @@ pub async fn refresh_never_extends_a_session_past_its_maximum_lifetime(store: Ar
                 cap,
                 None,
                 at,
+                None,
                 &crate::no_reuse,
             )
             .await

@@ -22,6 +22,8 @@ mod maintenance;
 mod mfa;
 mod rbac;
 mod recovery_emails;
+mod refresh;
+mod sign_in_alerts;
 mod users;
 mod webhooks;
 pub use credentials::*;
@@ -32,6 +34,8 @@ pub use maintenance::*;
 pub use mfa::*;
 pub use rbac::*;
 pub use recovery_emails::*;
+pub use refresh::*;
+pub use sign_in_alerts::*;
 pub use users::*;
 pub use webhooks::*;
 
@@ -104,6 +108,12 @@ macro_rules! all_contract_tests {
             expired_or_unknown_refresh_tokens_are_invalid,
             rotation_on_a_revoked_session_is_invalid,
             concurrent_rotation_has_exactly_one_winner,
+            a_just_spent_token_is_replayed_into_its_successor,
+            replay_ends_once_the_successor_is_spent,
+            replay_ends_with_the_grace_window,
+            replay_needs_the_true_successor,
+            replay_does_not_revive_an_ended_session,
+            racing_refreshes_keep_exactly_one_live_family,
             refresh_token_session_finds_only_live_tokens,
             a_new_reset_token_replaces_older_ones,
             reset_tokens_are_limited_per_window,
@@ -200,6 +210,13 @@ macro_rules! all_contract_tests {
             concurrent_verifications_of_one_address_have_one_owner,
             deleting_a_recovery_email_or_its_account_takes_its_tokens,
             the_verification_codes_job_removes_dead_recovery_email_links,
+            only_a_new_device_of_an_account_seen_before_is_alerted,
+            a_device_cookie_issued_with_a_sign_in_is_known_next_time,
+            accounts_that_turned_alerts_off_get_none,
+            disowning_ends_only_its_session_once_and_requires_a_reset,
+            a_reset_clears_the_required_reset,
+            expired_alert_links_do_nothing_and_are_purged,
+            login_history_lists_the_accounts_own_sign_ins_newest_first,
         );
     };
 }
@@ -228,7 +245,7 @@ pub(crate) async fn user(store: &Arc<dyn Store>, name: &str) -> User {
     store.insert_user(&new_user(name), &[]).await.unwrap()
 }
 
-fn hash(label: &str) -> String {
+pub(crate) fn hash(label: &str) -> String {
     format!("{label:0>64}")
 }
 
@@ -267,7 +284,7 @@ fn new_session(
 
 /// Creates a session for `user` (at its current credential epoch) with refresh token hash
 /// `refresh`, expiring a day after `t0`.
-async fn session(store: &Arc<dyn Store>, user: &User, refresh: &str) -> Uuid {
+pub(crate) async fn session(store: &Arc<dyn Store>, user: &User, refresh: &str) -> Uuid {
     let epoch = store
         .user_by_id(user.id)
         .await
@@ -289,6 +306,17 @@ async fn rotate(
     next: &str,
     at: DateTime<Utc>,
 ) -> RotateOutcome {
+    rotate_within(store, presented, next, at, None).await
+}
+
+/// A rotation at `at` with the grace window reaching back to `reuse_since`.
+pub(crate) async fn rotate_within(
+    store: &Arc<dyn Store>,
+    presented: &str,
+    next: &str,
+    at: DateTime<Utc>,
+    reuse_since: Option<DateTime<Utc>>,
+) -> RotateOutcome {
     store
         .rotate_refresh_token(
             &hash(presented),
@@ -297,6 +325,7 @@ async fn rotate(
             Duration::days(30),
             Some("198.51.100.7"),
             at,
+            reuse_since,
             &crate::no_reuse,
         )
         .await

@@ -6,6 +6,7 @@
 //! any bare error status into the JSON envelope and sets `Cache-Control: no-store` and security
 //! headers.
 
+pub mod api_language;
 pub mod body_budget;
 pub mod cookies;
 pub mod error;
@@ -109,6 +110,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::webhooks::router())
         .merge(routes::maintenance::router())
         .merge(routes::session::router())
+        .merge(routes::sign_in_alerts::router())
         .merge(routes::health::router())
         .merge(routes::well_known::router())
         .merge(routes::metrics::router())
@@ -122,7 +124,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// boxed services for each layer on every request (about a hundred allocations for a `404`).
 /// Outermost first: panics become a JSON `500`; every request gets an `x-request-id` of ours
 /// (echoed in the response; a client's own is only kept aside, see [`middleware`]) and a
-/// tracing span; [`middleware::harden`] reads any request body into memory
+/// tracing span; [`api_language::localise`] puts JSON messages in the caller's language;
+/// [`middleware::harden`] reads any request body into memory
 /// ([`middleware::buffer_body`]) and runs the rest within the request timeout, then adds the
 /// security headers; CORS; the [`guard`] (client address, rate limits, audit context); the body
 /// limits.
@@ -159,6 +162,10 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.clone(),
+            api_language::localise,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             settings.clone(),
             middleware::harden,

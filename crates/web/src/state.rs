@@ -52,6 +52,8 @@ pub struct WebSettings {
     pub metrics: MetricsAccess,
     /// Run before each `/metrics` scrape renders (extra scrape-time gauges).
     pub scrape_hooks: crate::metrics::ScrapeHooks,
+    /// The language of API messages for requests that name none (`DEFAULT_LANGUAGE`).
+    pub default_language: porteiro_core::mail::Locale,
 }
 
 /// Who may read `/metrics` (see [`crate::routes::metrics`]).
@@ -77,6 +79,7 @@ impl Default for WebSettings {
             body_budget: Arc::default(),
             metrics: MetricsAccess::default(),
             scrape_hooks: crate::metrics::ScrapeHooks::default(),
+            default_language: porteiro_core::mail::Locale::En,
         }
     }
 }

@@ -97,6 +97,11 @@ pub struct UserView {
     pub two_factor_enabled: bool,
     /// Preferred language.
     pub locale: String,
+    /// Sign-ins from new devices mail an alert.
+    pub login_alerts: bool,
+    /// The owner said "this wasn't me" about a sign-in: the password works again only after a
+    /// reset.
+    pub password_reset_required: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last update.
@@ -123,6 +128,8 @@ impl UserView {
             email_verified_at: u.email_verified_at,
             two_factor_enabled: false,
             locale: u.locale,
+            login_alerts: u.login_alerts,
+            password_reset_required: u.password_reset_required,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }

@@ -113,6 +113,12 @@ pub mod kind {
     pub const RECOVERY_EMAIL_VERIFIED: &str = "recovery_email.verified";
     /// A recovery address was removed (`details.recovery_email_id`).
     pub const RECOVERY_EMAIL_REMOVED: &str = "recovery_email.removed";
+    /// A sign-in came from a device the account had not used before, and its owner was mailed
+    /// an alert with a "this wasn't me" link (`details.session_id`, `details.device`).
+    pub const LOGIN_NEW_DEVICE: &str = "login.new_device";
+    /// The owner said "this wasn't me" about a sign-in: its session was ended and the password
+    /// must be reset before it works again (`details.session_id`, `details.session_revoked`).
+    pub const SESSION_DISOWNED: &str = "session.disowned";
 
     /// Every kind, for validating filters.
     pub const ALL: &[&str] = &[
@@ -164,6 +170,8 @@ pub mod kind {
         RECOVERY_EMAIL_ADDED,
         RECOVERY_EMAIL_VERIFIED,
         RECOVERY_EMAIL_REMOVED,
+        LOGIN_NEW_DEVICE,
+        SESSION_DISOWNED,
     ];
 }
 

@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 pub enum Job {
     /// Dead refresh and password-reset tokens.
     Tokens,
-    /// Dead address-confirmation links and second-step challenges.
+    /// Dead address-confirmation links, second-step challenges and "this wasn't me" links.
     VerificationCodes,
     /// Sessions that ended long enough ago.
     Sessions,

@@ -11,6 +11,7 @@ pub mod password;
 pub mod rbac;
 pub mod recovery_email;
 pub mod session;
+pub mod sign_in_alert;
 pub mod user;
 pub mod username;
 pub mod webhook;

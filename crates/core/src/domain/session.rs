@@ -117,6 +117,10 @@ pub enum RotateOutcome {
     /// account as they are after the rotation, read in the same transaction (the caller still
     /// checks that the account is active).
     Rotated(Box<Rotation>),
+    /// The token was spent within the grace window, and the successor it was rotated into is
+    /// still unspent in a live session: nothing changes; the caller hands that same successor
+    /// out again (with a fresh access token). Carries the session and account as read now.
+    Replayed(Box<Rotation>),
     /// The token had already been spent: the store revoked its whole session (family).
     ReuseDetected {
         /// The revoked session.

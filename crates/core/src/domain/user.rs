@@ -39,6 +39,11 @@ pub struct User {
     /// (password change or reset, disabling, "revoke all"). A session is only created while the
     /// epoch still equals the one read before the credential was verified.
     pub credential_epoch: i64,
+    /// Whether a sign-in from a new device mails the owner an alert.
+    pub login_alerts: bool,
+    /// Set when the owner said "this wasn't me" about a sign-in: the password is refused (as
+    /// a wrong one) until it is reset.
+    pub password_reset_required: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last modification time.
@@ -102,6 +107,8 @@ pub struct ProfileUpdate {
     pub locale: Option<String>,
     /// New active flag (administrators only).
     pub is_active: Option<bool>,
+    /// Whether sign-ins from new devices mail an alert.
+    pub login_alerts: Option<bool>,
 }
 
 /// Longest search term accepted (the longest address).

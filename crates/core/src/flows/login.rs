@@ -21,11 +21,13 @@ use crate::flows::audit::committed;
 use crate::flows::mfa::SignIn;
 use crate::keys::AccessClaims;
 use crate::service::{Auth, Authenticated, ClientContext, Principal};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Refresh tokens are 32 random bytes, base64url: 43 characters.
 const REFRESH_TOKEN_LEN: usize = 43;
 /// Device cookies are the same size.
-const DEVICE_TOKEN_LEN: usize = 43;
+pub(crate) const DEVICE_TOKEN_LEN: usize = 43;
 
 pub(crate) fn looks_like_token(token: &str, len: usize) -> bool {
     token.len() == len
@@ -116,9 +118,11 @@ impl Auth {
             // Failures from a known device count on the device, and only the device's own lock
             // applies: failures from elsewhere cannot lock its owner out.
             let device_locked = device.locked_until.is_some_and(|t| t > now);
-            if device_locked || !verification.matches {
+            if device_locked || !verification.matches || user.password_reset_required {
                 let reason = if device_locked {
                     "device_locked"
+                } else if verification.matches {
+                    "password_reset_required"
                 } else {
                     "wrong_password"
                 };
@@ -152,9 +156,14 @@ impl Auth {
                 )
                 .await;
         }
-        if user.is_locked(now) || !verification.matches {
+        // After a "this wasn't me", the password is refused until a reset, exactly like a
+        // wrong one: same answer, and it counts towards the lock like a wrong one, so neither
+        // the answer nor the lock tells whether the password was right.
+        if user.is_locked(now) || !verification.matches || user.password_reset_required {
             let reason = if user.is_locked(now) {
                 "locked"
+            } else if verification.matches {
+                "password_reset_required"
             } else {
                 "wrong_password"
             };
@@ -267,7 +276,11 @@ impl Auth {
             }
         }
         let user_id = user.id;
-        let mut out = match self.start_session(user, ctx, amr, details).await {
+        let issued = device_token.as_deref().filter(|_| ctx.ip.is_some());
+        let mut out = match self
+            .start_session_from(user, ctx, amr, details, issued)
+            .await
+        {
             Err(Error::CredentialChanged) => {
                 self.sign_in_failed(Some(user_id), "credential_changed")
                     .await;
@@ -345,7 +358,21 @@ impl Auth {
         user: User,
         ctx: &ClientContext,
         amr: Vec<String>,
+        details: serde_json::Value,
+    ) -> Result<Authenticated, Error> {
+        self.start_session_from(user, ctx, amr, details, None).await
+    }
+
+    /// [`Auth::start_session`], recording the device in the session's transaction and alerting
+    /// the owner when it is new (see [`crate::flows::sign_in_alerts`]); `issued` is the device
+    /// cookie this sign-in gives the client, if any.
+    pub(crate) async fn start_session_from(
+        &self,
+        user: User,
+        ctx: &ClientContext,
+        amr: Vec<String>,
         mut details: serde_json::Value,
+        issued: Option<&str>,
     ) -> Result<Authenticated, Error> {
         let now = self.now();
         let user_agent = ctx.user_agent.as_deref().map(clamp_user_agent);
@@ -383,17 +410,25 @@ impl Auth {
             None,
             details,
         )];
-        if self
+        let sighting = self
+            .alerts
+            .sighting(&user, ctx, issued, session_id, now)
+            .await?;
+        let Some((_, alerted)) = self
             .store
-            .create_session(&session, &refresh, &succeeded)
+            .create_session_noting_device(&session, &refresh, &sighting, &succeeded)
             .await?
-            .is_none()
-        {
+        else {
             // The password (or other credential) verified for this sign-in is no longer current:
-            // a change, reset, disable or "revoke all" committed meanwhile.
+            // a change, reset, disable or "revoke all" committed meanwhile (or the owner said
+            // "this wasn't me" and a reset is due).
             return Err(Error::CredentialChanged);
-        }
+        };
         committed(&succeeded);
+        if let (true, Some(alert)) = (alerted, &sighting.alert) {
+            committed(std::slice::from_ref(&alert.event));
+            self.outbox.wake();
+        }
         let access_token = self.keys.issue(
             user.id,
             session_id,
@@ -413,7 +448,10 @@ impl Auth {
     }
 
     /// Exchanges a refresh token for a new pair. The presented token is spent; presenting a spent
-    /// token again revokes its whole session (family) and every access token of it.
+    /// token again revokes its whole session (family) and every access token of it — except
+    /// within the grace window (`refresh_reuse_interval`) while its successor is still unspent:
+    /// then the answer carries that same successor and a fresh access token, so two requests of
+    /// one client racing on one token both succeed and leave one family.
     ///
     /// # Errors
     /// `InvalidRefreshToken`.
@@ -439,6 +477,16 @@ impl Auth {
             .await
     }
 
+    /// The refresh token that `presented` is rotated into: an HMAC of it under a key derived
+    /// from the master key. Deterministic, so the grace window can hand the same successor out
+    /// again without storing it in a readable form; unpredictable without the master key.
+    fn successor_of(&self, presented: &str) -> String {
+        let tag = self
+            .master
+            .sign(&[b"refresh-successor v1", presented.as_bytes()]);
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
     async fn rotate(
         &self,
         presented: &str,
@@ -460,7 +508,9 @@ impl Auth {
                 return Err(Error::InvalidRefreshToken);
             }
         }
-        let next = random_token::<32>();
+        let next = self.successor_of(presented);
+        let reuse_since = (self.config.refresh_reuse_interval > chrono::Duration::zero())
+            .then(|| now - self.config.refresh_reuse_interval);
         let on_reuse = |user_id: Uuid, session_id: Uuid| {
             self.event(
                 kind::REFRESH_TOKEN_REUSED,
@@ -479,11 +529,16 @@ impl Auth {
                 self.config.session_max_lifetime,
                 ctx.ip.as_deref(),
                 now,
+                reuse_since,
                 &on_reuse,
             )
             .await?;
         let Rotation { session, user } = match outcome {
             RotateOutcome::Rotated(rotation) => *rotation,
+            RotateOutcome::Replayed(rotation) => {
+                tracing::debug!(session_id = %rotation.session.id, "spent refresh token replayed within the grace window");
+                *rotation
+            }
             RotateOutcome::ReuseDetected {
                 session_id,
                 user_id,

@@ -520,7 +520,9 @@ impl Auth {
             }
         };
         let Some(spent) = spent else {
-            return Err(self.second_step_failed(&challenge, "wrong_code").await);
+            return Err(self
+                .second_step_failed(&challenge, method, "wrong_code")
+                .await);
         };
         if !user.is_active {
             self.second_step_refused(user.id, "disabled").await;
@@ -549,7 +551,7 @@ impl Auth {
                     Method::Totp => "code_reused",
                     _ => "wrong_code",
                 };
-                return Err(self.second_step_failed(&challenge, reason).await);
+                return Err(self.second_step_failed(&challenge, method, reason).await);
             }
             CompleteOutcome::AccountLocked => {
                 self.second_step_refused(user.id, "locked").await;
@@ -588,7 +590,12 @@ impl Auth {
 
     /// A wrong code (its attempt on the challenge already taken): counted, like a wrong
     /// password, on the account — or on the known device the first step came from.
-    async fn second_step_failed(&self, challenge: &MfaChallenge, reason: &'static str) -> Error {
+    async fn second_step_failed(
+        &self,
+        challenge: &MfaChallenge,
+        method: Method,
+        reason: &'static str,
+    ) -> Error {
         let result = async {
             let now = self.now();
             let (attempts, lock_until) = (
@@ -601,7 +608,7 @@ impl Auth {
                 Outcome::Failure,
                 Some(user_id),
                 None,
-                json!({"reason": reason, "step": "second"}),
+                json!({"reason": reason, "step": "second", "second_factor": method.as_str()}),
             );
             let (locked_now, locked) = match (&challenge.device_hash, challenge.known_device) {
                 (Some(device), true) => {

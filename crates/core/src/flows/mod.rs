@@ -15,4 +15,5 @@ pub mod recovery;
 pub mod recovery_emails;
 pub mod registration;
 pub mod settings;
+pub mod sign_in_alerts;
 pub mod webhooks;

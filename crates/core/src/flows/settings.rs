@@ -32,6 +32,8 @@ pub struct ProfileChange {
     pub email: Option<String>,
     /// The current password, needed to change one's own email address.
     pub password: Option<SecretString>,
+    /// Whether sign-ins from new devices mail an alert (see [`crate::flows::sign_in_alerts`]).
+    pub login_alerts: Option<bool>,
 }
 
 /// What [`Auth::update_user`] did.
@@ -126,11 +128,14 @@ impl Auth {
         event_type: &'static str,
     ) -> Result<(), Error> {
         let current = current.ok_or(Error::IncorrectPassword)?;
+        // After a "this wasn't me" the password works nowhere until a reset (counted like a
+        // wrong one, see `flows::sign_in_alerts`).
         let matches = self
             .hasher
             .verify(current, Some(&user.password_hash))
             .await?
-            .matches;
+            .matches
+            && !user.password_reset_required;
         let now = self.now();
         if !matches {
             let (attempts, lock_until) = (
@@ -275,6 +280,7 @@ impl Auth {
                 .as_deref()
                 .map(|tag| Locale::negotiate(tag).tag().to_owned()),
             is_active: change.is_active,
+            login_alerts: change.login_alerts,
         };
         let new_email = change
             .email
@@ -301,6 +307,7 @@ impl Auth {
             ("last_name", update.last_name.is_some()),
             ("locale", update.locale.is_some()),
             ("is_active", update.is_active.is_some()),
+            ("login_alerts", update.login_alerts.is_some()),
         ] {
             if set {
                 fields.push(name);

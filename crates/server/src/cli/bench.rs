@@ -385,6 +385,7 @@ async fn rotate_chain(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
                 Duration::days(30),
                 Some("192.0.2.1"),
                 auth.now(),
+                None,
                 &|user_id, session_id| {
                     porteiro_core::flows::audit::new_event(
                         auth.now(),

@@ -65,6 +65,8 @@ both_backends! {
         assert_ne!(r.body["refresh"], first.refresh.as_str());
         assert_ne!(r.body["auth"], first.access.as_str());
         assert_eq!(app.me_status(r.body["auth"].as_str().unwrap()).await, StatusCode::OK);
+        // Past the grace window (REFRESH_REUSE_INTERVAL) a spent token is refused.
+        app.clock.advance(chrono::Duration::seconds(11));
         let again = app.post("/refresh", json!({"refresh": first.refresh})).await;
         assert_eq!(again.status, StatusCode::FORBIDDEN, "a spent token is refused");
         for bad in ["", "garbage", &first.access] {

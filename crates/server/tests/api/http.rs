@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::spawn_app;
+use crate::helpers::{Options, PASSWORD, spawn_app, spawn_app_with};
 
 both_backends! {
     async fn malformed_requests_get_enveloped_4xx(backend: Backend) {
@@ -68,7 +68,7 @@ both_backends! {
         let app = spawn_app(backend).await;
         let health = app.get("/api/health").await;
         assert_eq!(health.status, StatusCode::OK);
-        assert_eq!(health.data()["status"], "ok");
+        assert_eq!(health.data()["status"], "online");
         let version = app.get("/api/health/version").await;
         assert_eq!(version.data()["version"], env!("CARGO_PKG_VERSION"));
         let spec = app.get("/api/openapi.json").await;
@@ -86,4 +86,40 @@ both_backends! {
         let css = app.get("/assets/docs.css").await;
         assert_eq!(css.status, StatusCode::OK);
     }
+
+    async fn api_messages_follow_accept_language_and_the_default_language(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("lucia").await;
+        let bad = json!({"login": user.email, "password": "Wrong-passw0rd-x"});
+        let pt = |req: reqwest::RequestBuilder| req.header("accept-language", "pt-BR,pt;q=0.9,en;q=0.5");
+        // Errors: the same wording as the hosted pages, the code unchanged.
+        let r = app.request(pt(app.client.post(format!("{}/api/auth/login", app.url)).json(&bad))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.body["code"], "invalid_credentials");
+        assert_eq!(r.body["message"], "Email ou senha incorretos");
+        assert_eq!(r.headers["content-language"], "pt-BR");
+        // Success messages: the seed-004 system's Portuguese where it has one.
+        let t = app.sign_in(&user).await;
+        let change = json!({"current_password": PASSWORD, "new_password": "Nova-Frase-Secreta-42"});
+        let r = app.request(pt(app.client.post(format!("{}/api/users/{}/change-password", app.url, user.id)).bearer_auth(&t.access).json(&change))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(r.body["message"].as_str().unwrap().starts_with("Senha alterada com sucesso"), "{}", r.text);
+        // English when asked, and for clients that name no language by default.
+        let r = app.request(app.client.post(format!("{}/api/auth/login", app.url)).header("accept-language", "en-US").json(&bad)).await;
+        assert_eq!(r.body["message"], "Email or password incorrect.");
+        assert_eq!(r.headers["content-language"], "en");
+        let r = app.post("/api/auth/login", bad.clone()).await;
+        assert_eq!(r.body["message"], "Email or password incorrect.");
+        // Route-level errors too.
+        let r = app.request(pt(app.client.get(format!("{}/api/nothing-here", app.url)))).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.body["message"], "Rota não encontrada.");
+
+        let br = spawn_app_with(backend, Options { env: vec![("DEFAULT_LANGUAGE", "pt-BR".to_owned())] }).await;
+        let r = br.post("/api/auth/login", json!({"login": "nobody@example.com", "password": "Wrong-passw0rd-x"})).await;
+        assert_eq!(r.body["message"], "Email ou senha incorretos");
+        let r = br.request(br.client.post(format!("{}/api/auth/login", br.url)).header("accept-language", "en").json(&bad)).await;
+        assert_eq!(r.body["message"], "Email or password incorrect.");
+    }
+
 }

@@ -28,6 +28,7 @@ mod rbac;
 mod recovery;
 mod recovery_emails;
 mod resilience;
+mod sign_in_alerts;
 mod tokens;
 mod ui;
 mod ui_admin;

@@ -18,7 +18,8 @@ both_backends! {
         let live_refresh = rotated.data()["refresh_token"].as_str().unwrap().to_owned();
         assert_eq!(rotated.data()["token_type"], "Bearer");
         assert_eq!(rotated.data()["expires_in"], 300);
-        // An attacker replays the stolen, already-spent token.
+        // An attacker replays the stolen, already-spent token, after the grace window.
+        app.clock.advance(chrono::Duration::seconds(11));
         let replay = app.post("/api/auth/refresh", json!({"refresh_token": laptop.refresh})).await;
         assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
         // The whole family is dead: its newest refresh token and its live access tokens.
@@ -30,8 +31,8 @@ both_backends! {
         assert_eq!(app.post("/refresh", json!({"refresh": phone.refresh})).await.status, StatusCode::OK);
     }
 
-    async fn twelve_concurrent_refreshes_have_exactly_one_winner(backend: Backend) {
-        let app = spawn_app(backend).await;
+    async fn without_the_grace_window_twelve_concurrent_refreshes_have_exactly_one_winner(backend: Backend) {
+        let app = spawn_app_with(backend, Options { env: vec![("REFRESH_REUSE_INTERVAL", "0".to_owned())] }).await;
         let user = app.register("tiago").await;
         let t = app.sign_in(&user).await;
         let attempts = (0..12).map(|_| app.post("/refresh", json!({"refresh": t.refresh.clone()})));
@@ -39,11 +40,66 @@ both_backends! {
         let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
         assert_eq!(ok, 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
         assert!(replies.iter().all(|r| r.status == StatusCode::OK || r.status == StatusCode::FORBIDDEN));
-        // The losers presented a token that was already spent: that is reuse, and it revokes the
-        // family, the winner's new pair included (documented in the README).
+        // With the window off, the losers presented a token that was already spent: that is
+        // reuse, and it revokes the family, the winner's new pair included (README).
         let winner = replies.iter().find(|r| r.status == StatusCode::OK).unwrap();
         assert_eq!(app.me_status(winner.body["auth"].as_str().unwrap()).await, StatusCode::UNAUTHORIZED);
         assert_eq!(app.post("/refresh", json!({"refresh": winner.body["refresh"]})).await.status, StatusCode::FORBIDDEN);
+    }
+
+    async fn concurrent_refreshes_within_the_grace_window_share_one_successor(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let user = app.register("tania").await;
+        let t = app.sign_in(&user).await;
+        let attempts = (0..12).map(|_| app.post("/refresh", json!({"refresh": t.refresh.clone()})));
+        let replies = futures::future::join_all(attempts).await;
+        assert!(replies.iter().all(|r| r.status == StatusCode::OK), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+        let successor = replies[0].body["refresh"].as_str().unwrap().to_owned();
+        assert!(replies.iter().all(|r| r.body["refresh"] == successor.as_str()), "one successor for all");
+        for r in &replies {
+            assert_eq!(app.me_status(r.body["auth"].as_str().unwrap()).await, StatusCode::OK);
+        }
+        // The family goes on with that successor; the spent token is replayed no more once the
+        // successor is spent in turn.
+        let next = app.post("/api/auth/refresh", json!({"refresh_token": successor})).await;
+        assert_eq!(next.status, StatusCode::OK, "{}", next.text);
+        let live_access = next.data()["access_token"].as_str().unwrap().to_owned();
+        let late = app.post("/refresh", json!({"refresh": t.refresh})).await;
+        assert_eq!(late.status, StatusCode::FORBIDDEN, "reuse after the successor was spent");
+        assert_eq!(app.me_status(&live_access).await, StatusCode::UNAUTHORIZED, "the family is revoked");
+    }
+
+    async fn racing_refreshes_keep_exactly_one_live_family(backend: Backend) {
+        // A mobile app's two requests race on one token, again and again: both always succeed,
+        // with the same successor, and the account ends with one live session.
+        let app = spawn_app(backend).await;
+        let user = app.register("ulisses").await;
+        let mut current = app.sign_in(&user).await.refresh;
+        for trial in 0..1000 {
+            let (a, b) = tokio::join!(
+                app.post("/api/auth/refresh", json!({"refresh_token": current})),
+                app.post("/api/auth/refresh", json!({"refresh_token": current})),
+            );
+            assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK), "trial {trial}: {} / {}", a.text, b.text);
+            assert_eq!(a.data()["refresh_token"], b.data()["refresh_token"], "trial {trial}");
+            current = a.data()["refresh_token"].as_str().unwrap().to_owned();
+        }
+        let id: uuid::Uuid = user.id.parse().unwrap();
+        let live = app.auth.store().list_active_sessions(id, app.auth.now()).await.unwrap();
+        assert_eq!(live.len(), 1, "one live family");
+        assert_eq!(app.post("/api/auth/refresh", json!({"refresh_token": current})).await.status, StatusCode::OK);
+    }
+
+    async fn outside_the_grace_window_a_spent_token_revokes_its_family(backend: Backend) {
+        let app = spawn_app_with(backend, Options { env: vec![("REFRESH_REUSE_INTERVAL", "2s".to_owned())] }).await;
+        let user = app.register("vitor").await;
+        let t = app.sign_in(&user).await;
+        let rotated = app.post("/refresh", json!({"refresh": t.refresh})).await;
+        assert_eq!(rotated.status, StatusCode::OK);
+        app.clock.advance(chrono::Duration::seconds(3));
+        let late = app.post("/refresh", json!({"refresh": t.refresh})).await;
+        assert_eq!(late.status, StatusCode::FORBIDDEN);
+        assert_eq!(app.post("/refresh", json!({"refresh": rotated.body["refresh"]})).await.status, StatusCode::FORBIDDEN);
     }
 
     async fn logout_and_revocations_kill_access_tokens_immediately(backend: Backend) {

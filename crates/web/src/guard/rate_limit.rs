@@ -129,7 +129,8 @@ impl RateClass {
             | "/api/auth/verify-email"
             | "/api/auth/verify-email/resend"
             | "/ui/verify-email"
-            | "/ui/verify-email/resend" => Self::Recovery,
+            | "/ui/verify-email/resend"
+            | "/ui/not-me" => Self::Recovery,
             "/api/auth/register" | "/ui/register" => Self::Register,
             // Recovery addresses: adding one or asking for a link mails it; verifying checks a
             // token.

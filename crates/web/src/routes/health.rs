@@ -16,7 +16,7 @@ use crate::views::{Envelope, ok};
 /// Health report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `online` (the seed-004 system's word) while the database answers.
     pub status: &'static str,
     /// `sqlite` or `postgres`.
     pub database: &'static str,
@@ -43,7 +43,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 async fn health(State(s): State<AppState>) -> Response {
     match s.auth.store().ping().await {
         Ok(()) => ok(Health {
-            status: "ok",
+            status: "online",
             database: s.auth.store().backend(),
         })
         .into_response(),

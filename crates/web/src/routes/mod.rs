@@ -13,6 +13,7 @@ pub mod mfa;
 pub mod rbac;
 pub mod recovery_emails;
 pub mod session;
+pub mod sign_in_alerts;
 pub mod users;
 pub mod webhooks;
 pub mod well_known;

@@ -44,6 +44,9 @@ pub struct UpdateUser {
     #[schema(value_type = Option<String>, format = Password)]
     #[serde(alias = "current_password")]
     pub password: Option<SecretString>,
+    /// Whether a sign-in from a device the account has not used before mails an alert with a
+    /// "this wasn't me" link (default on).
+    pub login_alerts: Option<bool>,
 }
 
 /// Change-password body.
@@ -165,6 +168,7 @@ async fn update(
         is_active: req.is_active,
         email: req.email,
         password: req.password,
+        login_alerts: req.login_alerts,
     };
     let updated = s.auth.update_user(&p, id, change).await?;
     let message = if updated.email_change_requested {

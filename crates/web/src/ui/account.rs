@@ -22,7 +22,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::pages::{CsrfForm, NoticeQuery, nav, notice};
+use super::pages::{CsrfForm, nav, notice};
 use super::{CSP_DATA_IMAGES, Chrome, Failure, Messages, Ui, html};
 use crate::state::AppState;
 
@@ -60,6 +60,27 @@ struct EventRow {
 
 /// How many of the account's own security events the page shows.
 const RECENT_EVENTS: u32 = 10;
+
+/// One sign-in of the history section.
+struct HistoryRow {
+    at: String,
+    at_iso: String,
+    device: String,
+    ip: String,
+    ok: bool,
+    method: String,
+}
+
+/// Sign-ins per page of the history section.
+const HISTORY_PAGE: u32 = 10;
+
+/// The account page's query: a notice, and the history's cursor (`history_before`, an event
+/// id; anything else shows the newest sign-ins).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct AccountQuery {
+    notice: Option<String>,
+    history_before: Option<String>,
+}
 
 struct SessionRow {
     id: Uuid,
@@ -116,6 +137,13 @@ struct AccountPage {
     two_factor: TwoFactorView,
     sessions: Vec<SessionRow>,
     events: Vec<EventRow>,
+    login_alerts: bool,
+    history: Vec<HistoryRow>,
+    /// The cursor of the next (older) history page.
+    history_next: Option<i64>,
+    /// Not on the newest history page: the page links back to it.
+    history_paged: bool,
+    alerts_error: Option<String>,
     notice: Option<String>,
     profile_error: Option<String>,
     password_error: Option<String>,
@@ -141,6 +169,8 @@ pub(super) enum Section {
     Sessions,
     /// Recovery addresses (any of their forms).
     RecoveryEmails,
+    /// The new-device alerts toggle.
+    Alerts,
 }
 
 async fn render_account(
@@ -150,7 +180,22 @@ async fn render_account(
     notice_text: Option<String>,
     error: Option<(Section, Failure)>,
 ) -> Response {
+    render_account_at(s, ui, p, notice_text, error, None).await
+}
+
+async fn render_account_at(
+    s: &AppState,
+    ui: &Ui,
+    p: &Principal,
+    notice_text: Option<String>,
+    error: Option<(Section, Failure)>,
+    history_before: Option<i64>,
+) -> Response {
     let t = ui.t;
+    let history = match s.auth.login_history(p, history_before, HISTORY_PAGE).await {
+        Ok(h) => h,
+        Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),
+    };
     let recent = s
         .auth
         .my_events(p, AuditFilter::default(), RECENT_EVENTS)
@@ -174,6 +219,7 @@ async fn render_account(
             .collect(),
         Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),
     };
+    let login_alerts = user.login_alerts;
     let name = user
         .first_name
         .clone()
@@ -225,6 +271,29 @@ async fn render_account(
             }
         })
         .collect();
+    let history_next = history.next_before;
+    let history = history
+        .items
+        .into_iter()
+        .map(|a| {
+            let (at, at_iso) = when(t, a.occurred_at);
+            let method = a.method();
+            let key = format!("history.method.{method}");
+            let label = t.get(&key);
+            HistoryRow {
+                at,
+                at_iso,
+                device: porteiro_core::domain::device::describe(a.user_agent.as_deref()).name,
+                ip: a.ip_address.clone().unwrap_or_default(),
+                ok: a.outcome == "success",
+                method: if label == key {
+                    method
+                } else {
+                    label.to_owned()
+                },
+            }
+        })
+        .collect();
     let status = error.as_ref().map_or(StatusCode::OK, |(_, f)| f.status);
     let pick = |want: Section| {
         error
@@ -249,6 +318,11 @@ async fn render_account(
         two_factor: TwoFactorView::new(t, &two_factor),
         sessions,
         events,
+        login_alerts,
+        history,
+        history_next,
+        history_paged: history_before.is_some(),
+        alerts_error: pick(Section::Alerts),
         notice: notice_text,
         profile_error: pick(Section::Profile),
         password_error: pick(Section::Password),
@@ -262,16 +336,47 @@ async fn render_account(
     html(status, headers, &page)
 }
 
-/// `GET /ui/account`.
+/// `GET /ui/account[?history_before=…]`.
 pub(super) async fn account_page(
     State(s): State<AppState>,
-    Query(q): Query<NoticeQuery>,
+    Query(q): Query<AccountQuery>,
     ui: Ui,
 ) -> Response {
     let Some(p) = ui.principal(&s).await else {
         return ui.to_login();
     };
-    render_account(&s, &ui, &p, notice(ui.t, q.notice()), None).await
+    let before = q
+        .history_before
+        .as_deref()
+        .and_then(|b| b.parse::<i64>().ok())
+        .filter(|b| *b > 0);
+    render_account_at(&s, &ui, &p, notice(ui.t, q.notice.as_deref()), None, before).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct AlertsForm {
+    #[serde(default)]
+    csrf_token: String,
+    /// Present (any value) when the box is ticked.
+    login_alerts: Option<String>,
+}
+
+/// `POST /ui/account/login-alerts`: turns new-device alerts on or off.
+pub(super) async fn save_login_alerts(
+    State(s): State<AppState>,
+    ui: Ui,
+    Form(form): Form<AlertsForm>,
+) -> Response {
+    let p = match form_caller(&s, &ui, &form.csrf_token).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let change = ProfileChange {
+        login_alerts: Some(form.login_alerts.is_some()),
+        ..ProfileChange::default()
+    };
+    let result = s.auth.update_user(&p, p.user_id, change).await.map(|_| ());
+    account_outcome(&s, &ui, &p, result, Section::Alerts, "login_alerts_saved").await
 }
 
 /// The signed-in caller of a form post whose CSRF token holds, or the answer to give instead.

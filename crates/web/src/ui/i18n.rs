@@ -115,6 +115,28 @@ impl Messages {
     }
 }
 
+/// English success messages of the API (`api.message.*` entries of en.json), by their text.
+static API_MESSAGES: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| {
+    EN.iter()
+        .filter(|(key, _)| key.starts_with("api.message."))
+        .map(|(key, text)| (text.as_str(), key.as_str()))
+        .collect()
+});
+
+/// The message key of an English success message of the API, if it has one.
+#[must_use]
+pub fn api_message_key(english: &str) -> Option<&'static str> {
+    API_MESSAGES.get(english).copied()
+}
+
+impl Messages {
+    /// The text of `key`, if this language has it.
+    #[must_use]
+    pub fn lookup(&self, key: &str) -> Option<&'static str> {
+        self.catalog.get(key).map(String::as_str)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -165,6 +187,8 @@ mod tests {
             include_str!("webhooks.rs"),
             include_str!("verify_email.rs"),
             include_str!("recovery_emails.rs"),
+            include_str!("../../templates/ui/not_me.html"),
+            include_str!("not_me.rs"),
         ];
         let mut missing = Vec::new();
         for source in sources {
@@ -195,6 +219,8 @@ mod tests {
                         "twofactor",
                         "verify",
                         "recovery",
+                        "history",
+                        "not_me",
                     ]
                     .contains(&ns)
                         && !name.is_empty()

@@ -16,6 +16,7 @@ mod account;
 mod admin;
 pub mod i18n;
 mod mfa;
+mod not_me;
 mod pages;
 mod recovery_emails;
 mod verify_email;
@@ -89,6 +90,7 @@ pub(crate) fn router() -> Router<AppState> {
             "/ui/verify-email/resend",
             axum::routing::post(verify_email::resend),
         )
+        .route("/ui/not-me", get(not_me::page).post(not_me::confirm))
         .route("/ui/logout", axum::routing::post(pages::logout))
         .route("/ui/mfa", get(mfa::page).post(mfa::verify))
         .route("/ui/mfa/resend", axum::routing::post(mfa::resend))
@@ -112,6 +114,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route(
             "/ui/account/profile",
             axum::routing::post(account::save_profile),
+        )
+        .route(
+            "/ui/account/login-alerts",
+            axum::routing::post(account::save_login_alerts),
         )
         .route(
             "/ui/account/password",

@@ -39,6 +39,7 @@ const NOTICES: &[&str] = &[
     "recovery_email_sent",
     "recovery_email_removed",
     "recovery_email_verified",
+    "login_alerts_saved",
 ];
 
 /// The text of a whitelisted notice.

@@ -14,7 +14,7 @@ import platform
 import sys
 
 SCENARIOS = ["baseline", "health", "me", "check-permission", "login", "login-2fa",
-             "me-under-login-flood", "refresh", "register", "webhooks", "idle", "startup", "scale",
+             "me-under-login-flood", "refresh", "register", "webhooks", "idle", "password-policy", "startup", "scale",
              "users-search"]
 
 TARGETS = {
@@ -27,6 +27,7 @@ TARGETS = {
     "refresh": "≥ 0.8 × raw rotate",
     "idle": "≤ 15 MB idle, ≤ 64 MB with 100k sessions under load",
     "startup": "≤ 100 ms",
+    "password-policy": "≤ 1 ms per check (slowest password's median)",
     "scale": "1M-user latencies within 10 % of 1k-user ones",
     "webhooks": "login and register ≤ 5 % slower with one endpoint subscribed",
 }
@@ -78,6 +79,12 @@ def judge(name, r, data):
                 f"{r['rss_kb'] / 1024:.1f} MB idle, {r['rss_with_sessions_kb'] / 1024:.1f} MB with sessions")
     if name == "startup":
         return r["startup_ms"] <= 100, f"{r['startup_ms']:.0f} ms"
+    if name == "password-policy":
+        slowest = r["slowest_password_median_us"]
+        return slowest <= 1000, (f"slowest {slowest:.0f} µs, p50 {r['p50_us']:.0f} µs; first check "
+                                 f"{r['first_check_ms']:.0f} ms, +"
+                                 f"{(r['rss_kib_after_first_check'] - r['rss_kib_before_first_check']) / 1024:.1f}"
+                                 f" MB after it")
     if name == "webhooks":
         worst = min(r["login_change"], r["register_change"])
         rate = r.get("deliveries_per_sec")

@@ -11,7 +11,7 @@
 # Scenarios: baseline, health, me, check-permission (a permission check, alternating with me),
 # login, login-2fa (password + authenticator code, alternating with login), me-under-login-flood,
 # refresh, register, webhooks (login and register with one subscribed endpoint vs none; delivery
-# throughput), idle, startup, scale (login and me on 1k vs 1M accounts with 10M audit rows),
+# throughput), idle, password-policy, startup, scale (login and me on 1k vs 1M accounts with 10M audit rows),
 # users-search (an administrator's user search on the 1M-account database). See bench/README.md.
 #
 # The machine's speed drifts by several per cent over minutes, so every ratio is taken from runs
@@ -247,6 +247,12 @@ start_server
 sleep 2
 idle_empty=$(rss_kb "$server_pid")
 stop_server
+
+# ---------------------------------------------------------------- password policy (no server)
+# `porteiro bench policy`: the policy check (seed-003 rules, breached list, zxcvbn) per password,
+# each password's median over its iterations; the first check's time and RSS before/after it.
+log "password-policy: cost of one policy check, server stopped"
+record password-policy "$("$bin" bench policy --iterations $((smoke ? 5 : 200)))"
 
 # ---------------------------------------------------------------- small database
 log "seeding $small_users accounts ($tokens of them with a role holding users:read)"

@@ -726,6 +726,59 @@ impl PasswordHasher {
     }
 }
 
+/// Security answers (see `flows::security_questions`) are hashed with Argon2id whatever the
+/// password scheme: the configured parameters when the passwords use Argon2id, the defaults
+/// otherwise. They run on the same bounded pool as passwords.
+impl PasswordHasher {
+    fn answer_scheme(&self) -> HashScheme {
+        match self.scheme {
+            s @ HashScheme::Argon2id { .. } => s,
+            HashScheme::Bcrypt { .. } => HashScheme::default(),
+        }
+    }
+
+    /// Hashes a normalised security answer with Argon2id.
+    ///
+    /// # Errors
+    /// `Overloaded` when the queue is full.
+    pub async fn hash_answer(&self, answer: &SecretString) -> Result<String, Error> {
+        let scheme = self.answer_scheme();
+        let answer = answer.clone();
+        self.run(move || scheme.hash_blocking(answer.expose_secret().as_bytes()))
+            .await?
+    }
+
+    /// Checks normalised answers against their hashes, one after another on one hashing thread.
+    /// A `None` hash (a decoy question, an unknown address) costs one hash as well and never
+    /// matches, so every answer costs the same whatever it is checked against.
+    ///
+    /// # Errors
+    /// `Overloaded` when the queue is full.
+    pub async fn verify_answers(
+        &self,
+        pairs: Vec<(SecretString, Option<String>)>,
+    ) -> Result<Vec<bool>, Error> {
+        let scheme = self.answer_scheme();
+        self.run(move || {
+            pairs
+                .iter()
+                .map(|(answer, stored)| {
+                    let bytes = answer.expose_secret().as_bytes();
+                    match stored {
+                        Some(h) => scheme.verify_blocking(bytes, h).matches,
+                        None => {
+                            // As costly as a verification (Argon2 verifies by hashing again).
+                            let _ = scheme.hash_blocking(bytes);
+                            false
+                        }
+                    }
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

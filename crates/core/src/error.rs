@@ -46,6 +46,17 @@ pub enum Error {
     /// A password-reset token is unknown, expired, spent or for someone else.
     #[error("invalid or expired reset token")]
     InvalidResetToken,
+    /// For an account with security questions, a password reset needs a recovery proof as well
+    /// as the emailed token; none was given. The token stays usable.
+    #[error("a recovery proof is required")]
+    RecoveryProofRequired,
+    /// A recovery proof is malformed, unknown, expired, spent or for another account.
+    #[error("invalid or expired recovery proof")]
+    InvalidRecoveryProof,
+    /// Security answers are wrong, incomplete, for other questions, or question-based recovery
+    /// is locked: indistinguishable.
+    #[error("invalid answers")]
+    InvalidAnswers,
     /// Right password, but the account's address is unconfirmed and `REQUIRE_VERIFIED_EMAIL`
     /// is on. Only ever answered after a correct password.
     #[error("email address not confirmed")]

@@ -200,6 +200,38 @@ const TOTP_ENABLED_PT: Wording = Wording {
     expiry: "",
     ignore: "Se não foi você, redefina sua senha imediatamente e fale com o administrador.",
 };
+const SECURITY_ANSWERS_SET_EN: Wording = Wording {
+    subject: "Your security questions changed",
+    greeting: "Hello",
+    body: "The answers to your account's security questions were just set or changed. Resetting your password will ask for them.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, reset your password at once and contact your administrator.",
+};
+const SECURITY_ANSWERS_SET_PT: Wording = Wording {
+    subject: "Suas perguntas de segurança foram alteradas",
+    greeting: "Olá",
+    body: "As respostas às perguntas de segurança da sua conta acabaram de ser definidas ou alteradas. A redefinição de senha vai pedi-las.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, redefina sua senha imediatamente e fale com o administrador.",
+};
+const SECURITY_ANSWERS_REMOVED_EN: Wording = Wording {
+    subject: "Security answers removed",
+    greeting: "Hello",
+    body: "Answers to your account's security questions were just removed.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, reset your password at once and contact your administrator.",
+};
+const SECURITY_ANSWERS_REMOVED_PT: Wording = Wording {
+    subject: "Respostas de segurança removidas",
+    greeting: "Olá",
+    body: "Respostas às perguntas de segurança da sua conta acabaram de ser removidas.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, redefina sua senha imediatamente e fale com o administrador.",
+};
 const TOTP_DISABLED_EN: Wording = Wording {
     subject: "Two-factor authentication is off",
     greeting: "Hello",
@@ -474,6 +506,10 @@ pub enum MailKind<'a> {
     RecoveryEmailVerified,
     /// Notice to an account's address that a recovery address was removed.
     RecoveryEmailRemoved,
+    /// Notice that answers to the account's security questions were set or changed.
+    SecurityAnswersSet,
+    /// Notice that answers to the account's security questions were removed.
+    SecurityAnswersRemoved,
 }
 
 /// Renders a message for `to` in `locale`. There is deliberately no parameter for the
@@ -501,6 +537,18 @@ pub fn render(
         }
         (MailKind::TotpEnabled, _) => (pick(locale, TOTP_ENABLED_EN, TOTP_ENABLED_PT), None),
         (MailKind::TotpDisabled, _) => (pick(locale, TOTP_DISABLED_EN, TOTP_DISABLED_PT), None),
+        (MailKind::SecurityAnswersSet, _) => (
+            pick(locale, SECURITY_ANSWERS_SET_EN, SECURITY_ANSWERS_SET_PT),
+            None,
+        ),
+        (MailKind::SecurityAnswersRemoved, _) => (
+            pick(
+                locale,
+                SECURITY_ANSWERS_REMOVED_EN,
+                SECURITY_ANSWERS_REMOVED_PT,
+            ),
+            None,
+        ),
         (MailKind::MfaReset, _) => (pick(locale, MFA_RESET_EN, MFA_RESET_PT), None),
         (MailKind::BackupCodesRegenerated, _) => {
             (pick(locale, BACKUP_CODES_NEW_EN, BACKUP_CODES_NEW_PT), None)

@@ -28,6 +28,9 @@ use crate::domain::recovery_email::{
     AddOutcome, IssueLimits, IssueOutcome, NewRecoveryEmail, NewRecoveryEmailToken, RecoveryEmail,
     VerifyOutcome,
 };
+use crate::domain::security_question::{
+    QuestionLock, SecurityAnswer, SecurityQuestion, SetAnswerOutcome, StoredAnswer,
+};
 use crate::domain::session::{NewRefreshToken, RotateOutcome};
 use crate::domain::sign_in_alert::{
     DeviceSighting, DeviceState, Disowned, LoginAttempt, SignInAlert,
@@ -905,6 +908,111 @@ pub trait RbacStore: Send + Sync {
     async fn user_grants(&self, user_id: UserId) -> StoreResult<Grants>;
 }
 
+/// Security questions (see [`crate::domain::security_question`] and
+/// [`crate::flows::security_questions`]): the catalogue, users' answers (hashed by the flow),
+/// the question lock and recovery proofs (hashed). Every change that alters how an account is
+/// recovered (setting or removing answers) also spends the account's outstanding recovery proofs.
+#[async_trait]
+pub trait SecurityQuestionStore: Send + Sync {
+    /// Adds a question. `Conflict { field: "text" }` when the same text exists.
+    async fn create_security_question(
+        &self,
+        question: &SecurityQuestion,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<SecurityQuestion>;
+    /// The catalogue ordered by text; only active questions when `active_only`.
+    async fn security_questions(&self, active_only: bool) -> StoreResult<Vec<SecurityQuestion>>;
+    /// One question.
+    async fn security_question(&self, id: Uuid) -> StoreResult<Option<SecurityQuestion>>;
+    /// Changes a question's text and/or state (absent: unchanged). `NotFound`;
+    /// `Conflict { field: "text" }`. Events are written only when something changed.
+    async fn update_security_question(
+        &self,
+        id: Uuid,
+        text: Option<&str>,
+        active: Option<bool>,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<SecurityQuestion>;
+    /// Deletes a question and every answer to it. `NotFound`. Returns the deleted question.
+    async fn delete_security_question(
+        &self,
+        id: Uuid,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<SecurityQuestion>;
+    /// Sets (or replaces) `user_id`'s answer to an active question, keeping at most
+    /// `max_answers` answers, and spends the account's outstanding recovery proofs, in one
+    /// transaction (the account locked first, so concurrent calls count each other). `events`
+    /// are written only when the answer was stored.
+    async fn set_security_answer(
+        &self,
+        user_id: UserId,
+        question_id: Uuid,
+        answer_hash: &str,
+        max_answers: usize,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<SetAnswerOutcome>;
+    /// The account's answers (never their hashes), ordered by question id.
+    async fn security_answers(&self, user_id: UserId) -> StoreResult<Vec<SecurityAnswer>>;
+    /// The account's answers to active questions with their hashes, ordered by question id:
+    /// what recovery asks.
+    async fn stored_answers(&self, user_id: UserId) -> StoreResult<Vec<StoredAnswer>>;
+    /// Deletes one answer (`question_id`) or all, and spends the account's outstanding
+    /// recovery proofs. Returns how many answers went; `events` are written only when some did.
+    async fn delete_security_answers(
+        &self,
+        user_id: UserId,
+        question_id: Option<Uuid>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<u64>;
+    /// The account's question lock (default for an unknown account).
+    async fn question_lock(&self, user_id: UserId) -> StoreResult<QuestionLock>;
+    /// Counts wrong answers. When the count reaches `max_attempts` question-based recovery is
+    /// locked until `lock_until`; failures while locked neither count nor extend it. Writes
+    /// `failed` always and `locked` only when this failure set the lock; returns whether it did.
+    async fn record_failed_answers(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+        lock_until: DateTime<Utc>,
+        failed: &NewAuditEvent,
+        locked: &NewAuditEvent,
+    ) -> StoreResult<bool>;
+    /// After every question was answered correctly: unless question-based recovery is locked at
+    /// `now` (checked here, atomically), clears the failure count, spends the account's older
+    /// proofs and stores the new one. Returns false, changing nothing, when locked.
+    async fn issue_recovery_proof(
+        &self,
+        user_id: UserId,
+        proof_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// The account of a live (unspent, unexpired) recovery proof.
+    async fn recovery_proof_owner(
+        &self,
+        proof_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>>;
+    /// [`RecoveryStore::complete_reset`] that also spends the live recovery proof `proof_hash`
+    /// of `owner`, in the same transaction: both or neither are spent. (`complete_reset`
+    /// without a proof refuses an account with at least
+    /// [`crate::domain::security_question::MIN_ANSWERS`] answers to active questions.) The
+    /// question failure count is cleared too.
+    async fn complete_reset_with_proof(
+        &self,
+        token_hash: &str,
+        proof_hash: &str,
+        owner: UserId,
+        new_hash: &str,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<Vec<Uuid>>>;
+}
+
 /// Maintenance jobs (see [`crate::domain::maintenance`] for what each removes).
 #[async_trait]
 pub trait MaintenanceStore: Send + Sync {
@@ -1027,6 +1135,7 @@ pub trait Store:
     + RbacStore
     + MaintenanceStore
     + SignInAlertStore
+    + SecurityQuestionStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

@@ -362,6 +362,9 @@ impl Application {
             rbac: Arc::new(porteiro_core::flows::rbac::Rbac::new(&auth)),
             recovery_emails,
             maintenance,
+            security_questions: Arc::new(
+                porteiro_core::flows::security_questions::SecurityQuestions::new(Arc::clone(&auth)),
+            ),
             settings: Arc::new(settings),
         });
         let metrics = match config.metrics_addr {

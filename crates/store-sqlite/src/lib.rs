@@ -1040,6 +1040,24 @@ impl RecoveryStore for SqliteStore {
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<Option<Vec<Uuid>>> {
+        self.complete_reset_inner(token_hash, None, owner, new_hash, now, events)
+            .await
+    }
+}
+
+impl SqliteStore {
+    /// `complete_reset`, and with `proof` the recovery proof that an account with security
+    /// questions needs: spent in the same transaction as the token (both or neither). Without a
+    /// proof, an account with at least `MIN_ANSWERS` answers to active questions is refused.
+    pub(crate) async fn complete_reset_inner(
+        &self,
+        token_hash: &str,
+        proof: Option<&str>,
+        owner: UserId,
+        new_hash: &str,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<Vec<Uuid>>> {
         let mut tx = self.write_tx().await?;
         let spent = sqlx::query(
             "update password_reset_tokens set used_at = ?3, updated_at = ?3 \
@@ -1054,22 +1072,61 @@ impl RecoveryStore for SqliteStore {
         if spent.rows_affected() != 1 {
             return Ok(None);
         }
-        // A disabled account cannot complete a reset issued before it was disabled.
-        let updated = sqlx::query(
-            "update users set password_hash = ?2, failed_login_attempts = 0, locked_until = null, \
-               credential_epoch = credential_epoch + 1, password_reset_required = false, updated_at = ?3 \
-             where id = ?1 and is_active",
-        )
-        .bind(owner.to_string())
-        .bind(new_hash)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let updated = if let Some(proof) = proof {
+            let proved = sqlx::query(
+                "update recovery_proofs set used_at = ?3 \
+                 where token_hash = ?1 and user_id = ?2 and used_at is null and expires_at > ?3",
+            )
+            .bind(proof)
+            .bind(owner.to_string())
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if proved.rows_affected() != 1 {
+                return Ok(None);
+            }
+            // A disabled account cannot complete a reset issued before it was disabled.
+            sqlx::query(
+                "update users set password_hash = ?2, failed_login_attempts = 0, locked_until = null, \
+                   question_failed_attempts = 0, question_locked_until = null, \
+                   credential_epoch = credential_epoch + 1, password_reset_required = false, updated_at = ?3 \
+                 where id = ?1 and is_active",
+            )
+            .bind(owner.to_string())
+            .bind(new_hash)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+        } else {
+            // Without a proof: only an account whose security questions are not in use.
+            sqlx::query(
+                "update users set password_hash = ?2, failed_login_attempts = 0, locked_until = null, \
+                   credential_epoch = credential_epoch + 1, password_reset_required = false, updated_at = ?3 \
+                 where id = ?1 and is_active \
+                   and (select count(*) from user_security_answers a \
+                        join security_questions q on q.id = a.question_id \
+                        where a.user_id = ?1 and q.is_active) < ?4",
+            )
+            .bind(owner.to_string())
+            .bind(new_hash)
+            .bind(ms(now))
+            .bind(i64::try_from(porteiro_core::domain::security_question::MIN_ANSWERS).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+        };
         if updated.rows_affected() != 1 {
             return Ok(None);
         }
         let revoked = revoke_where_user(&mut tx, owner, None, "password_reset", now).await?;
+        // Proofs left over are of no use once the password changed.
+        sqlx::query("delete from recovery_proofs where user_id = ?1 and used_at is null")
+            .bind(owner.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         write_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))

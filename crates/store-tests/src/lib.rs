@@ -23,6 +23,7 @@ mod mfa;
 mod rbac;
 mod recovery_emails;
 mod refresh;
+mod security_questions;
 mod sign_in_alerts;
 mod users;
 mod webhooks;
@@ -35,6 +36,7 @@ pub use mfa::*;
 pub use rbac::*;
 pub use recovery_emails::*;
 pub use refresh::*;
+pub use security_questions::*;
 pub use sign_in_alerts::*;
 pub use users::*;
 pub use webhooks::*;
@@ -217,6 +219,10 @@ macro_rules! all_contract_tests {
             a_reset_clears_the_required_reset,
             expired_alert_links_do_nothing_and_are_purged,
             login_history_lists_the_accounts_own_sign_ins_newest_first,
+            security_questions_are_unique_and_deleted_with_their_answers,
+            security_answers_are_bounded_and_listed_without_hashes,
+            wrong_answers_lock_and_proofs_follow_the_answers,
+            resets_of_accounts_with_questions_need_a_proof,
         );
     };
 }

@@ -34,7 +34,10 @@ pub struct ErrorBody {
     /// `mfa_required` (compact API), `mfa_method_not_allowed`, `mfa_already_enabled`,
     /// `mfa_not_enabled`, `mfa_setup_required`, `reauthentication_required`;
     /// recovery addresses: `recovery_email_is_primary`, `recovery_email_limit`,
-    /// `recovery_email_exists`, `recovery_email_verified`.
+    /// `recovery_email_exists`, `recovery_email_verified`;
+    /// security questions: `invalid_question`, `question_taken`, `invalid_answer`,
+    /// `question_inactive`, `too_many_answers`, `invalid_answers_format`, `invalid_answers`,
+    /// `recovery_proof_required`, `invalid_recovery_proof`.
     #[schema(example = "invalid_credentials")]
     pub code: &'static str,
     /// Human-readable explanation.
@@ -42,7 +45,7 @@ pub struct ErrorBody {
     /// The request field at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
-    /// Every reason a password was refused (`too_short`, `no_digit`, `common`, ...).
+    /// Every reason a password was refused (`too_short`, `no_digit`, `common`, `guessable`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasons: Option<Vec<&'static str>>,
 }
@@ -130,6 +133,24 @@ pub(crate) fn map(err: &Error) -> Mapped {
             "The reset link is invalid or has expired.",
         ),
         // 403: only revealed after the right password was given (`REQUIRE_VERIFIED_EMAIL`).
+        // 403: the token was right, but this account also needs its security questions.
+        Error::RecoveryProofRequired => simple(
+            StatusCode::FORBIDDEN,
+            "recovery_proof_required",
+            "This account has security questions: answer them first (POST /api/auth/verify-security-question) and send the recovery_proof with the token.",
+        ),
+        // 403.
+        Error::InvalidRecoveryProof => simple(
+            StatusCode::FORBIDDEN,
+            "invalid_recovery_proof",
+            "The recovery proof is invalid or has expired.",
+        ),
+        // 401: wrong answers, unknown address and locked account alike.
+        Error::InvalidAnswers => simple(
+            StatusCode::UNAUTHORIZED,
+            "invalid_answers",
+            "The answers are not correct.",
+        ),
         Error::EmailNotVerified => simple(
             StatusCode::FORBIDDEN,
             "email_not_verified",
@@ -208,6 +229,7 @@ pub(crate) fn map(err: &Error) -> Mapped {
             code: match *field {
                 "email" => "email_taken",
                 "username" => "username_taken",
+                "text" => "question_taken",
                 _ => "conflict",
             },
             message: format!("This {field} is already in use."),

@@ -59,6 +59,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "mfa", description = "Multi-factor sign-in: the second step (`mfa_token`), authenticator apps (TOTP) with backup codes, emailed codes."),
         (name = "users", description = "Accounts (self or administrators)."),
         (name = "rbac", description = "Roles, permissions, assignments and permission checks (seed 004 `/api/rbac`)."),
+        (name = "security-questions", description = "Security questions (seed 004): the catalogue, users' answers (hashed, normalised; setting or removing your own needs your password), and recovery by questions, which yields a `recovery_proof` that a password reset needs besides the emailed token — never instead of it."),
         (name = "audit", description = "The security event log: administrators see every event, users their own."),
         (name = "webhooks", description = "Signed deliveries of security events to your endpoints (Standard Webhooks), with delivery log, retries, dead letters and replay (administrators)."),
         (name = "maintenance", description = "Removing expired tokens, codes and sessions on request (`system:maintain`); the same jobs run every `MAINTENANCE_INTERVAL`."),
@@ -106,6 +107,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::mfa::router())
         .merge(routes::users::router())
         .merge(routes::rbac::router())
+        .merge(routes::security_questions::router())
         .merge(routes::audit::router())
         .merge(routes::webhooks::router())
         .merge(routes::maintenance::router())

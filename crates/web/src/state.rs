@@ -9,6 +9,7 @@ use porteiro_core::flows::maintenance::Maintenance;
 use porteiro_core::flows::mfa::TwoFactor;
 use porteiro_core::flows::rbac::Rbac;
 use porteiro_core::flows::recovery_emails::RecoveryEmails;
+use porteiro_core::flows::security_questions::SecurityQuestions;
 use porteiro_core::flows::webhooks::Webhooks;
 use secrecy::SecretString;
 
@@ -107,6 +108,8 @@ pub struct Services {
     pub recovery_emails: Arc<RecoveryEmails>,
     /// Maintenance jobs (`/api/admin/clean-*`).
     pub maintenance: Arc<Maintenance>,
+    /// Security questions and recovery by questions.
+    pub security_questions: Arc<SecurityQuestions>,
     /// Web settings.
     pub settings: Arc<WebSettings>,
 }

@@ -37,6 +37,12 @@
     return '';
   }
 
+  // Passwords the server refused (weak_password: its breached list and guessability check,
+  // which the four criteria cannot see), per input: while the field still holds one, the meter
+  // shows the server's decision instead of the criteria. Kept here, never in the page.
+  const refused = new WeakMap();
+  const meters = new WeakMap();
+
   function setupMeter(input) {
     const form = input.form;
     const meter = form && form.querySelector('[data-meter]');
@@ -52,13 +58,14 @@
         text.textContent = '';
         return;
       }
-      const { score, level } = strength(value);
+      const { score, level } = refused.get(input) === value ? { score: 1, level: 'weak' } : strength(value);
       meter.dataset.level = level;
       meter.dataset.score = String(score);
       bars.forEach((bar, i) => bar.classList.toggle('on', i < score));
       text.textContent = text.dataset[level] || '';
     };
     input.addEventListener('input', update);
+    meters.set(input, update);
     update();
   }
 
@@ -182,6 +189,13 @@
     }
     showAlert(form, message || msg('msgInternal'));
     markInvalid(form, data.field);
+    if (data.code === 'weak_password') {
+      form.querySelectorAll('input[data-strength]').forEach((input) => {
+        refused.set(input, input.value);
+        const update = meters.get(input);
+        if (update) update();
+      });
+    }
     // What the page keeps for one refusal (the sign-in page's link to a new confirmation mail).
     form.parentElement.querySelectorAll('[data-show-on]').forEach((el) => {
       el.hidden = el.dataset.showOn !== data.code;

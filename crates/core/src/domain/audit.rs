@@ -119,6 +119,25 @@ pub mod kind {
     /// The owner said "this wasn't me" about a sign-in: its session was ended and the password
     /// must be reset before it works again (`details.session_id`, `details.session_revoked`).
     pub const SESSION_DISOWNED: &str = "session.disowned";
+    /// A security question was added to the catalogue (`details.question_id`).
+    pub const SECURITY_QUESTION_CREATED: &str = "security_question.created";
+    /// A security question's text or state changed (`details.question_id`).
+    pub const SECURITY_QUESTION_UPDATED: &str = "security_question.updated";
+    /// A security question was deactivated: no longer offered or asked.
+    pub const SECURITY_QUESTION_DEACTIVATED: &str = "security_question.deactivated";
+    /// A security question was deleted with every answer to it.
+    pub const SECURITY_QUESTION_DELETED: &str = "security_question.deleted";
+    /// The event's user set (or replaced) the answer to a security question
+    /// (`details.question_id`, `details.by`).
+    pub const SECURITY_ANSWERS_SET: &str = "security_answers.set";
+    /// Answers were removed (`details.question_id`, or `details.all`).
+    pub const SECURITY_ANSWERS_REMOVED: &str = "security_answers.removed";
+    /// Security answers were checked (`details.purpose`: `recovery` or `check`); outcome
+    /// `failure` for wrong answers or a locked account.
+    pub const SECURITY_ANSWERS_VERIFIED: &str = "security_answers.verified";
+    /// Wrong answers locked question-based recovery of the event's user
+    /// (`details.locked_until`).
+    pub const RECOVERY_QUESTIONS_LOCKED: &str = "recovery.questions_locked";
 
     /// Every kind, for validating filters.
     pub const ALL: &[&str] = &[
@@ -172,6 +191,14 @@ pub mod kind {
         RECOVERY_EMAIL_REMOVED,
         LOGIN_NEW_DEVICE,
         SESSION_DISOWNED,
+        SECURITY_QUESTION_CREATED,
+        SECURITY_QUESTION_UPDATED,
+        SECURITY_QUESTION_DEACTIVATED,
+        SECURITY_QUESTION_DELETED,
+        SECURITY_ANSWERS_SET,
+        SECURITY_ANSWERS_REMOVED,
+        SECURITY_ANSWERS_VERIFIED,
+        RECOVERY_QUESTIONS_LOCKED,
     ];
 }
 

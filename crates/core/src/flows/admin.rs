@@ -391,19 +391,23 @@ impl Auth {
             Some((f, l)) => (Some(f.to_owned()), Some(l.trim().to_owned())),
             None => (name.map(ToOwned::to_owned), None),
         };
+        let given = generated.is_none();
         let user = self
-            .register(Registration {
-                username: username.to_owned(),
-                email: email.to_owned(),
-                password,
-                confirm_password: None,
-                first_name,
-                last_name,
-                locale: None,
-                is_admin: true,
-                // Configured by the operator: no link to follow before the first sign-in.
-                email_verified: true,
-            })
+            .create_account(
+                Registration {
+                    username: username.to_owned(),
+                    email: email.to_owned(),
+                    password,
+                    confirm_password: None,
+                    first_name,
+                    last_name,
+                    locale: None,
+                    is_admin: true,
+                    // Configured by the operator: no link to follow before the first sign-in.
+                    email_verified: true,
+                },
+                given,
+            )
             .await?;
         Ok(Some((user, generated)))
     }

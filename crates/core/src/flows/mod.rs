@@ -14,6 +14,7 @@ pub mod rbac;
 pub mod recovery;
 pub mod recovery_emails;
 pub mod registration;
+pub mod security_questions;
 pub mod settings;
 pub mod sign_in_alerts;
 pub mod webhooks;

@@ -15,6 +15,7 @@
 //! address) for an account's address, a verified recovery address, an unverified one and an
 //! unknown one — so neither the answer nor its timing tells them apart.
 
+use crate::domain::password::PolicyContext;
 use std::sync::Arc;
 
 use secrecy::SecretString;
@@ -180,16 +181,43 @@ impl Auth {
         Ok(true)
     }
 
-    /// Completes a reset. `email`, when given (compact API), must be the token owner's address
-    /// or one of its verified recovery addresses.
+    /// The active account of a live reset token (for the reset page), without spending it.
     ///
     /// # Errors
-    /// `InvalidResetToken`, `WeakPassword`, `Overloaded`.
+    /// On store failure.
+    pub async fn reset_token_user(
+        &self,
+        token: &str,
+    ) -> Result<Option<crate::domain::User>, Error> {
+        let token = token.trim();
+        if !looks_like_token(token, RESET_TOKEN_LEN) {
+            return Ok(None);
+        }
+        let Some(owner) = self
+            .store
+            .reset_token_owner(&token_hash(token), self.now())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(self.store.user_by_id(owner).await?.filter(|u| u.is_active))
+    }
+
+    /// Completes a reset. `email`, when given (compact API), must be the token owner's address
+    /// or one of its verified recovery addresses. An
+    /// account with security questions (see [`crate::flows::security_questions`]) also needs
+    /// `proof`, a recovery proof of the same account: both are spent in one transaction, and
+    /// without it the token stays usable.
+    ///
+    /// # Errors
+    /// `InvalidResetToken`, `RecoveryProofRequired`, `InvalidRecoveryProof`, `WeakPassword`,
+    /// `Overloaded`.
     pub async fn reset_password(
         &self,
         token: &str,
         email: Option<&str>,
         password: &SecretString,
+        proof: Option<&str>,
     ) -> Result<(), Error> {
         let token = token.trim();
         if !looks_like_token(token, RESET_TOKEN_LEN) {
@@ -216,20 +244,70 @@ impl Auth {
                 return Err(Error::InvalidResetToken);
             }
         }
-        self.check_password_policy(password, Some(&user.username), Some(&user.email))?;
+        let proof = proof.map(str::trim).filter(|p| !p.is_empty());
+        let proof_hash = match proof {
+            Some(proof) => {
+                let proof_hash = token_hash(proof);
+                let proved = looks_like_token(proof, crate::domain::security_question::PROOF_LEN)
+                    && self
+                        .store
+                        .recovery_proof_owner(&proof_hash, self.now())
+                        .await?
+                        == Some(owner);
+                if !proved {
+                    return Err(Error::InvalidRecoveryProof);
+                }
+                Some(proof_hash)
+            }
+            None => {
+                let answered = self.store.stored_answers(owner).await?.len();
+                if answered >= crate::domain::security_question::MIN_ANSWERS {
+                    self.record(
+                        kind::PASSWORD_RESET_COMPLETED,
+                        Outcome::Failure,
+                        Some(owner),
+                        None,
+                        json!({"reason": "recovery_proof_required"}),
+                    )
+                    .await;
+                    return Err(Error::RecoveryProofRequired);
+                }
+                None
+            }
+        };
+        self.check_password_policy(password, PolicyContext::for_user(&user))?;
         let new_hash = self.hasher.hash(password).await?;
         let completed = [self.event(
             kind::PASSWORD_RESET_COMPLETED,
             Outcome::Success,
             Some(owner),
             None,
-            json!({}),
+            if proof_hash.is_some() {
+                json!({"recovery_proof": true})
+            } else {
+                json!({})
+            },
         )];
-        let revoked = self
-            .store
-            .complete_reset(&hash, owner, &new_hash, self.now(), &completed)
-            .await?
-            .ok_or(Error::InvalidResetToken)?;
+        let revoked = match &proof_hash {
+            Some(proof_hash) => {
+                self.store
+                    .complete_reset_with_proof(
+                        &hash,
+                        proof_hash,
+                        owner,
+                        &new_hash,
+                        self.now(),
+                        &completed,
+                    )
+                    .await?
+            }
+            None => {
+                self.store
+                    .complete_reset(&hash, owner, &new_hash, self.now(), &completed)
+                    .await?
+            }
+        }
+        .ok_or(Error::InvalidResetToken)?;
         self.store.forget_devices(owner).await?;
         self.profile_changed(owner).await;
         self.sessions_revoked(&revoked).await;

@@ -68,6 +68,17 @@ impl Auth {
     /// # Errors
     /// `Validation`, `WeakPassword`, `Conflict { field }`, or `Overloaded`.
     pub async fn register(&self, input: Registration) -> Result<User, Error> {
+        self.create_account(input, true).await
+    }
+
+    /// Creates an account; `check_policy` is false only for a password this server generated
+    /// (the first administrator's, random by construction), so that a first start does not load
+    /// the guessability dictionaries for nothing.
+    pub(crate) async fn create_account(
+        &self,
+        input: Registration,
+        check_policy: bool,
+    ) -> Result<User, Error> {
         let username = Username::parse(&input.username)?;
         let email = Email::parse(&input.email, self.config.email_policy)?;
         let first_name = parse_optional_name("first_name", input.first_name.as_deref())?;
@@ -77,11 +88,18 @@ impl Auth {
             &input.password,
             input.confirm_password.as_ref(),
         )?;
-        self.check_password_policy(
-            &input.password,
-            Some(username.as_str()),
-            Some(email.as_str()),
-        )?;
+        if check_policy {
+            self.check_password_policy(
+                &input.password,
+                PolicyContext {
+                    username: Some(username.as_str()),
+                    email: Some(email.as_str()),
+                    first_name: first_name.as_deref(),
+                    last_name: last_name.as_deref(),
+                    ..PolicyContext::default()
+                },
+            )?;
+        }
         let password_hash = self.hasher.hash(&input.password).await?;
         let locale = Locale::negotiate(input.locale.as_deref().unwrap_or("en"));
         let id = Uuid::now_v7();
@@ -116,20 +134,20 @@ impl Auth {
         Ok(user)
     }
 
-    /// Applies the password policy.
+    /// Applies the password policy, with the account's own words (`ctx`: username, email,
+    /// names; `PolicyContext::for_user`) counted against the password. Every path that sets a
+    /// password calls this: registration, change, reset, the CLI and administrators.
     ///
     /// # Errors
     /// `WeakPassword` with every issue found.
     pub fn check_password_policy(
         &self,
         password: &SecretString,
-        username: Option<&str>,
-        email: Option<&str>,
+        ctx: PolicyContext<'_>,
     ) -> Result<(), Error> {
         let ctx = PolicyContext {
-            username,
-            email,
             bcrypt: self.hasher.scheme().is_bcrypt(),
+            ..ctx
         };
         let issues = check_policy(password.expose_secret(), ctx);
         if issues.is_empty() {

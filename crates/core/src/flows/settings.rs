@@ -1,6 +1,7 @@
 //! What users change about their own account (and administrators about others'): password,
 //! profile, email address, active flag.
 
+use crate::domain::password::PolicyContext;
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -72,7 +73,7 @@ impl Auth {
             self.verify_current_password(&user, current, kind::PASSWORD_CHANGED)
                 .await?;
         }
-        self.check_password_policy(new, Some(&user.username), Some(&user.email))?;
+        self.check_password_policy(new, PolicyContext::for_user(&user))?;
         let hash = self.hasher.hash(new).await?;
         let own = principal.user_id == user_id;
         let keep = own.then_some(principal.session_id);
@@ -186,7 +187,7 @@ impl Auth {
             .user_by_id(user_id)
             .await?
             .ok_or(Error::NotFound)?;
-        self.check_password_policy(new, Some(&user.username), Some(&user.email))?;
+        self.check_password_policy(new, PolicyContext::for_user(&user))?;
         let hash = self.hasher.hash(new).await?;
         let changed = [self.event(
             kind::PASSWORD_CHANGED,

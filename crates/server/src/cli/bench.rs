@@ -57,6 +57,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 40)]
         iterations: u32,
     },
+    /// Time of the password policy check (seed-003 rules, breached list, zxcvbn) per password,
+    /// over weak, strong, random and worst-case inputs up to the 128-character maximum; the first
+    /// check's time and the resident memory before and after it (the list and zxcvbn's
+    /// dictionaries load on first use).
+    Policy {
+        /// Checks of each password.
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+    },
     /// Refresh rotations per second through the store (no HTTP), over parallel chains: the
     /// refresh ceiling.
     Rotate {
@@ -98,6 +107,10 @@ pub async fn run(auth: Arc<Auth>, master: &MasterKey, cmd: BenchCommand) -> anyh
             seed(&auth, &seeded, totp).await
         }
         BenchCommand::Hash { iterations } => hash_ceiling(&auth, iterations).await,
+        BenchCommand::Policy { iterations } => {
+            policy_cost(iterations);
+            Ok(())
+        }
         BenchCommand::Rotate { iterations, chains } => {
             rotate_ceiling(&auth, iterations, chains).await
         }
@@ -305,6 +318,118 @@ async fn hash_ceiling(auth: &Auth, iterations: u32) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// Resident memory of this process in KiB (`VmRSS`), 0 where /proc is missing.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The inputs of `bench policy`: what people type, what generators make, and the longest and
+/// most patterned inputs the policy accepts to analyse (zxcvbn's cost grows with length).
+fn policy_corpus() -> Vec<(&'static str, String)> {
+    let mut corpus: Vec<(&'static str, String)> = [
+        "Passw0rd",
+        "P@ssw0rd1",
+        "Welcome123",
+        "Qwerty123",
+        "Summer2024",
+        "Jennifer1985",
+        "ana.silva2024",
+    ]
+    .iter()
+    .map(|p| ("guessable", (*p).to_owned()))
+    .collect();
+    for p in [
+        "correct horse battery staple 9",
+        "tangerine otter 42 violin under the bridge",
+        "MinhaS3nha!Forte",
+    ] {
+        corpus.push(("passphrase", p.to_owned()));
+    }
+    for len in [12, 16, 32, 64, 128] {
+        let token = random_token::<128>();
+        corpus.push(("random", format!("{}7a", &token[..len - 2])));
+    }
+    corpus.push(("worst-case", "a1".repeat(64)));
+    corpus.push(("worst-case", "1234567890".repeat(12) + "abcdefgh"));
+    corpus.push(("worst-case", "qwertyuiop1qaz2wsx".repeat(7) + "zx"));
+    corpus.push(("worst-case", "P@ssw0rd".repeat(16)));
+    corpus.push(("worst-case", "19851231".repeat(15) + "abcdefgh"));
+    corpus.push(("worst-case", "correcthorsebatterystaple".repeat(5) + "aaa"));
+    corpus.push(("worst-case", "p4$$w0rd!@#1".repeat(10) + "abcdefgh"));
+    corpus.push(("worst-case", "ãéîõüçàèìòùâêô1".repeat(8) + "abcdefgh"));
+    corpus
+}
+
+fn policy_cost(iterations: u32) {
+    use porteiro_core::domain::password::{PolicyContext, check_policy};
+    let ctx = PolicyContext {
+        username: Some("ana.silva"),
+        email: Some("ana.silva@example.com"),
+        first_name: Some("Ana"),
+        last_name: Some("Silva"),
+        bcrypt: false,
+    };
+    let rss_before = rss_kib();
+    let began = Instant::now();
+    let _ = check_policy("first check of the process 7", ctx);
+    let first_ms = began.elapsed().as_secs_f64() * 1000.0;
+    let rss_after = rss_kib();
+    // Each password's median over its iterations (robust to the other processes sharing the
+    // cores), then the slowest password per class and overall.
+    let mut all = Vec::new();
+    let mut per_class = serde_json::Map::new();
+    let mut slowest = (0.0_f64, 0_usize);
+    for (class, password) in policy_corpus() {
+        let mut times: Vec<f64> = (0..iterations.max(1))
+            .map(|_| {
+                let began = Instant::now();
+                std::hint::black_box(check_policy(std::hint::black_box(&password), ctx));
+                began.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        if median > slowest.0 {
+            slowest = (median, password.chars().count());
+        }
+        let entry = per_class
+            .entry(class)
+            .or_insert_with(|| serde_json::json!(0.0));
+        if entry.as_f64().unwrap_or(0.0) < median {
+            *entry = serde_json::json!(median);
+        }
+        all.extend(times);
+    }
+    all.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        all.get(((all.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "checks": all.len(),
+            "first_check_ms": first_ms,
+            "p50_us": at(0.5),
+            "p99_us": at(0.99),
+            "slowest_password_median_us": slowest.0,
+            "slowest_password_chars": slowest.1,
+            "median_us_of_slowest_password_by_class": per_class,
+            "rss_kib_before_first_check": rss_before,
+            "rss_kib_after_first_check": rss_after,
+            "breached_list_entries": porteiro_core::domain::password::breached::entries(),
+        })
+    );
 }
 
 async fn rotate_ceiling(auth: &Arc<Auth>, iterations: u32, chains: u32) -> anyhow::Result<()> {

@@ -358,3 +358,60 @@ fn old_keys_are_retired_and_stale_hashes_counted_from_the_command_line() {
     );
     assert!(report.contains("$argon2id$v=19$m=256,t=1,p=1$"), "{report}");
 }
+
+#[test]
+fn guessable_passwords_are_refused_by_the_command_line() {
+    use crate::password_policy::{GUESSABLE, PASSPHRASE};
+    let cli = Cli::new();
+    cli.ok(&["migrate"], None);
+    let create = |password: &str| {
+        cli.run(
+            &[
+                "user",
+                "create",
+                "--username",
+                "rui",
+                "--email",
+                "rui@example.com",
+                "--password-stdin",
+            ],
+            &[],
+            Some(&format!("{password}\n")),
+        )
+    };
+    let set = |password: &str| {
+        cli.run(
+            &["user", "set-password", "rui", "--password-stdin"],
+            &[],
+            Some(&format!("{password}\n")),
+        )
+    };
+    for (password, reason) in GUESSABLE {
+        let expected = match reason {
+            "common" => "weak password: This password is too common.",
+            _ => "weak password: This password is among the first an attacker would try.",
+        };
+        let out = create(password);
+        assert!(!out.status.success(), "{password}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{password}: {stderr}");
+    }
+    assert!(!cli.ok(&["user", "list"], None).contains("rui"));
+    assert!(create(PASSPHRASE).status.success());
+    for (password, reason) in GUESSABLE {
+        let out = set(password);
+        assert!(!out.status.success(), "{password}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("weak password"),
+            "{password} ({reason}): {stderr}"
+        );
+    }
+    assert!(
+        cli.ok(
+            &["user", "set-password", "rui", "--password-stdin"],
+            Some("q7Rt2mXw9pLk\n")
+        )
+        .contains("password of rui changed")
+    );
+}

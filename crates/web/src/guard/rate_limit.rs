@@ -144,6 +144,15 @@ impl RateClass {
             {
                 Self::Recovery
             }
+            // Security questions: recovery look-ups and answers are recovery; answer checks and
+            // changes confirmed with the password are as strict as sign-in.
+            "/api/auth/security-questions" | "/api/auth/verify-security-question" => Self::Recovery,
+            p if p.starts_with("/api/security-questions/users/")
+                && (p.ends_with("/verify") || p.ends_with("/answers")) =>
+            {
+                Self::SignIn
+            }
+            p if p.starts_with("/ui/account/security-questions") => Self::SignIn,
             _ => return None,
         })
     }

@@ -86,6 +86,9 @@ pub struct ResetRequest {
     pub confirm_password: Option<SecretString>,
     /// Account email; checked when present.
     pub email: Option<String>,
+    /// For an account with security questions: the proof from
+    /// `POST /api/auth/verify-security-question` (required then; an addition to seed 004).
+    pub recovery_proof: Option<String>,
 }
 
 /// Token revocation body: a refresh token to revoke; without one, the current session ends.
@@ -276,9 +279,12 @@ async fn forgot_password(
     Ok(ok_with(FORGOT_MESSAGE, None))
 }
 
-/// Set a new password with the emailed token; every session is revoked.
+/// Set a new password with the emailed token; every session is revoked. An account with
+/// security questions also needs `recovery_proof` (`403 recovery_proof_required` without it;
+/// the token stays usable).
 #[utoipa::path(post, path = "/api/auth/reset-password", tag = "auth", request_body = ResetRequest,
-    responses((status = 200, body = Envelope<Option<String>>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Envelope<Option<String>>), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "`invalid_reset_token`, `recovery_proof_required`, `invalid_recovery_proof`")))]
 async fn reset_password(
     State(s): State<AppState>,
     AppJson(req): AppJson<ResetRequest>,
@@ -289,7 +295,12 @@ async fn reset_password(
         req.confirm_password.as_ref(),
     )?;
     s.auth
-        .reset_password(&req.token, req.email.as_deref(), &req.password)
+        .reset_password(
+            &req.token,
+            req.email.as_deref(),
+            &req.password,
+            req.recovery_proof.as_deref(),
+        )
         .await?;
     Ok(ok_with(
         "Password reset; every session was signed out.",

@@ -93,6 +93,9 @@ pub struct ResetPasswordRequest {
     /// New password.
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    /// For an account with security questions: the proof from
+    /// `POST /api/auth/verify-security-question` (required then).
+    pub recovery_proof: Option<String>,
 }
 
 /// A plain success body.
@@ -206,7 +209,12 @@ async fn reset_password(
     AppJson(req): AppJson<ResetPasswordRequest>,
 ) -> CompactResult<Json<Done>> {
     s.auth
-        .reset_password(&req.token, Some(&req.email), &req.password)
+        .reset_password(
+            &req.token,
+            Some(&req.email),
+            &req.password,
+            req.recovery_proof.as_deref(),
+        )
         .await?;
     Ok(Json(Done {
         status: "success",

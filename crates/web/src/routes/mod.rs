@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod rbac;
 pub mod recovery_emails;
+pub mod security_questions;
 pub mod session;
 pub mod sign_in_alerts;
 pub mod users;

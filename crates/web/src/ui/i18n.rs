@@ -262,6 +262,29 @@ mod tests {
     }
 
     #[test]
+    fn every_password_reason_and_hint_has_wording() {
+        use porteiro_core::domain::password::{GuessHint, PasswordIssue};
+        let issues = [
+            PasswordIssue::TooShort,
+            PasswordIssue::TooLong,
+            PasswordIssue::TooLongForHash,
+            PasswordIssue::NoLetter,
+            PasswordIssue::NoDigit,
+            PasswordIssue::Common,
+            PasswordIssue::MatchesAccount,
+        ]
+        .into_iter()
+        .chain(GuessHint::ALL.map(PasswordIssue::Guessable));
+        for issue in issues {
+            for code in std::iter::once(issue.code()).chain(issue.hint_code()) {
+                let key = format!("error.{code}");
+                assert!(EN.contains_key(&key), "no English wording for {code}");
+                assert!(PT_BR.contains_key(&key), "no Portuguese wording for {code}");
+            }
+        }
+    }
+
+    #[test]
     fn the_switch_wins_over_accept_language() {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT_LANGUAGE, "pt-BR,pt;q=0.9".parse().unwrap());

@@ -482,7 +482,8 @@ impl Failure {
         let message = match err {
             Error::WeakPassword(issues) => issues
                 .iter()
-                .map(|i| t.error(i.code()))
+                .flat_map(|i| std::iter::once(i.code()).chain(i.hint_code()))
+                .map(|code| t.error(code))
                 .collect::<Vec<_>>()
                 .join(" "),
             Error::Validation(_) => t.error_or(mapped.code, &mapped.message),

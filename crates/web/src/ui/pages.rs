@@ -107,6 +107,29 @@ struct ResetPage {
     token: String,
     error: Option<String>,
     notice: Option<String>,
+    /// The account's security questions (position from 1, id, text), asked before the new
+    /// password is accepted; empty when it has none.
+    questions: Vec<(usize, String, String)>,
+}
+
+/// The security questions the reset page asks for `token`'s account (none for an unknown
+/// token or an account without questions: the reset itself refuses the former).
+async fn reset_questions(s: &AppState, token: &str) -> Vec<(usize, String, String)> {
+    if token.is_empty() {
+        return Vec::new();
+    }
+    match s.security_questions.questions_for_reset(token).await {
+        Ok(Some((_, questions))) => questions
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| (i + 1, q.id.to_string(), q.text))
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(error = %e, "security questions of a reset link could not be read");
+            Vec::new()
+        }
+    }
 }
 
 #[derive(Template)]
@@ -516,12 +539,15 @@ pub(super) async fn reset_page(
     ui: Ui,
 ) -> Response {
     let mut headers = HeaderMap::new();
+    let token = plausible_token(q.token.as_deref());
+    let questions = reset_questions(&s, &token).await;
     let page = ResetPage {
         c: ui.chrome(&s, &mut headers, None, "reset"),
         t: ui.t,
-        token: plausible_token(q.token.as_deref()),
+        token,
         error: None,
         notice: None,
+        questions,
     };
     html(StatusCode::OK, headers, &page)
 }
@@ -534,9 +560,59 @@ pub(super) struct ResetForm {
     token: String,
     password: SecretString,
     confirm_password: Option<SecretString>,
+    // Answers to the account's security questions (at most five), when it has them.
+    question_1: Option<String>,
+    answer_1: Option<SecretString>,
+    question_2: Option<String>,
+    answer_2: Option<SecretString>,
+    question_3: Option<String>,
+    answer_3: Option<SecretString>,
+    question_4: Option<String>,
+    answer_4: Option<SecretString>,
+    question_5: Option<String>,
+    answer_5: Option<SecretString>,
 }
 
-/// `POST /ui/reset-password`: sets the new password; every session of the account ends.
+impl ResetForm {
+    /// The answers given, paired with their questions.
+    fn answers(&self) -> Vec<porteiro_core::flows::security_questions::GivenAnswer> {
+        [
+            (&self.question_1, &self.answer_1),
+            (&self.question_2, &self.answer_2),
+            (&self.question_3, &self.answer_3),
+            (&self.question_4, &self.answer_4),
+            (&self.question_5, &self.answer_5),
+        ]
+        .into_iter()
+        .filter_map(|(q, a)| {
+            Some(porteiro_core::flows::security_questions::GivenAnswer {
+                question_id: q.as_deref()?.parse().ok()?,
+                answer: a.clone()?,
+            })
+        })
+        .collect()
+    }
+}
+
+/// Resets with the emailed token and, for an account with security questions, the answers
+/// given on the page: they are verified into a recovery proof first (wrong ones count
+/// towards the question lock), then token and proof are spent together.
+async fn reset_with_answers(s: &AppState, token: &str, form: &ResetForm) -> Result<(), Error> {
+    let proof = match s.security_questions.questions_for_reset(token).await? {
+        Some((email, _)) => Some(
+            s.security_questions
+                .verify_recovery(email.as_str(), &form.answers())
+                .await?,
+        ),
+        None => None,
+    };
+    s.auth
+        .reset_password(token, None, &form.password, proof.as_deref())
+        .await
+}
+
+/// `POST /ui/reset-password`: sets the new password; every session of the account ends. An
+/// account with security questions needs their answers on the same form.
 pub(super) async fn reset(
     State(s): State<AppState>,
     ui: Ui,
@@ -554,9 +630,7 @@ pub(super) async fn reset(
             form.confirm_password.as_ref(),
         );
         match confirmed {
-            Ok(()) => s
-                .auth
-                .reset_password(&token, None, &form.password)
+            Ok(()) => reset_with_answers(&s, &token, &form)
                 .await
                 .map_err(|e| Failure::from_error(ui.t, &e)),
             Err(e) => Err(Failure::from_error(ui.t, &e)),
@@ -572,12 +646,14 @@ pub(super) async fn reset(
         Err(f) if ui.wants_json => ui.json_failure(&f, HeaderMap::new()),
         Err(f) => {
             let mut headers = HeaderMap::new();
+            let questions = reset_questions(&s, &token).await;
             let page = ResetPage {
                 c: ui.chrome(&s, &mut headers, None, "reset"),
                 t: ui.t,
                 token,
                 error: Some(f.message),
                 notice: None,
+                questions,
             };
             html(f.status, headers, &page)
         }

@@ -364,6 +364,87 @@ const EMAIL_IN_USE_PT: Wording = Wording {
     ignore: "Se você não pediu isso, ignore esta mensagem: sua conta não foi alterada.",
 };
 
+const RECOVERY_EMAIL_VERIFY_EN: Wording = Wording {
+    subject: "Confirm your recovery address",
+    greeting: "Hello",
+    body: "This address was added as a recovery address of an account: once confirmed, it can receive that account's password-reset links. Open the link below to confirm that the address is yours.",
+    action: "Confirm this recovery address",
+    expiry: "The link works once and expires in 24 hours.",
+    ignore: "If you did not ask for this, ignore this message: the address will not be used.",
+};
+const RECOVERY_EMAIL_VERIFY_PT: Wording = Wording {
+    subject: "Confirme seu endereço de recuperação",
+    greeting: "Olá",
+    body: "Este endereço foi adicionado como endereço de recuperação de uma conta: depois de confirmado, ele pode receber os links de redefinição de senha dessa conta. Abra o link abaixo para confirmar que o endereço é seu.",
+    action: "Confirmar este endereço de recuperação",
+    expiry: "O link funciona uma única vez e expira em 24 horas.",
+    ignore: "Se você não pediu isso, ignore esta mensagem: o endereço não será usado.",
+};
+const RECOVERY_EMAIL_IN_USE_EN: Wording = Wording {
+    subject: "This email address is already in use",
+    greeting: "Hello",
+    body: "Someone asked to add this email address as a recovery address of an account, but it already belongs to an account here, so it cannot be used for another one. Nothing was changed.",
+    action: "",
+    expiry: "",
+    ignore: "If you did not ask for this, ignore this message: your account is unchanged.",
+};
+const RECOVERY_EMAIL_IN_USE_PT: Wording = Wording {
+    subject: "Este endereço de email já está em uso",
+    greeting: "Olá",
+    body: "Alguém pediu para adicionar este endereço de email como endereço de recuperação de uma conta, mas ele já pertence a uma conta aqui e não pode ser usado por outra. Nada foi alterado.",
+    action: "",
+    expiry: "",
+    ignore: "Se você não pediu isso, ignore esta mensagem: sua conta não foi alterada.",
+};
+const RECOVERY_EMAIL_ADDED_EN: Wording = Wording {
+    subject: "A recovery address was added to your account",
+    greeting: "Hello",
+    body: "A recovery address was just added to your account. Once confirmed through the link sent to it, it can receive password-reset links for your account. You can see and remove your recovery addresses on your account page.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, remove the address from your account page, change your password at once and contact your administrator.",
+};
+const RECOVERY_EMAIL_ADDED_PT: Wording = Wording {
+    subject: "Um endereço de recuperação foi adicionado à sua conta",
+    greeting: "Olá",
+    body: "Um endereço de recuperação acabou de ser adicionado à sua conta. Depois de confirmado pelo link enviado a ele, ele pode receber links de redefinição de senha da sua conta. Você pode ver e remover seus endereços de recuperação na página da sua conta.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, remova o endereço na página da sua conta, troque sua senha imediatamente e fale com o administrador.",
+};
+const RECOVERY_EMAIL_VERIFIED_EN: Wording = Wording {
+    subject: "A recovery address of your account was confirmed",
+    greeting: "Hello",
+    body: "A recovery address of your account was just confirmed: from now on, password-reset links for your account can be sent to it. You can see and remove your recovery addresses on your account page.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, remove the address from your account page, change your password at once and contact your administrator.",
+};
+const RECOVERY_EMAIL_VERIFIED_PT: Wording = Wording {
+    subject: "Um endereço de recuperação da sua conta foi confirmado",
+    greeting: "Olá",
+    body: "Um endereço de recuperação da sua conta acabou de ser confirmado: a partir de agora, links de redefinição de senha da sua conta podem ser enviados a ele. Você pode ver e remover seus endereços de recuperação na página da sua conta.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, remova o endereço na página da sua conta, troque sua senha imediatamente e fale com o administrador.",
+};
+const RECOVERY_EMAIL_REMOVED_EN: Wording = Wording {
+    subject: "A recovery address was removed from your account",
+    greeting: "Hello",
+    body: "A recovery address was just removed from your account: password-reset links for your account are no longer sent to it.",
+    action: "",
+    expiry: "",
+    ignore: "If this was not you, change your password at once and contact your administrator.",
+};
+const RECOVERY_EMAIL_REMOVED_PT: Wording = Wording {
+    subject: "Um endereço de recuperação foi removido da sua conta",
+    greeting: "Olá",
+    body: "Um endereço de recuperação acabou de ser removido da sua conta: links de redefinição de senha da sua conta não são mais enviados a ele.",
+    action: "",
+    expiry: "",
+    ignore: "Se não foi você, troque sua senha imediatamente e fale com o administrador.",
+};
+
 #[derive(Template)]
 #[template(path = "mail/message.txt")]
 struct TextMail<'a> {
@@ -429,6 +510,20 @@ pub enum MailKind<'a> {
     /// has it already (sent instead of [`MailKind::EmailChange`], so that the answer to the
     /// request says nothing about which addresses have accounts).
     EmailInUse,
+    /// Link verifying a recovery address, sent to that address.
+    RecoveryEmailVerification {
+        /// The full link, built from `EMAIL_BASE_URL`.
+        link: &'a str,
+    },
+    /// Notice to an address that an account asked to add it as a recovery address although
+    /// another account has it (sent instead of [`MailKind::RecoveryEmailVerification`]).
+    RecoveryEmailInUse,
+    /// Notice to an account's address that a recovery address was added.
+    RecoveryEmailAdded,
+    /// Notice to an account's address that a recovery address was verified.
+    RecoveryEmailVerified,
+    /// Notice to an account's address that a recovery address was removed.
+    RecoveryEmailRemoved,
     /// Notice that answers to the account's security questions were set or changed.
     SecurityAnswersSet,
     /// Notice that answers to the account's security questions were removed.
@@ -490,6 +585,30 @@ pub fn render(
             None,
         ),
         (MailKind::EmailInUse, _) => (pick(locale, EMAIL_IN_USE_EN, EMAIL_IN_USE_PT), None),
+        (MailKind::RecoveryEmailVerification { link }, _) => (
+            pick(locale, RECOVERY_EMAIL_VERIFY_EN, RECOVERY_EMAIL_VERIFY_PT),
+            Some(link),
+        ),
+        (MailKind::RecoveryEmailInUse, _) => (
+            pick(locale, RECOVERY_EMAIL_IN_USE_EN, RECOVERY_EMAIL_IN_USE_PT),
+            None,
+        ),
+        (MailKind::RecoveryEmailAdded, _) => (
+            pick(locale, RECOVERY_EMAIL_ADDED_EN, RECOVERY_EMAIL_ADDED_PT),
+            None,
+        ),
+        (MailKind::RecoveryEmailVerified, _) => (
+            pick(
+                locale,
+                RECOVERY_EMAIL_VERIFIED_EN,
+                RECOVERY_EMAIL_VERIFIED_PT,
+            ),
+            None,
+        ),
+        (MailKind::RecoveryEmailRemoved, _) => (
+            pick(locale, RECOVERY_EMAIL_REMOVED_EN, RECOVERY_EMAIL_REMOVED_PT),
+            None,
+        ),
     };
     let text = TextMail {
         c: copy,

@@ -24,6 +24,10 @@ use crate::domain::mfa::{
     CompleteOutcome, EmailCodeOutcome, MfaChallenge, NewMfaChallenge, SpentFactor, TotpCredential,
 };
 use crate::domain::rbac::{Grants, RbacKind, RbacObject};
+use crate::domain::recovery_email::{
+    AddOutcome, IssueLimits, IssueOutcome, NewRecoveryEmail, NewRecoveryEmailToken, RecoveryEmail,
+    VerifyOutcome,
+};
 use crate::domain::security_question::{
     QuestionLock, SecurityAnswer, SecurityQuestion, SetAnswerOutcome, StoredAnswer,
 };
@@ -397,6 +401,72 @@ pub trait EmailConfirmationStore: Send + Sync {
         now: DateTime<Utc>,
         events: &[NewAuditEvent],
     ) -> StoreResult<bool>;
+}
+
+/// Recovery addresses and their verification tokens (see [`crate::flows::recovery_emails`]).
+/// Tokens arrive hashed. Changes to one account's addresses lock the account first, so the
+/// per-account limits are exact under concurrent requests.
+#[async_trait]
+pub trait RecoveryEmailStore: Send + Sync {
+    /// The account's recovery addresses, oldest first, each with the expiry of its newest token
+    /// live at `now`.
+    async fn recovery_emails(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RecoveryEmail>>;
+    /// Adds an unverified address with its first token, unless the account has `max` addresses
+    /// already (`LimitReached`), has this one (`Duplicate`), or its addresses were issued
+    /// `limits.per_account` tokens since `limits.window_start` (`RateLimited`). `events` are
+    /// written only when it is added.
+    async fn add_recovery_email(
+        &self,
+        new: &NewRecoveryEmail,
+        max: u32,
+        limits: IssueLimits,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<AddOutcome>;
+    /// Stores a new token for the account's unverified address `id` and spends its older ones,
+    /// within `limits`. `events` are written only when it is stored.
+    async fn issue_recovery_email_token(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+        token: &NewRecoveryEmailToken,
+        limits: IssueLimits,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<IssueOutcome>;
+    /// The address a live (unspent, unexpired) token verifies, without spending it.
+    async fn recovery_email_token_address(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RecoveryEmail>>;
+    /// Spends the live token `token_hash` of address `address.id` and verifies the address —
+    /// unless it is verified already (`Invalid`), or another account has it as its own address
+    /// or as a verified recovery address (`Taken`, changing nothing: of concurrent verifications
+    /// of one address by two accounts, one gets `Taken`). Spends the address's other tokens.
+    /// `events` are written only when it is verified.
+    async fn verify_recovery_email(
+        &self,
+        token_hash: &str,
+        address: &RecoveryEmail,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<VerifyOutcome>;
+    /// Deletes the account's address `id` with its tokens. Returns it, or `None` when the account
+    /// has no such address (then no event is written).
+    async fn delete_recovery_email(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Option<RecoveryEmail>>;
+    /// The account that has `email` as a verified recovery address, if any.
+    async fn verified_recovery_email_owner(&self, email: &str) -> StoreResult<Option<UserId>>;
+    /// Whether an account other than `user_id` has `email` as its own address or as a verified
+    /// recovery address.
+    async fn recovery_email_taken(&self, user_id: UserId, email: &str) -> StoreResult<bool>;
 }
 
 /// A signing key as stored: the private half encrypted under the master key.
@@ -1054,6 +1124,7 @@ pub trait Store:
     + SessionStore
     + RecoveryStore
     + EmailConfirmationStore
+    + RecoveryEmailStore
     + KeyStore
     + OutboxStore
     + AuditStore

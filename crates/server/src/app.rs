@@ -15,6 +15,7 @@ use porteiro_core::crypto::MasterKey;
 use porteiro_core::domain::maintenance::Job;
 use porteiro_core::flows::email_confirmation::{ConfirmationSettings, EmailConfirmation};
 use porteiro_core::flows::maintenance::{Maintenance, MaintenanceSettings};
+use porteiro_core::flows::recovery_emails::{RecoveryEmailSettings, RecoveryEmails};
 use porteiro_core::flows::webhooks::Webhooks;
 use porteiro_core::mail::MailTransport;
 use porteiro_core::store::Store;
@@ -184,6 +185,22 @@ pub fn build_email_confirmation(auth: &Auth, clock: Arc<dyn Clock>) -> Arc<Email
     ))
 }
 
+/// The recovery-address service beside `auth`: same store and outbox, links to
+/// `EMAIL_BASE_URL`.
+#[must_use]
+pub fn build_recovery_emails(auth: &Auth, clock: Arc<dyn Clock>) -> Arc<RecoveryEmails> {
+    Arc::new(RecoveryEmails::new(
+        Arc::clone(auth.store()),
+        clock,
+        auth.outbox().clone(),
+        RecoveryEmailSettings::new(
+            auth.config().email_base_url.clone(),
+            auth.config().product_name.clone(),
+            auth.config().email_policy,
+        ),
+    ))
+}
+
 /// The maintenance service beside `auth`: same store and clock; what it keeps follows the
 /// refresh lifetime and the issuance windows of recovery and confirmation links.
 #[must_use]
@@ -265,6 +282,7 @@ impl Application {
             build_auth_with_key(&config, Arc::clone(&store), clock.clone(), master.clone()).await?;
         let email_confirmation = build_email_confirmation(&auth, clock.clone());
         let maintenance = build_maintenance(&auth, &email_confirmation, clock.clone());
+        let recovery_emails = build_recovery_emails(&auth, clock.clone());
         let mut webhooks = Webhooks::new(store, master, clock, config.webhooks.clone());
         if config.mail.enabled {
             webhooks = webhooks.with_admin_notices(porteiro_core::flows::webhooks::AdminNotices {
@@ -342,6 +360,7 @@ impl Application {
             email_confirmation,
             two_factor: Arc::new(porteiro_core::flows::mfa::TwoFactor::new(&auth)),
             rbac: Arc::new(porteiro_core::flows::rbac::Rbac::new(&auth)),
+            recovery_emails,
             maintenance,
             security_questions: Arc::new(
                 porteiro_core::flows::security_questions::SecurityQuestions::new(Arc::clone(&auth)),

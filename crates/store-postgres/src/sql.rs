@@ -125,6 +125,7 @@ impl SqlDb for PgStore {
 
 porteiro_store_sql::impl_rbac_store!(PgStore);
 porteiro_store_sql::impl_email_confirmation_store!(PgStore);
+porteiro_store_sql::impl_recovery_email_store!(PgStore);
 porteiro_store_sql::impl_security_question_store!(PgStore, complete_reset_inner);
 porteiro_store_sql::impl_maintenance_store!(PgStore, maintenance_lock);
 porteiro_store_sql::impl_sign_in_alert_store!(PgStore, crate::open_session);

@@ -14,6 +14,7 @@
 pub mod email_confirmation;
 pub mod maintenance;
 pub mod rbac;
+pub mod recovery_emails;
 pub mod refresh;
 pub mod security_questions;
 pub mod sign_in_alerts;

@@ -88,6 +88,15 @@ fn steps(job: Job, cut: &Cutoffs) -> Vec<Step<'static>> {
                 counted: true,
             },
             Step {
+                // Recovery-address links: the same rule and window as address confirmation.
+                table: "recovery_email_tokens",
+                key: tokens,
+                select: "select token_hash as k from recovery_email_tokens \
+                         where (expires_at <= $1 or used_at is not null) and created_at < $2",
+                args: vec![now, Arg::Time(cut.confirmations_issued_before)],
+                counted: true,
+            },
+            Step {
                 table: "mfa_challenges",
                 key: ("id", Key::Id),
                 select: "select id as k from mfa_challenges \

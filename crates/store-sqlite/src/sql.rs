@@ -99,6 +99,7 @@ impl SqlDb for SqliteStore {
 
 porteiro_store_sql::impl_rbac_store!(SqliteStore);
 porteiro_store_sql::impl_email_confirmation_store!(SqliteStore);
+porteiro_store_sql::impl_recovery_email_store!(SqliteStore);
 porteiro_store_sql::impl_security_question_store!(SqliteStore, complete_reset_inner);
 porteiro_store_sql::impl_maintenance_store!(SqliteStore, maintenance_lock);
 porteiro_store_sql::impl_sign_in_alert_store!(SqliteStore, crate::open_session);

@@ -21,6 +21,7 @@ mod events;
 mod maintenance;
 mod mfa;
 mod rbac;
+mod recovery_emails;
 mod refresh;
 mod security_questions;
 mod sign_in_alerts;
@@ -33,6 +34,7 @@ pub use events::*;
 pub use maintenance::*;
 pub use mfa::*;
 pub use rbac::*;
+pub use recovery_emails::*;
 pub use refresh::*;
 pub use security_questions::*;
 pub use sign_in_alerts::*;
@@ -203,6 +205,14 @@ macro_rules! all_contract_tests {
             email_change_links_follow_the_confirmation_rules,
             an_email_change_to_a_taken_address_changes_nothing,
             concurrent_uses_of_one_email_change_link_have_one_winner,
+            recovery_emails_are_added_once_and_at_most_five,
+            recovery_email_tokens_verify_once_before_they_expire,
+            a_new_recovery_email_token_spends_the_older_ones_within_limits,
+            recovery_email_tokens_are_limited_per_account,
+            a_verified_recovery_email_has_one_owner,
+            concurrent_verifications_of_one_address_have_one_owner,
+            deleting_a_recovery_email_or_its_account_takes_its_tokens,
+            the_verification_codes_job_removes_dead_recovery_email_links,
             only_a_new_device_of_an_account_seen_before_is_alerted,
             a_device_cookie_issued_with_a_sign_in_is_known_next_time,
             accounts_that_turned_alerts_off_get_none,

@@ -33,6 +33,8 @@ pub struct ErrorBody {
     /// second step and two-factor: `invalid_mfa_token`, `invalid_code`, `invalid_code_format`,
     /// `mfa_required` (compact API), `mfa_method_not_allowed`, `mfa_already_enabled`,
     /// `mfa_not_enabled`, `mfa_setup_required`, `reauthentication_required`;
+    /// recovery addresses: `recovery_email_is_primary`, `recovery_email_limit`,
+    /// `recovery_email_exists`, `recovery_email_verified`;
     /// security questions: `invalid_question`, `question_taken`, `invalid_answer`,
     /// `question_inactive`, `too_many_answers`, `invalid_answers_format`, `invalid_answers`,
     /// `recovery_proof_required`, `invalid_recovery_proof`.
@@ -246,6 +248,11 @@ pub(crate) fn map(err: &Error) -> Mapped {
                     "Built-in roles and permissions cannot be renamed or deleted."
                 }
                 "account_disabled" => "The account is disabled: enable it first.",
+                "recovery_email_limit" => {
+                    "An account has at most 5 recovery addresses: remove one first."
+                }
+                "recovery_email_exists" => "This recovery address is on the account already.",
+                "recovery_email_verified" => "This recovery address is verified already.",
                 _ => "This change is not allowed.",
             },
         ),

@@ -55,6 +55,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "compact", description = "The compact API (seed 002): `/auth`, `/refresh`, `/change-password`, `/forgot-password`, `/reset-password`."),
         (name = "auth", description = "Accounts, sign-in, tokens and recovery."),
         (name = "devices", description = "The caller's sessions, as devices."),
+        (name = "recovery-emails", description = "The caller's recovery addresses (seed 004): up to 5, each verified through a mailed link, then able to receive password-reset links."),
         (name = "mfa", description = "Multi-factor sign-in: the second step (`mfa_token`), authenticator apps (TOTP) with backup codes, emailed codes."),
         (name = "users", description = "Accounts (self or administrators)."),
         (name = "rbac", description = "Roles, permissions, assignments and permission checks (seed 004 `/api/rbac`)."),
@@ -102,6 +103,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::auth::router())
         .merge(routes::email_confirmation::router())
         .merge(routes::devices::router())
+        .merge(routes::recovery_emails::router())
         .merge(routes::mfa::router())
         .merge(routes::users::router())
         .merge(routes::rbac::router())

@@ -8,6 +8,7 @@ use porteiro_core::flows::email_confirmation::EmailConfirmation;
 use porteiro_core::flows::maintenance::Maintenance;
 use porteiro_core::flows::mfa::TwoFactor;
 use porteiro_core::flows::rbac::Rbac;
+use porteiro_core::flows::recovery_emails::RecoveryEmails;
 use porteiro_core::flows::security_questions::SecurityQuestions;
 use porteiro_core::flows::webhooks::Webhooks;
 use secrecy::SecretString;
@@ -103,6 +104,8 @@ pub struct Services {
     pub two_factor: Arc<TwoFactor>,
     /// Roles and permissions.
     pub rbac: Arc<Rbac>,
+    /// Recovery addresses.
+    pub recovery_emails: Arc<RecoveryEmails>,
     /// Maintenance jobs (`/api/admin/clean-*`).
     pub maintenance: Arc<Maintenance>,
     /// Security questions and recovery by questions.

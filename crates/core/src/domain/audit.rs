@@ -107,6 +107,12 @@ pub mod kind {
     /// An administrator ran a maintenance job (`details.job`, `details.removed`).
     pub const MAINTENANCE_RUN: &str = "maintenance.run";
 
+    /// A recovery address was added to the account, unverified (`details.recovery_email_id`).
+    pub const RECOVERY_EMAIL_ADDED: &str = "recovery_email.added";
+    /// A recovery address was verified with its mailed link (`details.recovery_email_id`).
+    pub const RECOVERY_EMAIL_VERIFIED: &str = "recovery_email.verified";
+    /// A recovery address was removed (`details.recovery_email_id`).
+    pub const RECOVERY_EMAIL_REMOVED: &str = "recovery_email.removed";
     /// A sign-in came from a device the account had not used before, and its owner was mailed
     /// an alert with a "this wasn't me" link (`details.session_id`, `details.device`).
     pub const LOGIN_NEW_DEVICE: &str = "login.new_device";
@@ -180,6 +186,9 @@ pub mod kind {
         MAINTENANCE_RUN,
         EMAIL_CHANGE_REQUESTED,
         EMAIL_CHANGED,
+        RECOVERY_EMAIL_ADDED,
+        RECOVERY_EMAIL_VERIFIED,
+        RECOVERY_EMAIL_REMOVED,
         LOGIN_NEW_DEVICE,
         SESSION_DISOWNED,
         SECURITY_QUESTION_CREATED,

@@ -13,10 +13,11 @@
 //!   case that must end the thief's session.
 //! - **Verification codes** ([`Job::VerificationCodes`]): address-confirmation links that are
 //!   expired or spent and were issued before their issuance window
-//!   ([`Cutoffs::confirmations_issued_before`]); second-step challenges (with their emailed
-//!   code) that expired, were completed, or died after [`Cutoffs::mfa_max_attempts`] wrong codes;
-//!   "this wasn't me" links past their week; recovery proofs (from answered security questions)
-//!   that expired or were spent with a reset (no limit counts them).
+//!   ([`Cutoffs::confirmations_issued_before`]), and recovery-address links by the same rule
+//!   (their issuance limits use the same one-hour window); second-step challenges (with their
+//!   emailed code) that expired, were completed, or died after [`Cutoffs::mfa_max_attempts`] wrong
+//!   codes; "this wasn't me" links past their week; recovery proofs (from answered security
+//!   questions) that expired or were spent with a reset (no limit counts them).
 //! - **Sessions** ([`Job::Sessions`]): sessions revoked or expired before
 //!   [`Cutoffs::sessions_ended_before`], with their refresh tokens. The service sets that to one
 //!   refresh lifetime ago (see `flows::maintenance`): for that long a replayed refresh token of an

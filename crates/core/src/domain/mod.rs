@@ -9,6 +9,7 @@ pub mod mfa;
 pub mod names;
 pub mod password;
 pub mod rbac;
+pub mod recovery_email;
 pub mod security_question;
 pub mod session;
 pub mod sign_in_alert;

@@ -12,6 +12,7 @@ pub mod maintenance;
 pub mod mfa;
 pub mod rbac;
 pub mod recovery;
+pub mod recovery_emails;
 pub mod registration;
 pub mod security_questions;
 pub mod settings;

@@ -6,6 +6,14 @@
 //! single use; a new request replaces older tokens. At most three mails go to one address per 15
 //! minutes (no mail bombing); further requests get the same answer and send nothing. A completed
 //! reset revokes every session.
+//!
+//! The address may also be a **verified recovery address** of an account
+//! ([`crate::flows::recovery_emails`]): the link then goes to that address only (the one typed,
+//! not the account's own). An unverified recovery address is treated as unknown. Every request
+//! takes the same path whatever the address is — the answer is given once the format is checked,
+//! and the background work makes the same two look-ups (account address, verified recovery
+//! address) for an account's address, a verified recovery address, an unverified one and an
+//! unknown one — so neither the answer nor its timing tells them apart.
 
 use crate::domain::password::PolicyContext;
 use std::sync::Arc;
@@ -60,12 +68,17 @@ impl Auth {
     /// # Errors
     /// On store failure.
     pub async fn send_reset_link(&self, email: &Email) -> Result<(), Error> {
-        let Some(user) = self
-            .store
-            .user_by_email(email.as_str())
-            .await?
-            .filter(|u| u.is_active)
-        else {
+        // Both look-ups always run, so every kind of address takes the same path.
+        let (primary, recovery) = futures::join!(
+            self.store.user_by_email(email.as_str()),
+            self.store.verified_recovery_email_owner(email.as_str()),
+        );
+        let (user, to) = match (primary?, recovery?) {
+            (Some(user), _) => (Some(user), None),
+            (None, Some(owner)) => (self.store.user_by_id(owner).await?, Some(email.as_str())),
+            (None, None) => (None, None),
+        };
+        let Some(user) = user.filter(|u| u.is_active) else {
             self.record(
                 kind::PASSWORD_RESET_REQUESTED,
                 Outcome::Failure,
@@ -76,7 +89,7 @@ impl Auth {
             .await;
             return Ok(());
         };
-        self.issue_reset_link(&user, None).await?;
+        self.issue_reset_link_to(&user, None, to).await?;
         Ok(())
     }
 
@@ -91,12 +104,29 @@ impl Auth {
         user: &crate::domain::User,
         actor: Option<&crate::service::Principal>,
     ) -> Result<bool, Error> {
+        self.issue_reset_link_to(user, actor, None).await
+    }
+
+    /// [`Auth::issue_reset_link`], mailed to `to` (a verified recovery address of `user`) when
+    /// given instead of the account's own address.
+    ///
+    /// # Errors
+    /// On store failure.
+    async fn issue_reset_link_to(
+        &self,
+        user: &crate::domain::User,
+        actor: Option<&crate::service::Principal>,
+        to: Option<&str>,
+    ) -> Result<bool, Error> {
         let now = self.now();
         let token = random_token::<24>();
         let by = if actor.is_some() { "admin" } else { "self" };
         let mut details = json!({"mail": "queued"});
         if actor.is_some() {
             details["by"] = json!(by);
+        }
+        if to.is_some() {
+            details["via"] = json!("recovery_email");
         }
         let requested = [self.event(
             kind::PASSWORD_RESET_REQUESTED,
@@ -135,9 +165,18 @@ impl Auth {
             self.config.email_base_url
         );
         let kind = MailKind::PasswordReset { link: &link };
-        self.outbox
-            .queue_for(user, kind, &self.config.product_name)
-            .await?;
+        match to {
+            Some(to) => {
+                let locale = crate::mail::Locale::negotiate(&user.locale);
+                let message = crate::mail::render(kind, locale, to, &self.config.product_name)?;
+                self.outbox.queue(&message).await?;
+            }
+            None => {
+                self.outbox
+                    .queue_for(user, kind, &self.config.product_name)
+                    .await?;
+            }
+        }
         tracing::info!(user_id = %user.id, by, "password reset link queued");
         Ok(true)
     }
@@ -164,7 +203,8 @@ impl Auth {
         Ok(self.store.user_by_id(owner).await?.filter(|u| u.is_active))
     }
 
-    /// Completes a reset. `email`, when given (compact API), must be the token owner's. An
+    /// Completes a reset. `email`, when given (compact API), must be the token owner's address
+    /// or one of its verified recovery addresses. An
     /// account with security questions (see [`crate::flows::security_questions`]) also needs
     /// `proof`, a recovery proof of the same account: both are spent in one transaction, and
     /// without it the token stays usable.
@@ -197,7 +237,10 @@ impl Auth {
             .ok_or(Error::InvalidResetToken)?;
         if let Some(email) = email {
             let email = Email::lookup_key(email);
-            if !crate::crypto::ct_eq(email.as_bytes(), user.email.as_bytes()) {
+            // The link may have gone to a verified recovery address of the account instead.
+            if !crate::crypto::ct_eq(email.as_bytes(), user.email.as_bytes())
+                && self.store.verified_recovery_email_owner(&email).await? != Some(owner)
+            {
                 return Err(Error::InvalidResetToken);
             }
         }

@@ -27,6 +27,7 @@ mod multi_instance;
 mod password_policy;
 mod rbac;
 mod recovery;
+mod recovery_emails;
 mod resilience;
 mod security_questions;
 mod sign_in_alerts;

@@ -132,6 +132,18 @@ impl RateClass {
             | "/ui/verify-email/resend"
             | "/ui/not-me" => Self::Recovery,
             "/api/auth/register" | "/ui/register" => Self::Register,
+            // Recovery addresses: adding one or asking for a link mails it; verifying checks a
+            // token.
+            "/api/auth/recovery-emails"
+            | "/api/auth/recovery-emails/verify"
+            | "/ui/recovery-email"
+            | "/ui/account/recovery-emails" => Self::Recovery,
+            p if (p.starts_with("/api/auth/recovery-emails/")
+                || p.starts_with("/ui/account/recovery-emails/"))
+                && p.ends_with("/resend") =>
+            {
+                Self::Recovery
+            }
             // Security questions: recovery look-ups and answers are recovery; answer checks and
             // changes confirmed with the password are as strict as sign-in.
             "/api/auth/security-questions" | "/api/auth/verify-security-question" => Self::Recovery,

@@ -11,6 +11,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod mfa;
 pub mod rbac;
+pub mod recovery_emails;
 pub mod security_questions;
 pub mod session;
 pub mod sign_in_alerts;

@@ -1,5 +1,6 @@
 //! The account page: profile, password, two-factor authentication, security questions
-//! (`account/questions.rs`), sessions, sign-out. (The administrators' pages are in `admin.rs`.)
+//! (`account/questions.rs`), sessions, sign-out. (The administrators' pages are in `admin.rs`;
+//! the recovery-address forms in `recovery_emails.rs`.)
 //!
 //! Two-factor setup shows the new secret (QR code and text) and the backup codes only in the
 //! answer to the setup form: they are never put in a cookie or a URL, and the page cannot be
@@ -157,11 +158,13 @@ struct AccountPage {
     questions: questions::QuestionsView,
     questions_error: Option<String>,
     questions_remove_error: Option<String>,
+    recovery_emails: Vec<super::recovery_emails::RecoveryRow>,
+    recovery_error: Option<String>,
 }
 
 /// Which form of the account page an error belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Section {
+pub(super) enum Section {
     Profile,
     Password,
     /// Starting the authenticator-app setup.
@@ -171,6 +174,8 @@ enum Section {
     /// New backup codes.
     BackupCodes,
     Sessions,
+    /// Recovery addresses (any of their forms).
+    RecoveryEmails,
     /// The new-device alerts toggle.
     Alerts,
     /// Answering a security question.
@@ -221,6 +226,13 @@ async fn render_account_at(
         (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             return ui.refuse(s, Failure::from_error(t, &e));
         }
+    };
+    let recovery_emails = match s.recovery_emails.list(p).await {
+        Ok(list) => list
+            .into_iter()
+            .map(|a| super::recovery_emails::RecoveryRow::new(t, a))
+            .collect(),
+        Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),
     };
     let login_alerts = user.login_alerts;
     let name = user
@@ -336,6 +348,8 @@ async fn render_account_at(
         questions,
         questions_error: pick(Section::Questions),
         questions_remove_error: pick(Section::QuestionsRemove),
+        recovery_emails,
+        recovery_error: pick(Section::RecoveryEmails),
     };
     html(status, headers, &page)
 }
@@ -399,7 +413,7 @@ pub(super) async fn form_caller(s: &AppState, ui: &Ui, csrf: &str) -> Result<Pri
 }
 
 /// The answer to an account form: on to the page with a notice, or the error in its section.
-async fn account_outcome(
+pub(super) async fn account_outcome(
     s: &AppState,
     ui: &Ui,
     p: &Principal,

@@ -177,6 +177,8 @@ mod tests {
             include_str!("../../templates/ui/two_factor_setup.html"),
             include_str!("../../templates/ui/backup_codes.html"),
             include_str!("../../templates/ui/backup_codes_list.html"),
+            include_str!("../../templates/ui/account_recovery_emails.html"),
+            include_str!("../../templates/ui/recovery_email.html"),
             include_str!("mod.rs"),
             include_str!("pages.rs"),
             include_str!("account.rs"),
@@ -184,6 +186,7 @@ mod tests {
             include_str!("mfa.rs"),
             include_str!("webhooks.rs"),
             include_str!("verify_email.rs"),
+            include_str!("recovery_emails.rs"),
             include_str!("../../templates/ui/not_me.html"),
             include_str!("not_me.rs"),
         ];
@@ -215,6 +218,7 @@ mod tests {
                         "mfa",
                         "twofactor",
                         "verify",
+                        "recovery",
                         "history",
                         "not_me",
                     ]

@@ -18,6 +18,7 @@ pub mod i18n;
 mod mfa;
 mod not_me;
 mod pages;
+mod recovery_emails;
 mod verify_email;
 mod webhooks;
 
@@ -94,6 +95,22 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/mfa", get(mfa::page).post(mfa::verify))
         .route("/ui/mfa/resend", axum::routing::post(mfa::resend))
         .route("/ui/account", get(account::account_page))
+        .route(
+            "/ui/account/recovery-emails",
+            axum::routing::post(recovery_emails::add),
+        )
+        .route(
+            "/ui/account/recovery-emails/{id}/resend",
+            axum::routing::post(recovery_emails::resend),
+        )
+        .route(
+            "/ui/account/recovery-emails/{id}/remove",
+            axum::routing::post(recovery_emails::remove),
+        )
+        .route(
+            "/ui/recovery-email",
+            get(recovery_emails::page).post(recovery_emails::confirm),
+        )
         .route(
             "/ui/account/profile",
             axum::routing::post(account::save_profile),

@@ -609,12 +609,20 @@ impl SecurityQuestions {
         &self,
         email: &Email,
     ) -> Result<(Option<User>, Vec<(QuestionPrompt, Option<String>)>), Error> {
-        let user = self
-            .auth
-            .store
-            .user_by_email(email.as_str())
-            .await?
-            .filter(|u| u.is_active);
+        // Like forgot-password: the account's own address or one of its verified recovery
+        // addresses, both looked up whichever it is.
+        let (primary, recovery) = futures::try_join!(
+            self.auth.store.user_by_email(email.as_str()),
+            self.auth
+                .store
+                .verified_recovery_email_owner(email.as_str()),
+        )?;
+        let user = match (primary, recovery) {
+            (Some(user), _) => Some(user),
+            (None, Some(owner)) => self.auth.store.user_by_id(owner).await?,
+            (None, None) => None,
+        }
+        .filter(|u| u.is_active);
         let owner = user.as_ref().map_or(Uuid::nil(), |u| u.id);
         let (stored, catalogue) = futures::try_join!(
             self.auth.store.stored_answers(owner),

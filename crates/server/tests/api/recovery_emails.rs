@@ -380,7 +380,7 @@ both_backends! {
         let mut jar = Jar::default();
         let token = login_form(&app, &mut jar).await;
         let r = post(&app, &mut jar, "/ui/login", &[("csrf_token", &token), ("identifier", "lia"), ("password", PASSWORD)], false).await;
-        assert_eq!(location(&r), "/ui/account");
+        assert_eq!(r.headers.get("location").map(|v| v.to_str().unwrap()), Some("/ui/account"), "{} {}", r.status, r.text);
         let page = get(&app, &mut jar, "/ui/account", "en").await;
         assert!(page.text.contains("Recovery addresses") && page.text.contains("No recovery address yet."));
         let csrf = form_token(&page);

@@ -357,6 +357,33 @@ both_backends! {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
 
+    async fn a_verified_recovery_address_asks_the_accounts_own_questions(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let admin = app.admin().await;
+        let qs = catalogue(&app, &admin, 4).await;
+        let (user, tokens) = user_with_answers(&app, "otavio", &qs).await;
+        let alt = "otavio.alt@example.com";
+        let r = app.post_auth("/api/auth/recovery-emails", &tokens.access, json!({"email": alt})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        // Unverified: decoys (shaped like any unknown address).
+        let own = app.post("/api/auth/security-questions", json!({"email": user.email})).await;
+        let before = app.post("/api/auth/security-questions", json!({"email": alt})).await;
+        assert_eq!(before.status, StatusCode::OK);
+        let mails = app.smtp.wait_for(alt, 1).await;
+        let link = mails.iter().find(|m| m.text().contains("token=")).unwrap().link();
+        let token = link.split("token=").nth(1).unwrap().to_owned();
+        let r = app.post_auth("/api/auth/recovery-emails/verify", &tokens.access, json!({"token": token})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        // Verified: the account's own questions, and its answers give a proof for it.
+        let after = app.post("/api/auth/security-questions", json!({"email": alt})).await;
+        assert_eq!(ids_of(after.data()), ids_of(own.data()));
+        let answers = json!([{"question_id": qs[0], "answer": "São Paulo"}, {"question_id": qs[1], "answer": "Rex"}]);
+        let r = app.post("/api/auth/verify-security-question", json!({"email": alt, "answers": answers})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(r.data()["recovery_proof"].is_string());
+        let _ = before;
+    }
+
     async fn decoys_are_stable_and_shaped_like_real_questions(backend: Backend) {
         let app = spawn_app(backend).await;
         let admin = app.admin().await;

@@ -117,7 +117,8 @@ pub mod kind {
     /// an alert with a "this wasn't me" link (`details.session_id`, `details.device`).
     pub const LOGIN_NEW_DEVICE: &str = "login.new_device";
     /// The owner said "this wasn't me" about a sign-in: its session was ended and the password
-    /// must be reset before it works again (`details.session_id`, `details.session_revoked`).
+    /// must be reset before it works again (`details.session_id`); the store also ended the device's
+    /// other sessions and removed what was set up since that sign-in.
     pub const SESSION_DISOWNED: &str = "session.disowned";
     /// A security question was added to the catalogue (`details.question_id`).
     pub const SECURITY_QUESTION_CREATED: &str = "security_question.created";

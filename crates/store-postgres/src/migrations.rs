@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_device",
         include_str!("../migrations/0011_session_device.sql"),
     ),
+    (
+        12,
+        "secure_storage",
+        include_str!("../migrations/0012_secure_storage.sql"),
+    ),
 ];
 
 pub(crate) fn migrator() -> Migrator {

@@ -148,6 +148,102 @@ impl MasterKey {
     }
 }
 
+/// A 256-bit AES-GCM key of its own (a data key, or the one-time key of a message), with
+/// random 96-bit nonces. Output of [`AeadKey::seal`]: nonce ‖ ciphertext ‖ tag.
+pub struct AeadKey {
+    key: LessSafeKey,
+    bytes: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AeadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AeadKey(..)")
+    }
+}
+
+impl AeadKey {
+    /// A fresh key from the CSPRNG.
+    #[must_use]
+    pub fn generate() -> Self {
+        let bytes = zeroize::Zeroizing::new(random_bytes::<32>());
+        Self::from_array(bytes)
+    }
+
+    /// Wraps 32 key bytes.
+    ///
+    /// # Errors
+    /// When the slice is not 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SealError> {
+        let array: [u8; 32] = bytes.try_into().map_err(|_| SealError)?;
+        Ok(Self::from_array(zeroize::Zeroizing::new(array)))
+    }
+
+    fn from_array(bytes: zeroize::Zeroizing<[u8; 32]>) -> Self {
+        let key = UnboundKey::new(&AES_256_GCM, bytes.as_ref())
+            .expect("invariant: 32 bytes make an AES-256 key");
+        Self {
+            key: LessSafeKey::new(key),
+            bytes,
+        }
+    }
+
+    /// The raw key, to be wrapped (never stored or logged as is).
+    #[must_use]
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    /// Encrypts `plaintext` bound to `aad`.
+    #[must_use]
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let nonce = random_bytes::<NONCE_LEN>();
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut out[NONCE_LEN..],
+            )
+            .expect("invariant: AES-GCM sealing of an in-memory buffer cannot fail");
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Decrypts what [`AeadKey::seal`] produced with the same `aad`.
+    ///
+    /// # Errors
+    /// When the key or `aad` differ, or the data was altered or truncated.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, SealError> {
+        if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return Err(SealError);
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError)?;
+        let mut buf = zeroize::Zeroizing::new(body.to_vec());
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .map_err(|_| SealError)?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+/// Associated data made of `parts`, each length-prefixed so that boundaries are unambiguous.
+#[must_use]
+pub fn framed(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +256,24 @@ mod tests {
         assert!(key.open(b"kid-2", &sealed).is_err());
         let other = MasterKey::from_bytes(&random_bytes::<32>()).expect("32 bytes");
         assert!(other.open(b"kid-1", &sealed).is_err());
+    }
+
+    #[test]
+    fn aead_keys_bind_their_associated_data_and_detect_tampering() {
+        let key = AeadKey::generate();
+        let sealed = key.seal(b"ctx", b"message");
+        assert_eq!(key.open(b"ctx", &sealed).expect("opens").as_slice(), b"message");
+        assert!(key.open(b"other", &sealed).is_err());
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(key.open(b"ctx", &bad).is_err(), "byte {i} flipped");
+        }
+        assert!(key.open(b"ctx", &sealed[..sealed.len() - 1]).is_err());
+        let again = AeadKey::from_bytes(key.expose()).expect("32 bytes");
+        assert_eq!(again.open(b"ctx", &sealed).expect("opens").as_slice(), b"message");
+        assert!(AeadKey::generate().open(b"ctx", &sealed).is_err());
+        assert_ne!(framed(&[b"ab", b"c"]), framed(&[b"a", b"bc"]));
     }
 
     #[test]

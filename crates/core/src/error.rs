@@ -118,6 +118,11 @@ pub enum Error {
     /// The password-hashing pool is saturated; retry shortly.
     #[error("server busy")]
     Overloaded,
+    /// An encrypted value could not be decrypted (altered, moved to another row, or its data
+    /// key destroyed). Logged at warn with the record; answered as a detail-free `500`
+    /// `data_unreadable`.
+    #[error("encrypted data could not be read")]
+    DataUnreadable,
     /// Anything unexpected. Details are logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

@@ -26,9 +26,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::crypto::MasterKey;
+use crate::envelope::Envelope;
 use crate::error::Error;
-use crate::store::{Store, StoredKey};
+use crate::store::{SealedColumn, Store, StoredKey};
 
 /// `typ` claim of access tokens.
 pub const ACCESS_TOKEN_TYPE: &str = "access";
@@ -108,7 +108,7 @@ struct KeySet {
 /// The in-memory key ring, reloadable from the store.
 pub struct KeyRing {
     store: Arc<dyn Store>,
-    master: Arc<MasterKey>,
+    envelope: Arc<Envelope>,
     issuer: String,
     audience: String,
     /// Access-token lifetime plus [`SUCCESSION_GRACE`]: how long a superseded key verifies.
@@ -134,7 +134,7 @@ impl std::fmt::Debug for KeyRing {
 /// On store failure.
 pub async fn generate_key(
     store: &dyn Store,
-    master: &MasterKey,
+    envelope: &Envelope,
     now: DateTime<Utc>,
     via: &'static str,
 ) -> Result<String, Error> {
@@ -147,7 +147,7 @@ pub async fn generate_key(
     // The kid is derived from the public key, so it never reveals anything else.
     let kid = URL_SAFE_NO_PAD
         .encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public).as_ref()[..12]);
-    let sealed = master.seal(kid.as_bytes(), pkcs8.as_ref());
+    let sealed = envelope.seal_deployment_column(SealedColumn::SigningKey, &kid, pkcs8.as_ref());
     let rotated = [key_event(now, kind::SIGNING_KEY_ROTATED, &kid, via)];
     store
         .insert_signing_key(
@@ -265,7 +265,7 @@ impl KeyRing {
     /// When the store fails or the newest private key cannot be opened with this master key.
     pub async fn load(
         store: Arc<dyn Store>,
-        master: Arc<MasterKey>,
+        envelope: Arc<Envelope>,
         issuer: String,
         audience: String,
         access_ttl: chrono::Duration,
@@ -277,13 +277,13 @@ impl KeyRing {
             .iter()
             .any(|k| k.retired_at.is_none())
         {
-            generate_key(store.as_ref(), &master, now, "first_start").await?;
+            generate_key(store.as_ref(), &envelope, now, "first_start").await?;
         }
         let superseded_validity = access_ttl + SUCCESSION_GRACE;
-        let set = Self::build(store.as_ref(), &master, superseded_validity).await?;
+        let set = Self::build(store.as_ref(), &envelope, superseded_validity).await?;
         Ok(Self {
             store,
-            master,
+            envelope,
             issuer,
             audience,
             superseded_validity,
@@ -319,7 +319,7 @@ impl KeyRing {
 
     async fn build(
         store: &dyn Store,
-        master: &MasterKey,
+        envelope: &Envelope,
         validity: chrono::Duration,
     ) -> Result<KeySet, Error> {
         let stored = store.signing_keys().await?;
@@ -328,9 +328,11 @@ impl KeyRing {
             .first()
             .map(|(k, _)| *k)
             .ok_or_else(|| anyhow::anyhow!("no signing key that is not retired"))?;
-        let pkcs8 = master.open(newest.kid.as_bytes(), &newest.private_key_enc).map_err(|e| {
-            anyhow::anyhow!("cannot open signing key {}: {e} (is MASTER_KEY the one the keys were made with?)", newest.kid)
-        })?;
+        let pkcs8 = envelope
+            .open_deployment_column(SealedColumn::SigningKey, &newest.kid, &newest.private_key_enc)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open signing key {}: {e} (is MASTER_KEY the one the keys were made with?)", newest.kid)
+            })?;
         let mut verifying = HashMap::new();
         let mut keys = Vec::new();
         for (key, until) in live.into_iter().filter(|(k, _)| k.algorithm == "EdDSA") {
@@ -401,7 +403,7 @@ impl KeyRing {
     /// # Errors
     /// On store failure.
     pub async fn reload(&self) -> Result<(), Error> {
-        let set = Self::build(self.store.as_ref(), &self.master, self.superseded_validity).await?;
+        let set = Self::build(self.store.as_ref(), &self.envelope, self.superseded_validity).await?;
         let before = self.current();
         let lost_key = before
             .verifying

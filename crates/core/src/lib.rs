@@ -9,6 +9,7 @@ pub mod config;
 pub mod credentials;
 pub mod crypto;
 pub mod domain;
+pub mod envelope;
 pub mod error;
 pub mod flows;
 pub mod geo;

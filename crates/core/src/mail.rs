@@ -1,7 +1,7 @@
 //! Transactional mail: templates, the sealed outbox and the delivery worker.
 //!
 //! Flows never send mail themselves: they render a [`MailMessage`] and put it in the outbox table
-//! (sealed with the master key, because a reset link is a bearer secret). A [`MailWorker`] delivers
+//! (encrypted with the deployment's data key, because a reset link is a bearer secret). A [`MailWorker`] delivers
 //! queued messages through a [`MailTransport`] (SMTP or a directory of `.eml` files, supplied by the
 //! server) and retries with backoff, so a slow or broken mail server never delays a response.
 //! Links are built from `EMAIL_BASE_URL`, never from a request's `Host` header.
@@ -22,11 +22,10 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::crypto::MasterKey;
+use crate::envelope::Envelope;
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{SealedColumn, Store};
 
-const SEAL_CONTEXT: &[u8] = b"porteiro-outbox-v1";
 /// Attempts before a message is abandoned.
 pub const MAX_ATTEMPTS: i32 = 8;
 
@@ -772,7 +771,7 @@ pub fn render_new_device(
 #[derive(Clone)]
 pub struct Outbox {
     store: Arc<dyn Store>,
-    master: Arc<MasterKey>,
+    envelope: Arc<Envelope>,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
 }
@@ -786,10 +785,10 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// An outbox over `store`.
     #[must_use]
-    pub fn new(store: Arc<dyn Store>, master: Arc<MasterKey>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn Store>, envelope: Arc<Envelope>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
-            master,
+            envelope,
             clock,
             wake: Arc::new(Notify::new()),
         }
@@ -800,23 +799,26 @@ impl Outbox {
     /// # Errors
     /// On store failure.
     pub async fn queue(&self, message: &MailMessage) -> Result<(), Error> {
-        let sealed = self.seal(message)?;
-        self.store
-            .enqueue_mail(Uuid::new_v4(), &sealed, self.clock.now())
-            .await?;
+        let id = Uuid::new_v4();
+        let sealed = self.seal(id, message)?;
+        self.store.enqueue_mail(id, &sealed, self.clock.now()).await?;
         self.wake.notify_one();
         Ok(())
     }
 
-    /// Seals a message as the outbox stores it, for a flow that inserts it in a transaction of
-    /// its own (then calls [`Outbox::wake`] once that commits).
+    /// Seals a message as the outbox stores it under id `id` (the deployment's data key, bound
+    /// to that row), for a flow that inserts it in a transaction of its own (then calls
+    /// [`Outbox::wake`] once that commits).
     ///
     /// # Errors
     /// Only if the message cannot be encoded, which would be a bug.
-    pub fn seal(&self, message: &MailMessage) -> Result<Vec<u8>, Error> {
-        let plain =
-            serde_json::to_vec(message).map_err(|e| anyhow::anyhow!("mail encoding: {e}"))?;
-        Ok(self.master.seal(SEAL_CONTEXT, &plain))
+    pub fn seal(&self, id: Uuid, message: &MailMessage) -> Result<Vec<u8>, Error> {
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(message).map_err(|e| anyhow::anyhow!("mail encoding: {e}"))?,
+        );
+        Ok(self
+            .envelope
+            .seal_deployment_column(SealedColumn::QueuedMail, &id.to_string(), &plain))
     }
 
     /// Wakes the delivery worker (a message was queued by another path).
@@ -863,8 +865,8 @@ impl Outbox {
         let handled = batch.len();
         for mail in batch {
             let message = self
-                .master
-                .open(SEAL_CONTEXT, &mail.payload)
+                .envelope
+                .open_deployment_column(SealedColumn::QueuedMail, &mail.id.to_string(), &mail.payload)
                 .ok()
                 .and_then(|plain| serde_json::from_slice::<MailMessage>(&plain).ok());
             let Some(message) = message else {

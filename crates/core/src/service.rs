@@ -145,6 +145,8 @@ pub struct Auth {
     pub(crate) grants: GrantsCache,
     pub(crate) outbox: Outbox,
     pub(crate) master: Arc<MasterKey>,
+    /// The key hierarchy that encrypts secrets at rest.
+    pub(crate) envelope: Arc<crate::envelope::Envelope>,
     /// Browser session cookies (hash → session, owner); revocation is still checked per request.
     pub(crate) cookie_sessions: moka::future::Cache<String, (Uuid, Uuid)>,
     /// Accounts as `GET /api/auth/me` shows them, for one second: a client polling its profile
@@ -177,9 +179,12 @@ impl Auth {
         hasher: PasswordHasher,
         config: AuthConfig,
     ) -> Result<Self, Error> {
+        let envelope = Arc::new(
+            crate::envelope::Envelope::load(master.clone(), store.clone(), clock.now()).await?,
+        );
         let keys = KeyRing::load(
             store.clone(),
-            master.clone(),
+            envelope.clone(),
             config.issuer.clone(),
             config.audience.clone(),
             config.access_ttl,
@@ -190,7 +195,7 @@ impl Auth {
             .access_ttl
             .to_std()
             .unwrap_or(std::time::Duration::from_secs(300));
-        let outbox = Outbox::new(store.clone(), master.clone(), clock.clone());
+        let outbox = Outbox::new(store.clone(), envelope.clone(), clock.clone());
         let alerts = crate::flows::sign_in_alerts::SignInAlerts::new(
             store.clone(),
             master.clone(),
@@ -203,6 +208,7 @@ impl Auth {
             grants: GrantsCache::new(200_000),
             outbox,
             master,
+            envelope,
             profiles: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(1))
@@ -224,6 +230,12 @@ impl Auth {
     #[must_use]
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The key hierarchy that encrypts secrets at rest.
+    #[must_use]
+    pub fn envelope(&self) -> &Arc<crate::envelope::Envelope> {
+        &self.envelope
     }
 
     /// The mail outbox (the server runs its worker).

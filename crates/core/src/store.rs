@@ -508,6 +508,150 @@ pub trait KeyStore: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// A key-encryption key version as stored (envelope encryption, [`crate::envelope`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKek {
+    /// Version, from 1; the newest unretired version wraps new data keys.
+    pub version: i32,
+    /// `RSA-3072-OAEP-SHA256`.
+    pub algorithm: String,
+    /// DER SubjectPublicKeyInfo.
+    pub public_key: Vec<u8>,
+    /// PKCS#8 private key sealed under the master key; `None` once retired.
+    pub private_key_enc: Option<Vec<u8>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Set once no data key refers to this version any more.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// A data key as stored: only wrapped by a key-encryption key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDataKey {
+    /// Identifier, carried in every ciphertext it makes.
+    pub id: Uuid,
+    /// The account it belongs to; `None` for the deployment's own key.
+    pub owner_id: Option<Uuid>,
+    /// The key-encryption key version that wraps it.
+    pub kek_version: i32,
+    /// RSA-OAEP ciphertext of the 256-bit key.
+    pub wrapped_key: Vec<u8>,
+}
+
+/// A column that holds encrypted values, for the online re-encryption of values sealed the
+/// old way (directly under the master key) onto data keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SealedColumn {
+    /// `signing_keys.private_key_enc`, keyed by `kid`.
+    SigningKey,
+    /// `totp_credentials.secret_enc`, keyed by `user_id`.
+    TotpSecret,
+    /// `mail_outbox.payload`, keyed by `id`.
+    QueuedMail,
+    /// `webhook_endpoints.secret_enc`, keyed by `id`.
+    WebhookSecret,
+    /// `webhook_endpoints.previous_secret_enc`, keyed by `id`.
+    WebhookPreviousSecret,
+}
+
+impl SealedColumn {
+    /// Every sealed column.
+    pub const ALL: [Self; 5] = [
+        Self::SigningKey,
+        Self::TotpSecret,
+        Self::QueuedMail,
+        Self::WebhookSecret,
+        Self::WebhookPreviousSecret,
+    ];
+
+    /// (table, key column, value column).
+    #[must_use]
+    pub const fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::SigningKey => ("signing_keys", "kid", "private_key_enc"),
+            Self::TotpSecret => ("totp_credentials", "user_id", "secret_enc"),
+            Self::QueuedMail => ("mail_outbox", "id", "payload"),
+            Self::WebhookSecret => ("webhook_endpoints", "id", "secret_enc"),
+            Self::WebhookPreviousSecret => ("webhook_endpoints", "id", "previous_secret_enc"),
+        }
+    }
+
+    /// Whether the key column is a UUID (else text).
+    #[must_use]
+    pub const fn uuid_key(self) -> bool {
+        !matches!(self, Self::SigningKey)
+    }
+}
+
+/// One encrypted value and the key of its row (as text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    /// The row's key.
+    pub key: String,
+    /// The encrypted value.
+    pub value: Vec<u8>,
+}
+
+/// Key-encryption keys and data keys (envelope encryption).
+#[async_trait]
+pub trait EnvelopeStore: Send + Sync {
+    /// Every key-encryption key version, newest first.
+    async fn key_encryption_keys(&self) -> StoreResult<Vec<StoredKek>>;
+    /// Adds a version. Returns false when that version exists already (another instance made
+    /// it first).
+    async fn insert_key_encryption_key(
+        &self,
+        kek: &StoredKek,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// Retires version `version` — marks it and erases its private half — unless it is the
+    /// newest version or a data key still refers to it. Returns whether it was retired.
+    async fn retire_key_encryption_key(
+        &self,
+        version: i32,
+        now: DateTime<Utc>,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<bool>;
+    /// The data key of `owner` (`None`: the deployment's own).
+    async fn data_key_of(&self, owner: Option<Uuid>) -> StoreResult<Option<StoredDataKey>>;
+    /// Adds a data key. Returns false when its owner has one already (or the deployment key
+    /// exists): the caller reads that one instead.
+    async fn insert_data_key(&self, key: &StoredDataKey, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Up to `limit` data keys not wrapped by version `current`, oldest version first.
+    async fn data_keys_to_rewrap(&self, current: i32, limit: u32)
+    -> StoreResult<Vec<StoredDataKey>>;
+    /// Replaces key `id`'s wrapping if it is still wrapped by `from`. Returns whether it was.
+    async fn rewrap_data_key(
+        &self,
+        id: Uuid,
+        from: i32,
+        to: i32,
+        wrapped_key: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// How many data keys each key-encryption key version wraps.
+    async fn data_key_counts(&self) -> StoreResult<Vec<(i32, u64)>>;
+    /// How many data keys were destroyed (crypto-shredded accounts).
+    async fn destroyed_data_key_count(&self) -> StoreResult<u64>;
+    /// Up to `limit` values of `column` that do not start with `prefix` (values sealed the old
+    /// way), in key order after `after`.
+    async fn legacy_sealed_values(
+        &self,
+        column: SealedColumn,
+        prefix: &[u8],
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedValue>>;
+    /// Replaces `column`'s value on row `key` if it is still `old`. Returns whether it was.
+    async fn replace_sealed_value(
+        &self,
+        column: SealedColumn,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
+}
+
 /// A queued outgoing mail; the payload is sealed because it may carry a one-time link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMail {
@@ -1136,6 +1280,7 @@ pub trait Store:
     + MaintenanceStore
     + SignInAlertStore
     + SecurityQuestionStore
+    + EnvelopeStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

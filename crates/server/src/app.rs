@@ -283,7 +283,12 @@ impl Application {
         let email_confirmation = build_email_confirmation(&auth, clock.clone());
         let maintenance = build_maintenance(&auth, &email_confirmation, clock.clone());
         let recovery_emails = build_recovery_emails(&auth, clock.clone());
-        let mut webhooks = Webhooks::new(store, master, clock, config.webhooks.clone());
+        let mut webhooks = Webhooks::new(
+            store,
+            auth.envelope().clone(),
+            clock,
+            config.webhooks.clone(),
+        );
         if config.mail.enabled {
             webhooks = webhooks.with_admin_notices(porteiro_core::flows::webhooks::AdminNotices {
                 outbox: auth.outbox().clone(),

@@ -430,6 +430,10 @@ impl UserStore for PgStore {
                 .fetch_all(&mut *tx.0)
                 .await
                 .map_err(backend)?;
+        let now = events
+            .first()
+            .map_or_else(chrono::Utc::now, |e| e.occurred_at);
+        porteiro_store_sql::envelope::shred(&mut tx, id, now).await?;
         let deleted = sqlx::query("delete from users where id = $1")
             .bind(id)
             .execute(&mut *tx.0)

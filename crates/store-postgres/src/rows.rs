@@ -100,6 +100,7 @@ native_columns!(
     bytes: Vec<u8>,
     opt_bytes: Option<Vec<u8>>,
     uuid: Uuid,
+    opt_uuid: Option<Uuid>,
     time: DateTime<Utc>,
     opt_time: Option<DateTime<Utc>>,
 );

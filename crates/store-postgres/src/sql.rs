@@ -29,6 +29,8 @@ pub(crate) fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgAr
             Arg::Bool(b) => q.bind(b),
             Arg::Int(i) => q.bind(i),
             Arg::Bytes(b) => q.bind(b.to_vec()),
+            Arg::OptUuid(id) => q.bind(id),
+            Arg::OptBytes(b) => q.bind(b.map(<[u8]>::to_vec)),
         },
     )
 }
@@ -124,6 +126,7 @@ impl SqlDb for PgStore {
 }
 
 porteiro_store_sql::impl_rbac_store!(PgStore);
+porteiro_store_sql::impl_envelope_store!(PgStore);
 porteiro_store_sql::impl_email_confirmation_store!(PgStore);
 porteiro_store_sql::impl_recovery_email_store!(PgStore);
 porteiro_store_sql::impl_security_question_store!(PgStore, complete_reset_inner);

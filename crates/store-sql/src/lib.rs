@@ -12,6 +12,7 @@
 //! [`impl_rbac_store!`]) that each backend expands for its store type.
 
 pub mod email_confirmation;
+pub mod envelope;
 pub mod maintenance;
 pub mod rbac;
 pub mod recovery_emails;
@@ -42,6 +43,10 @@ pub enum Arg<'a> {
     Int(i64),
     /// Bytes (a sealed mail payload).
     Bytes(&'a [u8]),
+    /// An id or null.
+    OptUuid(Option<Uuid>),
+    /// Bytes or null.
+    OptBytes(Option<&'a [u8]>),
 }
 
 /// A fetched row.

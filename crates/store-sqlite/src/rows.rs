@@ -128,6 +128,12 @@ impl<R: Borrow<SqliteRow>> StoredColumns for Cols<R> {
     fn uuid(&self, col: &str) -> StoreResult<Uuid> {
         uuid(self.0.borrow(), col)
     }
+    fn opt_uuid(&self, col: &str) -> StoreResult<Option<Uuid>> {
+        match self.opt_text(col)? {
+            None => Ok(None),
+            Some(_) => self.uuid(col).map(Some),
+        }
+    }
     fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
         time(self.0.borrow(), col)
     }

@@ -28,6 +28,8 @@ pub(crate) fn bind(sql: &str, args: &[Arg<'_>]) -> Query<'static, Sqlite, Sqlite
             Arg::Bool(b) => q.bind(b),
             Arg::Int(i) => q.bind(i),
             Arg::Bytes(b) => q.bind(b.to_vec()),
+            Arg::OptUuid(id) => q.bind(id.map(|id| id.to_string())),
+            Arg::OptBytes(b) => q.bind(b.map(<[u8]>::to_vec)),
         },
     )
 }
@@ -98,6 +100,7 @@ impl SqlDb for SqliteStore {
 }
 
 porteiro_store_sql::impl_rbac_store!(SqliteStore);
+porteiro_store_sql::impl_envelope_store!(SqliteStore);
 porteiro_store_sql::impl_email_confirmation_store!(SqliteStore);
 porteiro_store_sql::impl_recovery_email_store!(SqliteStore);
 porteiro_store_sql::impl_security_question_store!(SqliteStore, complete_reset_inner);

@@ -270,6 +270,12 @@ pub(crate) fn map(err: &Error) -> Mapped {
             "service_unavailable",
             "The server is busy; retry shortly.",
         ),
+        // 500 without detail (the record is in the warn log).
+        Error::DataUnreadable => simple(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "data_unreadable",
+            "Stored data could not be read.",
+        ),
         // 500, generic.
         Error::Internal(_) => simple(
             StatusCode::INTERNAL_SERVER_ERROR,

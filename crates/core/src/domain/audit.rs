@@ -38,6 +38,11 @@ pub mod kind {
     pub const SIGNING_KEY_ROTATED: &str = "signing_key.rotated";
     /// A token-signing key was retired: it no longer verifies and its private half is erased.
     pub const SIGNING_KEY_RETIRED: &str = "signing_key.retired";
+    /// A key-encryption key version was added (`details.version`, `details.via`).
+    pub const KEY_ENCRYPTION_KEY_ROTATED: &str = "key_encryption_key.rotated";
+    /// A key-encryption key version was retired: no data key refers to it, its private half
+    /// is erased (`details.version`).
+    pub const KEY_ENCRYPTION_KEY_RETIRED: &str = "key_encryption_key.retired";
     /// The server started (`details` holds the security-relevant configuration).
     pub const SERVER_STARTED: &str = "server.started";
     /// A webhook endpoint was added.
@@ -164,6 +169,8 @@ pub mod kind {
         USER_DELETED,
         SIGNING_KEY_ROTATED,
         SIGNING_KEY_RETIRED,
+        KEY_ENCRYPTION_KEY_ROTATED,
+        KEY_ENCRYPTION_KEY_RETIRED,
         SERVER_STARTED,
         WEBHOOK_CREATED,
         WEBHOOK_UPDATED,

@@ -88,7 +88,7 @@ pub fn encode_methods(methods: &[Method]) -> String {
 pub struct TotpCredential {
     /// The account.
     pub user_id: UserId,
-    /// The shared secret, sealed under the master key with [`totp_secret_context`].
+    /// The shared secret, encrypted with the account's data key ([`crate::envelope`]).
     pub secret_enc: Vec<u8>,
     /// When a first code proved the app works; `None` while the setup is pending.
     pub enabled_at: Option<DateTime<Utc>>,
@@ -108,13 +108,6 @@ impl std::fmt::Debug for TotpCredential {
             .field("backup_codes_remaining", &self.backup_codes_remaining)
             .finish_non_exhaustive()
     }
-}
-
-/// The associated data a TOTP secret is sealed with: a sealed secret moved to another account
-/// does not open.
-#[must_use]
-pub fn totp_secret_context(user_id: UserId) -> Vec<u8> {
-    format!("totp-secret:{user_id}").into_bytes()
 }
 
 /// A second step to store.

@@ -289,6 +289,8 @@ pub trait StoredColumns {
     fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>>;
     /// A UUID column.
     fn uuid(&self, col: &str) -> StoreResult<Uuid>;
+    /// A nullable UUID column.
+    fn opt_uuid(&self, col: &str) -> StoreResult<Option<Uuid>>;
     /// A time column.
     fn time(&self, col: &str) -> StoreResult<DateTime<Utc>>;
     /// A nullable time column.

@@ -188,6 +188,8 @@ impl Auth {
             .ok_or(Error::NotFound)?;
         self.sessions_revoked(&sessions).await;
         self.profile_changed(user_id).await;
+        // Its data key is destroyed (and recorded) with the account: drop the unwrapped copy.
+        self.envelope.forget(user_id).await;
         tracing::info!(%user_id, by, revoked_sessions = sessions.len(), "account deleted");
         committed(&deleted);
         Ok(())

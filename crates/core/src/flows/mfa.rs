@@ -33,7 +33,6 @@ use crate::domain::User;
 use crate::domain::audit::{NewAuditEvent, Outcome, kind};
 use crate::domain::mfa::{
     CompleteOutcome, EmailCodeOutcome, Method, MfaChallenge, NewMfaChallenge, SpentFactor,
-    totp_secret_context,
 };
 use crate::domain::rbac::Permission;
 use crate::error::Error;
@@ -41,7 +40,7 @@ use crate::flows::audit::{committed, lock_event, new_event};
 use crate::flows::login::looks_like_token;
 use crate::mail::{MailKind, Outbox};
 use crate::service::{Auth, Authenticated, ClientContext, Principal};
-use crate::store::Store;
+use crate::store::{SealedColumn, Store};
 
 /// `mfa_token`s are 32 random bytes, base64url: 43 characters.
 const MFA_TOKEN_LEN: usize = 43;
@@ -500,9 +499,9 @@ impl Auth {
                     .filter(|c| c.enabled_at.is_some())
                     .ok_or(Error::InvalidMfaToken)?;
                 let secret = self
-                    .master
-                    .open(&totp_secret_context(user.id), &credential.secret_enc)
-                    .map_err(|_| anyhow::anyhow!("a TOTP secret does not open"))?;
+                    .envelope
+                    .open_column(SealedColumn::TotpSecret, &user.id.to_string(), &credential.secret_enc)
+                    .await?;
                 matching_step(&secret, &digits, now)?.map(SpentFactor::TotpStep)
             }
             SecondFactor::BackupCode(_) => Some(SpentFactor::BackupCode(backup_code_hash(
@@ -804,6 +803,7 @@ pub struct TwoFactor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     master: Arc<MasterKey>,
+    envelope: Arc<crate::envelope::Envelope>,
     hasher: PasswordHasher,
     outbox: Outbox,
     config: AuthConfig,
@@ -824,6 +824,7 @@ impl TwoFactor {
             store: auth.store.clone(),
             clock: auth.clock.clone(),
             master: auth.master.clone(),
+            envelope: auth.envelope.clone(),
             hasher: auth.hasher.clone(),
             outbox: auth.outbox.clone(),
             config: auth.config.clone(),
@@ -888,7 +889,10 @@ impl TwoFactor {
             .to_qr_base64()
             .map_err(|e| anyhow::anyhow!("QR code: {e}"))?;
         let (backup_codes, hashes) = self.new_backup_codes(user_id);
-        let sealed = self.master.seal(&totp_secret_context(user_id), &secret);
+        let sealed = self
+            .envelope
+            .seal_column(SealedColumn::TotpSecret, &user_id.to_string(), &secret)
+            .await?;
         if !self
             .store
             .begin_totp_setup(user_id, &sealed, &hashes, self.now())
@@ -942,9 +946,9 @@ impl TwoFactor {
             return Err(already_enabled());
         }
         let secret = self
-            .master
-            .open(&totp_secret_context(user_id), &credential.secret_enc)
-            .map_err(|_| anyhow::anyhow!("a TOTP secret does not open"))?;
+            .envelope
+            .open_column(SealedColumn::TotpSecret, &user_id.to_string(), &credential.secret_enc)
+            .await?;
         let Some(step) = matching_step(&secret, &digits, self.now())? else {
             return Err(Error::IncorrectCode);
         };
@@ -998,9 +1002,9 @@ impl TwoFactor {
             SecondFactor::Totp(code) => {
                 let digits = six_digits(code).ok_or_else(|| code_format_error("totp_code"))?;
                 let secret = self
-                    .master
-                    .open(&totp_secret_context(user.id), &credential.secret_enc)
-                    .map_err(|_| anyhow::anyhow!("a TOTP secret does not open"))?;
+                    .envelope
+                    .open_column(SealedColumn::TotpSecret, &user.id.to_string(), &credential.secret_enc)
+                    .await?;
                 matching_step(&secret, &digits, now)?.map(SpentFactor::TotpStep)
             }
             SecondFactor::BackupCode(code) => canonical_backup_code(code)

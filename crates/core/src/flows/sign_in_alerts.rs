@@ -212,11 +212,12 @@ impl SignInAlerts {
         let token = random_token::<32>();
         let link = format!("{}{DISOWN_PATH}?token={token}", self.base_url);
         let message = render_new_device(&facts, &link, locale, &user.email, &self.product)?;
+        let mail_id = Uuid::new_v4();
         Ok(NewSignInAlert {
             token_hash: token_hash(&token),
             expires_at: now + chrono::Duration::days(ALERT_LINK_DAYS),
-            mail_id: Uuid::new_v4(),
-            mail: self.outbox.seal(&message)?,
+            mail_id,
+            mail: self.outbox.seal(mail_id, &message)?,
             event: new_event(
                 now,
                 kind::LOGIN_NEW_DEVICE,

@@ -2,7 +2,7 @@
 //! bookkeeping of each delivery attempt.
 //!
 //! A separate service, [`Webhooks`], rather than more of [`crate::Auth`]: it needs only the
-//! store, the master key (secrets are sealed at rest), the clock and its settings. The web layer
+//! store, the key hierarchy (secrets are encrypted at rest), the clock and its settings. The web layer
 //! calls it for the admin API; the server's delivery worker calls it to sign, to record attempts
 //! and to decide retries.
 //!
@@ -13,8 +13,8 @@
 //! disables an endpoint that has been failing for too long.
 //!
 //! Secrets: 32 bytes from the OS CSPRNG, shown once as `whsec_<base64>` (the Standard Webhooks
-//! format), stored only sealed under the master key with the endpoint id as context, so a
-//! sealed secret copied onto another endpoint's row does not open. Audit details never carry a
+//! format), stored only encrypted with the deployment's data key and bound to the endpoint id, so
+//! a secret copied onto another endpoint's row does not open. Audit details never carry a
 //! secret, nor the URL (receivers such as chat services put a bearer token in the path): only
 //! the endpoint id and host.
 
@@ -30,7 +30,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::crypto::{MasterKey, random_bytes};
+use crate::crypto::random_bytes;
+use crate::envelope::Envelope;
 use crate::domain::audit::{AuditEvent, NewAuditEvent, Outcome, kind};
 use crate::domain::rbac::Permission;
 use crate::domain::webhook::{
@@ -41,7 +42,7 @@ use crate::error::Error;
 use crate::flows::audit::{committed, new_event};
 use crate::net;
 use crate::service::Principal;
-use crate::store::Store;
+use crate::store::{SealedColumn, Store};
 
 /// Prefix of a secret as shown to administrators (Standard Webhooks).
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -249,11 +250,6 @@ pub fn retry_delay(base: Duration, attempts: i32) -> Duration {
     Duration::milliseconds(capped.max(1.0) as i64)
 }
 
-/// The seal context of an endpoint's secret.
-fn seal_context(id: Uuid) -> Vec<u8> {
-    format!("porteiro-webhook-secret-v1:{id}").into_bytes()
-}
-
 /// The event types an endpoint may subscribe to: every audit kind but webhook administration.
 pub fn subscribable_types() -> impl Iterator<Item = &'static str> {
     kind::ALL
@@ -335,7 +331,7 @@ fn host_of(url: &str) -> Value {
 /// The webhook service.
 pub struct Webhooks {
     store: Arc<dyn Store>,
-    master: Arc<MasterKey>,
+    envelope: Arc<Envelope>,
     clock: Arc<dyn Clock>,
     settings: WebhookSettings,
     notices: Option<AdminNotices>,
@@ -368,13 +364,13 @@ impl Webhooks {
     #[must_use]
     pub fn new(
         store: Arc<dyn Store>,
-        master: Arc<MasterKey>,
+        envelope: Arc<Envelope>,
         clock: Arc<dyn Clock>,
         settings: WebhookSettings,
     ) -> Self {
         Self {
             store,
-            master,
+            envelope,
             clock,
             settings,
             notices: None,
@@ -436,7 +432,8 @@ impl Webhooks {
         let shown = format!("{SECRET_PREFIX}{}", STANDARD.encode(bytes));
         (
             SecretString::from(shown),
-            self.master.seal(&seal_context(id), &bytes),
+            self.envelope
+                .seal_deployment_column(SealedColumn::WebhookSecret, &id.to_string(), &bytes),
         )
     }
 
@@ -756,17 +753,16 @@ impl Webhooks {
     /// rotation overlap lasts.
     ///
     /// # Errors
-    /// `Internal` when a sealed secret does not open (wrong master key, or tampering).
+    /// `DataUnreadable` when a secret does not decrypt (wrong master key, or tampering).
     pub fn signing_keys(
         &self,
         endpoint: &WebhookEndpoint,
         now: DateTime<Utc>,
     ) -> Result<SigningKeys, Error> {
-        let context = seal_context(endpoint.id);
+        let key = endpoint.id.to_string();
         let open = |sealed: &[u8]| {
-            self.master
-                .open(&context, sealed)
-                .map_err(|e| Error::Internal(anyhow::anyhow!("webhook secret: {e}")))
+            self.envelope
+                .open_deployment_column(SealedColumn::WebhookSecret, &key, sealed)
         };
         let mut secrets = vec![open(&endpoint.secret_enc)?];
         if let (Some(previous), Some(until)) = (
@@ -776,7 +772,7 @@ impl Webhooks {
         {
             secrets.push(open(previous)?);
         }
-        let refs: Vec<&[u8]> = secrets.iter().map(Vec::as_slice).collect();
+        let refs: Vec<&[u8]> = secrets.iter().map(|s| s.as_slice()).collect();
         Ok(SigningKeys::from_secrets(&refs))
     }
 

@@ -9,9 +9,10 @@ use std::time::Instant;
 use chrono::Duration;
 use clap::Subcommand;
 use porteiro_core::Auth;
-use porteiro_core::crypto::{MasterKey, random_bytes, random_token, token_hash};
+use porteiro_core::crypto::{random_bytes, random_token, token_hash};
+use porteiro_core::envelope::Envelope;
+use porteiro_core::store::SealedColumn;
 use porteiro_core::domain::audit::kind;
-use porteiro_core::domain::mfa::totp_secret_context;
 use porteiro_core::domain::rbac::{Permission, RbacKind, RbacObject};
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
 use porteiro_core::domain::{NewAuditEvent, NewSession, NewUser, Outcome, Username};
@@ -84,7 +85,7 @@ const BATCH: usize = 5_000;
 ///
 /// # Errors
 /// On store or hashing failure.
-pub async fn run(auth: Arc<Auth>, master: &MasterKey, cmd: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(auth: Arc<Auth>, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Seed {
             users,
@@ -95,7 +96,8 @@ pub async fn run(auth: Arc<Auth>, master: &MasterKey, cmd: BenchCommand) -> anyh
             totp,
             readers,
         } => {
-            let totp = totp.then_some(master);
+            let envelope = auth.envelope().clone();
+            let totp = totp.then_some(envelope.as_ref());
             let seeded = Seeded {
                 users,
                 start,
@@ -127,7 +129,7 @@ struct Seeded {
     readers: u64,
 }
 
-async fn seed(auth: &Auth, seeded: &Seeded, totp: Option<&MasterKey>) -> anyhow::Result<()> {
+async fn seed(auth: &Auth, seeded: &Seeded, totp: Option<&Envelope>) -> anyhow::Result<()> {
     let Seeded {
         users,
         start,
@@ -174,10 +176,12 @@ async fn seed(auth: &Auth, seeded: &Seeded, totp: Option<&MasterKey>) -> anyhow:
     // account still has its own sealed copy and its own record of the last step used, so the
     // server does exactly the work it does for accounts with secrets of their own.
     let totp_secret = match totp {
-        Some(master) => {
+        Some(envelope) => {
             let secret = random_bytes::<20>();
             for &id in &ids {
-                let sealed = master.seal(&totp_secret_context(id), &secret);
+                let sealed = envelope
+                    .seal_column(SealedColumn::TotpSecret, &id.to_string(), &secret)
+                    .await?;
                 let enabled = store.begin_totp_setup(id, &sealed, &[], now).await?
                     && store.enable_totp(id, &sealed, 0, now, &[]).await?;
                 anyhow::ensure!(enabled, "enabling TOTP for a seeded account failed");

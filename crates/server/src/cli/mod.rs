@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use porteiro_core::clock::SystemClock;
+use porteiro_core::envelope::Envelope;
 use porteiro_core::flows::registration::Registration;
 use secrecy::SecretString;
 
@@ -13,6 +14,9 @@ mod bench;
 
 use crate::app::{Application, build_auth, build_auth_with_key, load_master_key, open_store};
 use crate::config::Config;
+
+/// Data keys re-wrapped per batch by `porteiro keys rewrap`.
+const REWRAP_BATCH: u32 = 500;
 
 /// Porteiro: a self-hosted authentication and identity server.
 ///
@@ -165,7 +169,15 @@ pub enum KeysCommand {
         /// The key id (`kid`), as `keys status` lists it.
         kid: String,
     },
-    /// List the signing keys and their state.
+    /// Add a key-encryption key version (RSA-3072, OAEP-SHA256): it wraps new data keys at once,
+    /// and a running server re-wraps the existing ones in the background, then retires the old
+    /// version. Nothing is re-encrypted and nothing stops.
+    RotateKek,
+    /// Re-wrap every data key still wrapped by an older key-encryption key version now, in
+    /// batches (what the server does in the background), and retire versions left unused.
+    Rewrap,
+    /// List the key-encryption key versions (with how many data keys each wraps) and the
+    /// signing keys, with their state.
     Status,
 }
 
@@ -339,9 +351,12 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Rotate) => {
             let store = open_store(&config).await?;
-            let master = load_master_key(&config)?;
+            let master = Arc::new(load_master_key(&config)?);
             let now = chrono::Utc::now();
-            let kid = porteiro_core::keys::generate_key(store.as_ref(), &master, now, "cli")
+            let envelope = Envelope::load(master, store.clone(), now)
+                .await
+                .map_err(domain_error)?;
+            let kid = porteiro_core::keys::generate_key(store.as_ref(), &envelope, now, "cli")
                 .await
                 .map_err(domain_error)?;
             println!(
@@ -365,8 +380,69 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Keys(KeysCommand::RotateKek) => {
+            let store = open_store(&config).await?;
+            let master = Arc::new(load_master_key(&config)?);
+            let now = chrono::Utc::now();
+            let envelope = Envelope::load(master, store.clone(), now)
+                .await
+                .map_err(domain_error)?;
+            let version = envelope.rotate_kek(now, "cli").await.map_err(domain_error)?;
+            println!(
+                "new key-encryption key version {version} (RSA-3072): it wraps new data keys now; \
+                 a running server re-wraps the existing ones in the background (or run `porteiro keys rewrap`)"
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rewrap) => {
+            let store = open_store(&config).await?;
+            let master = Arc::new(load_master_key(&config)?);
+            let envelope = Envelope::load(master, store.clone(), chrono::Utc::now())
+                .await
+                .map_err(domain_error)?;
+            let mut total = 0;
+            loop {
+                let report = envelope
+                    .rewrap_batch(REWRAP_BATCH, chrono::Utc::now())
+                    .await
+                    .map_err(domain_error)?;
+                total += report.rewrapped;
+                for version in &report.retired {
+                    println!("key-encryption key version {version} retired");
+                }
+                if report.rewrapped == 0 || report.remaining == 0 {
+                    println!(
+                        "{total} data keys re-wrapped; {} still wrapped by an older version{}",
+                        report.remaining,
+                        if report.failed > 0 { " (some could not be unwrapped: see the log)" } else { "" }
+                    );
+                    break;
+                }
+            }
+            Ok(())
+        }
         Command::Keys(KeysCommand::Status) => {
             let store = open_store(&config).await?;
+            let (keks, destroyed) = Envelope::status(store.as_ref())
+                .await
+                .map_err(domain_error)?;
+            println!("key-encryption keys:");
+            for k in keks {
+                let state = match (k.current, k.retired_at) {
+                    (_, Some(at)) => format!("retired {}", at.to_rfc3339()),
+                    (true, None) => "current".to_owned(),
+                    (false, None) => "re-wrapping".to_owned(),
+                };
+                println!(
+                    "  v{}  {}  {:>8} data keys  created {}  {state}",
+                    k.version,
+                    k.algorithm,
+                    k.data_keys,
+                    k.created_at.to_rfc3339()
+                );
+            }
+            println!("destroyed data keys (erased accounts): {destroyed}");
+            println!("signing keys:");
             let keys = porteiro_core::keys::key_status(
                 store.as_ref(),
                 config.access_ttl,
@@ -381,7 +457,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     (None, None) => String::new(),
                 };
                 println!(
-                    "{}  {:<9}  created {}  {detail}",
+                    "  {}  {:<9}  created {}  {detail}",
                     k.kid,
                     k.state,
                     k.created_at.to_rfc3339()
@@ -392,9 +468,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Bench(cmd) => {
             let store = open_store(&config).await?;
             let master = Arc::new(load_master_key(&config)?);
-            let auth =
-                build_auth_with_key(&config, store, Arc::new(SystemClock), master.clone()).await?;
-            bench::run(auth, &master, cmd).await
+            let auth = build_auth_with_key(&config, store, Arc::new(SystemClock), master).await?;
+            bench::run(auth, cmd).await
         }
         Command::User(cmd) => {
             let store = open_store(&config).await?;

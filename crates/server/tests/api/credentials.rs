@@ -160,9 +160,8 @@ both_backends! {
         let user = app.register("chaves").await;
         let real = app.sign_in(&user).await;
         // The key that signed it leaks.
-        let master = porteiro::app::load_master_key(&porteiro::config::Config::from_env(&app.env).unwrap()).unwrap();
         let old = app.auth.store().signing_keys().await.unwrap().remove(0);
-        let leaked = master.open(old.kid.as_bytes(), &old.private_key_enc).unwrap();
+        let leaked = app.auth.envelope().open_deployment_column(porteiro_core::store::SealedColumn::SigningKey, &old.kid, &old.private_key_enc).unwrap().to_vec();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut claims: serde_json::Value = serde_json::from_slice(&b64.decode(real.access.split('.').nth(1).unwrap()).unwrap()).unwrap();
         let forge = |claims: &serde_json::Value| {
@@ -171,7 +170,7 @@ both_backends! {
             jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ed_der(&leaked)).unwrap()
         };
         // The operator rotates. Right after, the old key still verifies what it signed.
-        porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, app.auth.now(), "test").await.unwrap();
+        porteiro_core::keys::generate_key(app.auth.store().as_ref(), app.auth.envelope(), app.auth.now(), "test").await.unwrap();
         app.auth.reload_keys().await;
         assert_eq!(app.me_status(&real.access).await, StatusCode::OK);
         let kids = |jwks: serde_json::Value| jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
@@ -195,7 +194,7 @@ both_backends! {
         assert!(!kids(app.get("/.well-known/jwks.json").await.body).contains(&old.kid));
         // Retiring the key that superseded it (after another rotation) gives it no second life.
         let successor = app.auth.store().signing_keys().await.unwrap().remove(0).kid;
-        porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, app.auth.now(), "test").await.unwrap();
+        porteiro_core::keys::generate_key(app.auth.store().as_ref(), app.auth.envelope(), app.auth.now(), "test").await.unwrap();
         porteiro_core::keys::retire_key(app.auth.store().as_ref(), &successor, app.auth.now(), "test").await.unwrap();
         app.auth.reload_keys().await;
         assert_eq!(app.me_status(&forged).await, StatusCode::UNAUTHORIZED);

@@ -7,7 +7,6 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use porteiro::config::Config;
 use porteiro_core::store::StoreEvent;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -31,13 +30,13 @@ fn parts(token: &str) -> (Value, Value) {
 
 /// Our newest private key, as PKCS#8, and its kid.
 async fn our_key(app: &TestApp) -> (Vec<u8>, String) {
-    let config = Config::from_env(&app.env).unwrap();
-    let master = porteiro::app::load_master_key(&config).unwrap();
     let newest = app.auth.store().signing_keys().await.unwrap().remove(0);
     (
-        master
-            .open(newest.kid.as_bytes(), &newest.private_key_enc)
-            .unwrap(),
+        app.auth
+            .envelope()
+            .open_deployment_column(porteiro_core::store::SealedColumn::SigningKey, &newest.kid, &newest.private_key_enc)
+            .unwrap()
+            .to_vec(),
         newest.kid,
     )
 }
@@ -156,9 +155,7 @@ both_backends! {
         let app = spawn_app(backend).await;
         let user = app.register("celia").await;
         let before = app.sign_in(&user).await;
-        let config = Config::from_env(&app.env).unwrap();
-        let master = porteiro::app::load_master_key(&config).unwrap();
-        let new_kid = porteiro_core::keys::generate_key(app.auth.store().as_ref(), &master, chrono::Utc::now(), "test").await.unwrap();
+        let new_kid = porteiro_core::keys::generate_key(app.auth.store().as_ref(), app.auth.envelope(), chrono::Utc::now(), "test").await.unwrap();
         app.auth.apply_event(StoreEvent::KeysChanged).await;
         let after = app.sign_in(&user).await;
         assert_eq!(parts(&after.access).0["kid"], new_kid.as_str());

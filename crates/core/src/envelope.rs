@@ -628,7 +628,9 @@ impl Envelope {
     pub async fn rewrap_batch(&self, limit: u32, now: DateTime<Utc>) -> Result<RewrapReport, Error> {
         let newest = self.kek(None).await?;
         let mut report = RewrapReport::default();
-        for stored in self.store.data_keys_to_rewrap(newest.version, limit).await? {
+        let batch = self.store.data_keys_to_rewrap(newest.version, limit).await?;
+        let busy = !batch.is_empty();
+        for stored in batch {
             let owner = stored.owner_id.map_or(KeyOwner::Deployment, KeyOwner::User);
             let old = self.kek(Some(stored.kek_version)).await?;
             let Some(key) = old.unwrap(&stored) else {
@@ -646,19 +648,22 @@ impl Envelope {
                 report.rewrapped += 1;
             }
         }
-        let counts = self.store.data_key_counts().await?;
-        report.remaining = counts
-            .iter()
-            .filter(|(v, _)| *v != newest.version)
-            .map(|(_, n)| n)
-            .sum();
+        if busy {
+            // Counting is a scan of the data keys: only while a re-wrap is under way.
+            report.remaining = self
+                .store
+                .data_key_counts()
+                .await?
+                .iter()
+                .filter(|(v, _)| *v != newest.version)
+                .map(|(_, n)| n)
+                .sum();
+        }
         for kek in self.store.key_encryption_keys().await? {
             if kek.version == newest.version || kek.retired_at.is_some() {
                 continue;
             }
-            if counts.iter().any(|(v, n)| *v == kek.version && *n > 0) {
-                continue;
-            }
+            // The store retires it only if no data key refers to it any more.
             let event = [new_event(
                 now,
                 kind::KEY_ENCRYPTION_KEY_RETIRED,
@@ -682,6 +687,53 @@ impl Envelope {
             }
         }
         Ok(report)
+    }
+
+    /// Re-wraps every data key left on an older version, batch after batch, logging progress;
+    /// then retires the versions nothing refers to. What the server runs in the background
+    /// after `porteiro keys rotate-kek`, and `porteiro keys rewrap` in the foreground.
+    ///
+    /// # Errors
+    /// On store failure (what was re-wrapped stays re-wrapped: the next run resumes).
+    pub async fn rewrap_all(&self, batch: u32) -> Result<RewrapReport, Error> {
+        let mut total = RewrapReport::default();
+        loop {
+            let report = self.rewrap_batch(batch, chrono::Utc::now()).await?;
+            total.rewrapped += report.rewrapped;
+            total.failed += report.failed;
+            total.retired.extend(report.retired);
+            total.remaining = report.remaining;
+            if report.rewrapped > 0 {
+                tracing::info!(
+                    rewrapped = total.rewrapped,
+                    remaining = report.remaining,
+                    "re-wrapping data keys with the newest key-encryption key"
+                );
+            }
+            if report.rewrapped == 0 || report.remaining == 0 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Moves every value still sealed the old way onto data keys, batch after batch.
+    ///
+    /// # Errors
+    /// On store failure (what moved stays moved: the next run resumes).
+    pub async fn reseal_legacy_all(&self, batch: u32) -> Result<usize, Error> {
+        let mut total = 0;
+        loop {
+            let moved = self.reseal_legacy_batch(batch).await?;
+            total += moved;
+            if moved == 0 {
+                if total > 0 {
+                    tracing::info!(moved = total, "values sealed under the master key moved onto data keys");
+                }
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Moves up to `limit` values per column that are still sealed the old way (directly under

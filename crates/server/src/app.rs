@@ -325,6 +325,10 @@ impl Application {
             config.maintenance_interval,
         ));
         tokio::spawn(porteiro_web::metrics::upkeep());
+        tokio::spawn(keep_keys(
+            Arc::clone(auth.envelope()),
+            config.maintenance_interval,
+        ));
 
         let tls = config
             .tls
@@ -561,6 +565,32 @@ async fn maintain(auth: Arc<Auth>, maintenance: Arc<Maintenance>, every: std::ti
         }
         if let Err(e) = auth.retire_superseded_keys().await {
             tracing::warn!(error = %e, "maintenance: retiring superseded signing keys failed");
+        }
+    }
+}
+
+/// Data keys re-wrapped, or old-style values moved, per batch.
+const KEY_BATCH: u32 = 500;
+
+/// Background key upkeep: every 30 seconds (or `MAINTENANCE_INTERVAL` if shorter), re-wraps
+/// the data keys a `keys rotate-kek` left on an older key-encryption key version and retires
+/// versions nothing refers to (idle checks are index look-ups); at start-up and every
+/// `MAINTENANCE_INTERVAL`, moves values still sealed directly under the master key onto data
+/// keys. Safe on several instances at once: every change applies only to what it read.
+async fn keep_keys(envelope: Arc<porteiro_core::envelope::Envelope>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every.min(std::time::Duration::from_secs(30)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_reseal: Option<std::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        if last_reseal.is_none_or(|t| t.elapsed() >= every) {
+            last_reseal = Some(std::time::Instant::now());
+            if let Err(e) = envelope.reseal_legacy_all(KEY_BATCH).await {
+                tracing::warn!(error = %e, "key upkeep: moving old-style sealed values failed");
+            }
+        }
+        if let Err(e) = envelope.rewrap_all(KEY_BATCH).await {
+            tracing::warn!(error = %e, "key upkeep: re-wrapping data keys failed");
         }
     }
 }

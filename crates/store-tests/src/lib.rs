@@ -17,6 +17,7 @@ use uuid::Uuid;
 mod credentials;
 mod email_confirmation;
 mod emails;
+mod envelope;
 mod events;
 mod maintenance;
 mod mfa;
@@ -30,6 +31,7 @@ mod webhooks;
 pub use credentials::*;
 pub use email_confirmation::*;
 pub use emails::*;
+pub use envelope::*;
 pub use events::*;
 pub use maintenance::*;
 pub use mfa::*;
@@ -225,6 +227,10 @@ macro_rules! all_contract_tests {
             security_answers_are_bounded_and_listed_without_hashes,
             wrong_answers_lock_and_proofs_follow_the_answers,
             resets_of_accounts_with_questions_need_a_proof,
+            key_encryption_key_versions_are_added_once_and_retired_when_unused,
+            one_data_key_per_owner_and_rewraps_apply_only_to_what_was_read,
+            deleting_an_account_records_its_data_key_as_destroyed,
+            old_style_sealed_values_are_listed_and_replaced_only_if_unchanged,
         );
     };
 }

@@ -400,25 +400,16 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let envelope = Envelope::load(master, store.clone(), chrono::Utc::now())
                 .await
                 .map_err(domain_error)?;
-            let mut total = 0;
-            loop {
-                let report = envelope
-                    .rewrap_batch(REWRAP_BATCH, chrono::Utc::now())
-                    .await
-                    .map_err(domain_error)?;
-                total += report.rewrapped;
-                for version in &report.retired {
-                    println!("key-encryption key version {version} retired");
-                }
-                if report.rewrapped == 0 || report.remaining == 0 {
-                    println!(
-                        "{total} data keys re-wrapped; {} still wrapped by an older version{}",
-                        report.remaining,
-                        if report.failed > 0 { " (some could not be unwrapped: see the log)" } else { "" }
-                    );
-                    break;
-                }
+            let report = envelope.rewrap_all(REWRAP_BATCH).await.map_err(domain_error)?;
+            for version in &report.retired {
+                println!("key-encryption key version {version} retired");
             }
+            println!(
+                "{} data keys re-wrapped; {} still wrapped by an older version{}",
+                report.rewrapped,
+                report.remaining,
+                if report.failed > 0 { " (some could not be unwrapped: see the log)" } else { "" }
+            );
             Ok(())
         }
         Command::Keys(KeysCommand::Status) => {

@@ -598,3 +598,31 @@ impl TestApp {
         self.get_auth("/api/auth/me", token).await.status
     }
 }
+
+/// What the application's database holds at rest: the SQLite file and its WAL, or a `pg_dump`
+/// of its PostgreSQL database (where binary columns appear in hex: see [`holds`]).
+pub fn at_rest(app: &TestApp) -> Vec<u8> {
+    let url = &app.env["DATABASE_URL"];
+    if url.starts_with("postgres") {
+        let out = std::process::Command::new("pg_dump")
+            .args(["--data-only", "--dbname", url])
+            .output()
+            .expect("pg_dump runs");
+        assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    } else {
+        ["porteiro.db", "porteiro.db-wal"]
+            .iter()
+            .flat_map(|name| std::fs::read(app.dir.join(name)).unwrap_or_default())
+            .collect()
+    }
+}
+
+/// Whether `haystack` (from [`at_rest`]) holds `needle`, as is or in hex (how a dump shows
+/// binary columns).
+pub fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    let hex: Vec<u8> = needle.iter().flat_map(|b| format!("{b:02x}").into_bytes()).collect();
+    [needle, hex.as_slice()]
+        .iter()
+        .any(|n| !n.is_empty() && haystack.windows(n.len()).any(|w| w == *n))
+}

@@ -29,6 +29,7 @@ mod rbac;
 mod recovery;
 mod recovery_emails;
 mod resilience;
+mod secure_storage;
 mod security_questions;
 mod sign_in_alerts;
 mod tokens;

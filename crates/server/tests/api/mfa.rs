@@ -31,7 +31,7 @@ const STEP: i64 = 30;
 pub(crate) struct Enrolled {
     pub(crate) user: TestUser,
     app: totp_rs::Totp,
-    secret: String,
+    pub(crate) secret: String,
     pub(crate) backup_codes: Vec<String>,
     last_step: i64,
 }

@@ -424,28 +424,30 @@ impl Envelope {
         owner: KeyOwner,
         now: DateTime<Utc>,
     ) -> Result<Arc<DataKey>, Error> {
-        if let Some(key) = self.load_key(owner).await? {
-            return Ok(key);
+        // A second try covers a version retired between reading it and storing the key.
+        for _ in 0..3 {
+            if let Some(key) = self.load_key(owner).await? {
+                return Ok(key);
+            }
+            let kek = self.kek(None).await?;
+            let id = match owner {
+                KeyOwner::Deployment => DEPLOYMENT_KEY_ID,
+                KeyOwner::User(_) => Uuid::new_v4(),
+            };
+            let key = AeadKey::generate();
+            let stored = StoredDataKey {
+                id,
+                owner_id: owner.user_id(),
+                kek_version: kek.version,
+                wrapped_key: kek.wrap(id, owner, &key)?,
+            };
+            if self.store.insert_data_key(&stored, now).await? {
+                return Ok(Arc::new(DataKey { id, key }));
+            }
+            // Another request (or instance) made one first — use theirs — or the version was
+            // retired meanwhile: try again.
         }
-        let kek = self.kek(None).await?;
-        let id = match owner {
-            KeyOwner::Deployment => DEPLOYMENT_KEY_ID,
-            KeyOwner::User(_) => Uuid::new_v4(),
-        };
-        let key = AeadKey::generate();
-        let stored = StoredDataKey {
-            id,
-            owner_id: owner.user_id(),
-            kek_version: kek.version,
-            wrapped_key: kek.wrap(id, owner, &key)?,
-        };
-        if self.store.insert_data_key(&stored, now).await? {
-            return Ok(Arc::new(DataKey { id, key }));
-        }
-        // Another request (or instance) made it first: use theirs.
-        self.load_key(owner)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("data key vanished while being made").into())
+        Err(anyhow::anyhow!("a data key could not be stored").into())
     }
 
     async fn key_of(&self, owner: KeyOwner, create: bool) -> Result<Arc<DataKey>, Error> {

@@ -615,12 +615,14 @@ pub trait EnvelopeStore: Send + Sync {
     /// The data key of `owner` (`None`: the deployment's own).
     async fn data_key_of(&self, owner: Option<Uuid>) -> StoreResult<Option<StoredDataKey>>;
     /// Adds a data key. Returns false when its owner has one already (or the deployment key
-    /// exists): the caller reads that one instead.
+    /// exists) — the caller reads that one instead — or when its key-encryption key version
+    /// was retired meanwhile. Serialised with [`EnvelopeStore::retire_key_encryption_key`].
     async fn insert_data_key(&self, key: &StoredDataKey, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Up to `limit` data keys not wrapped by version `current`, oldest version first.
     async fn data_keys_to_rewrap(&self, current: i32, limit: u32)
     -> StoreResult<Vec<StoredDataKey>>;
-    /// Replaces key `id`'s wrapping if it is still wrapped by `from`. Returns whether it was.
+    /// Replaces key `id`'s wrapping if it is still wrapped by `from` and version `to` is not
+    /// retired. Returns whether it was. Serialised with retirements.
     async fn rewrap_data_key(
         &self,
         id: Uuid,

@@ -25,12 +25,18 @@ const RETIRE_KEK: &str = "update key_encryption_keys set retired_at = $2, privat
 
 const DATA_KEY_COLUMNS: &str = "id, owner_id, kek_version, wrapped_key";
 
+/// Adds a data key wrapped by version `$3`, unless that version was retired meanwhile (its
+/// private half is gone: the key could never be unwrapped) or the owner has a key already.
 const INSERT_DATA_KEY: &str = "insert into data_keys \
        (id, owner_id, kek_version, wrapped_key, created_at, updated_at) \
-     values ($1, $2, $3, $4, $5, $5) on conflict do nothing";
+     select $1, $2, $3, $4, $5, $5 \
+     where exists (select 1 from key_encryption_keys where version = $3 and retired_at is null) \
+     on conflict do nothing";
 
+/// Re-wraps key `$1` from version `$2` to `$3`, unless it changed meanwhile or `$3` was retired.
 const REWRAP: &str = "update data_keys set kek_version = $3, wrapped_key = $4, updated_at = $5 \
-     where id = $1 and kek_version = $2";
+     where id = $1 and kek_version = $2 \
+       and exists (select 1 from key_encryption_keys where version = $3 and retired_at is null)";
 
 const COUNTS: &str =
     "select kek_version, count(*) as n from data_keys group by kek_version order by kek_version";
@@ -105,8 +111,7 @@ pub async fn retire_kek(
     now: DateTime<Utc>,
     events: &[NewAuditEvent],
 ) -> StoreResult<bool> {
-    // Serialised with data-key inserts and re-wraps elsewhere only through the statement's
-    // own check: a key made meanwhile names the newest version, which is never retired.
+    // Serialised with data-key inserts and re-wraps, which check the version is not retired.
     let mut tx = db.begin(true).await?;
     let retired = tx
         .execute(RETIRE_KEK, &[Arg::Int(i64::from(version)), Arg::Time(now)])
@@ -148,7 +153,9 @@ pub async fn insert_data_key(
     k: &StoredDataKey,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let mut tx = db.begin(false).await?;
+    // Serialised with retirements (PostgreSQL advisory lock; SQLite's single writer), so a key
+    // is never added under a version that a concurrent retirement erases.
+    let mut tx = db.begin(true).await?;
     let added = tx
         .execute(
             INSERT_DATA_KEY,
@@ -196,7 +203,7 @@ pub async fn rewrap(
     wrapped: &[u8],
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let mut tx = db.begin(false).await?;
+    let mut tx = db.begin(true).await?;
     let changed = tx
         .execute(
             REWRAP,

@@ -59,6 +59,18 @@ pub async fn key_encryption_key_versions_are_added_once_and_retired_when_unused(
     let v1 = store.key_encryption_keys().await.unwrap().pop().unwrap();
     assert_eq!(v1.retired_at, Some(t0()));
     assert_eq!(v1.private_key_enc, None, "the private half is erased");
+    // Nothing is wrapped by a retired version any more: a key made from a stale read of the
+    // newest version is refused, and so is a re-wrap to it.
+    let late = user(&store, "late").await;
+    assert!(!store.insert_data_key(&data_key(Some(late.id), 1), t0()).await.unwrap());
+    assert!(store.data_key_of(Some(late.id)).await.unwrap().is_none());
+    assert!(store.insert_data_key(&data_key(Some(late.id), 2), t0()).await.unwrap());
+    assert!(store.insert_key_encryption_key(&kek(3), &[]).await.unwrap());
+    let lk = store.data_key_of(Some(late.id)).await.unwrap().unwrap();
+    assert!(store.rewrap_data_key(lk.id, 2, 3, b"to3", t0()).await.unwrap());
+    assert!(store.rewrap_data_key(k.id, 2, 3, b"to3", t0()).await.unwrap());
+    assert!(store.retire_key_encryption_key(2, t0(), &[]).await.unwrap());
+    assert!(!store.rewrap_data_key(lk.id, 3, 2, b"back", t0()).await.unwrap(), "not to a retired version");
 }
 
 pub async fn one_data_key_per_owner_and_rewraps_apply_only_to_what_was_read(

@@ -57,7 +57,7 @@ pub const DEPLOYMENT_KEY_ID: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0
 /// How long an unwrapped account data key stays in memory unused.
 const KEY_IDLE: Duration = Duration::from_secs(600);
 /// Most account data keys held unwrapped in memory.
-const KEY_CACHE: u64 = 100_000;
+const KEY_CACHE: u64 = 10_000;
 
 /// Whose data key encrypts a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -547,11 +547,10 @@ impl Envelope {
         key: &str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let aad = column_aad(column, key);
-        if let Some(plain) = self.open_legacy(column, key, sealed) {
-            return Ok(plain);
+        match self.open_legacy(column, key, sealed) {
+            Some(plain) => Ok(plain),
+            None => self.open(&column_aad(column, key), sealed).await,
         }
-        self.open(&aad, sealed).await
     }
 
     /// [`Envelope::seal_column`] for a column the deployment's key encrypts, without waiting.
@@ -571,11 +570,10 @@ impl Envelope {
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let aad = column_aad(column, key);
-        if let Some(plain) = self.open_legacy(column, key, sealed) {
-            return Ok(plain);
-        }
         debug_assert_eq!(aad.owner, KeyOwner::Deployment);
-        Self::decode(&self.deployment, &aad, sealed).ok_or_else(|| Self::unreadable(&aad))
+        self.open_legacy(column, key, sealed)
+            .or_else(|| Self::decode(&self.deployment, &aad, sealed))
+            .ok_or_else(|| Self::unreadable(&aad))
     }
 
     /// A value sealed under the master key before data keys existed (it lacks the header).

@@ -188,6 +188,18 @@ pub enum ConfigCommand {
     Check,
 }
 
+/// The store and the key hierarchy over it (made on first use), for the `keys` commands.
+async fn open_envelope(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn porteiro_core::store::Store>, Envelope)> {
+    let store = open_store(config).await?;
+    let master = Arc::new(load_master_key(config)?);
+    let envelope = Envelope::load(master, store.clone(), chrono::Utc::now())
+        .await
+        .map_err(domain_error)?;
+    Ok((store, envelope))
+}
+
 fn read_password_stdin() -> anyhow::Result<SecretString> {
     let mut input = String::new();
     std::io::stdin()
@@ -350,12 +362,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => {
-            let store = open_store(&config).await?;
-            let master = Arc::new(load_master_key(&config)?);
+            let (store, envelope) = open_envelope(&config).await?;
             let now = chrono::Utc::now();
-            let envelope = Envelope::load(master, store.clone(), now)
-                .await
-                .map_err(domain_error)?;
             let kid = porteiro_core::keys::generate_key(store.as_ref(), &envelope, now, "cli")
                 .await
                 .map_err(domain_error)?;
@@ -381,12 +389,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::RotateKek) => {
-            let store = open_store(&config).await?;
-            let master = Arc::new(load_master_key(&config)?);
+            let (store, envelope) = open_envelope(&config).await?;
             let now = chrono::Utc::now();
-            let envelope = Envelope::load(master, store.clone(), now)
-                .await
-                .map_err(domain_error)?;
             let version = envelope.rotate_kek(now, "cli").await.map_err(domain_error)?;
             println!(
                 "new key-encryption key version {version} (RSA-3072): it wraps new data keys now; \
@@ -395,11 +399,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Rewrap) => {
-            let store = open_store(&config).await?;
-            let master = Arc::new(load_master_key(&config)?);
-            let envelope = Envelope::load(master, store.clone(), chrono::Utc::now())
-                .await
-                .map_err(domain_error)?;
+            let (_, envelope) = open_envelope(&config).await?;
             let report = envelope.rewrap_all(REWRAP_BATCH).await.map_err(domain_error)?;
             for version in &report.retired {
                 println!("key-encryption key version {version} retired");

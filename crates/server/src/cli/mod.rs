@@ -389,7 +389,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::RotateKek) => {
-            let (store, envelope) = open_envelope(&config).await?;
+            let (_, envelope) = open_envelope(&config).await?;
             let now = chrono::Utc::now();
             let version = envelope.rotate_kek(now, "cli").await.map_err(domain_error)?;
             println!(

@@ -19,6 +19,7 @@ mod email_confirmation;
 mod emails;
 mod events;
 mod maintenance;
+mod messages;
 mod mfa;
 mod rbac;
 mod recovery_emails;
@@ -32,6 +33,7 @@ pub use email_confirmation::*;
 pub use emails::*;
 pub use events::*;
 pub use maintenance::*;
+pub use messages::*;
 pub use mfa::*;
 pub use rbac::*;
 pub use recovery_emails::*;
@@ -225,6 +227,11 @@ macro_rules! all_contract_tests {
             security_answers_are_bounded_and_listed_without_hashes,
             wrong_answers_lock_and_proofs_follow_the_answers,
             resets_of_accounts_with_questions_need_a_proof,
+            messages_are_listed_per_folder_newest_first_with_totals,
+            only_the_parties_see_a_message_and_only_the_recipient_marks_it_read,
+            deleting_a_message_drops_only_the_callers_copy,
+            account_deletion_keeps_the_other_partys_copy,
+            accounts_accept_messages_until_they_turn_them_off,
         );
     };
 }

@@ -206,9 +206,8 @@ macro_rules! impl_message_store {
                 folder: ::porteiro_core::domain::message::MessageBox,
                 limit: u32,
                 offset: u64,
-            ) -> ::porteiro_core::store::StoreResult<
-                ::porteiro_core::domain::message::MessagePage,
-            > {
+            ) -> ::porteiro_core::store::StoreResult<::porteiro_core::domain::message::MessagePage>
+            {
                 $crate::messages::list(self, user_id, folder, limit, offset).await
             }
             async fn message(

@@ -27,7 +27,13 @@ async fn send(store: &Arc<dyn Store>, m: &NewMessage) {
     assert!(store.insert_message(m).await.unwrap());
 }
 
-async fn ids(store: &Arc<dyn Store>, user: Uuid, folder: MessageBox, limit: u32, offset: u64) -> (Vec<Uuid>, u64) {
+async fn ids(
+    store: &Arc<dyn Store>,
+    user: Uuid,
+    folder: MessageBox,
+    limit: u32,
+    offset: u64,
+) -> (Vec<Uuid>, u64) {
     let page = store.messages(user, folder, limit, offset).await.unwrap();
     (page.items.iter().map(|m| m.id).collect(), page.total)
 }
@@ -45,15 +51,30 @@ pub async fn messages_are_listed_per_folder_newest_first_with_totals(store: Arc<
         send(&store, m).await;
     }
     // Act / Assert
-    assert_eq!(ids(&store, bia.id, MessageBox::Inbox, 10, 0).await, (vec![m2.id, m1.id], 2));
+    assert_eq!(
+        ids(&store, bia.id, MessageBox::Inbox, 10, 0).await,
+        (vec![m2.id, m1.id], 2)
+    );
     assert_eq!(
         ids(&store, ana.id, MessageBox::Sent, 10, 0).await,
         (vec![lost.id, m2.id, m1.id], 3)
     );
-    assert_eq!(ids(&store, ana.id, MessageBox::Sent, 1, 1).await, (vec![m2.id], 3));
-    assert_eq!(ids(&store, ana.id, MessageBox::Inbox, 10, 0).await, (vec![m3.id], 1));
-    assert_eq!(ids(&store, bia.id, MessageBox::Sent, 10, 0).await, (vec![m3.id], 1));
-    let inbox = store.messages(bia.id, MessageBox::Inbox, 10, 0).await.unwrap();
+    assert_eq!(
+        ids(&store, ana.id, MessageBox::Sent, 1, 1).await,
+        (vec![m2.id], 3)
+    );
+    assert_eq!(
+        ids(&store, ana.id, MessageBox::Inbox, 10, 0).await,
+        (vec![m3.id], 1)
+    );
+    assert_eq!(
+        ids(&store, bia.id, MessageBox::Sent, 10, 0).await,
+        (vec![m3.id], 1)
+    );
+    let inbox = store
+        .messages(bia.id, MessageBox::Inbox, 10, 0)
+        .await
+        .unwrap();
     let first = &inbox.items[0];
     assert_eq!(first.sender_name.as_deref(), Some("ana"));
     assert_eq!(first.content, b"content-2");
@@ -67,7 +88,9 @@ pub async fn messages_are_listed_per_folder_newest_first_with_totals(store: Arc<
 
 /// Nobody but the two parties reads, marks or deletes a message; only the recipient marks it
 /// read, once.
-pub async fn only_the_parties_see_a_message_and_only_the_recipient_marks_it_read(store: Arc<dyn Store>) {
+pub async fn only_the_parties_see_a_message_and_only_the_recipient_marks_it_read(
+    store: Arc<dyn Store>,
+) {
     // Arrange
     let ana = user(&store, "ana").await;
     let bia = user(&store, "bia").await;
@@ -77,12 +100,23 @@ pub async fn only_the_parties_see_a_message_and_only_the_recipient_marks_it_read
     let later = t0() + Duration::hours(1);
     // Act / Assert
     assert!(store.message(cleo.id, m.id).await.unwrap().is_none());
-    assert!(store.message(ana.id, Uuid::now_v7()).await.unwrap().is_none());
+    assert!(
+        store
+            .message(ana.id, Uuid::now_v7())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(!store.mark_message_read(cleo.id, m.id, later).await.unwrap());
     assert!(!store.mark_message_read(ana.id, m.id, later).await.unwrap());
     assert!(!store.delete_message(cleo.id, m.id).await.unwrap());
     assert!(store.mark_message_read(bia.id, m.id, later).await.unwrap());
-    assert!(!store.mark_message_read(bia.id, m.id, later + Duration::hours(1)).await.unwrap());
+    assert!(
+        !store
+            .mark_message_read(bia.id, m.id, later + Duration::hours(1))
+            .await
+            .unwrap()
+    );
     for party in [ana.id, bia.id] {
         let seen = store.message(party, m.id).await.unwrap().unwrap();
         assert_eq!(seen.read_at, Some(later));
@@ -105,7 +139,10 @@ pub async fn deleting_a_message_drops_only_the_callers_copy(store: Arc<dyn Store
     assert!(!store.delete_message(bia.id, m.id).await.unwrap());
     assert!(store.message(bia.id, m.id).await.unwrap().is_none());
     let kept = store.message(ana.id, m.id).await.unwrap().unwrap();
-    assert_eq!((kept.recipient_key, kept.sender_key.is_some()), (None, true));
+    assert_eq!(
+        (kept.recipient_key, kept.sender_key.is_some()),
+        (None, true)
+    );
     assert_eq!(ids(&store, bia.id, MessageBox::Inbox, 10, 0).await.1, 0);
     assert!(store.delete_message(ana.id, m.id).await.unwrap());
     assert!(store.message(ana.id, m.id).await.unwrap().is_none());
@@ -113,8 +150,14 @@ pub async fn deleting_a_message_drops_only_the_callers_copy(store: Arc<dyn Store
     assert!(store.delete_message(ana.id, lost.id).await.unwrap());
     assert!(store.delete_message(ana.id, note.id).await.unwrap());
     assert!(store.message(ana.id, note.id).await.unwrap().is_none());
-    assert_eq!(ids(&store, ana.id, MessageBox::Sent, 10, 0).await, (vec![], 0));
-    assert_eq!(ids(&store, ana.id, MessageBox::Inbox, 10, 0).await, (vec![], 0));
+    assert_eq!(
+        ids(&store, ana.id, MessageBox::Sent, 10, 0).await,
+        (vec![], 0)
+    );
+    assert_eq!(
+        ids(&store, ana.id, MessageBox::Inbox, 10, 0).await,
+        (vec![], 0)
+    );
 }
 
 /// A message to an account that does not exist is stored undelivered; one from an account that
@@ -162,5 +205,12 @@ pub async fn accounts_accept_messages_until_they_turn_them_off(store: Arc<dyn St
         .unwrap();
     assert!(!off.accept_messages);
     assert!(off.login_alerts);
-    assert!(!store.user_by_id(ana.id).await.unwrap().unwrap().accept_messages);
+    assert!(
+        !store
+            .user_by_id(ana.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .accept_messages
+    );
 }

@@ -411,7 +411,11 @@ impl Messages {
     async fn open(&self, m: &StoredMessage, user_id: Uuid) -> Result<(MessageBox, Content), Error> {
         let record = m.id.to_string();
         let (folder, column, wrapped) = if m.received_by(user_id) {
-            (MessageBox::Inbox, "recipient_key", m.recipient_key.as_deref())
+            (
+                MessageBox::Inbox,
+                "recipient_key",
+                m.recipient_key.as_deref(),
+            )
         } else {
             (MessageBox::Sent, "sender_key", m.sender_key.as_deref())
         };
@@ -458,10 +462,7 @@ impl Messages {
         };
         let user_id = principal.user_id;
         let limit = u32::try_from(per_page).unwrap_or(20);
-        let stored = self
-            .store
-            .messages(user_id, folder, limit, offset)
-            .await?;
+        let stored = self.store.messages(user_id, folder, limit, offset).await?;
         let mut items = Vec::with_capacity(stored.items.len());
         for m in stored.items {
             let opened = match self.open_in(&m, user_id, folder).await {
@@ -580,11 +581,17 @@ mod tests {
     fn drafts_are_bounded() {
         assert_eq!(code(&draft("bia", "Oi", "Olá")), None);
         assert_eq!(code(&draft(" ", "Oi", "Olá")), Some("invalid_recipient"));
-        assert_eq!(code(&draft("a\u{0}b", "Oi", "Olá")), Some("invalid_recipient"));
+        assert_eq!(
+            code(&draft("a\u{0}b", "Oi", "Olá")),
+            Some("invalid_recipient")
+        );
         assert_eq!(code(&draft("bia", "", "Olá")), Some("invalid_subject"));
         assert_eq!(code(&draft("bia", "a\nb", "Olá")), Some("invalid_subject"));
         assert_eq!(code(&draft("bia", &"é".repeat(200), "x")), None);
-        assert_eq!(code(&draft("bia", &"é".repeat(201), "x")), Some("invalid_subject"));
+        assert_eq!(
+            code(&draft("bia", &"é".repeat(201), "x")),
+            Some("invalid_subject")
+        );
         assert_eq!(code(&draft("bia", "Oi", " \n ")), Some("invalid_body"));
         assert_eq!(code(&draft("bia", "Oi", &"x".repeat(MAX_BODY_BYTES))), None);
         assert_eq!(

@@ -14,7 +14,7 @@ import platform
 import sys
 
 SCENARIOS = ["baseline", "health", "me", "check-permission", "login", "login-2fa",
-             "me-under-login-flood", "refresh", "register", "webhooks", "idle", "password-policy", "startup", "scale",
+             "me-under-login-flood", "refresh", "register", "messages", "webhooks", "idle", "password-policy", "startup", "scale",
              "users-search"]
 
 TARGETS = {
@@ -114,7 +114,7 @@ def svg_chart(data):
     """Horizontal bars: throughput per scenario, with its ceiling drawn behind it."""
     rows = []
     for name in ["baseline", "health", "me", "check-permission", "me-under-login-flood", "login",
-                 "refresh", "register"]:
+                 "refresh", "register", "messages"]:
         r = data.get(name)
         if r and "rps" in r:
             rows.append((name, r["rps"], r.get("ceiling_rps", r.get("me_rps"))))

@@ -10,7 +10,7 @@
 #
 # Scenarios: baseline, health, me, check-permission (a permission check, alternating with me),
 # login, login-2fa (password + authenticator code, alternating with login), me-under-login-flood,
-# refresh, register, webhooks (login and register with one subscribed endpoint vs none; delivery
+# refresh, register, messages (send + read), webhooks (login and register with one subscribed endpoint vs none; delivery
 # throughput), idle, password-policy, startup, scale (login and me on 1k vs 1M accounts with 10M audit rows),
 # users-search (an administrator's user search on the 1M-account database). See bench/README.md.
 #
@@ -109,7 +109,7 @@ fi
 
 export DATABASE_URL DATA_DIR="$work/data" SERVER_HOST=127.0.0.1 SERVER_PORT=$port \
     ADMIN_PASSWORD='Bench-Admin-Passw0rd' EMAIL_ENABLED=false LOG_LEVEL=warn \
-    RATE_LIMIT_ENABLED=false DATABASE_MAX_CONNECTIONS=$((cores * 4)) WEBHOOK_ALLOW_PRIVATE=true \
+    RATE_LIMIT_ENABLED=false MESSAGES_PER_HOUR=1000000 DATABASE_MAX_CONNECTIONS=$((cores * 4)) WEBHOOK_ALLOW_PRIVATE=true \
     MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 DATABASE_URL=$small_db
 
@@ -411,6 +411,13 @@ start_server
 
 log "register"
 record register "$(wrk_run register "$server_pid" "$url" register.lua $((cores * 4)) "$cores" "PASSWORD = \"$password\"")"
+
+# messages: private messages between the seeded accounts, one connection per wrk thread, each
+# sending a message (about 1 KiB) and then reading it as its recipient, in turn; rps counts both
+# (sends/s = reads/s = rps / 2). MESSAGES_PER_HOUR is lifted for it (see the exports above).
+log "messages: send + read by the recipient"
+msg_tokens="tokens = $(sign_in_tokens "$tokens" auth)" # fresh: access tokens live five minutes
+record messages "$(wrk_run messages "$server_pid" "$url" messages.lua $((cores * 4)) $((cores * 4)) "$msg_tokens")"
 
 # webhooks: the cost of writing deliveries with every security event. login and register run
 # with one endpoint subscribed to every event and with none, rounds alternating; after each

@@ -1250,6 +1250,45 @@ pub trait SignInAlertStore: Send + Sync {
     ) -> StoreResult<Vec<LoginAttempt>>;
 }
 
+/// Private messages (see [`crate::flows::messages`]): rows of ciphertext, one wrapped copy of
+/// the message key per party. Every call names the account it acts for, and only rows where
+/// that account holds a copy are seen or changed.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Stores a message. `false` (nothing stored) when the sender's account is gone. A
+    /// recipient whose account is gone by then gets no copy (stored as not delivered).
+    async fn insert_message(
+        &self,
+        message: &crate::domain::message::NewMessage,
+    ) -> StoreResult<bool>;
+    /// A page of `user_id`'s folder, newest first, and how many the folder holds.
+    async fn messages(
+        &self,
+        user_id: UserId,
+        folder: crate::domain::message::MessageBox,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<crate::domain::message::MessagePage>;
+    /// Message `id` if `user_id` holds a copy of it (as sender or recipient).
+    async fn message(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+    ) -> StoreResult<Option<crate::domain::message::StoredMessage>>;
+    /// Marks message `id` read at `now` if `user_id` holds the recipient's copy and it was
+    /// unread. Returns whether it changed.
+    async fn mark_message_read(
+        &self,
+        user_id: UserId,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Drops `user_id`'s copies of message `id` (the recipient's, the sender's, or both for a
+    /// message to oneself); the row goes when no party holds a copy any more. Returns whether
+    /// `user_id` held one.
+    async fn delete_message(&self, user_id: UserId, id: Uuid) -> StoreResult<bool>;
+}
+
 /// A change another instance made that local caches must learn about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
@@ -1283,6 +1322,7 @@ pub trait Store:
     + SignInAlertStore
     + SecurityQuestionStore
     + EnvelopeStore
+    + MessageStore
 {
     /// Short backend name for logs and health (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

@@ -283,6 +283,12 @@ impl Application {
         let email_confirmation = build_email_confirmation(&auth, clock.clone());
         let maintenance = build_maintenance(&auth, &email_confirmation, clock.clone());
         let recovery_emails = build_recovery_emails(&auth, clock.clone());
+        let messages = Arc::new(porteiro_core::flows::messages::Messages::new(
+            Arc::clone(auth.store()),
+            Arc::clone(auth.envelope()),
+            clock.clone(),
+            config.messages,
+        ));
         let mut webhooks = Webhooks::new(
             store,
             auth.envelope().clone(),
@@ -374,6 +380,7 @@ impl Application {
             security_questions: Arc::new(
                 porteiro_core::flows::security_questions::SecurityQuestions::new(Arc::clone(&auth)),
             ),
+            messages,
             settings: Arc::new(settings),
         });
         let metrics = match config.metrics_addr {

@@ -163,6 +163,9 @@ pub struct Config {
     /// `MAINTENANCE_INTERVAL`: how often the maintenance round runs (expired tokens, codes and
     /// sessions; on PostgreSQL on one instance at a time).
     pub maintenance_interval: StdDuration,
+    /// Private messages (`MESSAGES_PER_HOUR`: how many one account may send per hour, 1 to
+    /// 1,000,000, default 60).
+    pub messages: porteiro_core::flows::messages::MessageSettings,
 }
 
 /// Connection deadlines and caps as configured. The caps in force also depend on the descriptor
@@ -633,7 +636,22 @@ impl Config {
             maintenance_interval: maintenance_interval
                 .to_std()
                 .unwrap_or(StdDuration::from_secs(600)),
+            messages: Self::messages(&env)?,
         })
+    }
+
+    fn messages(
+        env: &Env<'_>,
+    ) -> Result<porteiro_core::flows::messages::MessageSettings, ConfigError> {
+        let per_hour: u32 = env.parse(
+            "MESSAGES_PER_HOUR",
+            porteiro_core::flows::messages::DEFAULT_PER_HOUR,
+            "a number",
+        )?;
+        if !(1..=1_000_000).contains(&per_hour) {
+            return Err(err("MESSAGES_PER_HOUR", "must be 1 to 1000000"));
+        }
+        Ok(porteiro_core::flows::messages::MessageSettings { per_hour })
     }
 
     fn webhooks(env: &Env<'_>) -> Result<WebhookSettings, ConfigError> {

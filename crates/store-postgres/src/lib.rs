@@ -52,7 +52,7 @@ macro_rules! user_cols {
     () => {
         "id, username, email, first_name, last_name, password_hash, is_active, email_verified, \
          failed_login_attempts, locked_until, locale, credential_epoch, created_at, updated_at, email_verified_at, \
-         login_alerts, password_reset_required, \
+         login_alerts, password_reset_required, accept_messages, \
          (select string_agg(r.name, ',') from user_roles ur join roles r on r.id = ur.role_id where ur.user_id = users.id) as roles"
     };
 }
@@ -389,6 +389,7 @@ impl UserStore for PgStore {
                locale = coalesce($6, locale), \
                is_active = coalesce($7, is_active), \
                login_alerts = coalesce($9, login_alerts), \
+               accept_messages = coalesce($10, accept_messages), \
                updated_at = $8 \
              where id = $1 returning ",
             user_cols!()
@@ -402,6 +403,7 @@ impl UserStore for PgStore {
         .bind(p.is_active)
         .bind(now)
         .bind(p.login_alerts)
+        .bind(p.accept_messages)
         .fetch_optional(&mut *tx.0)
         .await
         .map_err(backend)?

@@ -132,6 +132,7 @@ porteiro_store_sql::impl_recovery_email_store!(PgStore);
 porteiro_store_sql::impl_security_question_store!(PgStore, complete_reset_inner);
 porteiro_store_sql::impl_maintenance_store!(PgStore, maintenance_lock);
 porteiro_store_sql::impl_sign_in_alert_store!(PgStore, crate::open_session);
+porteiro_store_sql::impl_message_store!(PgStore);
 
 /// The advisory-lock key of scheduled maintenance rounds.
 pub(crate) const MAINTENANCE_LOCK: i64 = 0x706f_7274_0002;

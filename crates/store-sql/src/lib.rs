@@ -14,6 +14,7 @@
 pub mod email_confirmation;
 pub mod envelope;
 pub mod maintenance;
+pub mod messages;
 pub mod rbac;
 pub mod recovery_emails;
 pub mod refresh;

@@ -68,6 +68,7 @@ pub(crate) fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
         locale: r.try_get("locale").map_err(backend)?,
         credential_epoch: r.try_get("credential_epoch").map_err(backend)?,
         login_alerts: r.try_get("login_alerts").map_err(backend)?,
+        accept_messages: r.try_get("accept_messages").map_err(backend)?,
         password_reset_required: r.try_get("password_reset_required").map_err(backend)?,
         created_at: time(r, "created_at")?,
         updated_at: time(r, "updated_at")?,

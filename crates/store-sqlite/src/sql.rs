@@ -106,6 +106,7 @@ porteiro_store_sql::impl_recovery_email_store!(SqliteStore);
 porteiro_store_sql::impl_security_question_store!(SqliteStore, complete_reset_inner);
 porteiro_store_sql::impl_maintenance_store!(SqliteStore, maintenance_lock);
 porteiro_store_sql::impl_sign_in_alert_store!(SqliteStore, crate::open_session);
+porteiro_store_sql::impl_message_store!(SqliteStore);
 
 /// The held maintenance lock of a SQLite store.
 struct MaintenanceGuard(tokio::sync::OwnedMutexGuard<()>);

@@ -20,6 +20,7 @@ mod emails;
 mod envelope;
 mod events;
 mod maintenance;
+mod messages;
 mod mfa;
 mod rbac;
 mod recovery_emails;
@@ -34,6 +35,7 @@ pub use emails::*;
 pub use envelope::*;
 pub use events::*;
 pub use maintenance::*;
+pub use messages::*;
 pub use mfa::*;
 pub use rbac::*;
 pub use recovery_emails::*;
@@ -231,6 +233,11 @@ macro_rules! all_contract_tests {
             one_data_key_per_owner_and_rewraps_apply_only_to_what_was_read,
             deleting_an_account_records_its_data_key_as_destroyed,
             old_style_sealed_values_are_listed_and_replaced_only_if_unchanged,
+            messages_are_listed_per_folder_newest_first_with_totals,
+            only_the_parties_see_a_message_and_only_the_recipient_marks_it_read,
+            deleting_a_message_drops_only_the_callers_copy,
+            account_deletion_keeps_the_other_partys_copy,
+            accounts_accept_messages_until_they_turn_them_off,
         );
     };
 }

@@ -60,6 +60,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "users", description = "Accounts (self or administrators)."),
         (name = "rbac", description = "Roles, permissions, assignments and permission checks (seed 004 `/api/rbac`)."),
         (name = "security-questions", description = "Security questions (seed 004): the catalogue, users' answers (hashed, normalised; setting or removing your own needs your password), and recovery by questions, which yields a `recovery_proof` that a password reset needs besides the emailed token — never instead of it."),
+        (name = "messages", description = "Private messages between accounts (seed 001): encrypted at rest with a key per message wrapped for each party; only the two parties can read them; no enumeration of recipients."),
         (name = "audit", description = "The security event log: administrators see every event, users their own."),
         (name = "webhooks", description = "Signed deliveries of security events to your endpoints (Standard Webhooks), with delivery log, retries, dead letters and replay (administrators)."),
         (name = "maintenance", description = "Removing expired tokens, codes and sessions on request (`system:maintain`); the same jobs run every `MAINTENANCE_INTERVAL`."),
@@ -108,6 +109,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::users::router())
         .merge(routes::rbac::router())
         .merge(routes::security_questions::router())
+        .merge(routes::messages::router())
         .merge(routes::audit::router())
         .merge(routes::webhooks::router())
         .merge(routes::maintenance::router())

@@ -6,6 +6,7 @@ use std::time::Duration;
 use porteiro_core::Auth;
 use porteiro_core::flows::email_confirmation::EmailConfirmation;
 use porteiro_core::flows::maintenance::Maintenance;
+use porteiro_core::flows::messages::Messages;
 use porteiro_core::flows::mfa::TwoFactor;
 use porteiro_core::flows::rbac::Rbac;
 use porteiro_core::flows::recovery_emails::RecoveryEmails;
@@ -110,6 +111,8 @@ pub struct Services {
     pub maintenance: Arc<Maintenance>,
     /// Security questions and recovery by questions.
     pub security_questions: Arc<SecurityQuestions>,
+    /// Private messages between accounts.
+    pub messages: Arc<Messages>,
     /// Web settings.
     pub settings: Arc<WebSettings>,
 }

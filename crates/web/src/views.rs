@@ -102,6 +102,8 @@ pub struct UserView {
     /// The owner said "this wasn't me" about a sign-in: the password works again only after a
     /// reset.
     pub password_reset_required: bool,
+    /// Other accounts may send private messages (`/api/messages`).
+    pub accept_messages: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last update.
@@ -130,6 +132,7 @@ impl UserView {
             locale: u.locale,
             login_alerts: u.login_alerts,
             password_reset_required: u.password_reset_required,
+            accept_messages: u.accept_messages,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }

@@ -5,6 +5,7 @@ pub mod device;
 pub mod email;
 pub mod email_confirmation;
 pub mod maintenance;
+pub mod message;
 pub mod mfa;
 pub mod names;
 pub mod password;

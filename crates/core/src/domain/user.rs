@@ -44,6 +44,9 @@ pub struct User {
     /// Set when the owner said "this wasn't me" about a sign-in: the password is refused (as
     /// a wrong one) until it is reset.
     pub password_reset_required: bool,
+    /// Whether other accounts may send this account private messages (see
+    /// [`crate::flows::messages`]).
+    pub accept_messages: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last modification time.
@@ -109,6 +112,8 @@ pub struct ProfileUpdate {
     pub is_active: Option<bool>,
     /// Whether sign-ins from new devices mail an alert.
     pub login_alerts: Option<bool>,
+    /// Whether other accounts may send private messages.
+    pub accept_messages: Option<bool>,
 }
 
 /// Longest search term accepted (the longest address).

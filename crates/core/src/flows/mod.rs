@@ -9,6 +9,7 @@ pub mod email_confirmation;
 pub mod introspection;
 pub mod login;
 pub mod maintenance;
+pub mod messages;
 pub mod mfa;
 pub mod rbac;
 pub mod recovery;

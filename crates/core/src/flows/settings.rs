@@ -35,6 +35,8 @@ pub struct ProfileChange {
     pub password: Option<SecretString>,
     /// Whether sign-ins from new devices mail an alert (see [`crate::flows::sign_in_alerts`]).
     pub login_alerts: Option<bool>,
+    /// Whether other accounts may send private messages (see [`crate::flows::messages`]).
+    pub accept_messages: Option<bool>,
 }
 
 /// What [`Auth::update_user`] did.
@@ -282,6 +284,7 @@ impl Auth {
                 .map(|tag| Locale::negotiate(tag).tag().to_owned()),
             is_active: change.is_active,
             login_alerts: change.login_alerts,
+            accept_messages: change.accept_messages,
         };
         let new_email = change
             .email
@@ -309,6 +312,7 @@ impl Auth {
             ("locale", update.locale.is_some()),
             ("is_active", update.is_active.is_some()),
             ("login_alerts", update.login_alerts.is_some()),
+            ("accept_messages", update.accept_messages.is_some()),
         ] {
             if set {
                 fields.push(name);

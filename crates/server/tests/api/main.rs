@@ -21,6 +21,7 @@ mod hostile_input;
 mod http;
 mod jwt;
 mod maintenance;
+mod messages;
 mod metrics;
 mod mfa;
 mod multi_instance;

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod email_confirmation;
 pub mod health;
 pub mod maintenance;
+pub mod messages;
 pub mod metrics;
 pub mod mfa;
 pub mod rbac;

@@ -47,6 +47,9 @@ pub struct UpdateUser {
     /// Whether a sign-in from a device the account has not used before mails an alert with a
     /// "this wasn't me" link (default on).
     pub login_alerts: Option<bool>,
+    /// Whether other accounts may send you private messages (default on). When off, messages
+    /// to you are answered to their senders as if delivered, and never reach you.
+    pub accept_messages: Option<bool>,
 }
 
 /// Change-password body.
@@ -169,6 +172,7 @@ async fn update(
         email: req.email,
         password: req.password,
         login_alerts: req.login_alerts,
+        accept_messages: req.accept_messages,
     };
     let updated = s.auth.update_user(&p, id, change).await?;
     let message = if updated.email_change_requested {

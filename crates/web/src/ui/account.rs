@@ -141,6 +141,9 @@ struct AccountPage {
     sessions: Vec<SessionRow>,
     events: Vec<EventRow>,
     login_alerts: bool,
+    /// Other accounts may send private messages.
+    accept_messages: bool,
+    messages_error: Option<String>,
     history: Vec<HistoryRow>,
     /// The cursor of the next (older) history page.
     history_next: Option<i64>,
@@ -178,6 +181,8 @@ pub(super) enum Section {
     RecoveryEmails,
     /// The new-device alerts toggle.
     Alerts,
+    /// The "accept messages" toggle.
+    Messages,
     /// Answering a security question.
     Questions,
     /// Removing security answers.
@@ -235,6 +240,7 @@ async fn render_account_at(
         Err(e) => return ui.refuse(s, Failure::from_error(t, &e)),
     };
     let login_alerts = user.login_alerts;
+    let accept_messages = user.accept_messages;
     let name = user
         .first_name
         .clone()
@@ -338,6 +344,8 @@ async fn render_account_at(
         history_next,
         history_paged: history_before.is_some(),
         alerts_error: pick(Section::Alerts),
+        accept_messages,
+        messages_error: pick(Section::Messages),
         notice: notice_text,
         profile_error: pick(Section::Profile),
         password_error: pick(Section::Password),

@@ -189,6 +189,10 @@ mod tests {
             include_str!("recovery_emails.rs"),
             include_str!("../../templates/ui/not_me.html"),
             include_str!("not_me.rs"),
+            include_str!("../../templates/ui/messages.html"),
+            include_str!("../../templates/ui/messages_compose.html"),
+            include_str!("../../templates/ui/messages_read.html"),
+            include_str!("messages.rs"),
         ];
         let mut missing = Vec::new();
         for source in sources {
@@ -221,6 +225,7 @@ mod tests {
                         "recovery",
                         "history",
                         "not_me",
+                        "messages",
                     ]
                     .contains(&ns)
                         && !name.is_empty()

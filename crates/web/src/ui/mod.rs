@@ -15,6 +15,7 @@
 mod account;
 mod admin;
 pub mod i18n;
+mod messages;
 mod mfa;
 mod not_me;
 mod pages;
@@ -150,6 +151,20 @@ pub(crate) fn router() -> Router<AppState> {
         .route(
             "/ui/account/2fa/backup-codes",
             axum::routing::post(account::two_factor_backup_codes),
+        )
+        .route(
+            "/ui/messages",
+            get(messages::folder_page).post(messages::send),
+        )
+        .route("/ui/messages/new", get(messages::compose_page))
+        .route("/ui/messages/{id}", get(messages::read_page))
+        .route(
+            "/ui/messages/{id}/delete",
+            axum::routing::post(messages::delete),
+        )
+        .route(
+            "/ui/account/accept-messages",
+            axum::routing::post(messages::save_accept_messages),
         )
         .route("/ui/admin", get(admin::users_page))
         .route("/ui/admin/users/{id}", get(admin::user_page))

@@ -40,6 +40,7 @@ const NOTICES: &[&str] = &[
     "recovery_email_removed",
     "recovery_email_verified",
     "login_alerts_saved",
+    "accept_messages_saved",
     "security_answer_saved",
     "security_answer_removed",
     "security_answers_removed",

@@ -319,6 +319,7 @@ impl Application {
             Arc::clone(&maintenance),
             config.maintenance_interval,
         ));
+        crate::cli::backup::spawn_schedule(&config);
         tokio::spawn(porteiro_web::metrics::upkeep());
 
         let tls = config

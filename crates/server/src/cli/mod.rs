@@ -1,4 +1,5 @@
-//! Command-line interface: `serve`, `migrate`, `user …`, `keys rotate`, `config check`.
+//! Command-line interface: `serve`, `migrate`, `user …`, `keys rotate`, `config check`,
+//! `backup`, `restore`.
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use porteiro_core::flows::registration::Registration;
 use secrecy::SecretString;
 
 mod bench;
+pub mod backup;
 
 use crate::app::{Application, build_auth, build_auth_with_key, load_master_key, open_store};
 use crate::config::Config;
@@ -44,6 +46,11 @@ pub enum Command {
     /// Benchmark helpers: bulk seeding and the hashing and rotation ceilings (bench/run.sh).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Write an encrypted backup of the database (while the server runs), or check one with
+    /// `backup verify FILE`.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the configured database (empty, or replaced with --force).
+    Restore(backup::RestoreArgs),
 }
 
 /// `porteiro user …`
@@ -396,6 +403,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 build_auth_with_key(&config, store, Arc::new(SystemClock), master.clone()).await?;
             bench::run(auth, &master, cmd).await
         }
+        Command::Backup(args) => backup::backup_command(&config, args).await,
+        Command::Restore(args) => backup::restore_command(&config, args).await,
         Command::User(cmd) => {
             let store = open_store(&config).await?;
             let auth = build_auth(&config, store, Arc::new(SystemClock)).await?;

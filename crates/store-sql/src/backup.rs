@@ -1330,32 +1330,35 @@ pub async fn load(
 mod tests {
     use super::*;
 
-    fn sample() -> Vec<u8> {
-        let mut header = Header::current("sqlite", chrono::DateTime::UNIX_EPOCH);
-        header.tables.truncate(2);
-        let mut e = Encoder::new(&header).expect("header");
-        let mut out = Vec::new();
-        e.begin_table("users").expect("begin");
-        let mut row = vec![Value::Null; header.tables[0].columns.len()];
-        row[0] = Value::Uuid(Uuid::nil());
-        for (i, col) in header.tables[0].columns.iter().enumerate().skip(1) {
-            row[i] = match col.ty {
+    fn row_of(spec: &TableSpec) -> Vec<Value> {
+        spec.columns
+            .iter()
+            .map(|col| match col.ty {
                 Type::Uuid => Value::Uuid(Uuid::nil()),
                 Type::Text => Value::Text("a \"b\"\n".into()),
                 Type::Time => Value::Time(1_700_000_000_123_456),
                 Type::Bool => Value::Bool(true),
                 Type::Int => Value::Int(-7),
                 Type::Bytes => Value::Bytes(vec![0, 255]),
-            };
+            })
+            .collect()
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut header = Header::current("sqlite", chrono::DateTime::UNIX_EPOCH);
+        header.tables = ["users", "signing_keys"]
+            .iter()
+            .map(|t| TableSpec::from(table(t).expect("table")))
+            .collect();
+        let mut e = Encoder::new(&header).expect("header");
+        for spec in &header.tables {
+            e.begin_table(&spec.name).expect("begin");
+            e.row(&row_of(spec)).expect("row");
+            e.end_table().expect("end");
         }
-        e.row(&row).expect("row");
-        e.end_table().expect("end");
-        e.begin_table("sessions").expect("begin");
-        e.end_table().expect("end");
         let (last, totals, _) = e.finish().expect("finish");
-        out.extend(last);
-        assert_eq!(totals, Totals { tables: 2, rows: 1 });
-        out
+        assert_eq!(totals, Totals { tables: 2, rows: 2 });
+        last
     }
 
     fn check(stream: &[u8]) -> anyhow::Result<Vec<Item>> {
@@ -1371,11 +1374,13 @@ mod tests {
     #[test]
     fn a_stream_round_trips_through_the_decoder() {
         let items = check(&sample()).expect("valid");
-        assert!(matches!(items.last(), Some(Item::Trailer(Totals { tables: 2, rows: 1 }))));
-        let Item::Row(values) = &items[2] else { panic!("row expected") };
-        assert_eq!(values[0], Value::Uuid(Uuid::nil()));
-        assert!(values.contains(&Value::Bytes(vec![0, 255])));
-        assert!(values.contains(&Value::Text("a \"b\"\n".into())));
+        assert!(matches!(items.last(), Some(Item::Trailer(Totals { tables: 2, rows: 2 }))));
+        let Item::Row(users) = &items[2] else { panic!("row expected") };
+        assert_eq!(users[0], Value::Uuid(Uuid::nil()));
+        assert!(users.contains(&Value::Text("a \"b\"\n".into())));
+        assert!(users.contains(&Value::Time(1_700_000_000_123_456)));
+        let Item::Row(keys) = &items[5] else { panic!("row expected") };
+        assert!(keys.contains(&Value::Bytes(vec![0, 255])));
     }
 
     #[test]

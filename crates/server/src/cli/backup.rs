@@ -400,9 +400,16 @@ fn read_into(
     let f = std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
     let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(256 * 1024, f))
         .map_err(describe_decrypt)?;
+    let scrypt = decryptor.is_scrypt();
     let plain = decryptor
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(describe_decrypt)?;
+        .map_err(|e| match e {
+            // A wrong passphrase fails the scrypt stanza's authentication.
+            age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys if scrypt => {
+                "cannot decrypt the backup: none of the configured keys opens it (it is encrypted with a passphrase: check BACKUP_PASSPHRASE)".to_owned()
+            }
+            other => describe_decrypt(other),
+        })?;
     let inflated = zstd::Decoder::new(plain).map_err(|e| damaged(&e))?;
     let mut lines = BufReader::with_capacity(256 * 1024, inflated);
     let mut chunk = Vec::with_capacity(128 * 1024);

@@ -31,3 +31,95 @@ async fn the_catalogue_matches_the_migrated_schema() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A restore re-applies the target's record of destroyed data keys (crypto-shredding): restoring
+/// a backup taken before an account's data key was destroyed does not bring that key back.
+#[tokio::test]
+async fn a_restore_keeps_destroyed_data_keys_destroyed() {
+    use porteiro_store_sql::backup::RestoreOptions;
+    let dir = std::env::temp_dir().join(format!("porteiro-shred-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (src, dst) = (
+        dir.join("src.db").to_string_lossy().into_owned(),
+        dir.join("dst.db").to_string_lossy().into_owned(),
+    );
+    let (user, erased, kept) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let source = SqliteStore::connect(&src).await.expect("source");
+    source.close().await;
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{src}"))
+        .await
+        .expect("connect");
+    for (sql, binds) in [
+        (
+            "insert into users (id, username, username_key, email, password_hash, created_at, updated_at) \
+             values ($1, 'zoe', 'zoe', 'zoe@example.com', 'x', 0, 0)",
+            vec![user.to_string()],
+        ),
+        (
+            "insert into key_encryption_keys (version, algorithm, public_key, created_at) values (1, 'RSA', x'00', 0)",
+            vec![],
+        ),
+        (
+            "insert into data_keys (id, owner_id, kek_version, wrapped_key, created_at, updated_at) \
+             values ($1, $2, 1, x'01', 0, 0)",
+            vec![erased.to_string(), user.to_string()],
+        ),
+        (
+            "insert into data_keys (id, owner_id, kek_version, wrapped_key, created_at, updated_at) \
+             values ($1, null, 1, x'02', 0, 0)",
+            vec![kept.to_string()],
+        ),
+    ] {
+        let mut q = sqlx::query(sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        q.execute(&mut conn).await.expect("seed");
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    porteiro_store_sqlite::backup::dump(&src, &tx, &|_: Progress| {})
+        .await
+        .expect("backup");
+    drop(tx);
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel(1024);
+    while let Some(c) = rx.recv().await {
+        chunks_tx.send(Ok(c)).await.expect("queued");
+    }
+    drop(chunks_tx);
+
+    // The target destroyed the account's key after the backup was taken.
+    let target = SqliteStore::connect(&dst).await.expect("target");
+    target.close().await;
+    let mut t = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{dst}"))
+        .await
+        .expect("connect");
+    sqlx::query("insert into destroyed_data_keys (id, owner_id, destroyed_at) values ($1, $2, 5)")
+        .bind(erased.to_string())
+        .bind(user.to_string())
+        .execute(&mut t)
+        .await
+        .expect("record");
+    let report = porteiro_store_sqlite::backup::restore(
+        &dst,
+        &mut chunks,
+        RestoreOptions {
+            force: true,
+            keep_sessions: false,
+        },
+        &|_: Progress| {},
+    )
+    .await
+    .expect("restored");
+    assert_eq!(report.data_keys_shredded, 1);
+    let keys: Vec<String> = sqlx::query_scalar("select id from data_keys")
+        .fetch_all(&mut t)
+        .await
+        .expect("keys");
+    assert_eq!(keys, vec![kept.to_string()]);
+    let record: Vec<String> = sqlx::query_scalar("select id from destroyed_data_keys")
+        .fetch_all(&mut t)
+        .await
+        .expect("record");
+    assert_eq!(record, vec![erased.to_string()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

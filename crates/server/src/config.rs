@@ -1001,7 +1001,10 @@ impl Config {
         }
         let interval = env.duration("BACKUP_INTERVAL", Duration::hours(24))?;
         if interval < Duration::seconds(1) || interval > Duration::days(366) {
-            return Err(err("BACKUP_INTERVAL", "must be between 1 second and 366 days"));
+            return Err(err(
+                "BACKUP_INTERVAL",
+                "must be between 1 second and 366 days",
+            ));
         }
         let keep: usize = env.parse("BACKUP_KEEP", 7, "a number")?;
         if keep == 0 || keep > 10_000 {
@@ -1394,7 +1397,10 @@ mod tests {
         ] {
             let e = Config::from_env(&env(&vars)).expect_err("refused");
             assert_eq!(e.var, var, "{e}");
-            assert!(e.to_string().starts_with(&format!("configuration error: {var}: ")));
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("configuration error: {var}: "))
+            );
         }
     }
 }

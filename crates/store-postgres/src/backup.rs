@@ -17,13 +17,25 @@ use porteiro_store_sql::backup::{
     RestoreOptions, RestoreReport, SCHEMA_VERSION, SEEDED_TABLES, TableSpec, Totals, Type, Value,
     catalogue_mismatches, load, read_header,
 };
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{Connection as _, PgConnection, Postgres, Row as _};
+use std::str::FromStr as _;
+
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow};
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection, Postgres, Row as _};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// The advisory-lock key of scheduled backups (one instance at a time).
 const BACKUP_LOCK: i64 = 0x706f_7274_0003;
+
+/// A connection of its own. A backup's selects stream whole tables for minutes, and a restore's
+/// inserts are large: neither is a "slow statement" worth a warning.
+async fn connect(url: &str) -> anyhow::Result<PgConnection> {
+    let options = PgConnectOptions::from_str(url)?.disable_statement_logging();
+    options
+        .connect()
+        .await
+        .context("cannot connect to the PostgreSQL database named by DATABASE_URL")
+}
 
 async fn schema_version(conn: &mut PgConnection) -> anyhow::Result<Option<i64>> {
     let exists: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
@@ -93,7 +105,7 @@ fn compatible(expected: Type, live: &LiveColumn) -> bool {
 /// # Errors
 /// When the database cannot be reached or read.
 pub async fn catalogue_problems(url: &str) -> anyhow::Result<Vec<String>> {
-    let mut conn = PgConnection::connect(url).await?;
+    let mut conn = connect(url).await?;
     let live = live_columns(&mut conn).await?;
     conn.close().await?;
     Ok(catalogue_mismatches(&live, compatible))
@@ -133,9 +145,7 @@ pub async fn dump(
     out: &mpsc::Sender<Vec<u8>>,
     on_progress: OnProgress<'_>,
 ) -> anyhow::Result<(Totals, u64)> {
-    let mut conn = PgConnection::connect(url)
-        .await
-        .context("cannot connect to the PostgreSQL database named by DATABASE_URL")?;
+    let mut conn = connect(url).await?;
     sqlx::query("begin isolation level repeatable read, read only")
         .execute(&mut conn)
         .await?;
@@ -264,9 +274,9 @@ fn bind_value<'q>(
         (Value::Null, Type::Bytes) => q.bind(Option::<Vec<u8>>::None),
         (Value::Uuid(u), _) => q.bind(*u),
         (Value::Text(t), _) => q.bind(t.clone()),
-        (Value::Time(us), _) => q.bind(
-            DateTime::<Utc>::from_timestamp_micros(*us).context("a time out of range")?,
-        ),
+        (Value::Time(us), _) => {
+            q.bind(DateTime::<Utc>::from_timestamp_micros(*us).context("a time out of range")?)
+        }
         (Value::Bool(b), _) => q.bind(*b),
         (Value::Int(i), _) => q.bind(*i),
         (Value::Bytes(b), _) => q.bind(b.clone()),
@@ -336,9 +346,7 @@ pub async fn restore(
 ) -> anyhow::Result<RestoreReport> {
     let latest = crate::migrations::latest();
     let (header, mut decoder, first) = read_header(input, latest).await?;
-    let mut conn = PgConnection::connect(url)
-        .await
-        .context("cannot connect to the PostgreSQL database named by DATABASE_URL")?;
+    let mut conn = connect(url).await?;
     if !opts.force
         && let Some(t) = holds_data(&mut conn).await?
     {
@@ -351,8 +359,16 @@ pub async fn restore(
         .await
         .context("cannot migrate the target database to the backup's schema version")?;
     sqlx::query("begin").execute(&mut conn).await?;
-    let result =
-        restore_in_tx(&mut conn, &header, &mut decoder, first, input, opts, on_progress).await;
+    let result = restore_in_tx(
+        &mut conn,
+        &header,
+        &mut decoder,
+        first,
+        input,
+        opts,
+        on_progress,
+    )
+    .await;
     match result {
         Ok(mut report) => {
             sqlx::query("commit").execute(&mut conn).await?;
@@ -403,7 +419,9 @@ async fn restore_in_tx(
     if !opts.force
         && let Some(t) = holds_data(conn).await?
     {
-        bail!("the target database is not empty (table {t} has rows): add --force to replace its contents");
+        bail!(
+            "the target database is not empty (table {t} has rows): add --force to replace its contents"
+        );
     }
     // The target's record of destroyed data keys outlives the wipe (crypto-shredding).
     let record: Vec<(Uuid, Option<Uuid>, DateTime<Utc>)> = if has_record {
@@ -414,9 +432,12 @@ async fn restore_in_tx(
         Vec::new()
     };
     if !wipe.is_empty() {
-        sqlx::query(sqlx::AssertSqlSafe(format!("truncate table {}", wipe.join(", "))))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "truncate table {}",
+            wipe.join(", ")
+        )))
+        .execute(&mut *conn)
+        .await?;
     }
     let mut loader = PgLoader {
         conn: &mut *conn,

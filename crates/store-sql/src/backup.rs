@@ -535,10 +535,7 @@ pub fn catalogue_mismatches(
     let mut problems = Vec::new();
     for l in live {
         match table(&l.table) {
-            None => problems.push(format!(
-                "table {} is not in the backup catalogue",
-                l.table
-            )),
+            None => problems.push(format!("table {} is not in the backup catalogue", l.table)),
             Some(t) => match t.columns.iter().find(|c| c.name == l.column) {
                 None => problems.push(format!(
                     "column {}.{} is not in the backup catalogue",
@@ -563,7 +560,10 @@ pub fn catalogue_mismatches(
     }
     for t in CATALOGUE {
         for col in t.columns {
-            if !live.iter().any(|l| l.table == t.name && l.column == col.name) {
+            if !live
+                .iter()
+                .any(|l| l.table == t.name && l.column == col.name)
+            {
                 problems.push(format!(
                     "column {}.{} of the backup catalogue is not in the database",
                     t.name, col.name
@@ -661,7 +661,11 @@ impl TableSpec {
     pub fn insert_sql(&self, rows: usize, overriding: &str) -> String {
         let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
         let width = self.columns.len();
-        let mut sql = format!("insert into {} ({}) {overriding} values ", self.name, names.join(", "));
+        let mut sql = format!(
+            "insert into {} ({}) {overriding} values ",
+            self.name,
+            names.join(", ")
+        );
         for r in 0..rows {
             if r > 0 {
                 sql.push_str(", ");
@@ -769,7 +773,9 @@ pub struct Encoder {
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoder").field("totals", &self.totals).finish_non_exhaustive()
+        f.debug_struct("Encoder")
+            .field("totals", &self.totals)
+            .finish_non_exhaustive()
     }
 }
 
@@ -841,7 +847,8 @@ impl Encoder {
                 Value::Bytes(b) => {
                     self.buf.push(b'"');
                     let at = self.buf.len();
-                    self.buf.resize(at + base64::encoded_len(b.len(), true).unwrap_or(0), 0);
+                    self.buf
+                        .resize(at + base64::encoded_len(b.len(), true).unwrap_or(0), 0);
                     let written = base64::engine::general_purpose::STANDARD
                         .encode_slice(b, &mut self.buf[at..])
                         .context("encoding bytes")?;
@@ -853,10 +860,7 @@ impl Encoder {
         self.buf.extend_from_slice(b"]\n");
         let line = &self.buf[start..];
         self.all.update(line);
-        let (_, digest, rows) = self
-            .table
-            .as_mut()
-            .context("a row outside any table")?;
+        let (_, digest, rows) = self.table.as_mut().context("a row outside any table")?;
         digest.update(line);
         *rows += 1;
         self.totals.rows += 1;
@@ -934,8 +938,14 @@ pub enum Item {
 
 enum State {
     Start,
-    Between { next: usize },
-    InTable { index: usize, digest: digest::Context, rows: u64 },
+    Between {
+        next: usize,
+    },
+    InTable {
+        index: usize,
+        digest: digest::Context,
+        rows: u64,
+    },
     Done,
 }
 
@@ -953,7 +963,9 @@ pub struct Decoder {
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decoder").field("totals", &self.totals).finish_non_exhaustive()
+        f.debug_struct("Decoder")
+            .field("totals", &self.totals)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1060,7 +1072,8 @@ impl Decoder {
                     "the backup is corrupted: the overall checksum does not match"
                 );
                 ensure!(
-                    trailer.trailer.tables == next as u64 && trailer.trailer.rows == self.totals.rows,
+                    trailer.trailer.tables == next as u64
+                        && trailer.trailer.rows == self.totals.rows,
                     "the backup is corrupted: the trailer counts {} tables and {} rows, the stream {} and {}",
                     trailer.trailer.tables,
                     trailer.trailer.rows,
@@ -1092,7 +1105,10 @@ impl Decoder {
                     return Ok(Item::Row(values));
                 }
                 let end: TableEnd = serde_json::from_slice(body).with_context(|| {
-                    format!("the backup is corrupted: a malformed line in table {}", spec.name)
+                    format!(
+                        "the backup is corrupted: a malformed line in table {}",
+                        spec.name
+                    )
                 })?;
                 ensure!(
                     end.table_end == spec.name,
@@ -1133,13 +1149,18 @@ fn line_with_newline(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && !s.as_bytes()[0].is_ascii_digit()
 }
 
 fn parse_row(spec: &TableSpec, body: &[u8]) -> anyhow::Result<Vec<Value>> {
-    let raw: Vec<serde_json::Value> = serde_json::from_slice(body)
-        .with_context(|| format!("the backup is corrupted: a malformed row in table {}", spec.name))?;
+    let raw: Vec<serde_json::Value> = serde_json::from_slice(body).with_context(|| {
+        format!(
+            "the backup is corrupted: a malformed row in table {}",
+            spec.name
+        )
+    })?;
     ensure!(
         raw.len() == spec.columns.len(),
         "the backup is corrupted: a row of table {} has {} values, not {}",
@@ -1253,7 +1274,10 @@ pub async fn read_header(
             Some(Err(e)) => bail!("{e}"),
             None => bail!("this is not a Porteiro backup (it is empty or has no header)"),
         }
-        ensure!(pending.len() < 16 * 1024 * 1024, "this is not a Porteiro backup (no header line)");
+        ensure!(
+            pending.len() < 16 * 1024 * 1024,
+            "this is not a Porteiro backup (no header line)"
+        );
     }
 }
 
@@ -1374,12 +1398,19 @@ mod tests {
     #[test]
     fn a_stream_round_trips_through_the_decoder() {
         let items = check(&sample()).expect("valid");
-        assert!(matches!(items.last(), Some(Item::Trailer(Totals { tables: 2, rows: 2 }))));
-        let Item::Row(users) = &items[2] else { panic!("row expected") };
+        assert!(matches!(
+            items.last(),
+            Some(Item::Trailer(Totals { tables: 2, rows: 2 }))
+        ));
+        let Item::Row(users) = &items[2] else {
+            panic!("row expected")
+        };
         assert_eq!(users[0], Value::Uuid(Uuid::nil()));
         assert!(users.contains(&Value::Text("a \"b\"\n".into())));
         assert!(users.contains(&Value::Time(1_700_000_000_123_456)));
-        let Item::Row(keys) = &items[5] else { panic!("row expected") };
+        let Item::Row(keys) = &items[5] else {
+            panic!("row expected")
+        };
         assert!(keys.contains(&Value::Bytes(vec![0, 255])));
     }
 
@@ -1406,7 +1437,10 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let good = sample();
         let mut d = Decoder::new(SCHEMA_VERSION - 1);
-        let first = good.split_inclusive(|b| *b == b'\n').next().expect("header");
+        let first = good
+            .split_inclusive(|b| *b == b'\n')
+            .next()
+            .expect("header");
         let e = d.feed(first).expect_err("newer");
         assert!(e.to_string().contains("newer"), "{e}");
     }

@@ -34,7 +34,9 @@ fn options(path: &str) -> anyhow::Result<SqliteConnectOptions> {
     Ok(SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
         .journal_mode(SqliteJournalMode::Wal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30)))
+        .busy_timeout(Duration::from_secs(30))
+        // A backup's selects stream whole tables for minutes: not "slow statements".
+        .disable_statement_logging())
 }
 
 async fn schema_version(conn: &mut SqliteConnection) -> anyhow::Result<Option<i64>> {
@@ -305,7 +307,10 @@ pub async fn restore(
     let latest = crate::migrations::latest();
     let (header, mut decoder, first) = read_header(input, latest).await?;
     let path = path_of(url);
-    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir)?;
     }
     crate::create_private_file(Path::new(path))?;
@@ -325,8 +330,23 @@ pub async fn restore(
         .run_to(header.schema_version, &mut conn)
         .await
         .context("cannot migrate the target database to the backup's schema version")?;
+    // One transaction writes every index of every table: a bigger page cache than SQLite's
+    // 2 MB default keeps the B-tree pages of the big indexes in memory (bounded: RSS stays
+    // well under 100 MB).
+    sqlx::query("pragma cache_size = -49152")
+        .execute(&mut conn)
+        .await?;
     sqlx::query("begin immediate").execute(&mut conn).await?;
-    let result = restore_in_tx(&mut conn, &header, &mut decoder, first, input, opts, on_progress).await;
+    let result = restore_in_tx(
+        &mut conn,
+        &header,
+        &mut decoder,
+        first,
+        input,
+        opts,
+        on_progress,
+    )
+    .await;
     match result {
         Ok(mut report) => {
             sqlx::query("commit").execute(&mut conn).await?;
@@ -359,7 +379,9 @@ async fn restore_in_tx(
     if !opts.force
         && let Some(t) = holds_data(conn).await?
     {
-        bail!("the target database is not empty (table {t} has rows): add --force to replace its contents");
+        bail!(
+            "the target database is not empty (table {t} has rows): add --force to replace its contents"
+        );
     }
     // The target's record of destroyed data keys outlives the wipe (crypto-shredding).
     let has_record = table_exists(conn, "destroyed_data_keys").await?;
@@ -371,10 +393,11 @@ async fn restore_in_tx(
         Vec::new()
     };
     // The append-only triggers would refuse the wipe: set aside and put back before commit.
-    let triggers: Vec<(String, String)> =
-        sqlx::query_as("select name, sql from sqlite_master where type = 'trigger' and sql is not null")
-            .fetch_all(&mut *conn)
-            .await?;
+    let triggers: Vec<(String, String)> = sqlx::query_as(
+        "select name, sql from sqlite_master where type = 'trigger' and sql is not null",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     for (name, _) in &triggers {
         ensure!(
             name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),

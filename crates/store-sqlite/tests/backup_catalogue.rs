@@ -37,18 +37,24 @@ async fn the_catalogue_matches_the_migrated_schema() {
 #[tokio::test]
 async fn a_restore_keeps_destroyed_data_keys_destroyed() {
     use porteiro_store_sql::backup::RestoreOptions;
-    let dir = std::env::temp_dir().join(format!("porteiro-shred-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("porteiro-shred-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
     let (src, dst) = (
         dir.join("src.db").to_string_lossy().into_owned(),
         dir.join("dst.db").to_string_lossy().into_owned(),
     );
-    let (user, erased, kept) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (user, erased, kept) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
     let source = SqliteStore::connect(&src).await.expect("source");
     source.close().await;
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{src}"))
-        .await
-        .expect("connect");
+    let mut conn =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{src}"))
+            .await
+            .expect("connect");
     for (sql, binds) in [
         (
             "insert into users (id, username, username_key, email, password_hash, created_at, updated_at) \

@@ -392,12 +392,9 @@ fn spawn_reader(
     (rx, handle)
 }
 
-fn read_into(
-    file: &Path,
-    identities: &Identities,
-    tx: &mpsc::Sender<Chunk>,
-) -> Result<(), String> {
-    let f = std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+fn read_into(file: &Path, identities: &Identities, tx: &mpsc::Sender<Chunk>) -> Result<(), String> {
+    let f =
+        std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
     let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(256 * 1024, f))
         .map_err(describe_decrypt)?;
     let scrypt = decryptor.is_scrypt();
@@ -414,7 +411,9 @@ fn read_into(
     let mut lines = BufReader::with_capacity(256 * 1024, inflated);
     let mut chunk = Vec::with_capacity(128 * 1024);
     loop {
-        let n = lines.read_until(b'\n', &mut chunk).map_err(|e| damaged(&e))?;
+        let n = lines
+            .read_until(b'\n', &mut chunk)
+            .map_err(|e| damaged(&e))?;
         if n == 0 || chunk.len() >= 64 * 1024 {
             if !chunk.is_empty() {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(128 * 1024));

@@ -10,8 +10,8 @@ use porteiro_core::clock::SystemClock;
 use porteiro_core::flows::registration::Registration;
 use secrecy::SecretString;
 
-mod bench;
 pub mod backup;
+mod bench;
 
 use crate::app::{Application, build_auth, build_auth_with_key, load_master_key, open_store};
 use crate::config::Config;

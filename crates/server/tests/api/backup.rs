@@ -105,7 +105,11 @@ impl Kit {
             .stdin(age.stdout.unwrap())
             .output()
             .expect("the zstd tool is installed");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -155,7 +159,9 @@ fn keygen(path: &Path) -> String {
 
 /// A new, empty database of `backend` and a data directory holding `master_key_from`'s key.
 async fn empty_target(backend: Backend, kit: &Kit, master_key_from: &Path) -> (String, PathBuf) {
-    let dir = kit.dir.join(format!("target-{}", uuid::Uuid::new_v4().simple()));
+    let dir = kit
+        .dir
+        .join(format!("target-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(master_key_from.join("master.key"), dir.join("master.key")).unwrap();
     let url = match backend {
@@ -185,7 +191,12 @@ async fn audit_ids(app: &TestApp, token: &str) -> BTreeMap<i64, String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["id"].as_i64().unwrap(), e["type"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -250,7 +261,11 @@ async fn round_trip(from: Backend, to: Backend, keep_sessions: bool) {
     let admin = restored.admin().await;
     let after = audit_ids(&restored, &admin.access).await;
     for (id, kind) in &history {
-        assert_eq!(after.get(id), Some(kind), "audit event {id} kept with its id");
+        assert_eq!(
+            after.get(id),
+            Some(kind),
+            "audit event {id} kept with its id"
+        );
     }
     let alice_now = restored.sign_in(&alice).await;
     let r = restored
@@ -551,7 +566,12 @@ fn seal(kit: &Kit, text: &str, out: &Path) {
     let plain = kit.dir.join("plain.txt");
     std::fs::write(&plain, text).unwrap();
     let zst = kit.dir.join("plain.txt.zst");
-    let s = Command::new("zstd").args(["-q", "-f", "-o"]).arg(&zst).arg(&plain).status().unwrap();
+    let s = Command::new("zstd")
+        .args(["-q", "-f", "-o"])
+        .arg(&zst)
+        .arg(&plain)
+        .status()
+        .unwrap();
     assert!(s.success());
     let s = Command::new("age")
         .args(["-r", &kit.recipient, "-o"])
@@ -574,15 +594,27 @@ fn backup_commands_explain_themselves_and_need_a_key() {
         assert!(out.contains("Usage"), "{out}");
     }
     let help = kit.ok(&["restore", "--help"], &[]);
-    assert!(help.contains("--force") && help.contains("--keep-sessions"), "{help}");
+    assert!(
+        help.contains("--force") && help.contains("--keep-sessions"),
+        "{help}"
+    );
     let db = kit.dir.join("p.db");
     let e = kit.refused(
         &["backup", "x.age"],
-        &[("DATABASE_URL", db.to_str().unwrap()), ("DATA_DIR", kit.dir.to_str().unwrap())],
+        &[
+            ("DATABASE_URL", db.to_str().unwrap()),
+            ("DATA_DIR", kit.dir.to_str().unwrap()),
+        ],
     );
-    assert!(e.contains("no backup key") && e.contains("BACKUP_RECIPIENT"), "{e}");
+    assert!(
+        e.contains("no backup key") && e.contains("BACKUP_RECIPIENT"),
+        "{e}"
+    );
     let e = kit.refused(&["backup", "verify", "x.age"], &[]);
-    assert!(e.contains("BACKUP_IDENTITY_FILE") && e.contains("BACKUP_PASSPHRASE"), "{e}");
+    assert!(
+        e.contains("BACKUP_IDENTITY_FILE") && e.contains("BACKUP_PASSPHRASE"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

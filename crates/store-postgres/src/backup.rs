@@ -439,6 +439,28 @@ async fn restore_in_tx(
         .execute(&mut *conn)
         .await?;
     }
+    // Secondary indexes are much cheaper built once after the load than kept up row by row:
+    // set aside (dropped in this transaction) and put back from their own definitions before
+    // the commit. Those behind primary keys and unique constraints stay: foreign keys and
+    // uniqueness are checked while loading.
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "select i.indexname::text, i.indexdef::text from pg_indexes i \
+         where i.schemaname = current_schema() and i.tablename = any($1) \
+           and not exists (select 1 from pg_constraint c \
+                           where c.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass)",
+    )
+    .bind(&wipe)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (name, _) in &indexes {
+        ensure!(
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "unexpected index name {name:?}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("drop index {name}")))
+            .execute(&mut *conn)
+            .await?;
+    }
     let mut loader = PgLoader {
         conn: &mut *conn,
         sql: HashMap::new(),
@@ -449,6 +471,12 @@ async fn restore_in_tx(
         bytes,
         ..RestoreReport::default()
     };
+    for (_, definition) in &indexes {
+        // Read back from pg_indexes above: the schema's own definitions.
+        sqlx::query(sqlx::AssertSqlSafe(definition.clone()))
+            .execute(&mut *conn)
+            .await?;
+    }
     if has_record {
         for (id, owner, at) in &record {
             sqlx::query(

@@ -106,6 +106,12 @@ async fn a_restore_keeps_destroyed_data_keys_destroyed() {
     .execute(&mut t)
     .await
     .expect("record");
+    let schema_sql = "select indexdef::text from pg_indexes where schemaname = current_schema() \
+                      order by indexname";
+    let schema_before: Vec<String> = sqlx::query_scalar(schema_sql)
+        .fetch_all(&mut t)
+        .await
+        .expect("schema");
     let report = porteiro_store_postgres::backup::restore(
         &dst,
         &mut chunks,
@@ -128,4 +134,10 @@ async fn a_restore_keeps_destroyed_data_keys_destroyed() {
         .await
         .expect("record");
     assert_eq!(record, vec![erased]);
+    // The indexes set aside during the load are all back.
+    let schema_after: Vec<String> = sqlx::query_scalar(schema_sql)
+        .fetch_all(&mut t)
+        .await
+        .expect("schema");
+    assert_eq!(schema_after, schema_before);
 }

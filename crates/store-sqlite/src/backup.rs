@@ -392,18 +392,25 @@ async fn restore_in_tx(
     } else {
         Vec::new()
     };
-    // The append-only triggers would refuse the wipe: set aside and put back before commit.
-    let triggers: Vec<(String, String)> = sqlx::query_as(
-        "select name, sql from sqlite_master where type = 'trigger' and sql is not null",
+    // The append-only triggers would refuse the wipe, and secondary indexes are much cheaper
+    // built once after the load than kept up row by row: both are set aside (dropped in this
+    // transaction) and put back, from their own statements in sqlite_master, before the commit.
+    // Primary keys and unique constraints (SQLite's automatic indexes, without a statement)
+    // stay: foreign keys and uniqueness are checked while loading.
+    let set_aside: Vec<(String, String, String)> = sqlx::query_as(
+        "select type, name, sql from sqlite_master \
+         where type in ('trigger', 'index') and sql is not null order by type desc",
     )
     .fetch_all(&mut *conn)
     .await?;
-    for (name, _) in &triggers {
+    for (_, name, _) in &set_aside {
         ensure!(
             name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-            "unexpected trigger name {name:?}"
+            "unexpected schema object name {name:?}"
         );
-        sqlx::query(sqlx::AssertSqlSafe(format!("drop trigger {name}")))
+    }
+    for (kind, name, _) in set_aside.iter().filter(|o| o.0 == "trigger") {
+        sqlx::query(sqlx::AssertSqlSafe(format!("drop {kind} {name}")))
             .execute(&mut *conn)
             .await?;
     }
@@ -420,6 +427,11 @@ async fn restore_in_tx(
                 .await?;
         }
     }
+    for (kind, name, _) in set_aside.iter().filter(|o| o.0 == "index") {
+        sqlx::query(sqlx::AssertSqlSafe(format!("drop {kind} {name}")))
+            .execute(&mut *conn)
+            .await?;
+    }
     let mut loader = SqliteLoader {
         conn: &mut *conn,
         sql: HashMap::new(),
@@ -430,6 +442,12 @@ async fn restore_in_tx(
         bytes,
         ..RestoreReport::default()
     };
+    for (_, _, sql) in set_aside.iter().filter(|o| o.0 == "index") {
+        // Read back from sqlite_master above: the schema's own statements.
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut *conn)
+            .await?;
+    }
     if has_record {
         for (id, owner, at) in &record {
             sqlx::query(
@@ -451,7 +469,7 @@ async fn restore_in_tx(
     if !opts.keep_sessions {
         report.sessions_revoked = revoke_all(conn).await?;
     }
-    for (_, sql) in &triggers {
+    for (_, _, sql) in set_aside.iter().filter(|o| o.0 == "trigger") {
         // Read back from sqlite_master above: the schema's own statements.
         sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
             .execute(&mut *conn)

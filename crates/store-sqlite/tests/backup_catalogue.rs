@@ -105,6 +105,12 @@ async fn a_restore_keeps_destroyed_data_keys_destroyed() {
         .execute(&mut t)
         .await
         .expect("record");
+    let schema_sql = "select type || ' ' || name || ' ' || coalesce(sql, '') from sqlite_master \
+                      where type in ('index', 'trigger') order by name";
+    let schema_before: Vec<String> = sqlx::query_scalar(schema_sql)
+        .fetch_all(&mut t)
+        .await
+        .expect("schema");
     let report = porteiro_store_sqlite::backup::restore(
         &dst,
         &mut chunks,
@@ -127,5 +133,11 @@ async fn a_restore_keeps_destroyed_data_keys_destroyed() {
         .await
         .expect("record");
     assert_eq!(record, vec![erased.to_string()]);
+    // The indexes and triggers set aside during the load are all back.
+    let schema_after: Vec<String> = sqlx::query_scalar(schema_sql)
+        .fetch_all(&mut t)
+        .await
+        .expect("schema");
+    assert_eq!(schema_after, schema_before);
     let _ = std::fs::remove_dir_all(&dir);
 }

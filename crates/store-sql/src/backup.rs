@@ -650,10 +650,10 @@ impl TableSpec {
         format!("select {} from {}", cols.join(", "), self.name)
     }
 
-    /// Rows per multi-row insert.
+    /// Rows per multi-row insert of at most `max_params` parameters.
     #[must_use]
-    pub fn batch_rows(&self) -> usize {
-        (MAX_PARAMS / self.columns.len().max(1)).clamp(1, 1000)
+    pub fn batch_rows(&self, max_params: usize) -> usize {
+        (max_params.min(MAX_PARAMS) / self.columns.len().max(1)).clamp(1, 1000)
     }
 
     /// `insert into t (a, b) <overriding> values ($1, $2), ($3, $4), …` for `rows` rows.
@@ -1248,6 +1248,11 @@ pub type Chunk = Result<Vec<u8>, String>;
 pub trait Loader: Send {
     /// Inserts `rows` of `table`.
     async fn insert(&mut self, table: &TableSpec, rows: &[Vec<Value>]) -> anyhow::Result<()>;
+
+    /// Most bind parameters per insert that suit this backend.
+    fn max_params(&self) -> usize {
+        MAX_PARAMS
+    }
 }
 
 /// Reads the header: the first line of the first chunk. Returns it with the decoder that checked
@@ -1311,7 +1316,7 @@ pub async fn load(
                 Item::Row(values) => {
                     batch.push(values);
                     let spec = &header.tables[current.context("a row outside any table")?];
-                    if batch.len() >= spec.batch_rows() {
+                    if batch.len() >= spec.batch_rows(loader.max_params()) {
                         loader.insert(spec, &batch).await?;
                         batch.clear();
                     }

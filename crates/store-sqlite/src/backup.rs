@@ -269,6 +269,12 @@ impl Loader for SqliteLoader<'_> {
             .with_context(|| format!("cannot insert into {}", table.name))?;
         Ok(())
     }
+
+    /// The driver looks each `$N` parameter up by name when binding (a scan of the statement's
+    /// parameters), so a statement's cost grows with the square of its parameters: keep them few.
+    fn max_params(&self) -> usize {
+        256
+    }
 }
 
 /// Whether any table other than the migrations' seeded ones holds a row.

@@ -93,7 +93,7 @@ impl Kit {
 
     /// The plaintext of a backup, read with the standard `age` and `zstd` tools only.
     fn plaintext(&self, file: &Path) -> String {
-        let age = Command::new("age")
+        let mut age = Command::new("age")
             .args(["-d", "-i"])
             .arg(&self.identity)
             .arg(file)
@@ -102,9 +102,10 @@ impl Kit {
             .expect("the age tool (Debian package age) is installed");
         let out = Command::new("zstd")
             .args(["-d", "-c"])
-            .stdin(age.stdout.unwrap())
+            .stdin(age.stdout.take().unwrap())
             .output()
             .expect("the zstd tool is installed");
+        assert!(age.wait().unwrap().success(), "age -d failed");
         assert!(
             out.status.success(),
             "{}",

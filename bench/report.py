@@ -15,7 +15,7 @@ import sys
 
 SCENARIOS = ["baseline", "health", "me", "check-permission", "login", "login-2fa",
              "me-under-login-flood", "refresh", "register", "messages", "webhooks", "idle", "password-policy", "startup", "scale",
-             "users-search"]
+             "users-search", "backup"]
 
 TARGETS = {
     "login": "≥ 0.95 × hashing ceiling",
@@ -30,6 +30,7 @@ TARGETS = {
     "password-policy": "≤ 1 ms per check (slowest password's median)",
     "scale": "1M-user latencies within 10 % of 1k-user ones",
     "webhooks": "login and register ≤ 5 % slower with one endpoint subscribed",
+    "backup": "peak RSS ≤ 100 MB for backup and restore of 1M accounts + 10M audit rows",
 }
 
 
@@ -95,6 +96,12 @@ def judge(name, r, data):
         worst = max(abs(r["me_p50_change"]), abs(r["login_p50_change"]))
         return worst <= 0.10, (f"p50 change: me {r['me_p50_change'] * 100:+.1f} %, "
                                f"login {r['login_p50_change'] * 100:+.1f} %")
+    if name == "backup":
+        return r["peak_rss_kb"] <= 100 * 1024, (
+            f"backup {r['backup_secs']:.0f} s ({r['backup_mb_per_s']:.0f} MB/s), restore "
+            f"{r['restore_secs']:.0f} s ({r['restore_mb_per_s']:.0f} MB/s) of {r['rows']:,} rows, "
+            f"{r['stream_mb']:.0f} MB stream, {r['file_mb']:.0f} MB file; peak RSS "
+            f"{r['backup_peak_rss_kb'] / 1024:.0f} / {r['restore_peak_rss_kb'] / 1024:.0f} MB")
     return None, ""
 
 

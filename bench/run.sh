@@ -12,7 +12,8 @@
 # login, login-2fa (password + authenticator code, alternating with login), me-under-login-flood,
 # refresh, register, messages (send + read), webhooks (login and register with one subscribed endpoint vs none; delivery
 # throughput), idle, password-policy, startup, scale (login and me on 1k vs 1M accounts with 10M audit rows),
-# users-search (an administrator's user search on the 1M-account database). See bench/README.md.
+# users-search (an administrator's user search on the 1M-account database), backup (backup and
+# restore of that database: seconds, MB/s, peak RSS). See bench/README.md.
 #
 # The machine's speed drifts by several per cent over minutes, so every ratio is taken from runs
 # made side by side: baseline and me alternate (same wrk script and headers), the hashing and
@@ -551,6 +552,17 @@ done
 record users-search "$(median "$search_runs")"
 kill "$large_pid"; wait "$large_pid" 2>/dev/null || true
 large_pid=""
+
+# backup: `porteiro backup` of the large database (1M accounts, 10M audit rows), then `porteiro
+# restore` of it into an empty database; seconds, MB/s and each command's peak RSS.
+log "backup and restore of the large database"
+if [[ "$backend" == postgres ]]; then
+    "$(pg_bindir)/psql" -q "$pg_url" -c 'create database porteiro_restored' >/dev/null
+    restored_db=${pg_url%/*}/porteiro_restored
+else
+    restored_db="$work/data/porteiro-restored.db"
+fi
+record backup "$(bench/backup.sh "$bin" "$large_db" "$restored_db" "$work/data")"
 
 # ---------------------------------------------------------------- report
 if ((smoke)); then

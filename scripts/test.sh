@@ -125,6 +125,9 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # prlimit runs the server under a small descriptor limit (tests/api/connections.rs).
 command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
+# The backup tests read Porteiro backups with the standard tools (tests/api/backup.rs).
+command -v age >/dev/null 2>&1 || missing+=(age)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || { echo "missing ${missing[*]} and not root to install them" >&2; exit 1; }
     apt_install "${missing[@]}"

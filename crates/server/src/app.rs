@@ -330,6 +330,7 @@ impl Application {
             Arc::clone(&maintenance),
             config.maintenance_interval,
         ));
+        crate::cli::backup::spawn_schedule(&config);
         tokio::spawn(porteiro_web::metrics::upkeep());
         tokio::spawn(keep_keys(
             Arc::clone(auth.envelope()),

@@ -166,6 +166,8 @@ pub struct Config {
     /// Private messages (`MESSAGES_PER_HOUR`: how many one account may send per hour, 1 to
     /// 1,000,000, default 60).
     pub messages: porteiro_core::flows::messages::MessageSettings,
+    /// Backup keys and the backups `serve` takes (`BACKUP_*`).
+    pub backup: BackupSettings,
 }
 
 /// Connection deadlines and caps as configured. The caps in force also depend on the descriptor
@@ -637,6 +639,7 @@ impl Config {
                 .to_std()
                 .unwrap_or(StdDuration::from_secs(600)),
             messages: Self::messages(&env)?,
+            backup: Self::backup(&env)?,
         })
     }
 
@@ -965,6 +968,74 @@ impl Config {
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://")
+    }
+}
+
+/// Backups (`porteiro backup`, `restore`, and the ones `serve` takes): how they are encrypted and
+/// read, and where and how often the server writes them.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// `BACKUP_RECIPIENT`: age X25519 public keys (`age1…`, comma-separated) backups are
+    /// encrypted to. Preferred over the passphrase when both are set.
+    pub recipients: Vec<String>,
+    /// `BACKUP_PASSPHRASE`: encrypts (when no recipient is set) and decrypts backups (age scrypt).
+    pub passphrase: Option<SecretString>,
+    /// `BACKUP_IDENTITY_FILE`: an age identity file (`age-keygen` output) that decrypts backups.
+    pub identity_file: Option<PathBuf>,
+    /// `BACKUP_DIR`: where `serve` writes scheduled backups; unset means none.
+    pub dir: Option<PathBuf>,
+    /// `BACKUP_INTERVAL`: time between scheduled backups (at least 1 second; default 24 hours).
+    pub interval: StdDuration,
+    /// `BACKUP_KEEP`: how many scheduled backups are kept (older ones are deleted; default 7).
+    pub keep: usize,
+}
+
+impl Config {
+    fn backup(env: &Env<'_>) -> Result<BackupSettings, ConfigError> {
+        let recipients: Vec<String> = env
+            .get("BACKUP_RECIPIENT")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(ToOwned::to_owned)
+            .collect();
+        for r in &recipients {
+            if r.parse::<age::x25519::Recipient>().is_err() {
+                return Err(err(
+                    "BACKUP_RECIPIENT",
+                    format!("{r:?} is not an age public key (age1…, from age-keygen)"),
+                ));
+            }
+        }
+        let passphrase = env.secret("BACKUP_PASSPHRASE");
+        let identity_file = env.get("BACKUP_IDENTITY_FILE").map(PathBuf::from);
+        let dir = env.get("BACKUP_DIR").map(PathBuf::from);
+        if dir.is_some() && recipients.is_empty() && passphrase.is_none() {
+            return Err(err(
+                "BACKUP_DIR",
+                "needs BACKUP_RECIPIENT or BACKUP_PASSPHRASE to encrypt the backups",
+            ));
+        }
+        let interval = env.duration("BACKUP_INTERVAL", Duration::hours(24))?;
+        if interval < Duration::seconds(1) || interval > Duration::days(366) {
+            return Err(err(
+                "BACKUP_INTERVAL",
+                "must be between 1 second and 366 days",
+            ));
+        }
+        let keep: usize = env.parse("BACKUP_KEEP", 7, "a number")?;
+        if keep == 0 || keep > 10_000 {
+            return Err(err("BACKUP_KEEP", "must be between 1 and 10000"));
+        }
+        Ok(BackupSettings {
+            recipients,
+            passphrase,
+            identity_file,
+            dir,
+            interval: interval.to_std().unwrap_or(StdDuration::from_secs(86_400)),
+            keep,
+        })
     }
 }
 
@@ -1314,5 +1385,40 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::milliseconds(250)));
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration("99999999999999d"), None);
+    }
+
+    #[test]
+    fn backup_settings_are_validated_naming_their_variable() {
+        let defaults = Config::from_env(&HashMap::new()).expect("defaults are valid");
+        assert!(defaults.backup.dir.is_none() && defaults.backup.recipients.is_empty());
+        assert_eq!(defaults.backup.interval, StdDuration::from_secs(86_400));
+        assert_eq!(defaults.backup.keep, 7);
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let c = Config::from_env(&env(&[
+            ("BACKUP_DIR", "/tmp/b"),
+            ("BACKUP_RECIPIENT", key),
+            ("BACKUP_INTERVAL", "1s"),
+            ("BACKUP_KEEP", "2"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.backup.interval, StdDuration::from_secs(1));
+        assert_eq!(c.backup.keep, 2);
+        assert_eq!(c.backup.recipients, vec![key.to_owned()]);
+        for (vars, var) in [
+            (vec![("BACKUP_RECIPIENT", "age1nope")], "BACKUP_RECIPIENT"),
+            (vec![("BACKUP_DIR", "/tmp/b")], "BACKUP_DIR"),
+            (vec![("BACKUP_INTERVAL", "0s")], "BACKUP_INTERVAL"),
+            (vec![("BACKUP_INTERVAL", "500ms")], "BACKUP_INTERVAL"),
+            (vec![("BACKUP_INTERVAL", "soon")], "BACKUP_INTERVAL"),
+            (vec![("BACKUP_KEEP", "0")], "BACKUP_KEEP"),
+            (vec![("BACKUP_KEEP", "many")], "BACKUP_KEEP"),
+        ] {
+            let e = Config::from_env(&env(&vars)).expect_err("refused");
+            assert_eq!(e.var, var, "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("configuration error: {var}: "))
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! rotation lets exactly one of several concurrent transactions win, under READ COMMITTED.
 
 mod audit;
+pub mod backup;
 mod browser;
 mod bulk;
 mod mfa;
@@ -153,6 +154,8 @@ fn parse_event(payload: &str) -> Option<StoreEvent> {
         )),
         Some(("k", _)) => Some(StoreEvent::KeysChanged),
         Some(("g", _)) => Some(StoreEvent::GrantsChanged),
+        // A restore replaced the database's contents: every cached state is stale.
+        Some(("r", _)) => Some(StoreEvent::Resync),
         _ => None,
     }
 }

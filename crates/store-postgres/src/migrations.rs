@@ -72,3 +72,8 @@ pub(crate) fn migrator() -> Migrator {
             .collect(),
     )
 }
+
+/// The highest migration this binary knows.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}

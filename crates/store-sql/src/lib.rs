@@ -11,6 +11,7 @@
 //! A feature here provides its store trait's implementation as a macro (e.g.
 //! [`impl_rbac_store!`]) that each backend expands for its store type.
 
+pub mod backup;
 pub mod email_confirmation;
 pub mod envelope;
 pub mod maintenance;

@@ -10,6 +10,7 @@
 //! feed, so [`Store::subscribe`] returns `None`: one server per SQLite file.
 
 mod audit;
+pub mod backup;
 mod browser;
 mod bulk;
 mod mfa;

@@ -1,4 +1,5 @@
-//! Command-line interface: `serve`, `migrate`, `user …`, `keys rotate`, `config check`.
+//! Command-line interface: `serve`, `migrate`, `user …`, `keys rotate`, `config check`,
+//! `backup`, `restore`.
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use porteiro_core::envelope::Envelope;
 use porteiro_core::flows::registration::Registration;
 use secrecy::SecretString;
 
+pub mod backup;
 mod bench;
 
 use crate::app::{Application, build_auth, build_auth_with_key, load_master_key, open_store};
@@ -48,6 +50,11 @@ pub enum Command {
     /// Benchmark helpers: bulk seeding and the hashing and rotation ceilings (bench/run.sh).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Write an encrypted backup of the database (while the server runs), or check one with
+    /// `backup verify FILE`.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the configured database (empty, or replaced with --force).
+    Restore(backup::RestoreArgs),
 }
 
 /// `porteiro user …`
@@ -462,6 +469,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let auth = build_auth_with_key(&config, store, Arc::new(SystemClock), master).await?;
             bench::run(auth, cmd).await
         }
+        Command::Backup(args) => backup::backup_command(&config, args).await,
+        Command::Restore(args) => backup::restore_command(&config, args).await,
         Command::User(cmd) => {
             let store = open_store(&config).await?;
             let auth = build_auth(&config, store, Arc::new(SystemClock)).await?;

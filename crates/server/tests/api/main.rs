@@ -9,6 +9,7 @@ mod helpers;
 
 mod accounts;
 mod audit;
+mod backup;
 mod browser;
 mod cli;
 mod compact;

@@ -35,7 +35,7 @@ use std::time::Duration;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rsa::{
     KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
-    PrivateDecryptingKey, PublicEncryptingKey,
+    PrivateDecryptingKey,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -164,9 +164,9 @@ fn kek_context(version: i32) -> Vec<u8> {
 /// One key-encryption key version, loaded.
 struct Kek {
     version: i32,
+    /// Derived from the private half (never taken from the stored public key on trust).
     public: OaepPublicEncryptingKey,
-    /// `None` once retired.
-    private: Option<OaepPrivateDecryptingKey>,
+    private: OaepPrivateDecryptingKey,
 }
 
 impl Kek {
@@ -187,7 +187,7 @@ impl Kek {
     }
 
     fn unwrap(&self, stored: &StoredDataKey) -> Option<AeadKey> {
-        let private = self.private.as_ref()?;
+        let private = &self.private;
         let owner = stored.owner_id.map_or(KeyOwner::Deployment, KeyOwner::User);
         let mut out = Zeroizing::new(vec![0u8; private.min_output_size()]);
         let plain = private
@@ -334,32 +334,33 @@ impl Envelope {
         Ok(added)
     }
 
+    /// Loads a version from its sealed private half. The public half is derived from it and
+    /// must equal the stored one: a row written by someone without the master key (a forged
+    /// public key, a missing or copied private half) is refused, so no data key is ever wrapped
+    /// for a key only an intruder holds.
     fn build_kek(&self, stored: &StoredKek) -> Result<Kek, Error> {
         let version = stored.version;
-        let public = PublicEncryptingKey::from_der(&stored.public_key)
-            .ok()
-            .and_then(|k| OaepPublicEncryptingKey::new(k).ok())
-            .ok_or_else(|| anyhow::anyhow!("key-encryption key v{version}: bad public key"))?;
-        let private = match &stored.private_key_enc {
-            None => None,
-            Some(sealed) => {
-                let pkcs8 = Zeroizing::new(
-                    self.master
-                        .open(&kek_context(version), sealed)
-                        .map_err(|_| {
-                            anyhow::anyhow!(
-                                "key-encryption key v{version} does not open with this master key"
-                            )
-                        })?,
-                );
-                let key = PrivateDecryptingKey::from_pkcs8(&pkcs8)
-                    .map_err(|_| anyhow::anyhow!("key-encryption key v{version}: bad key"))?;
-                Some(
-                    OaepPrivateDecryptingKey::new(key)
-                        .map_err(|_| anyhow::anyhow!("key-encryption key v{version}: bad key"))?,
-                )
-            }
-        };
+        let sealed = stored
+            .private_key_enc
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("key-encryption key v{version} has no private half"))?;
+        let pkcs8 = Zeroizing::new(self.master.open(&kek_context(version), sealed).map_err(|_| {
+            anyhow::anyhow!("key-encryption key v{version} does not open with this master key")
+        })?);
+        let private = PrivateDecryptingKey::from_pkcs8(&pkcs8)
+            .map_err(|_| anyhow::anyhow!("key-encryption key v{version}: bad key"))?;
+        let public_der = AsDer::<PublicKeyX509Der<'_>>::as_der(&private.public_key())
+            .map_err(|_| anyhow::anyhow!("key-encryption key v{version}: bad key"))?;
+        if !crate::crypto::ct_eq(public_der.as_ref(), &stored.public_key) {
+            return Err(anyhow::anyhow!(
+                "key-encryption key v{version}: the stored public key is not its private key's"
+            )
+            .into());
+        }
+        let public = OaepPublicEncryptingKey::new(private.public_key())
+            .map_err(|_| anyhow::anyhow!("key-encryption key v{version}: bad key"))?;
+        let private = OaepPrivateDecryptingKey::new(private)
+            .map_err(|_| anyhow::anyhow!("key-encryption key v{version}: bad key"))?;
         Ok(Kek {
             version,
             public,
@@ -367,30 +368,58 @@ impl Envelope {
         })
     }
 
-    /// Version `version` (`None`: the newest), from memory or the store.
-    async fn kek(&self, version: Option<i32>) -> Result<Arc<Kek>, Error> {
-        if let Some(v) = version
-            && let Some(k) = self.cached_kek(v)
-        {
-            return Ok(k);
-        }
-        let stored = self.store.key_encryption_keys().await?;
-        let wanted = match version {
-            Some(v) => stored.iter().find(|k| k.version == v),
-            None => stored.first(),
-        }
-        .ok_or_else(|| anyhow::anyhow!("no key-encryption key version {version:?}"))?;
-        if let Some(k) = self.cached_kek(wanted.version)
-            && (k.private.is_some() || wanted.private_key_enc.is_none())
-        {
-            return Ok(k);
-        }
-        let kek = Arc::new(self.build_kek(wanted)?);
+    fn remember(&self, kek: Kek) -> Arc<Kek> {
+        let kek = Arc::new(kek);
         self.keks
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(kek.version, kek.clone());
-        Ok(kek)
+        kek
+    }
+
+    /// Version `version`, from memory or the store, to unwrap with.
+    ///
+    /// # Errors
+    /// `DataUnreadable` when that version is unknown, retired or fails its checks (logged).
+    async fn kek_version(&self, version: i32) -> Result<Arc<Kek>, Error> {
+        if let Some(k) = self.cached_kek(version) {
+            return Ok(k);
+        }
+        let stored = self.store.key_encryption_keys().await?;
+        let Some(wanted) = stored.iter().find(|k| k.version == version) else {
+            tracing::warn!(version, "no such key-encryption key version");
+            return Err(Error::DataUnreadable);
+        };
+        match self.build_kek(wanted) {
+            Ok(k) => Ok(self.remember(k)),
+            Err(e) => {
+                tracing::warn!(version, error = %e, "a key-encryption key version is unusable");
+                Err(Error::DataUnreadable)
+            }
+        }
+    }
+
+    /// The newest version that passes its checks: what wraps new data keys. A newer row that
+    /// fails them (not made with this master key) is logged and ignored.
+    ///
+    /// # Errors
+    /// On store failure, or when no version is usable.
+    async fn newest_kek(&self) -> Result<Arc<Kek>, Error> {
+        for stored in self.store.key_encryption_keys().await? {
+            if stored.retired_at.is_some() {
+                continue;
+            }
+            if let Some(k) = self.cached_kek(stored.version) {
+                return Ok(k);
+            }
+            match self.build_kek(&stored) {
+                Ok(k) => return Ok(self.remember(k)),
+                Err(e) => tracing::error!(version = stored.version, error = %e,
+                    "a key-encryption key version fails its checks and is ignored: \
+                     was it written by someone without the master key?"),
+            }
+        }
+        Err(anyhow::anyhow!("no usable key-encryption key (is MASTER_KEY the one the keys were made with?)").into())
     }
 
     fn cached_kek(&self, version: i32) -> Option<Arc<Kek>> {
@@ -414,7 +443,7 @@ impl Envelope {
         let Some(stored) = self.store.data_key_of(owner.user_id()).await? else {
             return Ok(None);
         };
-        let kek = self.kek(Some(stored.kek_version)).await?;
+        let kek = self.kek_version(stored.kek_version).await?;
         self.unwrap_stored(&kek, &stored).map(Some)
     }
 
@@ -429,7 +458,7 @@ impl Envelope {
             if let Some(key) = self.load_key(owner).await? {
                 return Ok(key);
             }
-            let kek = self.kek(None).await?;
+            let kek = self.newest_kek().await?;
             let id = match owner {
                 KeyOwner::Deployment => DEPLOYMENT_KEY_ID,
                 KeyOwner::User(_) => Uuid::new_v4(),
@@ -626,14 +655,18 @@ impl Envelope {
     /// # Errors
     /// On store failure.
     pub async fn rewrap_batch(&self, limit: u32, now: DateTime<Utc>) -> Result<RewrapReport, Error> {
-        let newest = self.kek(None).await?;
+        let newest = self.newest_kek().await?;
         let mut report = RewrapReport::default();
         let batch = self.store.data_keys_to_rewrap(newest.version, limit).await?;
         let busy = !batch.is_empty();
         for stored in batch {
             let owner = stored.owner_id.map_or(KeyOwner::Deployment, KeyOwner::User);
-            let old = self.kek(Some(stored.kek_version)).await?;
-            let Some(key) = old.unwrap(&stored) else {
+            let Some(key) = self
+                .kek_version(stored.kek_version)
+                .await
+                .ok()
+                .and_then(|old| old.unwrap(&stored))
+            else {
                 tracing::warn!(data_key = %stored.id, kek_version = stored.kek_version,
                     "a data key could not be unwrapped for re-wrapping");
                 report.failed += 1;
@@ -823,7 +856,7 @@ mod tests {
         let kek = Kek {
             version: 1,
             public,
-            private: Some(OaepPrivateDecryptingKey::new(private).expect("private")),
+            private: OaepPrivateDecryptingKey::new(private).expect("private"),
         };
         let key = AeadKey::generate();
         let id = Uuid::new_v4();

@@ -639,3 +639,61 @@ async fn a_passphrase_encrypts_and_decrypts() {
     );
     assert!(e.contains("none of the configured keys"), "{e}");
 }
+
+both_backends! {
+    async fn an_older_backup_does_not_bring_an_erased_accounts_messages_back(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let kit = Kit::new();
+        let (url, data_dir) = env_of(&app);
+        let alice = app.register("alice").await;
+        let bruno = app.register("bruno").await;
+        let a = app.sign_in(&alice).await;
+        let b = app.sign_in(&bruno).await;
+        for (from, to, body) in [(&a, &bruno, "segredo da alice"), (&b, &alice, "segredo do bruno")] {
+            let r = app.post_auth("/api/messages", &from.access,
+                json!({"to": to.username, "subject": "hello", "body": body})).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        }
+        let older = kit.backup("older.age", &url, &data_dir);
+
+        // Alice erases her account; then the live deployment is rolled back to the older backup.
+        let r = app.request(app.client.delete(format!("{}/api/users/{}", app.url, alice.id))
+            .bearer_auth(&a.access).json(&json!({"password": alice.password}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let out = kit.ok(
+            &["restore", older.to_str().unwrap(), "--force"],
+            &[
+                ("DATABASE_URL", url.as_str()),
+                ("DATA_DIR", data_dir.to_str().unwrap()),
+                ("BACKUP_IDENTITY_FILE", kit.identity.to_str().unwrap()),
+            ],
+        );
+        assert!(out.contains("restored"), "{out}");
+
+        // Her account row is back (it was in the backup), but nothing encrypted for her opens:
+        // her data key stays destroyed.
+        let a = app.sign_in(&alice).await;
+        for folder in ["inbox", "sent"] {
+            let r = app.get_auth(&format!("/api/messages?box={folder}"), &a.access).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            let items = r.data()["items"].as_array().unwrap().clone();
+            assert_eq!(items.len(), 1, "{}", r.text);
+            assert_eq!(items[0]["readable"], false, "{}", r.text);
+            assert!(!r.text.contains("segredo"), "{}", r.text);
+            let one = app.get_auth(&format!("/api/messages/{}", items[0]["id"].as_str().unwrap()), &a.access).await;
+            assert_eq!((one.status, one.body["code"].as_str()), (StatusCode::INTERNAL_SERVER_ERROR, Some("data_unreadable")), "{}", one.text);
+        }
+        // The rest of her account works: a new message gets a new key.
+        let r = app.post_auth("/api/messages", &a.access, json!({"to": bruno.username, "subject": "again", "body": "nova"})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        // Bruno's own copies were wrapped for him, and stay his.
+        let b = app.sign_in(&bruno).await;
+        let r = app.get_auth("/api/messages?box=inbox", &b.access).await;
+        let first = r.data()["items"].as_array().unwrap().iter()
+            .find(|m| m["subject"] == "hello").unwrap()["id"].as_str().unwrap().to_owned();
+        let r = app.get_auth(&format!("/api/messages/{first}"), &b.access).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.data()["body"], "segredo da alice");
+        assert!(app.auth.store().destroyed_data_key_count().await.unwrap() >= 1, "the record survives the restore");
+    }
+}

@@ -20,6 +20,48 @@ fn raw_secret(base32: &str) -> Vec<u8> {
 }
 
 both_backends! {
+    async fn a_key_encryption_key_row_forged_without_the_master_key_wraps_nothing(backend: Backend) {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        use aws_lc_rs::rsa::{KeySize, PrivateDecryptingKey};
+        let app = spawn_app(backend).await;
+        let mut before = enrol(&app, "antes").await;
+        let store = app.auth.store();
+        // An intruder with write access to the database, but not the master key, plants newer
+        // versions: its own public key without a private half; its public key with the real
+        // version 1's sealed private half copied; and garbage as the private half.
+        let attacker = PrivateDecryptingKey::generate(KeySize::Rsa3072).unwrap();
+        let public = AsDer::<PublicKeyX509Der<'_>>::as_der(&attacker.public_key()).unwrap().as_ref().to_vec();
+        let real = store.key_encryption_keys().await.unwrap().remove(0);
+        for (version, private) in [(2, None), (3, real.private_key_enc.clone()), (4, Some(vec![7u8; 2000]))] {
+            let forged = porteiro_core::store::StoredKek {
+                version,
+                algorithm: real.algorithm.clone(),
+                public_key: public.clone(),
+                private_key_enc: private,
+                created_at: app.auth.now(),
+                retired_at: None,
+            };
+            assert!(store.insert_key_encryption_key(&forged, &[]).await.unwrap());
+        }
+        // New data keys are still wrapped by the real version; a re-wrap moves nothing to the
+        // forged ones and retires nothing real.
+        let after = enrol(&app, "depois").await;
+        let key = store.data_key_of(Some(after.user.id.parse().unwrap())).await.unwrap().unwrap();
+        assert_eq!(key.kek_version, 1);
+        let report = app.auth.envelope().rewrap_all(10).await.unwrap();
+        assert_eq!(report.rewrapped, 0);
+        assert!(!report.retired.contains(&1), "the real version stays: {report:?}");
+        assert!(store.data_key_counts().await.unwrap().iter().all(|(v, _)| *v == 1));
+        // A real rotation still works: the new version is real, and everything moves onto it.
+        let v5 = app.auth.envelope().rotate_kek(app.auth.now(), "test").await.unwrap();
+        assert_eq!(v5, 5);
+        let report = app.auth.envelope().rewrap_all(10).await.unwrap();
+        assert_eq!(report.failed, 0);
+        assert!(store.data_key_counts().await.unwrap().iter().all(|(v, _)| *v == 5));
+        let token = mfa_token(&app, &before.user).await;
+        assert_eq!(verify(&app, &token, &before.code(&app)).await.status, StatusCode::OK);
+    }
+
     async fn no_secret_is_stored_in_the_clear(backend: Backend) {
         let app = spawn_app_with(backend, Options { env: vec![("WEBHOOK_ALLOW_PRIVATE", "true".to_owned())] }).await;
         let enrolled = enrol(&app, "cofre").await;

@@ -331,13 +331,27 @@ pub async fn replace_value(
 const SHRED: &str = "insert into destroyed_data_keys (id, owner_id, destroyed_at) \
      select id, owner_id, $2 from data_keys where owner_id = $1 on conflict do nothing";
 
+/// Messages of account `$1` that no other party holds a copy of (notes to self, undelivered
+/// messages, and those the other party deleted): nobody could read them any more.
+const ORPHANED_MESSAGES: &str = "delete from messages where \
+       (sender_id = $1 and (recipient_key is null or recipient_id is null or recipient_id = $1)) \
+       or (recipient_id = $1 and (sender_key is null or sender_id is null or sender_id = $1))";
+
+/// The account's wrapped copies of the other messages (useless without its data key).
+const DROP_SENT_COPIES: &str = "update messages set sender_key = null where sender_id = $1";
+const DROP_RECEIVED_COPIES: &str = "update messages set recipient_key = null where recipient_id = $1";
+
 /// Crypto-shredding, in the transaction that deletes account `user_id`: its data key's id goes
-/// on the record of destroyed keys, which a restore applies.
+/// on the record of destroyed keys, which a restore applies; the messages only it held go, and
+/// its wrapped copies of the others are erased.
 ///
 /// # Errors
 /// On store failure.
 pub async fn shred(tx: &mut dyn SqlTx, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
     tx.execute(SHRED, &[Arg::Uuid(user_id), Arg::Time(now)]).await?;
+    for sql in [ORPHANED_MESSAGES, DROP_SENT_COPIES, DROP_RECEIVED_COPIES] {
+        tx.execute(sql, &[Arg::Uuid(user_id)]).await?;
+    }
     Ok(())
 }
 

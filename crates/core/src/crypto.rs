@@ -216,7 +216,11 @@ impl AeadKey {
     ///
     /// # Errors
     /// When the key or `aad` differ, or the data was altered or truncated.
-    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, SealError> {
+    pub fn open(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, SealError> {
         if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
             return Err(SealError);
         }
@@ -262,7 +266,10 @@ mod tests {
     fn aead_keys_bind_their_associated_data_and_detect_tampering() {
         let key = AeadKey::generate();
         let sealed = key.seal(b"ctx", b"message");
-        assert_eq!(key.open(b"ctx", &sealed).expect("opens").as_slice(), b"message");
+        assert_eq!(
+            key.open(b"ctx", &sealed).expect("opens").as_slice(),
+            b"message"
+        );
         assert!(key.open(b"other", &sealed).is_err());
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
@@ -271,7 +278,10 @@ mod tests {
         }
         assert!(key.open(b"ctx", &sealed[..sealed.len() - 1]).is_err());
         let again = AeadKey::from_bytes(key.expose()).expect("32 bytes");
-        assert_eq!(again.open(b"ctx", &sealed).expect("opens").as_slice(), b"message");
+        assert_eq!(
+            again.open(b"ctx", &sealed).expect("opens").as_slice(),
+            b"message"
+        );
         assert!(AeadKey::generate().open(b"ctx", &sealed).is_err());
         assert_ne!(framed(&[b"ab", b"c"]), framed(&[b"a", b"bc"]));
     }

@@ -344,9 +344,9 @@ impl Envelope {
             .private_key_enc
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("key-encryption key v{version} has no private half"))?;
-        let pkcs8 = Zeroizing::new(self.master.open(&kek_context(version), sealed).map_err(|_| {
-            anyhow::anyhow!("key-encryption key v{version} does not open with this master key")
-        })?);
+        let pkcs8 = Zeroizing::new(self.master.open(&kek_context(version), sealed).map_err(
+            |_| anyhow::anyhow!("key-encryption key v{version} does not open with this master key"),
+        )?);
         let private = PrivateDecryptingKey::from_pkcs8(&pkcs8)
             .map_err(|_| anyhow::anyhow!("key-encryption key v{version}: bad key"))?;
         let public_der = AsDer::<PublicKeyX509Der<'_>>::as_der(&private.public_key())
@@ -419,7 +419,10 @@ impl Envelope {
                      was it written by someone without the master key?"),
             }
         }
-        Err(anyhow::anyhow!("no usable key-encryption key (is MASTER_KEY the one the keys were made with?)").into())
+        Err(anyhow::anyhow!(
+            "no usable key-encryption key (is MASTER_KEY the one the keys were made with?)"
+        )
+        .into())
     }
 
     fn cached_kek(&self, version: i32) -> Option<Arc<Kek>> {
@@ -516,8 +519,12 @@ impl Envelope {
     }
 
     fn unreadable(aad: &Aad<'_>) -> Error {
-        tracing::warn!(table = aad.table, column = aad.column, record = aad.record,
-            "an encrypted value could not be decrypted (tampered, moved, or its key destroyed)");
+        tracing::warn!(
+            table = aad.table,
+            column = aad.column,
+            record = aad.record,
+            "an encrypted value could not be decrypted (tampered, moved, or its key destroyed)"
+        );
         Error::DataUnreadable
     }
 
@@ -584,7 +591,12 @@ impl Envelope {
 
     /// [`Envelope::seal_column`] for a column the deployment's key encrypts, without waiting.
     #[must_use]
-    pub fn seal_deployment_column(&self, column: SealedColumn, key: &str, plaintext: &[u8]) -> Vec<u8> {
+    pub fn seal_deployment_column(
+        &self,
+        column: SealedColumn,
+        key: &str,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
         self.seal_deployment(&column_aad(column, key), plaintext)
     }
 
@@ -654,10 +666,17 @@ impl Envelope {
     ///
     /// # Errors
     /// On store failure.
-    pub async fn rewrap_batch(&self, limit: u32, now: DateTime<Utc>) -> Result<RewrapReport, Error> {
+    pub async fn rewrap_batch(
+        &self,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RewrapReport, Error> {
         let newest = self.newest_kek().await?;
         let mut report = RewrapReport::default();
-        let batch = self.store.data_keys_to_rewrap(newest.version, limit).await?;
+        let batch = self
+            .store
+            .data_keys_to_rewrap(newest.version, limit)
+            .await?;
         let busy = !batch.is_empty();
         for stored in batch {
             let owner = stored.owner_id.map_or(KeyOwner::Deployment, KeyOwner::User);
@@ -761,7 +780,10 @@ impl Envelope {
             total += moved;
             if moved == 0 {
                 if total > 0 {
-                    tracing::info!(moved = total, "values sealed under the master key moved onto data keys");
+                    tracing::info!(
+                        moved = total,
+                        "values sealed under the master key moved onto data keys"
+                    );
                 }
                 return Ok(total);
             }
@@ -835,13 +857,30 @@ mod tests {
     fn associated_data_separates_rows_columns_and_owners() {
         let key = Uuid::new_v4();
         let user = KeyOwner::User(Uuid::new_v4());
-        let a = Aad { table: "messages", column: "content", record: "1", owner: user };
+        let a = Aad {
+            table: "messages",
+            column: "content",
+            record: "1",
+            owner: user,
+        };
         let variants = [
             Aad { record: "2", ..a },
-            Aad { column: "sender_key", ..a },
-            Aad { table: "other", ..a },
-            Aad { owner: KeyOwner::User(Uuid::new_v4()), ..a },
-            Aad { owner: KeyOwner::Deployment, ..a },
+            Aad {
+                column: "sender_key",
+                ..a
+            },
+            Aad {
+                table: "other",
+                ..a
+            },
+            Aad {
+                owner: KeyOwner::User(Uuid::new_v4()),
+                ..a
+            },
+            Aad {
+                owner: KeyOwner::Deployment,
+                ..a
+            },
         ];
         for v in variants {
             assert_ne!(a.bytes(key), v.bytes(key));
@@ -862,10 +901,33 @@ mod tests {
         let id = Uuid::new_v4();
         let owner = Uuid::new_v4();
         let wrapped = kek.wrap(id, KeyOwner::User(owner), &key).expect("wraps");
-        let stored = StoredDataKey { id, owner_id: Some(owner), kek_version: 1, wrapped_key: wrapped };
+        let stored = StoredDataKey {
+            id,
+            owner_id: Some(owner),
+            kek_version: 1,
+            wrapped_key: wrapped,
+        };
         assert_eq!(kek.unwrap(&stored).expect("unwraps").expose(), key.expose());
-        assert!(kek.unwrap(&StoredDataKey { owner_id: Some(Uuid::new_v4()), ..stored.clone() }).is_none());
-        assert!(kek.unwrap(&StoredDataKey { id: Uuid::new_v4(), ..stored.clone() }).is_none());
-        assert!(kek.unwrap(&StoredDataKey { owner_id: None, ..stored }).is_none());
+        assert!(
+            kek.unwrap(&StoredDataKey {
+                owner_id: Some(Uuid::new_v4()),
+                ..stored.clone()
+            })
+            .is_none()
+        );
+        assert!(
+            kek.unwrap(&StoredDataKey {
+                id: Uuid::new_v4(),
+                ..stored.clone()
+            })
+            .is_none()
+        );
+        assert!(
+            kek.unwrap(&StoredDataKey {
+                owner_id: None,
+                ..stored
+            })
+            .is_none()
+        );
     }
 }

@@ -403,7 +403,12 @@ impl KeyRing {
     /// # Errors
     /// On store failure.
     pub async fn reload(&self) -> Result<(), Error> {
-        let set = Self::build(self.store.as_ref(), &self.envelope, self.superseded_validity).await?;
+        let set = Self::build(
+            self.store.as_ref(),
+            &self.envelope,
+            self.superseded_validity,
+        )
+        .await?;
         let before = self.current();
         let lost_key = before
             .verifying

@@ -801,7 +801,9 @@ impl Outbox {
     pub async fn queue(&self, message: &MailMessage) -> Result<(), Error> {
         let id = Uuid::new_v4();
         let sealed = self.seal(id, message)?;
-        self.store.enqueue_mail(id, &sealed, self.clock.now()).await?;
+        self.store
+            .enqueue_mail(id, &sealed, self.clock.now())
+            .await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -866,7 +868,11 @@ impl Outbox {
         for mail in batch {
             let message = self
                 .envelope
-                .open_deployment_column(SealedColumn::QueuedMail, &mail.id.to_string(), &mail.payload)
+                .open_deployment_column(
+                    SealedColumn::QueuedMail,
+                    &mail.id.to_string(),
+                    &mail.payload,
+                )
                 .ok()
                 .and_then(|plain| serde_json::from_slice::<MailMessage>(&plain).ok());
             let Some(message) = message else {

@@ -619,8 +619,11 @@ pub trait EnvelopeStore: Send + Sync {
     /// was retired meanwhile. Serialised with [`EnvelopeStore::retire_key_encryption_key`].
     async fn insert_data_key(&self, key: &StoredDataKey, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Up to `limit` data keys not wrapped by version `current`, oldest version first.
-    async fn data_keys_to_rewrap(&self, current: i32, limit: u32)
-    -> StoreResult<Vec<StoredDataKey>>;
+    async fn data_keys_to_rewrap(
+        &self,
+        current: i32,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredDataKey>>;
     /// Replaces key `id`'s wrapping if it is still wrapped by `from` and version `to` is not
     /// retired. Returns whether it was. Serialised with retirements.
     async fn rewrap_data_key(

@@ -124,7 +124,10 @@ pub async fn retire_kek(
 ///
 /// # Errors
 /// On store failure.
-pub async fn data_key_of(db: &dyn SqlDb, owner: Option<Uuid>) -> StoreResult<Option<StoredDataKey>> {
+pub async fn data_key_of(
+    db: &dyn SqlDb,
+    owner: Option<Uuid>,
+) -> StoreResult<Option<StoredDataKey>> {
     let rows = match owner {
         Some(id) => {
             db.read(
@@ -135,7 +138,9 @@ pub async fn data_key_of(db: &dyn SqlDb, owner: Option<Uuid>) -> StoreResult<Opt
         }
         None => {
             db.read(
-                &format!("select {DATA_KEY_COLUMNS} from data_keys where id = $1 and owner_id is null"),
+                &format!(
+                    "select {DATA_KEY_COLUMNS} from data_keys where id = $1 and owner_id is null"
+                ),
                 &[Arg::Uuid(porteiro_core::envelope::DEPLOYMENT_KEY_ID)],
             )
             .await?
@@ -177,7 +182,11 @@ pub async fn insert_data_key(
 ///
 /// # Errors
 /// On store failure.
-pub async fn to_rewrap(db: &dyn SqlDb, current: i32, limit: u32) -> StoreResult<Vec<StoredDataKey>> {
+pub async fn to_rewrap(
+    db: &dyn SqlDb,
+    current: i32,
+    limit: u32,
+) -> StoreResult<Vec<StoredDataKey>> {
     db.read(
         &format!(
             "select {DATA_KEY_COLUMNS} from data_keys where kek_version <> $1 \
@@ -319,7 +328,10 @@ pub async fn replace_value(
     let sql = format!("update {table} set {value} = $3 where {key_col} = $1 and {value} = $2");
     let mut tx = db.begin(false).await?;
     let changed = tx
-        .execute(&sql, &[key_arg(column, key)?, Arg::Bytes(old), Arg::Bytes(new)])
+        .execute(
+            &sql,
+            &[key_arg(column, key)?, Arg::Bytes(old), Arg::Bytes(new)],
+        )
         .await?
         == 1;
     tx.commit().await?;
@@ -339,7 +351,8 @@ const ORPHANED_MESSAGES: &str = "delete from messages where \
 
 /// The account's wrapped copies of the other messages (useless without its data key).
 const DROP_SENT_COPIES: &str = "update messages set sender_key = null where sender_id = $1";
-const DROP_RECEIVED_COPIES: &str = "update messages set recipient_key = null where recipient_id = $1";
+const DROP_RECEIVED_COPIES: &str =
+    "update messages set recipient_key = null where recipient_id = $1";
 
 /// Crypto-shredding, in the transaction that deletes account `user_id`: its data key's id goes
 /// on the record of destroyed keys, which a restore applies; the messages only it held go, and
@@ -348,7 +361,8 @@ const DROP_RECEIVED_COPIES: &str = "update messages set recipient_key = null whe
 /// # Errors
 /// On store failure.
 pub async fn shred(tx: &mut dyn SqlTx, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
-    tx.execute(SHRED, &[Arg::Uuid(user_id), Arg::Time(now)]).await?;
+    tx.execute(SHRED, &[Arg::Uuid(user_id), Arg::Time(now)])
+        .await?;
     for sql in [ORPHANED_MESSAGES, DROP_SENT_COPIES, DROP_RECEIVED_COPIES] {
         tx.execute(sql, &[Arg::Uuid(user_id)]).await?;
     }
@@ -414,7 +428,9 @@ macro_rules! impl_envelope_store {
             ) -> ::porteiro_core::store::StoreResult<bool> {
                 $crate::envelope::rewrap(self, id, from, to, wrapped_key, now).await
             }
-            async fn data_key_counts(&self) -> ::porteiro_core::store::StoreResult<Vec<(i32, u64)>> {
+            async fn data_key_counts(
+                &self,
+            ) -> ::porteiro_core::store::StoreResult<Vec<(i32, u64)>> {
                 $crate::envelope::counts(self).await
             }
             async fn destroyed_data_key_count(&self) -> ::porteiro_core::store::StoreResult<u64> {

@@ -182,7 +182,10 @@ pub async fn account_deletion_keeps_the_other_partys_copy(store: Arc<dyn Store>)
     let kept = store.message(bia.id, m.id).await.unwrap().unwrap();
     assert_eq!((kept.sender_id, kept.sender_name), (None, None));
     assert!(kept.recipient_key.is_some());
-    assert_eq!(kept.sender_key, None, "the erased account's wrapped copy goes with it");
+    assert_eq!(
+        kept.sender_key, None,
+        "the erased account's wrapped copy goes with it"
+    );
     assert_eq!(ids(&store, bia.id, MessageBox::Inbox, 10, 0).await.1, 1);
     assert!(store.delete_message(bia.id, m.id).await.unwrap());
     assert!(store.message(bia.id, m.id).await.unwrap().is_none());

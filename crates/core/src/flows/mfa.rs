@@ -500,7 +500,11 @@ impl Auth {
                     .ok_or(Error::InvalidMfaToken)?;
                 let secret = self
                     .envelope
-                    .open_column(SealedColumn::TotpSecret, &user.id.to_string(), &credential.secret_enc)
+                    .open_column(
+                        SealedColumn::TotpSecret,
+                        &user.id.to_string(),
+                        &credential.secret_enc,
+                    )
                     .await?;
                 matching_step(&secret, &digits, now)?.map(SpentFactor::TotpStep)
             }
@@ -947,7 +951,11 @@ impl TwoFactor {
         }
         let secret = self
             .envelope
-            .open_column(SealedColumn::TotpSecret, &user_id.to_string(), &credential.secret_enc)
+            .open_column(
+                SealedColumn::TotpSecret,
+                &user_id.to_string(),
+                &credential.secret_enc,
+            )
             .await?;
         let Some(step) = matching_step(&secret, &digits, self.now())? else {
             return Err(Error::IncorrectCode);
@@ -1003,7 +1011,11 @@ impl TwoFactor {
                 let digits = six_digits(code).ok_or_else(|| code_format_error("totp_code"))?;
                 let secret = self
                     .envelope
-                    .open_column(SealedColumn::TotpSecret, &user.id.to_string(), &credential.secret_enc)
+                    .open_column(
+                        SealedColumn::TotpSecret,
+                        &user.id.to_string(),
+                        &credential.secret_enc,
+                    )
                     .await?;
                 matching_step(&secret, &digits, now)?.map(SpentFactor::TotpStep)
             }

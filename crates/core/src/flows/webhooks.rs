@@ -31,13 +31,13 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::crypto::random_bytes;
-use crate::envelope::Envelope;
 use crate::domain::audit::{AuditEvent, NewAuditEvent, Outcome, kind};
 use crate::domain::rbac::Permission;
 use crate::domain::webhook::{
     ALL_EVENTS, AttemptResult, ClaimedDelivery, NOT_FANNED_OUT_PREFIX, NewWebhookEndpoint, Replay,
     WebhookDelivery, WebhookEndpoint, WebhookUpdate,
 };
+use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::flows::audit::{committed, new_event};
 use crate::net;
@@ -432,8 +432,11 @@ impl Webhooks {
         let shown = format!("{SECRET_PREFIX}{}", STANDARD.encode(bytes));
         (
             SecretString::from(shown),
-            self.envelope
-                .seal_deployment_column(SealedColumn::WebhookSecret, &id.to_string(), &bytes),
+            self.envelope.seal_deployment_column(
+                SealedColumn::WebhookSecret,
+                &id.to_string(),
+                &bytes,
+            ),
         )
     }
 

@@ -10,12 +10,12 @@ use chrono::Duration;
 use clap::Subcommand;
 use porteiro_core::Auth;
 use porteiro_core::crypto::{random_bytes, random_token, token_hash};
-use porteiro_core::envelope::Envelope;
-use porteiro_core::store::SealedColumn;
 use porteiro_core::domain::audit::kind;
 use porteiro_core::domain::rbac::{Permission, RbacKind, RbacObject};
 use porteiro_core::domain::session::{NewRefreshToken, RotateOutcome};
 use porteiro_core::domain::{NewAuditEvent, NewSession, NewUser, Outcome, Username};
+use porteiro_core::envelope::Envelope;
+use porteiro_core::store::SealedColumn;
 use secrecy::SecretString;
 use uuid::Uuid;
 

@@ -398,7 +398,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::RotateKek) => {
             let (_, envelope) = open_envelope(&config).await?;
             let now = chrono::Utc::now();
-            let version = envelope.rotate_kek(now, "cli").await.map_err(domain_error)?;
+            let version = envelope
+                .rotate_kek(now, "cli")
+                .await
+                .map_err(domain_error)?;
             println!(
                 "new key-encryption key version {version} (RSA-3072): it wraps new data keys now; \
                  a running server re-wraps the existing ones in the background (or run `porteiro keys rewrap`)"
@@ -407,7 +410,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Rewrap) => {
             let (_, envelope) = open_envelope(&config).await?;
-            let report = envelope.rewrap_all(REWRAP_BATCH).await.map_err(domain_error)?;
+            let report = envelope
+                .rewrap_all(REWRAP_BATCH)
+                .await
+                .map_err(domain_error)?;
             for version in &report.retired {
                 println!("key-encryption key version {version} retired");
             }
@@ -415,7 +421,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 "{} data keys re-wrapped; {} still wrapped by an older version{}",
                 report.rewrapped,
                 report.remaining,
-                if report.failed > 0 { " (some could not be unwrapped: see the log)" } else { "" }
+                if report.failed > 0 {
+                    " (some could not be unwrapped: see the log)"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }

@@ -320,10 +320,16 @@ fn old_keys_are_retired_and_stale_hashes_counted_from_the_command_line() {
             .success()
     );
     let status = cli.ok(&["keys", "status"], None);
-    let line = status.lines().find(|l| l.trim_start().starts_with(&first_kid)).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.trim_start().starts_with(&first_kid))
+        .unwrap();
     assert!(line.contains("retired"), "{status}");
     assert_eq!(
-        status.lines().filter(|l| l.split_whitespace().nth(1) == Some("signing")).count(),
+        status
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("signing"))
+            .count(),
         1,
         "{status}"
     );

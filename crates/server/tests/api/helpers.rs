@@ -608,7 +608,11 @@ pub fn at_rest(app: &TestApp) -> Vec<u8> {
             .args(["--data-only", "--dbname", url])
             .output()
             .expect("pg_dump runs");
-        assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     } else {
         ["porteiro.db", "porteiro.db-wal"]
@@ -621,7 +625,10 @@ pub fn at_rest(app: &TestApp) -> Vec<u8> {
 /// Whether `haystack` (from [`at_rest`]) holds `needle`, as is or in hex (how a dump shows
 /// binary columns).
 pub fn holds(haystack: &[u8], needle: &[u8]) -> bool {
-    let hex: Vec<u8> = needle.iter().flat_map(|b| format!("{b:02x}").into_bytes()).collect();
+    let hex: Vec<u8> = needle
+        .iter()
+        .flat_map(|b| format!("{b:02x}").into_bytes())
+        .collect();
     [needle, hex.as_slice()]
         .iter()
         .any(|n| !n.is_empty() && haystack.windows(n.len()).any(|w| w == *n))

@@ -34,7 +34,11 @@ async fn our_key(app: &TestApp) -> (Vec<u8>, String) {
     (
         app.auth
             .envelope()
-            .open_deployment_column(porteiro_core::store::SealedColumn::SigningKey, &newest.kid, &newest.private_key_enc)
+            .open_deployment_column(
+                porteiro_core::store::SealedColumn::SigningKey,
+                &newest.kid,
+                &newest.private_key_enc,
+            )
             .unwrap()
             .to_vec(),
         newest.kid,

@@ -16,7 +16,10 @@ use crate::helpers::{Options, at_rest, holds, spawn_app, spawn_app_with};
 use crate::mfa::{enrol, mfa_token, verify, verify_backup};
 
 fn raw_secret(base32: &str) -> Vec<u8> {
-    totp_rs::Secret::try_from_base32(base32).unwrap().as_bytes().to_vec()
+    totp_rs::Secret::try_from_base32(base32)
+        .unwrap()
+        .as_bytes()
+        .to_vec()
 }
 
 both_backends! {
@@ -250,21 +253,55 @@ fn key_encryption_keys_rotate_and_rewrap_from_the_command_line() {
     cli.ok(&["migrate"], None);
     // Nothing is made before something needs it: the first signing key makes version 1 and the
     // deployment's data key.
-    assert!(cli.ok(&["keys", "status"], None).contains("key-encryption keys:\ndestroyed"));
+    assert!(
+        cli.ok(&["keys", "status"], None)
+            .contains("key-encryption keys:\ndestroyed")
+    );
     cli.ok(&["keys", "rotate"], None);
     let status = cli.ok(&["keys", "status"], None);
     assert!(status.contains("v1  RSA-3072-OAEP-SHA256"), "{status}");
-    assert!(status.lines().any(|l| l.contains("v1 ") && l.contains("current")), "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("v1 ") && l.contains("current")),
+        "{status}"
+    );
     let rotated = cli.ok(&["keys", "rotate-kek"], None);
     assert!(rotated.contains("version 2"), "{rotated}");
     let status = cli.ok(&["keys", "status"], None);
-    assert!(status.lines().any(|l| l.contains("v2 ") && l.contains("current")), "{status}");
-    assert!(status.lines().any(|l| l.contains("v1 ") && l.contains("re-wrapping") && l.contains(" 1 data keys")), "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("v2 ") && l.contains("current")),
+        "{status}"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("v1 ") && l.contains("re-wrapping") && l.contains(" 1 data keys")),
+        "{status}"
+    );
     let rewrapped = cli.ok(&["keys", "rewrap"], None);
-    assert!(rewrapped.contains("1 data keys re-wrapped; 0 still"), "{rewrapped}");
+    assert!(
+        rewrapped.contains("1 data keys re-wrapped; 0 still"),
+        "{rewrapped}"
+    );
     assert!(rewrapped.contains("version 1 retired"), "{rewrapped}");
     let status = cli.ok(&["keys", "status"], None);
-    assert!(status.lines().any(|l| l.contains("v1 ") && l.contains("retired")), "{status}");
-    assert!(status.lines().any(|l| l.contains("v2 ") && l.contains(" 1 data keys")), "{status}");
-    assert!(status.contains("destroyed data keys (erased accounts): 0"), "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("v1 ") && l.contains("retired")),
+        "{status}"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("v2 ") && l.contains(" 1 data keys")),
+        "{status}"
+    );
+    assert!(
+        status.contains("destroyed data keys (erased accounts): 0"),
+        "{status}"
+    );
 }
